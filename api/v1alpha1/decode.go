@@ -1,0 +1,677 @@
+package v1alpha1
+
+import (
+	"bytes"
+	"encoding"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxValues bounds the work of decoding one document: aliases can make a short document expand into
+// very many values. A real spec has a few hundred.
+const maxValues = 100_000
+
+// maxMergeDepth bounds merge keys ("<<") that merge mappings that merge mappings.
+const maxMergeDepth = 16
+
+// Decode reads the cluster spec in data strictly and returns it with defaults applied (see SetDefaults)
+// and validated. filename only names the file in findings.
+//
+// If anything is wrong, Decode returns a nil cluster and an *Error listing every finding at once, each
+// with its path and line:column: YAML syntax, an empty file or more than one document, unknown fields
+// (with a suggestion when a known field is close), duplicate keys, values of the wrong type and every
+// validation rule (see Validate). Warnings do not make Decode fail and are dropped; use
+// DecodeWithWarnings to get them.
+func Decode(data []byte, filename string) (*Cluster, error) {
+	c, _, err := DecodeWithWarnings(data, filename)
+	return c, err
+}
+
+// DecodeWithWarnings is Decode that also returns the warning-severity findings of a spec that decoded,
+// sorted by position. When err is not nil it is an *Error holding every finding, warnings included, and
+// the cluster and warnings are nil. A strict caller treats warnings as errors:
+//
+//	c, warnings, err := v1alpha1.DecodeWithWarnings(data, name)
+//	if err == nil && strict && len(warnings) > 0 {
+//		err = &v1alpha1.Error{File: name, Findings: warnings}
+//	}
+func DecodeWithWarnings(data []byte, filename string) (*Cluster, []Finding, error) {
+	c, findings := decodeFindings(data)
+	if hasErrors(findings) {
+		return nil, nil, &Error{File: filename, Findings: findings}
+	}
+	return c, findings, nil
+}
+
+// decodeFindings decodes, defaults and validates data and returns every finding, sorted. The cluster is
+// only meaningful when no finding is an error.
+func decodeFindings(data []byte) (*Cluster, []Finding) {
+	root, findings := parseDocument(data)
+	if root == nil {
+		return nil, findings
+	}
+	d := &decoder{
+		values: map[string]position{},
+		keys:   map[string]position{},
+		budget: maxValues,
+	}
+	c := &Cluster{}
+	d.decode(root, reflect.ValueOf(c).Elem(), "")
+	findings = append(findings, d.findings...)
+	if d.budget < 0 {
+		sortFindings(findings)
+		return nil, findings
+	}
+
+	SetDefaults(c)
+	for _, z := range d.zeros {
+		if d.suppressed(z.path) || z.v.IsZero() {
+			continue
+		}
+		findings = append(findings, d.finding(issue{
+			path: z.path,
+			sev:  SeverityWarning,
+			msg:  fmt.Sprintf("%s is replaced by the default, %s", z.written, formatDefault(z.v)),
+		}))
+	}
+	for _, is := range validate(c) {
+		if d.suppressed(is.path) {
+			continue
+		}
+		findings = append(findings, d.finding(is))
+	}
+	findings = dedupe(findings)
+	sortFindings(findings)
+	return c, findings
+}
+
+// parseDocument parses data into YAML nodes and returns the root node of its only document, or nil and
+// the findings that say why there is none.
+func parseDocument(data []byte) (*yaml.Node, []Finding) {
+	var (
+		root     *yaml.Node
+		findings []Finding
+		docs     int
+	)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := decodeNode(dec, &doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, append(findings, syntaxFinding(err))
+		}
+		if isEmptyDocument(&doc) {
+			continue
+		}
+		docs++
+		switch docs {
+		case 1:
+			root = doc.Content[0]
+		case 2:
+			findings = append(findings, Finding{
+				Line:     doc.Line,
+				Column:   doc.Column,
+				Severity: SeverityError,
+				Message:  "a second YAML document: a spec file holds exactly one cluster",
+			})
+		}
+	}
+	if docs == 0 {
+		findings = append(findings, Finding{
+			Severity: SeverityError,
+			Message:  "empty document: want a " + KindCluster + " spec",
+		})
+	}
+	return root, findings
+}
+
+// decodeNode reads the next document; a panic in the YAML parser becomes an error.
+func decodeNode(dec *yaml.Decoder, n *yaml.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: parser failure: %v", r)
+		}
+	}()
+	return dec.Decode(n)
+}
+
+// isEmptyDocument reports whether doc holds nothing (a stray "---" or only comments).
+func isEmptyDocument(doc *yaml.Node) bool {
+	if len(doc.Content) == 0 {
+		return true
+	}
+	n := doc.Content[0]
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == "" && n.Style == 0 && n.Anchor == ""
+}
+
+var yamlLineError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxFinding turns a YAML parser error into a finding, with its line when the parser gives one.
+func syntaxFinding(err error) Finding {
+	f := Finding{Severity: SeverityError}
+	msg := err.Error()
+	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
+		f.Line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	f.Message = "invalid YAML: " + msg
+	return f
+}
+
+// position is where a node starts in the file.
+type position struct{ line, column int }
+
+func positionOf(n *yaml.Node) position { return position{line: n.Line, column: n.Column} }
+
+// decoder walks YAML nodes against Go types, using the json tag names as the keys. It never stops at
+// the first problem: a value that cannot be decoded is reported and left zero.
+type decoder struct {
+	findings []Finding
+	// values holds the position of the value at each decoded path, keys the position of its key.
+	values map[string]position
+	keys   map[string]position
+	// failed holds the paths whose value is wrong or missing for a reason already reported; validation
+	// findings within them are dropped as consequences.
+	failed []string
+	// zeros are fields written with their zero value, which SetDefaults may replace.
+	zeros []explicitZero
+	// budget counts down the values left to decode; below zero the document is too large.
+	budget int
+}
+
+// explicitZero is a field written with the zero value of its type.
+type explicitZero struct {
+	path    string
+	written string
+	v       reflect.Value
+}
+
+// issue is a validation finding before it has a position.
+type issue struct {
+	path string
+	sev  Severity
+	msg  string
+	// atKey points the finding at the key of a mapping entry rather than at its value, e.g. for a
+	// label key that is not a qualified name.
+	atKey bool
+}
+
+// finding gives is the position of its path, or of the nearest enclosing value that the file has.
+func (d *decoder) finding(is issue) Finding {
+	f := Finding{Path: is.path, Severity: is.sev, Message: is.msg}
+	if is.atKey {
+		if p, ok := d.keys[is.path]; ok {
+			f.Line, f.Column = p.line, p.column
+			return f
+		}
+	}
+	for p := is.path; ; p = parentPath(p) {
+		if pos, ok := d.values[p]; ok {
+			f.Line, f.Column = pos.line, pos.column
+			return f
+		}
+		if p == "" {
+			return f
+		}
+	}
+}
+
+// suppressed reports whether path p is within a value whose problem has already been reported.
+func (d *decoder) suppressed(p string) bool {
+	for _, f := range d.failed {
+		if isWithin(p, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// errorAt records an error finding at node n.
+func (d *decoder) errorAt(n *yaml.Node, path, format string, args ...any) {
+	d.findings = append(d.findings, Finding{
+		Path:     path,
+		Line:     n.Line,
+		Column:   n.Column,
+		Severity: SeverityError,
+		Message:  fmt.Sprintf(format, args...),
+	})
+}
+
+// fail records an error at node n and marks path as failed.
+func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	d.errorAt(n, path, format, args...)
+	d.failed = append(d.failed, path)
+}
+
+// resolve follows aliases to the node they name; nil if there is none.
+func resolve(n *yaml.Node) *yaml.Node {
+	for range 8 {
+		if n == nil || n.Kind != yaml.AliasNode {
+			return n
+		}
+		n = n.Alias
+	}
+	return nil
+}
+
+// decode sets v, which must be addressable, from node n at path.
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if d.budget--; d.budget < 0 {
+		if d.budget == -1 {
+			d.errorAt(n, path, "document expands to more than %d values (too many aliases?)", maxValues)
+		}
+		return
+	}
+	if r := resolve(n); r != nil {
+		n = r
+	} else {
+		d.fail(n, path, "alias to nothing")
+		return
+	}
+	if _, ok := d.values[path]; !ok {
+		d.values[path] = positionOf(n)
+	}
+	if tag := n.ShortTag(); !strings.HasPrefix(tag, "!!") {
+		d.fail(n, path, "unsupported YAML tag %q", n.Tag)
+		return
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return // null is the zero value, as if the key were absent
+	}
+	d.decodeValue(n, v, path)
+}
+
+// decodeValue is decode for a resolved, non-null node.
+func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
+	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		if n.Kind != yaml.ScalarNode {
+			d.fail(n, path, "expected a string, got %s", describe(n))
+			return
+		}
+		if err := u.UnmarshalText([]byte(n.Value)); err != nil {
+			d.fail(n, path, "%v", err)
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		d.decodeValue(n, p.Elem(), path)
+		v.Set(p)
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+	case reflect.Map:
+		d.decodeMap(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.fail(n, path, "expected a sequence, got %s", describe(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			d.decode(c, s.Index(i), indexPath(path, i))
+		}
+		v.Set(s)
+	case reflect.String:
+		d.decodeString(n, v, path, false)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			d.fail(n, path, "expected an integer, got %s", describe(n))
+			return
+		}
+		var i int64
+		if err := decodeScalar(n, &i); err != nil || v.OverflowInt(i) {
+			d.fail(n, path, "integer %s is out of range", truncate(n.Value))
+			return
+		}
+		v.SetInt(i)
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			d.fail(n, path, "expected true or false, got %s", describe(n))
+			return
+		}
+		var b bool
+		if err := decodeScalar(n, &b); err != nil {
+			d.fail(n, path, "expected true or false, got %s", describe(n))
+			return
+		}
+		v.SetBool(b)
+	default:
+		d.fail(n, path, "cannot decode into %s", v.Type())
+	}
+}
+
+// decodeString sets the string v from a string scalar, or from an integer too if intOK.
+func (d *decoder) decodeString(n *yaml.Node, v reflect.Value, path string, intOK bool) {
+	tag := n.ShortTag()
+	if n.Kind != yaml.ScalarNode || (tag != "!!str" && !(intOK && tag == "!!int")) {
+		msg := fmt.Sprintf("expected a string, got %s", describe(n))
+		if n.Kind == yaml.ScalarNode {
+			msg += fmt.Sprintf(" (quote it: %q)", truncate(n.Value))
+		}
+		d.fail(n, path, "%s", msg)
+		return
+	}
+	if !utf8.ValidString(n.Value) {
+		d.fail(n, path, "string is not valid UTF-8")
+		return
+	}
+	v.SetString(n.Value)
+}
+
+// decodeScalar decodes a scalar node with the YAML library, turning a panic into an error.
+func decodeScalar(n *yaml.Node, out any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: %v", r)
+		}
+	}()
+	return n.Decode(out)
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "expected a mapping, got %s", describe(n))
+		return
+	}
+	fields := fieldsOf(v.Type())
+	entries := d.entries(n, path, 0)
+	present := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		present[e.name] = true
+	}
+	for _, e := range entries {
+		f, ok := fields.byName[e.name]
+		if !ok {
+			fp := keyPath(path, e.name)
+			if s := suggest(e.name, fields.names); s != "" {
+				d.errorAt(e.key, fp, "unknown field %q, did you mean %q?", e.name, s)
+				if !present[s] {
+					// The misspelt field is what the user meant: do not also report it missing.
+					d.failed = append(d.failed, fieldPath(path, s))
+				}
+			} else {
+				d.errorAt(e.key, fp, "unknown field %q (known: %s)", e.name, strings.Join(fields.names, ", "))
+			}
+			continue
+		}
+		fp := fieldPath(path, e.name)
+		if _, ok := d.keys[fp]; !ok {
+			d.keys[fp] = positionOf(e.key)
+		}
+		fv := v.Field(f.index)
+		val := resolve(e.value)
+		if f.intOrString && fv.Kind() == reflect.String && val != nil && val.Kind == yaml.ScalarNode && val.ShortTag() == "!!int" {
+			d.budget--
+			if _, ok := d.values[fp]; !ok {
+				d.values[fp] = positionOf(val)
+			}
+			d.decodeString(val, fv, fp, true)
+			continue
+		}
+		d.decode(e.value, fv, fp)
+		if f.omitEmpty && fv.IsZero() && val != nil && val.Kind == yaml.ScalarNode && val.ShortTag() != "!!null" {
+			written := val.Value
+			if val.ShortTag() == "!!str" {
+				written = strconv.Quote(val.Value)
+			}
+			d.zeros = append(d.zeros, explicitZero{path: fp, written: written, v: fv})
+		}
+	}
+}
+
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "expected a mapping, got %s", describe(n))
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
+	}
+	kt, et := v.Type().Key(), v.Type().Elem()
+	for _, e := range d.entries(n, path, 0) {
+		kp := keyPath(path, e.name)
+		if _, ok := d.keys[kp]; !ok {
+			d.keys[kp] = positionOf(e.key)
+		}
+		ev := reflect.New(et).Elem()
+		d.decode(e.value, ev, kp)
+		v.SetMapIndex(reflect.ValueOf(e.name).Convert(kt), ev)
+	}
+}
+
+// entry is one key and value of a mapping.
+type entry struct {
+	key, value *yaml.Node
+	name       string
+}
+
+// entries lists the entries of mapping n in order, reporting keys that are not scalars and duplicate
+// keys (the first one counts). Entries merged in with "<<" come after the mapping's own and lose to them.
+func (d *decoder) entries(n *yaml.Node, path string, depth int) []entry {
+	var (
+		out    []entry
+		merged []entry
+		seen   = map[string]*yaml.Node{}
+	)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := resolve(n.Content[i]), n.Content[i+1]
+		if k == nil {
+			d.fail(n.Content[i], path, "alias to nothing")
+			continue
+		}
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merged = append(merged, d.merge(val, path, depth)...)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.errorAt(k, path, "expected a string key, got %s", describe(k))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.errorAt(k, keyPath(path, k.Value), "duplicate key %q, first at line %d", k.Value, first.Line)
+			continue
+		}
+		seen[k.Value] = k
+		out = append(out, entry{key: k, value: val, name: k.Value})
+	}
+	for _, e := range merged {
+		if _, ok := seen[e.name]; !ok {
+			seen[e.name] = e.key
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// merge returns the entries that the value of a merge key ("<<: *base" or "<<: [*a, *b]") brings in.
+func (d *decoder) merge(val *yaml.Node, path string, depth int) []entry {
+	if d.budget--; d.budget < 0 {
+		return nil
+	}
+	if depth >= maxMergeDepth {
+		d.fail(val, path, "merge keys nested more than %d deep", maxMergeDepth)
+		return nil
+	}
+	v := resolve(val)
+	if v == nil {
+		d.fail(val, path, "alias to nothing")
+		return nil
+	}
+	switch v.Kind {
+	case yaml.MappingNode:
+		return d.entries(v, path, depth+1)
+	case yaml.SequenceNode:
+		var out []entry
+		for _, c := range v.Content {
+			m := resolve(c)
+			if m == nil || m.Kind != yaml.MappingNode {
+				d.fail(c, path, "merge key needs a mapping or a sequence of mappings")
+				continue
+			}
+			out = append(out, d.entries(m, path, depth+1)...)
+		}
+		return out
+	}
+	d.fail(val, path, "merge key needs a mapping or a sequence of mappings, got %s", describe(v))
+	return nil
+}
+
+// structFields describes the decodable fields of a struct type.
+type structFields struct {
+	byName map[string]fieldInfo
+	names  []string // in declaration order
+}
+
+type fieldInfo struct {
+	index     int
+	omitEmpty bool
+	// intOrString fields are strings that also accept an integer, like Kubernetes' IntOrString.
+	intOrString bool
+}
+
+// intOrStringFields lists the string fields that accept an integer: a count or a percentage.
+var intOrStringFields = map[reflect.Type]map[string]bool{
+	reflect.TypeFor[Health](): {"maxUnhealthy": true},
+}
+
+var fieldCache sync.Map // reflect.Type -> *structFields
+
+// fieldsOf returns the fields of struct type t by json tag name.
+func fieldsOf(t reflect.Type) *structFields {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.(*structFields)
+	}
+	fs := &structFields{byName: map[string]fieldInfo{}}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		name, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if !sf.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		fs.byName[name] = fieldInfo{
+			index:       i,
+			omitEmpty:   strings.Contains(","+opts+",", ",omitempty,"),
+			intOrString: intOrStringFields[t][name],
+		}
+		fs.names = append(fs.names, name)
+	}
+	fieldCache.Store(t, fs)
+	return fs
+}
+
+// describe says what a node is, for "expected X, got Y" messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a sequence"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.DocumentNode:
+		return "a document"
+	}
+	switch tag := n.ShortTag(); tag {
+	case "!!str":
+		return "string " + strconv.Quote(truncate(n.Value))
+	case "!!int":
+		return "integer " + truncate(n.Value)
+	case "!!float":
+		return "float " + truncate(n.Value)
+	case "!!bool":
+		return "bool " + truncate(n.Value)
+	case "!!null":
+		return "null"
+	default:
+		return strings.TrimPrefix(tag, "!!") + " " + strconv.Quote(truncate(n.Value))
+	}
+}
+
+// truncate shortens s for a message.
+func truncate(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// suggest returns the known name closest to name, if it is within edit distance 2 (ignoring case).
+func suggest(name string, known []string) string {
+	best, bestDist := "", 3
+	n := utf8.RuneCountInString(name)
+	for _, k := range known {
+		if diff := n - len(k); diff > 2 || diff < -2 {
+			continue // too long or too short to be within distance 2 (known names are ASCII)
+		}
+		if dist := editDistance(strings.ToLower(name), strings.ToLower(k)); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// formatDefault writes a default value the way a user would.
+func formatDefault(v reflect.Value) string {
+	if v.Kind() == reflect.String {
+		return strconv.Quote(v.String())
+	}
+	if s, ok := v.Interface().(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// dedupe drops repeated findings, which aliases can cause by decoding one node at several paths.
+func dedupe(fs []Finding) []Finding {
+	seen := make(map[Finding]bool, len(fs))
+	out := fs[:0]
+	for _, f := range fs {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}

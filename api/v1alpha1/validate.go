@@ -1,0 +1,681 @@
+package v1alpha1
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Limits checked by Validate.
+const (
+	// MaxClusterNameLength leaves room in a 63-character DNS label for the suffixes of machine names.
+	MaxClusterNameLength = 40
+	// MaxControlPlaneCount is the largest etcd membership worth having.
+	MaxControlPlaneCount = 7
+	// MinRSAKeyBits is the smallest RSA key accepted for SSH.
+	MinRSAKeyBits         = 3072
+	MinBootstrapTokenTTL  = time.Minute
+	MaxBootstrapTokenTTL  = 24 * time.Hour
+	maxLabelValueLength   = 63
+	maxDNSLabelLength     = 63
+	maxDNSSubdomainLength = 253
+	maxLinuxUserLength    = 32
+)
+
+// Providers lists the provider names, in the order messages give them.
+var Providers = []string{ProviderAWS, ProviderVSphere, ProviderMetal, ProviderQEMU}
+
+var (
+	dnsLabel          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	labelName         = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+	linuxUser         = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+	kubernetesVersion = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
+	awsRegion         = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	awsVPCID          = regexp.MustCompile(`^vpc-[0-9a-f]{8}([0-9a-f]{9})?$`)
+	awsInstanceType   = regexp.MustCompile(`^[a-z0-9-]+\.[a-z0-9-]+$`)
+	maxUnhealthyForm  = regexp.MustCompile(`^([0-9]+)(%?)$`)
+)
+
+// Validate checks the values of c, which SetDefaults has usually filled first, and returns every
+// finding with its path. The findings have no line and column; Decode adds them.
+func Validate(c *Cluster) []Finding {
+	var fs []Finding
+	for _, is := range validate(c) {
+		fs = append(fs, Finding{Path: is.path, Severity: is.sev, Message: is.msg})
+	}
+	return fs
+}
+
+// validate returns the findings about c in the order of its fields.
+func validate(c *Cluster) []issue {
+	v := &validator{}
+	v.cluster(c)
+	return v.issues
+}
+
+type validator struct {
+	issues []issue
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warnf(path, format string, args ...any) {
+	v.issues = append(v.issues, issue{path: path, sev: SeverityWarning, msg: fmt.Sprintf(format, args...)})
+}
+
+// keyErrorf reports a problem with the key of a map entry, pointing at the key.
+func (v *validator) keyErrorf(path, format string, args ...any) {
+	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...), atKey: true})
+}
+
+// required reports path missing if s is empty and says whether it is set.
+func (v *validator) required(path, s string) bool {
+	if s == "" {
+		v.errorf(path, "required")
+		return false
+	}
+	return true
+}
+
+func (v *validator) cluster(c *Cluster) {
+	switch c.APIVersion {
+	case GroupVersion:
+	case "":
+		v.errorf("apiVersion", "required, want %q", GroupVersion)
+	default:
+		v.errorf("apiVersion", "unsupported apiVersion %q, want %q", c.APIVersion, GroupVersion)
+	}
+	switch c.Kind {
+	case KindCluster:
+	case "":
+		v.errorf("kind", "required, want %q", KindCluster)
+	default:
+		v.errorf("kind", "unsupported kind %q, want %q", c.Kind, KindCluster)
+	}
+	if v.required("metadata.name", c.Metadata.Name) {
+		v.dnsLabel("metadata.name", c.Metadata.Name, MaxClusterNameLength)
+	}
+
+	s := &c.Spec
+	if v.required("spec.kubernetesVersion", s.KubernetesVersion) && !kubernetesVersion.MatchString(s.KubernetesVersion) {
+		v.errorf("spec.kubernetesVersion", "%q is not a Kubernetes version (want e.g. %s)", s.KubernetesVersion, DefaultKubernetesVersion)
+	}
+	v.provider("spec.provider", &s.Provider, nodeCount(s))
+	v.network("spec.network", &s.Network)
+	v.controlPlane("spec.controlPlane", &s.ControlPlane)
+	v.nodePools("spec.nodePools", s.NodePools)
+	v.ssh("spec.ssh", &s.SSH)
+	v.security("spec.security", &s.Security)
+	v.health("spec.health", &s.Health)
+}
+
+// nodeCount is the number of machines the spec asks for.
+func nodeCount(s *ClusterSpec) int {
+	n := max(s.ControlPlane.Count, 0)
+	for _, p := range s.NodePools {
+		n += max(p.Count, 0)
+	}
+	return n
+}
+
+func (v *validator) provider(path string, p *Provider, nodes int) {
+	blocks := []struct {
+		name string
+		set  bool
+	}{
+		{ProviderAWS, p.AWS != nil},
+		{ProviderVSphere, p.VSphere != nil},
+		{ProviderMetal, p.Metal != nil},
+		{ProviderQEMU, p.QEMU != nil},
+	}
+	namePath := path + ".name"
+	switch {
+	case p.Name == "":
+		v.errorf(namePath, "required, one of %s", strings.Join(Providers, ", "))
+		return
+	case !slices.Contains(Providers, p.Name):
+		v.errorf(namePath, "unknown provider %q, want one of %s", p.Name, strings.Join(Providers, ", "))
+		return
+	}
+	for _, b := range blocks {
+		if b.set && b.name != p.Name {
+			v.keyErrorf(fieldPath(path, b.name), "set, but provider.name is %q: only the %s block may be set", p.Name, p.Name)
+		}
+	}
+	switch p.Name {
+	case ProviderAWS:
+		v.aws(fieldPath(path, ProviderAWS), deref(p.AWS))
+	case ProviderVSphere:
+		v.vsphere(fieldPath(path, ProviderVSphere), deref(p.VSphere))
+	case ProviderMetal:
+		v.metal(fieldPath(path, ProviderMetal), deref(p.Metal))
+	case ProviderQEMU:
+		v.qemu(fieldPath(path, ProviderQEMU), deref(p.QEMU), nodes)
+	}
+}
+
+// deref returns *p, or the zero value if p is nil.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+func (v *validator) aws(path string, a AWSProvider) {
+	regionOK := false
+	if v.required(path+".region", a.Region) {
+		if regionOK = awsRegion.MatchString(a.Region); !regionOK {
+			v.errorf(path+".region", "%q is not an AWS region name (want e.g. eu-west-1)", a.Region)
+		}
+	}
+	if a.VPCID != "" && !awsVPCID.MatchString(a.VPCID) {
+		v.errorf(path+".vpcID", "%q is not a VPC ID (want vpc- and 8 or 17 hex digits)", a.VPCID)
+	}
+	if n := len(a.AvailabilityZones); n == 1 {
+		v.errorf(path+".availabilityZones", "need at least 2 availability zones, got 1: nodes in one zone fail together")
+	}
+	seen := map[string]int{}
+	for i, z := range a.AvailabilityZones {
+		p := indexPath(path+".availabilityZones", i)
+		switch first, dup := seen[z]; {
+		case z == "":
+			v.errorf(p, "required")
+		case dup:
+			v.errorf(p, "duplicate availability zone %q, also at %s", z, indexPath(path+".availabilityZones", first))
+		case regionOK && !strings.HasPrefix(z, a.Region):
+			v.errorf(p, "availability zone %q is not in region %q", z, a.Region)
+		}
+		if _, dup := seen[z]; !dup {
+			seen[z] = i
+		}
+	}
+	if v.required(path+".instanceType", a.InstanceType) && !awsInstanceType.MatchString(a.InstanceType) {
+		v.errorf(path+".instanceType", "%q is not an instance type (want e.g. %s)", a.InstanceType, DefaultAWSInstanceType)
+	}
+}
+
+func (v *validator) vsphere(path string, p VSphereProvider) {
+	v.required(path+".server", p.Server)
+	v.required(path+".datacenter", p.Datacenter)
+	v.required(path+".datastore", p.Datastore)
+	v.required(path+".network", p.Network)
+}
+
+func (v *validator) metal(path string, p MetalProvider) {
+	v.required(path+".inventory", p.Inventory)
+	if p.BootServerURL != "" {
+		u, err := url.Parse(p.BootServerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(path+".bootServerURL", "%q is not an http or https URL", p.BootServerURL)
+		}
+	}
+}
+
+func (v *validator) qemu(path string, p QEMUProvider, nodes int) {
+	v.positive(path+".memoryMiB", p.MemoryMiB)
+	v.positive(path+".cpus", p.CPUs)
+	switch {
+	case p.SSHPortBase < 1 || p.SSHPortBase > 65535:
+		v.errorf(path+".sshPortBase", "must be a port from 1 to 65535, got %d", p.SSHPortBase)
+	case p.SSHPortBase+max(nodes, 1)-1 > 65535:
+		v.errorf(path+".sshPortBase", "%d nodes need ports %d to %d, beyond 65535", nodes, p.SSHPortBase, p.SSHPortBase+nodes-1)
+	}
+}
+
+func (v *validator) positive(path string, n int) {
+	if n <= 0 {
+		v.errorf(path, "must be positive, got %d", n)
+	}
+}
+
+func (v *validator) network(path string, n *Network) {
+	node, nodeOK := v.cidr(path+".nodeCIDR", n.NodeCIDR)
+	for i, s := range n.PrivateSubnets {
+		p := indexPath(path+".privateSubnets", i)
+		sub, ok := v.cidr(p, s)
+		if !ok {
+			continue
+		}
+		if nodeOK && !(node.Bits() <= sub.Bits() && node.Contains(sub.Addr())) {
+			v.errorf(p, "%s is not inside %s.nodeCIDR %s", sub, path, node)
+			continue
+		}
+		for j := range i {
+			if other, err := netip.ParsePrefix(n.PrivateSubnets[j]); err == nil && other == other.Masked() && other.Overlaps(sub) {
+				v.errorf(p, "%s overlaps %s (%s)", sub, indexPath(path+".privateSubnets", j), other)
+				break
+			}
+		}
+	}
+	pod, podOK := v.cidr(path+".podCIDR", n.PodCIDR)
+	svc, svcOK := v.cidr(path+".serviceCIDR", n.ServiceCIDR)
+	type named struct {
+		path string
+		p    netip.Prefix
+		ok   bool
+	}
+	ranges := []named{{path + ".nodeCIDR", node, nodeOK}, {path + ".podCIDR", pod, podOK}, {path + ".serviceCIDR", svc, svcOK}}
+	for i, a := range ranges {
+		for _, b := range ranges[:i] {
+			switch {
+			case !a.ok || !b.ok:
+			case a.p.Addr().Is4() != b.p.Addr().Is4():
+				v.errorf(a.path, "%s is %s but %s is %s: a single-stack cluster uses one IP family", a.p, family(a.p), b.path, family(b.p))
+			case a.p.Overlaps(b.p):
+				v.errorf(a.path, "%s overlaps %s (%s)", a.p, b.path, b.p)
+			}
+		}
+	}
+	if v.required(path+".clusterDomain", n.ClusterDomain) {
+		v.dnsSubdomain(path+".clusterDomain", n.ClusterDomain)
+	}
+
+	ep := path + ".apiEndpoint"
+	if n.APIEndpoint.LoadBalancerName != "" {
+		v.dnsSubdomain(ep+".loadBalancerName", n.APIEndpoint.LoadBalancerName)
+	}
+	if a := n.APIEndpoint.Address; a != "" {
+		ip, err := netip.ParseAddr(a)
+		switch {
+		case err != nil:
+			v.errorf(ep+".address", "%q is not an IP address", a)
+		case ip.Zone() != "":
+			v.errorf(ep+".address", "%q has a zone; want an address without one", a)
+		case ip.IsUnspecified():
+			v.errorf(ep+".address", "%s is the unspecified address", ip)
+		}
+	}
+	if p := n.APIEndpoint.Port; p < 1 || p > 65535 {
+		v.errorf(ep+".port", "must be a port from 1 to 65535, got %d", p)
+	}
+
+	for i, s := range n.AdminCIDRs {
+		p := indexPath(path+".adminCIDRs", i)
+		if c, ok := v.cidr(p, s); ok && c.Bits() == 0 {
+			v.warnf(p, "%s lets the whole internet reach SSH on the nodes", c)
+		}
+	}
+}
+
+// family names the IP family of p.
+func family(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// cidr checks that s is a network in CIDR notation (IPv4 or IPv6) with no host bits set.
+func (v *validator) cidr(path, s string) (netip.Prefix, bool) {
+	if !v.required(path, s) {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
+			v.errorf(path, "%q is an address, not a CIDR (for this address alone write %s/%d)", s, a, a.BitLen())
+		} else {
+			v.errorf(path, "%q is not a CIDR (want e.g. 10.0.0.0/16 or fd00::/64)", s)
+		}
+		return netip.Prefix{}, false
+	}
+	if m := p.Masked(); m != p {
+		v.errorf(path, "%q has host bits set: the network is %s", s, m)
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+func (v *validator) controlPlane(path string, cp *ControlPlane) {
+	switch n := cp.Count; {
+	case n < 1 || n > MaxControlPlaneCount:
+		v.errorf(path+".count", "must be an odd number from 1 to %d, got %d", MaxControlPlaneCount, n)
+	case n%2 == 0:
+		v.errorf(path+".count", "must be odd: etcd keeps quorum only while a majority of its members is up, "+
+			"so %d members survive %d failure(s), no more than %d do; use %d or %d", n, (n-1)/2, n-1, n-1, n+1)
+	}
+	v.required(path+".image", cp.Image)
+}
+
+func (v *validator) nodePools(path string, pools []NodePool) {
+	names := map[string]int{}
+	for i, p := range pools {
+		pp := indexPath(path, i)
+		if v.required(pp+".name", p.Name) {
+			v.dnsLabel(pp+".name", p.Name, maxDNSLabelLength)
+			if first, dup := names[p.Name]; dup {
+				v.errorf(pp+".name", "duplicate pool name %q, also at %s", p.Name, indexPath(path, first))
+			} else {
+				names[p.Name] = i
+			}
+		}
+		if p.Count < 0 {
+			v.errorf(pp+".count", "must be 0 or more, got %d", p.Count)
+		}
+		v.required(pp+".image", p.Image)
+		if p.MaxUnavailable < 0 {
+			v.errorf(pp+".maxUnavailable", "must be 0 or more, got %d", p.MaxUnavailable)
+		}
+		for _, k := range sortedKeys(p.Labels) {
+			lp := keyPath(pp+".labels", k)
+			if msg := qualifiedNameProblem(k); msg != "" {
+				v.keyErrorf(lp, "label key %s", msg)
+			}
+			if msg := labelValueProblem(p.Labels[k]); msg != "" {
+				v.errorf(lp, "label value %s", msg)
+			}
+		}
+		type keyEffect struct{ key, effect string }
+		taints := map[keyEffect]int{}
+		for j, t := range p.Taints {
+			tp := indexPath(pp+".taints", j)
+			if v.required(tp+".key", t.Key) {
+				if msg := qualifiedNameProblem(t.Key); msg != "" {
+					v.errorf(tp+".key", "taint key %s", msg)
+				}
+			}
+			if msg := labelValueProblem(t.Value); msg != "" {
+				v.errorf(tp+".value", "taint value %s", msg)
+			}
+			switch t.Effect {
+			case "NoSchedule", "PreferNoSchedule", "NoExecute":
+				ke := keyEffect{t.Key, t.Effect}
+				if first, dup := taints[ke]; dup {
+					v.errorf(tp, "duplicate taint %s:%s, also at %s", t.Key, t.Effect, indexPath(pp+".taints", first))
+				} else {
+					taints[ke] = j
+				}
+			case "":
+				v.errorf(tp+".effect", "required, one of NoSchedule, PreferNoSchedule, NoExecute")
+			default:
+				v.errorf(tp+".effect", "unknown effect %q, want one of NoSchedule, PreferNoSchedule, NoExecute", t.Effect)
+			}
+		}
+	}
+}
+
+func (v *validator) ssh(path string, s *SSH) {
+	switch {
+	case s.User == "":
+		v.errorf(path+".user", "required")
+	case s.User == "root":
+		v.errorf(path+".user", "must not be root: nodes allow no root login, the admin user uses sudo")
+	case len(s.User) > maxLinuxUserLength || !linuxUser.MatchString(s.User):
+		v.errorf(path+".user", "%q is not a Linux user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most %d characters)", s.User, maxLinuxUserLength)
+	}
+	switch {
+	case s.Generate && len(s.AuthorizedKeys) > 0:
+		v.errorf(path, "set either generate: true or authorizedKeys, not both")
+	case !s.Generate && len(s.AuthorizedKeys) == 0:
+		v.errorf(path, "set generate: true or give authorizedKeys")
+	}
+	for i, k := range s.AuthorizedKeys {
+		if msg := authorizedKeyProblem(k); msg != "" {
+			v.errorf(indexPath(path+".authorizedKeys", i), "%s", msg)
+		}
+	}
+}
+
+// authorizedKeyProblem says what is wrong with an authorized_keys entry, or "" if it is one key of an
+// accepted type and size.
+func authorizedKeyProblem(k string) string {
+	if strings.TrimSpace(k) == "" {
+		return "empty key"
+	}
+	pub, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(k))
+	if err != nil {
+		if fields := strings.Fields(k); len(fields) > 0 && slices.Contains(fields, ssh.InsecureKeyAlgoDSA) {
+			return "DSA keys are insecure and OpenSSH no longer accepts them; use ed25519"
+		}
+		return fmt.Sprintf("not a public key in authorized_keys format: %v", err)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey(rest); err == nil {
+			return "more than one key: give each key its own entry"
+		}
+	}
+	switch t := pub.Type(); t {
+	case ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
+		ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoSKECDSA256:
+		return ""
+	case ssh.KeyAlgoRSA:
+		ck, ok := pub.(ssh.CryptoPublicKey)
+		if !ok {
+			return "cannot read the RSA key size"
+		}
+		rk, ok := ck.CryptoPublicKey().(*rsa.PublicKey)
+		if !ok {
+			return "cannot read the RSA key size"
+		}
+		if bits := rk.N.BitLen(); bits < MinRSAKeyBits {
+			return fmt.Sprintf("RSA key of %d bits is too short, need at least %d (or use ed25519)", bits, MinRSAKeyBits)
+		}
+		return ""
+	case ssh.InsecureKeyAlgoDSA:
+		return "DSA keys are insecure and OpenSSH no longer accepts them; use ed25519"
+	default:
+		if _, ok := pub.(*ssh.Certificate); ok {
+			return fmt.Sprintf("%s is a certificate, not a public key; give the plain public key", t)
+		}
+		return fmt.Sprintf("key type %s is not accepted; use ed25519, ecdsa or RSA of at least %d bits", t, MinRSAKeyBits)
+	}
+}
+
+func (v *validator) security(path string, s *Security) {
+	ps := path + ".podSecurity"
+	v.levels(ps+".defaults", s.PodSecurity.Defaults, true)
+	if s.PodSecurity.Defaults.Enforce == LevelPrivileged {
+		v.warnf(ps+".defaults.enforce", "privileged lets any pod run in namespaces without their own level")
+	}
+	for _, ns := range sortedKeys(s.PodSecurity.Namespaces) {
+		np := keyPath(ps+".namespaces", ns)
+		if !dnsLabel.MatchString(ns) || len(ns) > maxDNSLabelLength {
+			v.keyErrorf(np, "%q is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", ns, maxDNSLabelLength)
+		}
+		l := s.PodSecurity.Namespaces[ns]
+		if l == (PodSecurityLevels{}) {
+			v.warnf(np, "no level set, the namespace gets the defaults")
+		}
+		v.levels(np, l, false)
+	}
+
+	ep := path + ".encryption.provider"
+	switch p := s.Encryption.Provider; p {
+	case EncryptionSecretbox:
+	case EncryptionAESGCM:
+		v.warnf(ep, "aesgcm keys must be rotated before about 200000 writes; secretbox needs no rotation")
+	case EncryptionAESCBC:
+		v.warnf(ep, "aescbc is open to padding oracle attacks; secretbox or aesgcm are recommended")
+	case "":
+		v.errorf(ep, "required, one of aescbc, aesgcm, secretbox")
+	case "identity":
+		v.errorf(ep, "identity would store Secrets unencrypted; use secretbox, aesgcm or aescbc")
+	default:
+		v.errorf(ep, "unknown provider %q, want one of aescbc, aesgcm, secretbox", p)
+	}
+
+	if s.Audit.Enabled != nil && !*s.Audit.Enabled {
+		v.warnf(path+".audit.enabled", "the API server keeps no audit log")
+	}
+
+	if ttl := s.BootstrapTokenTTL.Duration; ttl < MinBootstrapTokenTTL || ttl > MaxBootstrapTokenTTL {
+		v.errorf(path+".bootstrapTokenTTL", "must be from %s to %s, got %s", formatDuration(MinBootstrapTokenTTL), formatDuration(MaxBootstrapTokenTTL), ttl)
+	}
+}
+
+// levels checks the Pod Security levels of one namespace, or of the defaults if all are required.
+func (v *validator) levels(path string, l PodSecurityLevels, required bool) {
+	for _, m := range []struct{ mode, level string }{{"enforce", l.Enforce}, {"audit", l.Audit}, {"warn", l.Warn}} {
+		p := path + "." + m.mode
+		switch m.level {
+		case LevelPrivileged, LevelBaseline, LevelRestricted:
+		case "":
+			if required {
+				v.errorf(p, "required, one of privileged, baseline, restricted")
+			}
+		default:
+			v.errorf(p, "unknown level %q, want one of privileged, baseline, restricted", m.level)
+		}
+	}
+}
+
+func (v *validator) health(path string, h *Health) {
+	for _, t := range []struct {
+		name string
+		d    Duration
+	}{{"nodeStartupTimeout", h.NodeStartupTimeout}, {"unhealthyTimeout", h.UnhealthyTimeout}} {
+		if t.d.Duration <= 0 {
+			v.errorf(path+"."+t.name, "must be positive, got %s", t.d.Duration)
+		}
+	}
+	mp := path + ".maxUnhealthy"
+	n, percent, err := parseMaxUnhealthy(h.MaxUnhealthy)
+	switch {
+	case h.MaxUnhealthy == "":
+		v.errorf(mp, "required, a percentage like %q or a count of nodes", DefaultMaxUnhealthy)
+	case err != nil:
+		v.errorf(mp, "%v", err)
+	case n == 0:
+		v.warnf(mp, "%s stops all remediation as soon as one node is unhealthy", h.MaxUnhealthy)
+	case percent && n == 100:
+		v.warnf(mp, "100%% never stops remediation, even when a partition makes every node look unhealthy")
+	}
+}
+
+// parseMaxUnhealthy reads "N%" (N from 0 to 100) or a count "N" (N 0 or more).
+func parseMaxUnhealthy(s string) (n int, percent bool, err error) {
+	m := maxUnhealthyForm.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false, fmt.Errorf("%q is neither a percentage like %q nor a count of nodes", s, DefaultMaxUnhealthy)
+	}
+	percent = m[2] == "%"
+	n, err = strconv.Atoi(m[1])
+	if err != nil || (percent && n > 100) {
+		if percent {
+			return 0, false, fmt.Errorf("%q is not a percentage from 0%% to 100%%", s)
+		}
+		return 0, false, fmt.Errorf("%q is too large a count", s)
+	}
+	return n, percent, nil
+}
+
+// MaxUnhealthyCount is how many of total nodes may be unhealthy while nodes are still replaced: the
+// percentage of total rounded down, or the count. Above it, remediation stops. An empty MaxUnhealthy
+// means the default, 40%; a value that does not parse (Validate rejects it) gives 0, which stops
+// remediation as soon as a node is unhealthy.
+func (h Health) MaxUnhealthyCount(total int) int {
+	s := h.MaxUnhealthy
+	if s == "" {
+		s = DefaultMaxUnhealthy
+	}
+	n, percent, err := parseMaxUnhealthy(s)
+	if err != nil || total <= 0 {
+		return 0
+	}
+	if percent {
+		return total * n / 100
+	}
+	return n
+}
+
+// dnsLabel checks that s is a DNS label of at most max characters.
+func (v *validator) dnsLabel(path, s string, max int) {
+	if !dnsLabel.MatchString(s) {
+		v.errorf(path, "%q is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", s)
+		return
+	}
+	if len(s) > max {
+		v.errorf(path, "%q is %d characters long, at most %d", s, len(s), max)
+	}
+}
+
+// dnsSubdomain checks that s is a lowercase DNS name.
+func (v *validator) dnsSubdomain(path, s string) {
+	if msg := dnsSubdomainProblem(s); msg != "" {
+		v.errorf(path, "%q %s", s, msg)
+	}
+}
+
+func dnsSubdomainProblem(s string) string {
+	if len(s) > maxDNSSubdomainLength {
+		return fmt.Sprintf("is longer than %d characters", maxDNSSubdomainLength)
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !dnsLabel.MatchString(l) || len(l) > maxDNSLabelLength {
+			return "is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')"
+		}
+	}
+	return ""
+}
+
+func isDNSLabel(s string) bool {
+	return dnsLabel.MatchString(s) && len(s) <= MaxClusterNameLength
+}
+
+// qualifiedNameProblem says what is wrong with a Kubernetes label or taint key ("[prefix/]name"), or "".
+func qualifiedNameProblem(k string) string {
+	prefix, name, hasPrefix := strings.Cut(k, "/")
+	if !hasPrefix {
+		name, prefix = prefix, ""
+	}
+	switch {
+	case hasPrefix && prefix == "":
+		return fmt.Sprintf("%q has an empty prefix before '/'", k)
+	case hasPrefix && dnsSubdomainProblem(prefix) != "":
+		return fmt.Sprintf("%q has a prefix that is not a DNS name (lowercase, e.g. example.com/)", k)
+	case name == "":
+		return fmt.Sprintf("%q has an empty name", k)
+	case len(name) > maxLabelValueLength:
+		return fmt.Sprintf("%q has a name longer than %d characters", k, maxLabelValueLength)
+	case !labelName.MatchString(name):
+		return fmt.Sprintf("%q is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)", k)
+	}
+	return ""
+}
+
+// labelValueProblem says what is wrong with a Kubernetes label value, or "".
+func labelValueProblem(s string) string {
+	switch {
+	case s == "":
+		return ""
+	case len(s) > maxLabelValueLength:
+		return fmt.Sprintf("%q is longer than %d characters", truncate(s), maxLabelValueLength)
+	case !labelName.MatchString(s):
+		return fmt.Sprintf("%q may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit", s)
+	}
+	return ""
+}
+
+// formatDuration writes d without zero units: 1h rather than 1h0m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

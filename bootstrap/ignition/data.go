@@ -1,0 +1,364 @@
+package ignition
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
+	"github.com/kiln-dev/kiln/bootstrap/lint"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/butane"
+)
+
+// Paths on the node.
+const (
+	pkiDir              = "/etc/kubernetes/pki"
+	bootstrapKubeconfig = "/etc/kubernetes/bootstrap-kubelet.conf"
+	kubeletKubeconfig   = "/etc/kubernetes/kubelet.conf"
+	kubeletConfig       = "/var/lib/kubelet/config.yaml"
+	encryptionConfig    = "/etc/kubernetes/encryption-config.yaml"
+	admissionConfig     = "/etc/kubernetes/admission-config.yaml"
+	auditPolicy         = "/etc/kubernetes/audit-policy.yaml"
+	auditLog            = "/var/log/kubernetes/audit.log"
+	manifestsDir        = "/etc/kubernetes/kiln"
+)
+
+// templateData is what the Butane templates see.
+type templateData struct {
+	Cluster, Role, Pool string
+	User                string
+	AuthorizedKeys      string
+	BinDir              string
+	CACert              string
+	BootstrapKubeconfig string
+	KubeletConfig       string
+	KubeletFlags        []string
+
+	// Control plane only.
+	ControlPlaneFiles []nodeFile
+	EtcdFlags         []string
+	ControlPlaneUnits []controlPlaneUnit
+}
+
+type nodeFile struct {
+	Path     string
+	Mode     int
+	Contents string
+}
+
+type controlPlaneUnit struct {
+	Name, Description, After string
+	Flags                    []string
+}
+
+func (r *Renderer) templateData(role, pool string) (*templateData, error) {
+	c, b := r.in.Cluster, r.in.Secrets
+	spec := c.Spec
+	d := &templateData{
+		Cluster:        c.Metadata.Name,
+		Role:           role,
+		Pool:           pool,
+		User:           spec.SSH.User,
+		AuthorizedKeys: strings.Join(trimAll(b.SSH.AuthorizedKeys), "\n") + "\n",
+		BinDir:         r.in.BinDir,
+		CACert:         string(b.ClusterCA.CertPEM),
+	}
+	if len(b.SSH.AuthorizedKeys) == 0 {
+		return nil, fmt.Errorf("ignition: cluster %s has no SSH authorized key", c.Metadata.Name)
+	}
+	server := r.externalServer()
+	if role == RoleControlPlane {
+		server = r.localServer()
+	}
+	bk, err := kubecfg.Kubeconfig(kubecfg.KubeconfigInput{
+		ClusterName: c.Metadata.Name, Server: server, CAPEM: b.ClusterCA.CertPEM,
+		User: "kubelet-bootstrap", Token: r.in.Token.String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ignition: bootstrap kubeconfig: %w", err)
+	}
+	d.BootstrapKubeconfig = string(bk)
+	dnsIP, err := nthIP(spec.Network.ServiceCIDR, 10)
+	if err != nil {
+		return nil, fmt.Errorf("ignition: spec.network.serviceCIDR: %w", err)
+	}
+	kc, err := kubecfg.KubeletConfig(kubecfg.KubeletInput{
+		ClientCAFile:  pkiDir + "/ca.crt",
+		ClusterDNS:    dnsIP.String(),
+		ClusterDomain: spec.Network.ClusterDomain,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ignition: kubelet config: %w", err)
+	}
+	d.KubeletConfig = string(kc)
+	labels := map[string]string{"kiln.dev/cluster": c.Metadata.Name, "kiln.dev/role": role}
+	var taints []string
+	if role == RoleControlPlane {
+		taints = append(taints, "node-role.kubernetes.io/control-plane:NoSchedule")
+	} else {
+		p := r.pool(pool)
+		labels["kiln.dev/pool"] = pool
+		for k, v := range p.Labels {
+			labels[k] = v
+		}
+		for _, t := range p.Taints {
+			taints = append(taints, t.Key+"="+t.Value+":"+t.Effect)
+		}
+	}
+	d.KubeletFlags = []string{
+		"--bootstrap-kubeconfig=" + bootstrapKubeconfig,
+		"--kubeconfig=" + kubeletKubeconfig,
+		"--config=" + kubeletConfig,
+		"--node-labels=" + joinLabels(labels),
+	}
+	if len(taints) > 0 {
+		d.KubeletFlags = append(d.KubeletFlags, "--register-with-taints="+strings.Join(taints, ","))
+	}
+	if role == RoleControlPlane {
+		if err := r.controlPlaneData(d); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func (r *Renderer) externalServer() string {
+	ep := r.in.Cluster.Spec.Network.APIEndpoint
+	return fmt.Sprintf("https://%s:%d", ep.LoadBalancerName, ep.Port)
+}
+
+func (r *Renderer) localServer() string {
+	return fmt.Sprintf("https://127.0.0.1:%d", r.in.Cluster.Spec.Network.APIEndpoint.Port)
+}
+
+func (r *Renderer) controlPlaneData(d *templateData) error {
+	c, b := r.in.Cluster, r.in.Secrets
+	spec := c.Spec
+	add := func(path string, mode int, contents []byte) {
+		d.ControlPlaneFiles = append(d.ControlPlaneFiles, nodeFile{Path: path, Mode: mode, Contents: string(contents)})
+	}
+	// Certificates and keys. The etcd and front-proxy CA keys stay in the state store: every
+	// certificate the control plane needs is issued in advance. The cluster CA key is here because
+	// the controller manager signs the kubelets' CSRs with it.
+	add(pkiDir+"/ca.key", 0o600, b.ClusterCA.KeyPEM)
+	for _, p := range []struct {
+		name string
+		kp   pkiPair
+	}{
+		{"apiserver", pair(b.APIServer.CertPEM, b.APIServer.KeyPEM)},
+		{"apiserver-kubelet-client", pair(b.APIServerKubeletClient.CertPEM, b.APIServerKubeletClient.KeyPEM)},
+		{"apiserver-etcd-client", pair(b.APIServerEtcdClient.CertPEM, b.APIServerEtcdClient.KeyPEM)},
+		{"front-proxy-client", pair(b.FrontProxyClient.CertPEM, b.FrontProxyClient.KeyPEM)},
+		{"etcd/server", pair(b.EtcdServer.CertPEM, b.EtcdServer.KeyPEM)},
+		{"etcd/peer", pair(b.EtcdPeer.CertPEM, b.EtcdPeer.KeyPEM)},
+	} {
+		add(pkiDir+"/"+p.name+".crt", 0o644, p.kp.cert)
+		add(pkiDir+"/"+p.name+".key", 0o600, p.kp.key)
+	}
+	add(pkiDir+"/front-proxy-ca.crt", 0o644, b.FrontProxyCA.CertPEM)
+	add(pkiDir+"/etcd/ca.crt", 0o644, b.EtcdCA.CertPEM)
+	add(pkiDir+"/sa.key", 0o600, b.ServiceAccount.KeyPEM)
+	add(pkiDir+"/sa.pub", 0o644, b.ServiceAccount.PublicPEM)
+
+	// Cluster security configuration.
+	enc, err := kubecfg.EncryptionConfig(spec.Security.Encryption.Provider, b.EncryptionKey)
+	if err != nil {
+		return fmt.Errorf("ignition: encryption config: %w", err)
+	}
+	if err := kubecfg.CheckEncryptionConfig(enc); err != nil {
+		return fmt.Errorf("ignition: encryption config: %w", err)
+	}
+	add(encryptionConfig, 0o600, enc)
+	adm, err := kubecfg.AdmissionConfig(spec.Security.PodSecurity.Defaults, nil)
+	if err != nil {
+		return fmt.Errorf("ignition: admission config: %w", err)
+	}
+	add(admissionConfig, 0o644, adm)
+	audit := spec.Security.Audit.Enabled == nil || *spec.Security.Audit.Enabled
+	if audit {
+		add(auditPolicy, 0o644, kubecfg.AuditPolicy())
+	}
+
+	// Kubeconfigs of the components, all to the local API server.
+	for _, k := range []struct {
+		file, user string
+		cert, key  []byte
+	}{
+		{"controller-manager.conf", "system:kube-controller-manager", b.ControllerManager.CertPEM, b.ControllerManager.KeyPEM},
+		{"scheduler.conf", "system:kube-scheduler", b.Scheduler.CertPEM, b.Scheduler.KeyPEM},
+		{"cluster-init.conf", "kiln:cluster-init", b.ClusterInit.CertPEM, b.ClusterInit.KeyPEM},
+	} {
+		kc, err := kubecfg.Kubeconfig(kubecfg.KubeconfigInput{
+			ClusterName: c.Metadata.Name, Server: r.localServer(), CAPEM: b.ClusterCA.CertPEM,
+			User: k.user, ClientCertPEM: k.cert, ClientKeyPEM: k.key,
+		})
+		if err != nil {
+			return fmt.Errorf("ignition: %s: %w", k.file, err)
+		}
+		add("/etc/kubernetes/"+k.file, 0o600, kc)
+	}
+
+	// Objects applied once the API is up: namespaces with their Pod Security labels, the RBAC
+	// bindings of kubelet TLS bootstrap, and the bootstrap tokens nodes join with.
+	ns, err := kubecfg.NamespaceManifests(spec.Security.PodSecurity.Namespaces)
+	if err != nil {
+		return fmt.Errorf("ignition: namespaces: %w", err)
+	}
+	add(manifestsDir+"/00-namespaces.yaml", 0o600, ns)
+	add(manifestsDir+"/10-bootstrap-rbac.yaml", 0o600, kubecfg.BootstrapRBAC())
+	var tokens []byte
+	for _, t := range b.BootstrapTokens {
+		s, err := kubecfg.BootstrapTokenSecret(t.ID, t.Secret, t.Expires, t.Description)
+		if err != nil {
+			return fmt.Errorf("ignition: bootstrap token %s: %w", t.ID, err)
+		}
+		if len(tokens) > 0 {
+			tokens = append(tokens, "---\n"...)
+		}
+		tokens = append(tokens, s...)
+	}
+	if len(tokens) > 0 {
+		add(manifestsDir+"/20-bootstrap-tokens.yaml", 0o600, tokens)
+	}
+
+	// Units.
+	names := secrets.ControlPlaneNodeNames(c)
+	var initial []string
+	for _, n := range names {
+		initial = append(initial, n+"=https://"+n+":2380")
+	}
+	node := butane.NodeNamePlaceholder
+	d.EtcdFlags = []string{
+		"--name=" + node,
+		"--data-dir=/var/lib/etcd",
+		"--listen-client-urls=https://0.0.0.0:2379",
+		"--advertise-client-urls=https://" + node + ":2379",
+		"--listen-peer-urls=https://0.0.0.0:2380",
+		"--initial-advertise-peer-urls=https://" + node + ":2380",
+		"--initial-cluster=" + strings.Join(initial, ","),
+		"--initial-cluster-state=new",
+		"--initial-cluster-token=" + c.Metadata.Name,
+		"--client-cert-auth=true",
+		"--trusted-ca-file=" + pkiDir + "/etcd/ca.crt",
+		"--cert-file=" + pkiDir + "/etcd/server.crt",
+		"--key-file=" + pkiDir + "/etcd/server.key",
+		"--peer-client-cert-auth=true",
+		"--peer-trusted-ca-file=" + pkiDir + "/etcd/ca.crt",
+		"--peer-cert-file=" + pkiDir + "/etcd/peer.crt",
+		"--peer-key-file=" + pkiDir + "/etcd/peer.key",
+		"--cipher-suites=" + strings.Join(etcdCipherSuites, ","),
+	}
+	api := kubecfg.APIServerFlags(kubecfg.APIServerInput{
+		PKIDir:               pkiDir,
+		EncryptionConfig:     encryptionConfig,
+		AdmissionConfig:      admissionConfig,
+		AuditPolicy:          auditPolicyPath(audit),
+		AuditLog:             auditLog,
+		ServiceCIDR:          spec.Network.ServiceCIDR,
+		EtcdServers:          []string{"https://127.0.0.1:2379"},
+		ServiceAccountIssuer: r.externalServer(),
+		SecurePort:           spec.Network.APIEndpoint.Port,
+	})
+	cm := kubecfg.ControllerManagerFlags(kubecfg.ControllerManagerInput{
+		PKIDir:      pkiDir,
+		Kubeconfig:  "/etc/kubernetes/controller-manager.conf",
+		ClusterName: c.Metadata.Name,
+		ClusterCIDR: spec.Network.PodCIDR,
+		ServiceCIDR: spec.Network.ServiceCIDR,
+	})
+	sch := kubecfg.SchedulerFlags(kubecfg.SchedulerInput{Kubeconfig: "/etc/kubernetes/scheduler.conf"})
+	d.ControlPlaneUnits = []controlPlaneUnit{
+		{Name: "kube-apiserver", Description: "Kubernetes API server", After: "etcd.service network-online.target", Flags: api},
+		{Name: "kube-controller-manager", Description: "Kubernetes controller manager", After: "kube-apiserver.service", Flags: cm},
+		{Name: "kube-scheduler", Description: "Kubernetes scheduler", After: "kube-apiserver.service", Flags: sch},
+	}
+	return nil
+}
+
+// etcdCipherSuites are the TLS 1.2 suites etcd accepts (TLS 1.3 suites are not configurable).
+var etcdCipherSuites = []string{
+	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+
+func auditPolicyPath(on bool) string {
+	if on {
+		return auditPolicy
+	}
+	return ""
+}
+
+type pkiPair struct{ cert, key []byte }
+
+func pair(cert, key []byte) pkiPair { return pkiPair{cert, key} }
+
+// ForbiddenSecrets lists the cluster's secrets that a node of the role must not hold. No node holds
+// the cluster's SSH private key or the admin credential; a worker holds no key at all.
+func ForbiddenSecrets(role string, b *secrets.Bundle) []lint.Secret {
+	fs := []lint.Secret{
+		{Name: "cluster SSH private key", Value: b.SSH.PrivateKeyPEM},
+		{Name: "admin client key", Value: b.Admin.KeyPEM},
+		{Name: "etcd CA key", Value: b.EtcdCA.KeyPEM},
+		{Name: "front-proxy CA key", Value: b.FrontProxyCA.KeyPEM},
+	}
+	if role == RoleControlPlane {
+		return fs
+	}
+	return append(fs,
+		lint.Secret{Name: "cluster CA key", Value: b.ClusterCA.KeyPEM},
+		lint.Secret{Name: "service-account signing key", Value: b.ServiceAccount.KeyPEM},
+		lint.Secret{Name: "secrets encryption key", Value: b.EncryptionKey},
+		lint.Secret{Name: "API server key", Value: b.APIServer.KeyPEM},
+		lint.Secret{Name: "etcd server key", Value: b.EtcdServer.KeyPEM},
+		lint.Secret{Name: "etcd peer key", Value: b.EtcdPeer.KeyPEM},
+		lint.Secret{Name: "API server etcd-client key", Value: b.APIServerEtcdClient.KeyPEM},
+		lint.Secret{Name: "API server kubelet-client key", Value: b.APIServerKubeletClient.KeyPEM},
+		lint.Secret{Name: "front-proxy client key", Value: b.FrontProxyClient.KeyPEM},
+		lint.Secret{Name: "controller-manager key", Value: b.ControllerManager.KeyPEM},
+		lint.Secret{Name: "scheduler key", Value: b.Scheduler.KeyPEM},
+		lint.Secret{Name: "cluster-init key", Value: b.ClusterInit.KeyPEM},
+	)
+}
+
+func trimAll(ss []string) []string {
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func joinLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// nthIP returns the n-th address of a CIDR (n=1: the first after the network address).
+func nthIP(cidr string, n int) (netip.Addr, error) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	a := p.Masked().Addr()
+	for range n {
+		a = a.Next()
+	}
+	if !p.Contains(a) {
+		return netip.Addr{}, fmt.Errorf("%s has fewer than %d addresses", cidr, n)
+	}
+	return a, nil
+}

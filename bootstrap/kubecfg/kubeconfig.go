@@ -1,0 +1,165 @@
+package kubecfg
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode"
+
+	"sigs.k8s.io/yaml"
+)
+
+// KubeconfigInput is what a kubeconfig holds: one cluster, one user, one context joining them.
+// Exactly one of (ClientCertPEM with ClientKeyPEM) and Token is set.
+type KubeconfigInput struct {
+	// ClusterName names the cluster entry.
+	ClusterName string
+	// Server is the API server's https URL, e.g. "https://api.demo.kiln.internal:6443".
+	Server string
+	// CAPEM holds the PEM certificates that the API server's serving certificate chains to.
+	CAPEM []byte
+	// User names the user entry.
+	User string
+	// ClientCertPEM and ClientKeyPEM are the user's client certificate and its private key.
+	ClientCertPEM, ClientKeyPEM []byte
+	// Token is a bearer token, such as a bootstrap token "<id>.<secret>".
+	Token string
+}
+
+// kubeconfig is the subset of clientcmd's v1 Config that kiln writes.
+type kubeconfig struct {
+	APIVersion     string              `json:"apiVersion"`
+	Kind           string              `json:"kind"`
+	Clusters       []kubeconfigCluster `json:"clusters"`
+	Contexts       []kubeconfigContext `json:"contexts"`
+	CurrentContext string              `json:"current-context"`
+	Users          []kubeconfigUser    `json:"users"`
+}
+
+type kubeconfigCluster struct {
+	Name    string `json:"name"`
+	Cluster struct {
+		Server                   string `json:"server"`
+		CertificateAuthorityData []byte `json:"certificate-authority-data"`
+	} `json:"cluster"`
+}
+
+type kubeconfigContext struct {
+	Name    string `json:"name"`
+	Context struct {
+		Cluster string `json:"cluster"`
+		User    string `json:"user"`
+	} `json:"context"`
+}
+
+type kubeconfigUser struct {
+	Name string `json:"name"`
+	User struct {
+		ClientCertificateData []byte `json:"client-certificate-data,omitempty"`
+		ClientKeyData         []byte `json:"client-key-data,omitempty"`
+		Token                 string `json:"token,omitempty"`
+	} `json:"user"`
+}
+
+// Kubeconfig renders a kubeconfig with every credential embedded (certificate-authority-data,
+// client-certificate-data, client-key-data or token), never a file path, so that it is one
+// self-contained file. Its one context, "<user>@<cluster>", is the current context. The server must be
+// https, CAPEM must hold at least one certificate, and a client certificate must match its key. The
+// result holds the credential: treat it as a secret.
+func Kubeconfig(k KubeconfigInput) ([]byte, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	contextName := k.User + "@" + k.ClusterName
+	var cl kubeconfigCluster
+	cl.Name = k.ClusterName
+	cl.Cluster.Server = k.Server
+	cl.Cluster.CertificateAuthorityData = k.CAPEM
+	var ctx kubeconfigContext
+	ctx.Name = contextName
+	ctx.Context.Cluster = k.ClusterName
+	ctx.Context.User = k.User
+	var u kubeconfigUser
+	u.Name = k.User
+	u.User.ClientCertificateData = k.ClientCertPEM
+	u.User.ClientKeyData = k.ClientKeyPEM
+	u.User.Token = k.Token
+	b, err := yaml.Marshal(kubeconfig{
+		APIVersion:     "v1",
+		Kind:           "Config",
+		Clusters:       []kubeconfigCluster{cl},
+		Contexts:       []kubeconfigContext{ctx},
+		CurrentContext: contextName,
+		Users:          []kubeconfigUser{u},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubecfg: kubeconfig %q: %w", contextName, err)
+	}
+	return b, nil
+}
+
+// check reports every problem of k at once.
+func (k KubeconfigInput) check() error {
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("kubecfg: kubeconfig: %w: "+format, append([]any{ErrInvalid}, a...)...))
+	}
+	if k.ClusterName == "" {
+		bad("cluster name is empty")
+	}
+	if k.User == "" {
+		bad("user is empty")
+	}
+	if u, err := url.Parse(k.Server); err != nil {
+		bad("server %q: %v", k.Server, err)
+	} else if u.Scheme != "https" || u.Host == "" || u.User != nil {
+		bad("server %q: want https://host[:port]", k.Server)
+	}
+	if err := checkCertificatesPEM(k.CAPEM); err != nil {
+		bad("certificate authority: %v", err)
+	}
+	hasCert, hasKey, hasToken := len(k.ClientCertPEM) > 0, len(k.ClientKeyPEM) > 0, k.Token != ""
+	switch {
+	case hasCert != hasKey:
+		bad("user %q: client certificate and key go together", k.User)
+	case hasCert && hasToken:
+		bad("user %q: both a client certificate and a token, want exactly one", k.User)
+	case !hasCert && !hasToken:
+		bad("user %q: no client certificate and no token, want exactly one", k.User)
+	}
+	if hasCert && hasKey {
+		if _, err := tls.X509KeyPair(k.ClientCertPEM, k.ClientKeyPEM); err != nil {
+			bad("user %q: client certificate and key: %v", k.User, err)
+		}
+	}
+	if hasToken && strings.ContainsFunc(k.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		bad("user %q: token contains white space or control characters", k.User)
+	}
+	return errors.Join(errs...)
+}
+
+// checkCertificatesPEM checks that data is one or more PEM certificates and nothing else.
+func checkCertificatesPEM(data []byte) error {
+	n := 0
+	for rest := data; len(strings.TrimSpace(string(rest))) > 0; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return errors.New("not PEM")
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Errorf("PEM block %d is %q, want CERTIFICATE", n, block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("PEM block %d: %w", n, err)
+		}
+	}
+	if n == 0 {
+		return errors.New("no certificate")
+	}
+	return nil
+}

@@ -1,0 +1,328 @@
+// Package lint checks an Ignition config before kiln hands it to a machine: every remote source is
+// https with a verification hash, no secret lands on a machine that must not hold it, and the config
+// fits the target's delivery channel (AWS user-data, vSphere guestinfo).
+//
+// The checks are pure functions of the config and a Policy; bootstrap/ignition runs them on every
+// config it renders, and `kiln lint ignition` runs them on a file.
+package lint
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/url"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/coreos/ignition/v2/config/v3_5"
+	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/vincent-petithory/dataurl"
+)
+
+// Role names, as in the Butane templates.
+const (
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+)
+
+// Secret is a value that must not appear in a config: its name is what a finding reports, never
+// the value.
+type Secret struct {
+	Name  string
+	Value []byte
+}
+
+// Policy says what a config is checked against.
+type Policy struct {
+	// Role of the machine the config is for: control-plane or worker. A worker holds no private key
+	// at all and no encryption configuration. Empty checks only what holds for every role.
+	Role string
+	// Target the config is delivered through; its size limit applies (see Limits). Empty: no limit.
+	Target string
+	// Forbidden values, for example the cluster's CA key for a worker (see ForbiddenSecrets).
+	Forbidden []Secret
+}
+
+// Finding is one problem, with the JSON path in the config where it is.
+type Finding struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+func (f Finding) String() string {
+	if f.Path == "" {
+		return f.Message
+	}
+	return f.Path + ": " + f.Message
+}
+
+// Error is a lint failure: every finding at once.
+type Error struct {
+	Findings []Finding
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ignition lint: %d finding(s)", len(e.Findings))
+	for _, f := range e.Findings {
+		b.WriteString("\n  ")
+		b.WriteString(f.String())
+	}
+	return b.String()
+}
+
+// Limit is the size a delivery channel holds.
+type Limit struct {
+	Target string
+	// Bytes the channel holds.
+	Bytes int
+	// Base64 is true when the channel carries the config base64-encoded, so the encoded size counts.
+	Base64 bool
+	What   string
+}
+
+// Limits per target. Targets without an entry (metal, qemu) have no limit kiln knows of.
+var Limits = map[string]Limit{
+	"aws":     {Target: "aws", Bytes: 16 << 10, What: "AWS user-data"},
+	"vsphere": {Target: "vsphere", Bytes: 64 << 10, Base64: true, What: "vSphere guestinfo (base64)"},
+}
+
+// Bytes parses a config (Ignition spec 3.0 to 3.5) with Ignition's own parser and validator and lints
+// it. A config that does not parse or validate is an error; findings are returned as *Error.
+func Bytes(raw []byte, p Policy) error {
+	cfg, rpt, err := v3_5.ParseCompatibleVersion(raw)
+	if err != nil {
+		return fmt.Errorf("ignition: %w: %s", err, strings.TrimSpace(rpt.String()))
+	}
+	return Config(cfg, len(raw), p)
+}
+
+// Config lints a parsed config whose serialised size is size bytes.
+func Config(cfg types.Config, size int, p Policy) error {
+	var fs []Finding
+	fs = append(fs, checkSize(size, p.Target)...)
+	fs = append(fs, checkSources(cfg)...)
+	fs = append(fs, checkSecrets(cfg, p)...)
+	if len(fs) == 0 {
+		return nil
+	}
+	return &Error{Findings: fs}
+}
+
+func checkSize(size int, target string) []Finding {
+	lim, ok := Limits[target]
+	if !ok {
+		return nil
+	}
+	n := size
+	if lim.Base64 {
+		n = base64.StdEncoding.EncodedLen(size)
+	}
+	if n <= lim.Bytes {
+		return nil
+	}
+	return []Finding{{Message: fmt.Sprintf("config is %s (%d bytes), over the %s limit of %s (%d bytes)",
+		kib(n), n, lim.What, kib(lim.Bytes), lim.Bytes)}}
+}
+
+func kib(n int) string { return fmt.Sprintf("%.1f KiB", float64(n)/1024) }
+
+// resourceType is every place in a config that fetches something: files' contents and appends,
+// merged and replacing configs, TLS certificate authorities, LUKS key files.
+var resourceType = reflect.TypeFor[types.Resource]()
+
+// visitResources calls fn for every Resource in cfg with its JSON path.
+func visitResources(cfg types.Config, fn func(path string, r types.Resource)) {
+	var walk func(v reflect.Value, path string)
+	walk = func(v reflect.Value, path string) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if !v.IsNil() {
+				walk(v.Elem(), path)
+			}
+		case reflect.Slice:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			}
+		case reflect.Struct:
+			if v.Type() == resourceType {
+				fn(path, v.Interface().(types.Resource))
+				return
+			}
+			t := v.Type()
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				p := path
+				if !f.Anonymous {
+					name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+					if name == "" {
+						name = f.Name
+					}
+					if p != "" {
+						p += "."
+					}
+					p += name
+				}
+				walk(v.Field(i), p)
+			}
+		}
+	}
+	walk(reflect.ValueOf(cfg), "")
+}
+
+func checkSources(cfg types.Config) []Finding {
+	var fs []Finding
+	visitResources(cfg, func(path string, r types.Resource) {
+		if r.Source == nil || *r.Source == "" {
+			return
+		}
+		u, err := url.Parse(*r.Source)
+		if err != nil {
+			fs = append(fs, Finding{Path: path + ".source", Message: "not a URL"})
+			return
+		}
+		switch u.Scheme {
+		case "data":
+			return
+		case "https":
+			if r.Verification.Hash == nil || *r.Verification.Hash == "" {
+				fs = append(fs, Finding{Path: path + ".verification.hash",
+					Message: fmt.Sprintf("remote source %s has no verification hash; add sha256-… or sha512-…", redactURL(u))})
+			}
+		default:
+			fs = append(fs, Finding{Path: path + ".source",
+				Message: fmt.Sprintf("remote source %s uses %q; only https (with a verification hash) is allowed", redactURL(u), u.Scheme)})
+		}
+	})
+	return fs
+}
+
+// redactURL drops the query and user info, where presigned URLs and passwords live.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.Fragment = ""
+	return c.String()
+}
+
+var (
+	pemPrivateKey      = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----`)
+	encryptionConfKind = regexp.MustCompile(`(?m)^kind:\s*EncryptionConfiguration\s*$`)
+	tokenSecretType    = regexp.MustCompile(`bootstrap\.kubernetes\.io/token`)
+)
+
+// content is one piece of text a machine receives, with where it is in the config.
+type content struct {
+	path string
+	data []byte
+}
+
+// contents decodes every inline piece of the config: data URLs (gzip-compressed or not), unit and
+// drop-in contents, SSH keys.
+func contents(cfg types.Config) ([]content, []Finding) {
+	var out []content
+	var fs []Finding
+	visitResources(cfg, func(path string, r types.Resource) {
+		if r.Source == nil || !strings.HasPrefix(*r.Source, "data:") {
+			return
+		}
+		b, err := DecodeSource(*r.Source, r.Compression)
+		if err != nil {
+			fs = append(fs, Finding{Path: path + ".source", Message: err.Error()})
+			return
+		}
+		out = append(out, content{path: path, data: b})
+	})
+	for i, u := range cfg.Systemd.Units {
+		if u.Contents != nil {
+			out = append(out, content{path: fmt.Sprintf("systemd.units[%d].contents", i), data: []byte(*u.Contents)})
+		}
+		for j, d := range u.Dropins {
+			if d.Contents != nil {
+				out = append(out, content{path: fmt.Sprintf("systemd.units[%d].dropins[%d].contents", i, j), data: []byte(*d.Contents)})
+			}
+		}
+	}
+	for i, u := range cfg.Passwd.Users {
+		for j, k := range u.SSHAuthorizedKeys {
+			out = append(out, content{path: fmt.Sprintf("passwd.users[%d].sshAuthorizedKeys[%d]", i, j), data: []byte(k)})
+		}
+	}
+	return out, fs
+}
+
+// DecodeSource returns the bytes a data URL stands for, uncompressed.
+func DecodeSource(src string, compression *string) ([]byte, error) {
+	du, err := dataurl.DecodeString(src)
+	if err != nil {
+		return nil, fmt.Errorf("bad data URL: %v", err)
+	}
+	if compression == nil || *compression == "" {
+		return du.Data, nil
+	}
+	if *compression != "gzip" {
+		return nil, fmt.Errorf("unknown compression %q", *compression)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(du.Data))
+	if err != nil {
+		return nil, fmt.Errorf("bad gzip data: %v", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("bad gzip data: %v", err)
+	}
+	return b, nil
+}
+
+func checkSecrets(cfg types.Config, p Policy) []Finding {
+	cs, fs := contents(cfg)
+	needles := make([]needle, 0, 2*len(p.Forbidden))
+	for _, s := range p.Forbidden {
+		v := bytes.TrimSpace(s.Value)
+		if len(v) < 8 { // too short to search for without false alarms; never a real key
+			continue
+		}
+		needles = append(needles, needle{name: s.Name, value: v},
+			needle{name: s.Name + " (base64)", value: []byte(base64.StdEncoding.EncodeToString(s.Value))})
+	}
+	for _, c := range cs {
+		if bytes.Contains(c.data, []byte("-----BEGIN OPENSSH PRIVATE KEY-----")) {
+			fs = append(fs, Finding{Path: c.path, Message: "holds an SSH private key; no node needs one"})
+		}
+		if p.Role == RoleWorker {
+			if m := pemPrivateKey.Find(c.data); m != nil && !bytes.Contains(m, []byte("OPENSSH")) {
+				fs = append(fs, Finding{Path: c.path, Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"})
+			}
+			if encryptionConfKind.Match(c.data) {
+				fs = append(fs, Finding{Path: c.path, Message: "holds an EncryptionConfiguration; only control-plane nodes hold the encryption key"})
+			}
+			if tokenSecretType.Match(c.data) {
+				fs = append(fs, Finding{Path: c.path, Message: "holds bootstrap token Secrets; only control-plane nodes hold them"})
+			}
+		}
+		for _, n := range needles {
+			if bytes.Contains(c.data, n.value) {
+				fs = append(fs, Finding{Path: c.path, Message: fmt.Sprintf("holds the %s, which a %s must not hold", n.name, roleName(p.Role))})
+			}
+		}
+	}
+	sort.SliceStable(fs, func(i, j int) bool { return fs[i].Path < fs[j].Path })
+	return fs
+}
+
+type needle struct {
+	name  string
+	value []byte
+}
+
+func roleName(role string) string {
+	if role == "" {
+		return "node"
+	}
+	return role + " node"
+}

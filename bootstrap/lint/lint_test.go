@@ -1,0 +1,212 @@
+package lint
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/google/go-cmp/cmp"
+	"github.com/vincent-petithory/dataurl"
+)
+
+const fakeKey = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIOQ2c2VjcmV0LWtleS1ub3QtcmVhbA==\n-----END EC PRIVATE KEY-----\n"
+
+func ptr[T any](v T) *T { return &v }
+
+func file(path, data string) types.File {
+	return types.File{
+		Node:          types.Node{Path: path},
+		FileEmbedded1: types.FileEmbedded1{Contents: types.Resource{Source: ptr("data:," + dataurl.EscapeString(data))}},
+	}
+}
+
+func gzipFile(path, data string) types.File {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(data))
+	zw.Close()
+	return types.File{
+		Node: types.Node{Path: path},
+		FileEmbedded1: types.FileEmbedded1{Contents: types.Resource{
+			Source:      ptr("data:;base64," + base64.StdEncoding.EncodeToString(b.Bytes())),
+			Compression: ptr("gzip"),
+		}},
+	}
+}
+
+func remote(path, url string, hash *string) types.File {
+	return types.File{
+		Node: types.Node{Path: path},
+		FileEmbedded1: types.FileEmbedded1{Contents: types.Resource{
+			Source: ptr(url), Verification: types.Verification{Hash: hash},
+		}},
+	}
+}
+
+func config(files ...types.File) []byte {
+	c := types.Config{Ignition: types.Ignition{Version: "3.5.0"}}
+	c.Storage.Files = files
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestBytes(t *testing.T) {
+	sha := ptr("sha512-" + strings.Repeat("ab", 64))
+	tests := []struct {
+		name   string
+		config []byte
+		policy Policy
+		want   []Finding
+	}{
+		{
+			name:   "plain config passes",
+			config: config(file("/etc/hostname", "node-0\n")),
+			policy: Policy{Role: RoleWorker, Target: "aws"},
+		},
+		{
+			name:   "https with hash passes",
+			config: config(remote("/opt/x", "https://example.internal/x", sha)),
+		},
+		{
+			name:   "https without hash",
+			config: config(remote("/opt/x", "https://example.internal/x?X-Amz-Signature=secret", nil)),
+			want: []Finding{{Path: "storage.files[0].contents.verification.hash",
+				Message: "remote source https://example.internal/x has no verification hash; add sha256-… or sha512-…"}},
+		},
+		{
+			name:   "http is refused even with a hash",
+			config: config(remote("/opt/x", "http://example.internal/x", sha)),
+			want: []Finding{{Path: "storage.files[0].contents.source",
+				Message: `remote source http://example.internal/x uses "http"; only https (with a verification hash) is allowed`}},
+		},
+		{
+			name: "merged config over tftp",
+			config: func() []byte {
+				c := types.Config{Ignition: types.Ignition{Version: "3.5.0", Config: types.IgnitionConfig{
+					Merge: []types.Resource{{Source: ptr("tftp://10.0.0.1/base.ign")}}}}}
+				b, _ := json.Marshal(c)
+				return b
+			}(),
+			want: []Finding{{Path: "ignition.config.merge[0].source",
+				Message: `remote source tftp://10.0.0.1/base.ign uses "tftp"; only https (with a verification hash) is allowed`}},
+		},
+		{
+			name:   "worker with a private key",
+			config: config(file("/etc/kubernetes/pki/ca.key", fakeKey)),
+			policy: Policy{Role: RoleWorker},
+			want: []Finding{{Path: "storage.files[0].contents",
+				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+		},
+		{
+			name:   "worker with a gzip-compressed private key",
+			config: config(gzipFile("/etc/kubernetes/pki/ca.key", fakeKey)),
+			policy: Policy{Role: RoleWorker},
+			want: []Finding{{Path: "storage.files[0].contents",
+				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+		},
+		{
+			name:   "control plane may hold its keys",
+			config: config(file("/etc/kubernetes/pki/apiserver.key", fakeKey)),
+			policy: Policy{Role: RoleControlPlane},
+		},
+		{
+			name:   "no node holds an SSH private key",
+			config: config(file("/root/id", "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")),
+			policy: Policy{Role: RoleControlPlane},
+			want:   []Finding{{Path: "storage.files[0].contents", Message: "holds an SSH private key; no node needs one"}},
+		},
+		{
+			name:   "worker with an encryption configuration",
+			config: config(file("/etc/kubernetes/enc.yaml", "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n")),
+			policy: Policy{Role: RoleWorker},
+			want: []Finding{{Path: "storage.files[0].contents",
+				Message: "holds an EncryptionConfiguration; only control-plane nodes hold the encryption key"}},
+		},
+		{
+			name:   "forbidden value, base64 inside a kubeconfig",
+			config: config(file("/etc/kubernetes/x.conf", "client-key-data: "+base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))),
+			policy: Policy{Role: RoleControlPlane, Forbidden: []Secret{{Name: "admin client key", Value: []byte("0123456789abcdef0123456789abcdef")}}},
+			want: []Finding{{Path: "storage.files[0].contents",
+				Message: "holds the admin client key (base64), which a control-plane node must not hold"}},
+		},
+		{
+			name:   "over the AWS user-data limit",
+			config: config(file("/opt/big", strings.Repeat("x", 17<<10))),
+			policy: Policy{Target: "aws"},
+			want: []Finding{{Message: "config is 17.3 KiB (17686 bytes), over the AWS user-data limit of 16.0 KiB (16384 bytes)"}},
+		},
+		{
+			name:   "within the vSphere limit",
+			config: config(file("/opt/big", strings.Repeat("x", 40<<10))),
+			policy: Policy{Target: "vsphere"},
+		},
+		{
+			name:   "over the vSphere limit once base64-encoded",
+			config: config(file("/opt/big", strings.Repeat("x", 50<<10))),
+			policy: Policy{Target: "vsphere"},
+			want: []Finding{{Message: "config is 67.0 KiB (68640 bytes), over the vSphere guestinfo (base64) limit of 64.0 KiB (65536 bytes)"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Bytes(tc.config, tc.policy)
+			var got []Finding
+			var lerr *Error
+			if errors.As(err, &lerr) {
+				got = lerr.Findings
+			} else if err != nil {
+				t.Fatalf("Bytes: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBytesRejectsInvalid(t *testing.T) {
+	for _, tc := range []struct{ name, config string }{
+		{"empty", ""},
+		{"not json", "variant: fcos"},
+		{"unknown version", `{"ignition":{"version":"9.9.9"}}`},
+		{"relative path", `{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"etc/x"}]}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Bytes([]byte(tc.config), Policy{})
+			var lerr *Error
+			if err == nil || errors.As(err, &lerr) {
+				t.Fatalf("want a parse error, got %v", err)
+			}
+		})
+	}
+}
+
+func TestFindingNeverEchoesSecret(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef"
+	err := Bytes(config(file("/x", secret)), Policy{Role: RoleWorker, Forbidden: []Secret{{Name: "encryption key", Value: []byte(secret)}}})
+	if err == nil {
+		t.Fatal("want a finding")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("the error holds the secret: %v", err)
+	}
+}
+
+// FuzzLint: any input is an error or a verdict, never a panic.
+func FuzzLint(f *testing.F) {
+	f.Add(config(file("/etc/hostname", "node-0\n")))
+	f.Add(config(gzipFile("/k", fakeKey)))
+	f.Add(config(remote("/x", "https://a/b", nil)))
+	f.Add([]byte(`{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"a.service","contents":"[Unit]"}]}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		_ = Bytes(raw, Policy{Role: RoleWorker, Target: "aws", Forbidden: []Secret{{Name: "k", Value: []byte("0123456789")}}})
+	})
+}

@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/internal/atomicfile"
+	"github.com/kiln-dev/kiln/internal/state"
+)
+
+func newInit(g *globals) *cobra.Command {
+	var (
+		specPath string
+		provider string
+		keysPath string
+	)
+	cmd := &cobra.Command{
+		Use:   "init NAME",
+		Short: "Start a cluster: write a starter spec and generate the cluster's secrets",
+		Long: `init writes a starter cluster spec and generates, once, everything secret the cluster needs:
+the cluster, etcd and front-proxy CAs, the service-account key pair, the API server, etcd and client
+certificates, a unique ed25519 SSH key pair (unless --ssh-authorized-keys brings your own public keys),
+the 32-byte secrets-encryption key and a first bootstrap token. They go into the state store, encrypted;
+no two clusters share a CA or a key. init never overwrites a spec file or regenerates a cluster's
+secrets.`,
+		Example: `  kiln init demo                      # writes cluster.yaml, secrets into the state store
+  kiln init prod -f prod.yaml --ssh-authorized-keys ~/.ssh/id_ed25519.pub`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInit(g, args[0], specPath, provider, keysPath)
+		},
+	}
+	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "where to write the starter spec (must not exist)")
+	cmd.Flags().StringVar(&provider, "provider", v1alpha1.ProviderQEMU, "provider of the starter spec: qemu, metal, vsphere or aws")
+	cmd.Flags().StringVar(&keysPath, "ssh-authorized-keys", "", "use the public keys in this file instead of generating an SSH key pair")
+	return cmd
+}
+
+func runInit(g *globals, name, specPath, provider, keysPath string) error {
+	c := v1alpha1.Starter(name)
+	if err := setStarterProvider(c, provider); err != nil {
+		return err
+	}
+	if keysPath != "" {
+		data, err := os.ReadFile(keysPath)
+		if err != nil {
+			return fmt.Errorf("--ssh-authorized-keys: %w", err)
+		}
+		var keys []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				keys = append(keys, l)
+			}
+		}
+		c.Spec.SSH.Generate = false
+		c.Spec.SSH.AuthorizedKeys = keys
+	}
+	spec, err := v1alpha1.Marshal(c)
+	if err != nil {
+		return err
+	}
+	// The starter must be valid as written; if it is not (a bad name, bad keys), say so before
+	// anything is generated or written.
+	c, err = v1alpha1.Decode(spec, specPath)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(specPath); err == nil {
+		return fmt.Errorf("%s already exists; init does not overwrite a spec (choose another path with -f)", specPath)
+	}
+	st, err := g.openState()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	now := time.Now()
+	b, err := secrets.Generate(c, rand.Reader, now)
+	if err != nil {
+		return err
+	}
+	tok, err := secrets.NewBootstrapToken(rand.Reader, now, c.Spec.Security.BootstrapTokenTTL.Duration, "kiln node join")
+	if err != nil {
+		return err
+	}
+	b.BootstrapTokens = append(b.BootstrapTokens, tok)
+
+	// Spec first, exclusively; secrets second; the spec is removed again if the secrets cannot be kept.
+	if err := atomicfile.Write(specPath, spec, 0o644, true); err != nil {
+		return err
+	}
+	if err := secrets.Save(st, name, b); err != nil {
+		os.Remove(specPath)
+		if errors.Is(err, state.ErrExists) {
+			return fmt.Errorf("cluster %q already has secrets in %s; kiln never regenerates a cluster's secrets", name, g.stateDir)
+		}
+		return err
+	}
+	fmt.Fprintf(g.out, "cluster %s initialised\n  spec:    %s\n  secrets: %s (encrypted)\n", name, specPath, stateFile(g.stateDir))
+	if c.Spec.SSH.Generate {
+		fmt.Fprintf(g.out, "  ssh:     a new ed25519 key pair; export the private key with 'kiln ssh-key -f %s -o FILE'\n", specPath)
+	} else {
+		fmt.Fprintf(g.out, "  ssh:     %d authorized key(s) of yours\n", len(c.Spec.SSH.AuthorizedKeys))
+	}
+	fmt.Fprintf(g.out, "next: kiln render ignition -f %s --role worker --pool %s --node %s-%s-0\n",
+		specPath, firstPool(c), name, firstPool(c))
+	return nil
+}
+
+func firstPool(c *v1alpha1.Cluster) string {
+	if len(c.Spec.NodePools) == 0 {
+		return "workers"
+	}
+	return c.Spec.NodePools[0].Name
+}
+
+// setStarterProvider switches the starter spec to a provider, with the block it needs as
+// placeholders the user fills in.
+func setStarterProvider(c *v1alpha1.Cluster, provider string) error {
+	p := &c.Spec.Provider
+	*p = v1alpha1.Provider{Name: provider}
+	switch provider {
+	case v1alpha1.ProviderQEMU:
+		p.QEMU = &v1alpha1.QEMUProvider{}
+	case v1alpha1.ProviderMetal:
+		p.Metal = &v1alpha1.MetalProvider{Inventory: "machines.yaml"}
+	case v1alpha1.ProviderVSphere:
+		p.VSphere = &v1alpha1.VSphereProvider{Server: "vcenter.example.internal", Datacenter: "dc1",
+			Datastore: "datastore1", Network: "kiln-private"}
+	case v1alpha1.ProviderAWS:
+		p.AWS = &v1alpha1.AWSProvider{Region: "eu-central-1", AvailabilityZones: []string{"eu-central-1a", "eu-central-1b"}}
+	default:
+		return fmt.Errorf("--provider %q: unknown (want qemu, metal, vsphere or aws)", provider)
+	}
+	return nil
+}
+
+func newSSHKey(g *globals) *cobra.Command {
+	var specPath, outPath string
+	cmd := &cobra.Command{
+		Use:   "ssh-key",
+		Short: "Export the cluster's generated SSH private key to a file (mode 0600)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadSpec(specPath)
+			if err != nil {
+				return err
+			}
+			st, err := g.openState()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			b, err := secrets.Load(st, c.Metadata.Name)
+			if err != nil {
+				return err
+			}
+			if len(b.SSH.PrivateKeyPEM) == 0 {
+				return fmt.Errorf("cluster %s uses your own SSH keys (spec.ssh.authorizedKeys); kiln holds no private key for it", c.Metadata.Name)
+			}
+			if err := atomicfile.Write(outPath, b.SSH.PrivateKeyPEM, 0o600, true); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "wrote %s (0600); ssh -i %s %s@NODE\n", outPath, outPath, c.Spec.SSH.User)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
+	cmd.Flags().StringVarP(&outPath, "output", "o", "", "file to write the private key to (must not exist)")
+	cmd.MarkFlagRequired("output")
+	return cmd
+}

@@ -1,0 +1,77 @@
+// Package cli is kiln's command line: one cobra command per verb, each with RunE so that it can be
+// tested; only cmd/kiln's main exits.
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-dev/kiln/internal/state"
+)
+
+// Version information, set with -ldflags -X by the Makefile.
+var (
+	Version = "dev"
+	Commit  = "unknown"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	stateDir string
+	out      io.Writer
+	errOut   io.Writer
+}
+
+// NewRoot returns the kiln command tree.
+func NewRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "kiln",
+		Short: "Bake, boot, place and heal immutable Kubernetes nodes",
+		Long: `kiln builds hardened, immutable machine images, boots them with Ignition so that they join a
+Kubernetes cluster on first boot, places them into private networks, and replaces nodes that fail.
+
+A cluster starts with 'kiln init NAME', which writes a starter spec (cluster.yaml) and generates the
+cluster's secrets (CAs, keys, the SSH key, the encryption key) into the state store. Then
+'kiln render ignition' renders each node's Ignition config.
+
+The state store is a file (state.db, mode 0600) in --state-dir; its values are encrypted with the
+key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 bytes) when set.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			g.out = cmd.OutOrStdout()
+			g.errOut = cmd.ErrOrStderr()
+		},
+	}
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", state.DefaultDir(),
+		"directory of the state store (env KILN_STATE_DIR)")
+	root.AddCommand(
+		newInit(g),
+		newValidate(g),
+		newRender(g),
+		newLint(g),
+		newSSHKey(g),
+		newVersion(g),
+	)
+	return root
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := NewRoot()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "kiln: "+err.Error())
+		return 1
+	}
+	return 0
+}
+
+// Run is main's body.
+func Run() int { return Main(os.Args[1:], os.Stdout, os.Stderr) }
