@@ -77,7 +77,7 @@ recipe_key() {
 }
 
 # cached_build NAME VERSION BUILD_FN prints the path of NAME's binary, running
-# BUILD_FN OUT to make it when the cache has no binary for this recipe.
+# BUILD_FN OUT DIR to make it when the cache has no binary for this recipe.
 # Builds are serialized with a lock so that parallel test binaries wait for
 # one build instead of racing; the binary appears atomically (temp name, mv).
 cached_build() {
@@ -92,13 +92,15 @@ cached_build() {
 		flock "$lock"
 		if [[ ! -x "$out" ]]; then
 			log "building $name $version into $dir"
-			local start=$SECONDS tmp="$out.tmp.$$"
-			rm -f "$tmp"
-			if ! "$build_fn" "$tmp" "$dir"; then
-				rm -f "$tmp"
-				die "building $name $version failed"
-			fi
-			mv -f "$tmp" "$out"
+			local start=$SECONDS
+			# Called plainly, not in an if or ||, so that set -e stops the
+			# build at its first failing command; the trap then cleans up.
+			building="$name $version" building_tmp="$out.tmp.$$"
+			trap 'rm -f "$building_tmp"; log "building $building failed"' EXIT
+			rm -f "$building_tmp"
+			"$build_fn" "$building_tmp" "$dir"
+			mv -f "$building_tmp" "$out"
+			trap - EXIT
 			log "built $name $version in $((SECONDS - start))s"
 		fi
 		flock -u "$lock"
@@ -149,10 +151,7 @@ main() {
 	deps) cmd_deps ;;
 	-h | --help | help) usage 0 ;;
 	*)
-		declare -F "tool_$1" >/dev/null || {
-			log "unknown tool: $1"
-			usage
-		}
+		declare -F "tool_$1" >/dev/null || die "unknown tool: $1 (hack/tools.sh help lists the tools)"
 		"tool_$1"
 		;;
 	esac

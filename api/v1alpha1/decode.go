@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,14 @@ func decodeFindings(data []byte) (*Cluster, []Finding) {
 		keys:   map[string]position{},
 		budget: maxValues,
 	}
+	if r := resolve(root); r == nil || r.Kind != yaml.MappingNode {
+		return nil, append(findings, Finding{
+			Line:     root.Line,
+			Column:   root.Column,
+			Severity: SeverityError,
+			Message:  "expected a mapping (a " + KindCluster + " spec), got " + describe(root),
+		})
+	}
 	c := &Cluster{}
 	d.decode(root, reflect.ValueOf(c).Elem(), "")
 	findings = append(findings, d.findings...)
@@ -84,10 +93,16 @@ func decodeFindings(data []byte) (*Cluster, []Finding) {
 		}))
 	}
 	for _, is := range validate(c) {
-		if d.suppressed(is.path) {
+		if d.suppressedIssue(is) {
 			continue
 		}
 		findings = append(findings, d.finding(is))
+	}
+	if (c.APIVersion != "" && c.APIVersion != GroupVersion) || (c.Kind != "" && c.Kind != KindCluster) {
+		// Not a document of this package: what else is wrong would only be noise.
+		findings = slices.DeleteFunc(findings, func(f Finding) bool {
+			return f.Path != "apiVersion" && f.Path != "kind" && f.Path != ""
+		})
 	}
 	findings = dedupe(findings)
 	sortFindings(findings)
@@ -110,7 +125,7 @@ func parseDocument(data []byte) (*yaml.Node, []Finding) {
 			break
 		}
 		if err != nil {
-			return nil, append(findings, syntaxFinding(err))
+			return nil, append(findings, syntaxFinding(data, err))
 		}
 		if isEmptyDocument(&doc) {
 			continue
@@ -158,18 +173,70 @@ func isEmptyDocument(doc *yaml.Node) bool {
 
 var yamlLineError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntaxFinding turns a YAML parser error into a finding, with its line when the parser gives one.
-func syntaxFinding(err error) Finding {
-	f := Finding{Severity: SeverityError}
+// syntaxFinding turns a YAML parser error about data into a finding, with its line when it can be told.
+func syntaxFinding(data []byte, err error) Finding {
+	line, msg := splitYAMLError(err)
+	return Finding{
+		Line:     syntaxLine(data, msg, line),
+		Severity: SeverityError,
+		Message:  "invalid YAML: " + msg,
+	}
+}
+
+// splitYAMLError splits "yaml: line N: message" into N (0 if absent) and the message.
+func splitYAMLError(err error) (int, string) {
 	msg := err.Error()
 	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
-		f.Line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
+		line, _ := strconv.Atoi(m[1])
+		return line, m[2]
 	}
-	f.Message = "invalid YAML: " + msg
-	return f
+	return 0, strings.TrimPrefix(msg, "yaml: ")
+}
+
+// maxSyntaxScan bounds the bytes that syntaxLine parses again.
+const maxSyntaxScan = 16 << 20
+
+// syntaxLine finds the line of a syntax error: the YAML library gives the line where the enclosing
+// block starts (and for some errors none), so syntaxLine parses ever longer prefixes of data, from that
+// line on, and returns the first line at which a prefix fails with the same message. If none does
+// within its budget, it returns the library's line.
+func syntaxLine(data []byte, msg string, reported int) int {
+	var ends []int // ends[i] is the offset after line i+1
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	scanned := 0
+	for k := max(reported, 1); k <= len(ends); k++ {
+		prefix := data[:ends[k-1]]
+		if scanned += len(prefix); scanned > maxSyntaxScan {
+			break
+		}
+		if err := parseAll(prefix); err != nil {
+			if _, m := splitYAMLError(err); m == msg {
+				return k
+			}
+		}
+	}
+	return reported
+}
+
+// parseAll parses every document in data and returns the first error.
+func parseAll(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		if err := decodeNode(dec, &doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // position is where a node starts in the file.
@@ -186,7 +253,7 @@ type decoder struct {
 	keys   map[string]position
 	// failed holds the paths whose value is wrong or missing for a reason already reported; validation
 	// findings within them are dropped as consequences.
-	failed []string
+	failed map[string]bool
 	// zeros are fields written with their zero value, which SetDefaults may replace.
 	zeros []explicitZero
 	// budget counts down the values left to decode; below zero the document is too large.
@@ -208,10 +275,23 @@ type issue struct {
 	// atKey points the finding at the key of a mapping entry rather than at its value, e.g. for a
 	// label key that is not a qualified name.
 	atKey bool
+	// alt is the same finding told from another path, used when the file has no value at path but
+	// has one at alt.path (one of two overlapping ranges may be a default, not in the file).
+	alt *issue
+	// deps are the paths the finding follows from; it is dropped when a problem with one of them has
+	// already been reported.
+	deps []string
 }
 
 // finding gives is the position of its path, or of the nearest enclosing value that the file has.
 func (d *decoder) finding(is issue) Finding {
+	if is.alt != nil {
+		_, here := d.values[is.path]
+		_, there := d.values[is.alt.path]
+		if !here && there {
+			is = *is.alt
+		}
+	}
 	f := Finding{Path: is.path, Severity: is.sev, Message: is.msg}
 	if is.atKey {
 		if p, ok := d.keys[is.path]; ok {
@@ -232,8 +312,32 @@ func (d *decoder) finding(is issue) Finding {
 
 // suppressed reports whether path p is within a value whose problem has already been reported.
 func (d *decoder) suppressed(p string) bool {
-	for _, f := range d.failed {
-		if isWithin(p, f) {
+	for {
+		if d.failed[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+		p = parentPath(p)
+	}
+}
+
+// markFailed records that the value at path p has a problem already reported.
+func (d *decoder) markFailed(p string) {
+	if d.failed == nil {
+		d.failed = map[string]bool{}
+	}
+	d.failed[p] = true
+}
+
+// suppressedIssue reports whether a validation finding follows from a problem already reported.
+func (d *decoder) suppressedIssue(is issue) bool {
+	if d.suppressed(is.path) || (is.alt != nil && d.suppressed(is.alt.path)) {
+		return true
+	}
+	for _, p := range is.deps {
+		if d.suppressed(p) {
 			return true
 		}
 	}
@@ -254,7 +358,19 @@ func (d *decoder) errorAt(n *yaml.Node, path, format string, args ...any) {
 // fail records an error at node n and marks path as failed.
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	d.errorAt(n, path, format, args...)
-	d.failed = append(d.failed, path)
+	d.markFailed(path)
+}
+
+// spend counts one more value decoded at node n and reports whether the budget allows it. The first
+// time it does not, it records an error.
+func (d *decoder) spend(n *yaml.Node, path string) bool {
+	if d.budget--; d.budget < 0 {
+		if d.budget == -1 {
+			d.errorAt(n, path, "document expands to more than %d values (too many aliases?)", maxValues)
+		}
+		return false
+	}
+	return true
 }
 
 // resolve follows aliases to the node they name; nil if there is none.
@@ -270,10 +386,7 @@ func resolve(n *yaml.Node) *yaml.Node {
 
 // decode sets v, which must be addressable, from node n at path.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	if d.budget--; d.budget < 0 {
-		if d.budget == -1 {
-			d.errorAt(n, path, "document expands to more than %d values (too many aliases?)", maxValues)
-		}
+	if !d.spend(n, path) {
 		return
 	}
 	if r := resolve(n); r != nil {
@@ -402,7 +515,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 				d.errorAt(e.key, fp, "unknown field %q, did you mean %q?", e.name, s)
 				if !present[s] {
 					// The misspelt field is what the user meant: do not also report it missing.
-					d.failed = append(d.failed, fieldPath(path, s))
+					d.markFailed(fieldPath(path, s))
 				}
 			} else {
 				d.errorAt(e.key, fp, "unknown field %q (known: %s)", e.name, strings.Join(fields.names, ", "))
@@ -416,7 +529,6 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		fv := v.Field(f.index)
 		val := resolve(e.value)
 		if f.intOrString && fv.Kind() == reflect.String && val != nil && val.Kind == yaml.ScalarNode && val.ShortTag() == "!!int" {
-			d.budget--
 			if _, ok := d.values[fp]; !ok {
 				d.values[fp] = positionOf(val)
 			}
@@ -426,7 +538,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		d.decode(e.value, fv, fp)
 		if f.omitEmpty && fv.IsZero() && val != nil && val.Kind == yaml.ScalarNode && val.ShortTag() != "!!null" {
 			written := val.Value
-			if val.ShortTag() == "!!str" {
+			if fv.Kind() == reflect.String {
 				written = strconv.Quote(val.Value)
 			}
 			d.zeros = append(d.zeros, explicitZero{path: fp, written: written, v: fv})
@@ -469,6 +581,9 @@ func (d *decoder) entries(n *yaml.Node, path string, depth int) []entry {
 		seen   = map[string]*yaml.Node{}
 	)
 	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !d.spend(n.Content[i], path) {
+			break
+		}
 		k, val := resolve(n.Content[i]), n.Content[i+1]
 		if k == nil {
 			d.fail(n.Content[i], path, "alias to nothing")
@@ -500,7 +615,7 @@ func (d *decoder) entries(n *yaml.Node, path string, depth int) []entry {
 
 // merge returns the entries that the value of a merge key ("<<: *base" or "<<: [*a, *b]") brings in.
 func (d *decoder) merge(val *yaml.Node, path string, depth int) []entry {
-	if d.budget--; d.budget < 0 {
+	if !d.spend(val, path) {
 		return nil
 	}
 	if depth >= maxMergeDepth {
@@ -604,7 +719,7 @@ func describe(n *yaml.Node) string {
 
 // truncate shortens s for a message.
 func truncate(s string) string {
-	const max = 40
+	const max = 64
 	if len(s) <= max {
 		return s
 	}
@@ -654,8 +769,11 @@ func editDistance(a, b string) int {
 
 // formatDefault writes a default value the way a user would.
 func formatDefault(v reflect.Value) string {
-	if v.Kind() == reflect.String {
-		return strconv.Quote(v.String())
+	switch x := v.Interface().(type) {
+	case string:
+		return strconv.Quote(x)
+	case Duration:
+		return formatDuration(x.Duration)
 	}
 	if s, ok := v.Interface().(fmt.Stringer); ok {
 		return s.String()

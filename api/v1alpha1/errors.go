@@ -33,18 +33,25 @@ func (s Severity) String() string {
 type Finding struct {
 	// Path of the value in the spec, e.g. "spec.nodePools[1].count" or
 	// "spec.nodePools[0].labels[\"example.com/role\"]"; empty for the document as a whole.
-	Path string
+	Path string `json:"path,omitempty"`
 	// Line and Column (1-based) of the value in the file; 0 when unknown. A finding about a missing
 	// field points at the mapping that should hold it.
-	Line, Column int
-	Severity     Severity
+	Line     int      `json:"line,omitempty"`
+	Column   int      `json:"column,omitempty"`
+	Severity Severity `json:"severity"`
 	// Message says what is wrong, lowercase, without trailing punctuation.
-	Message string
+	Message string `json:"message"`
 }
 
 // String formats the finding as "LINE:COL: PATH: MESSAGE", leaving out the parts that are unknown
 // (only the line when the column is unknown) and prefixing the message of a warning with "warning: ".
 func (f Finding) String() string { return f.format("") }
+
+// Format is String with the file name in front of the position: "FILE:LINE:COL: PATH: MESSAGE".
+func (f Finding) Format(file string) string { return f.format(file) }
+
+// MarshalText writes the severity as "error" or "warning", for JSON and YAML output.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // format is String with the file name in front of the position.
 func (f Finding) format(file string) string {

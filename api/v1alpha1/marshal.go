@@ -39,6 +39,9 @@ func Marshal(c *Cluster) ([]byte, error) {
 
 // encodeValue turns v into a YAML node.
 func encodeValue(v reflect.Value) (*yaml.Node, error) {
+	if d, ok := v.Interface().(Duration); ok {
+		return scalar("!!str", formatDuration(d.Duration)), nil
+	}
 	if m, ok := v.Interface().(encoding.TextMarshaler); ok && v.Kind() != reflect.Pointer {
 		b, err := m.MarshalText()
 		if err != nil {

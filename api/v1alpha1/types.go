@@ -229,7 +229,8 @@ type Health struct {
 	NodeStartupTimeout Duration `json:"nodeStartupTimeout,omitempty"`
 	// UnhealthyTimeout is how long probes may fail before the node is replaced. Defaults to 5m.
 	UnhealthyTimeout Duration `json:"unhealthyTimeout,omitempty"`
-	// MaxUnhealthy: above this share of unhealthy nodes nothing is replaced. Defaults to "40%".
+	// MaxUnhealthy: above this share of unhealthy nodes nothing is replaced. A percentage of the nodes
+	// ("40%") or a count of nodes (3, quoted or not); see MaxUnhealthyCount. Defaults to "40%".
 	MaxUnhealthy string `json:"maxUnhealthy,omitempty"`
 }
 

@@ -19,6 +19,8 @@ import (
 const (
 	// MaxClusterNameLength leaves room in a 63-character DNS label for the suffixes of machine names.
 	MaxClusterNameLength = 40
+	// MaxPrivateSubnets is more subnets than a cluster network needs (AWS allows 200 a VPC by default).
+	MaxPrivateSubnets = 256
 	// MaxControlPlaneCount is the largest etcd membership worth having.
 	MaxControlPlaneCount = 7
 	// MinRSAKeyBits is the smallest RSA key accepted for SSH.
@@ -31,8 +33,8 @@ const (
 	maxLinuxUserLength    = 32
 )
 
-// Providers lists the provider names, in the order messages give them.
-var Providers = []string{ProviderAWS, ProviderVSphere, ProviderMetal, ProviderQEMU}
+// providerNames lists the provider names, in the order messages give them.
+var providerNames = []string{ProviderAWS, ProviderVSphere, ProviderMetal, ProviderQEMU}
 
 var (
 	dnsLabel          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -74,6 +76,11 @@ func (v *validator) warnf(path, format string, args ...any) {
 	v.issues = append(v.issues, issue{path: path, sev: SeverityWarning, msg: fmt.Sprintf(format, args...)})
 }
 
+// errorAfter reports a problem that follows from the values at deps as much as from the one at path.
+func (v *validator) errorAfter(deps []string, path, format string, args ...any) {
+	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...), deps: deps})
+}
+
 // keyErrorf reports a problem with the key of a map entry, pointing at the key.
 func (v *validator) keyErrorf(path, format string, args ...any) {
 	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...), atKey: true})
@@ -94,14 +101,14 @@ func (v *validator) cluster(c *Cluster) {
 	case "":
 		v.errorf("apiVersion", "required, want %q", GroupVersion)
 	default:
-		v.errorf("apiVersion", "unsupported apiVersion %q, want %q", c.APIVersion, GroupVersion)
+		v.errorf("apiVersion", "unsupported apiVersion %s, want %q", quote(c.APIVersion), GroupVersion)
 	}
 	switch c.Kind {
 	case KindCluster:
 	case "":
 		v.errorf("kind", "required, want %q", KindCluster)
 	default:
-		v.errorf("kind", "unsupported kind %q, want %q", c.Kind, KindCluster)
+		v.errorf("kind", "unsupported kind %s, want %q", quote(c.Kind), KindCluster)
 	}
 	if v.required("metadata.name", c.Metadata.Name) {
 		v.dnsLabel("metadata.name", c.Metadata.Name, MaxClusterNameLength)
@@ -109,7 +116,7 @@ func (v *validator) cluster(c *Cluster) {
 
 	s := &c.Spec
 	if v.required("spec.kubernetesVersion", s.KubernetesVersion) && !kubernetesVersion.MatchString(s.KubernetesVersion) {
-		v.errorf("spec.kubernetesVersion", "%q is not a Kubernetes version (want e.g. %s)", s.KubernetesVersion, DefaultKubernetesVersion)
+		v.errorf("spec.kubernetesVersion", "%s is not a Kubernetes version (want e.g. %s)", quote(s.KubernetesVersion), DefaultKubernetesVersion)
 	}
 	v.provider("spec.provider", &s.Provider, nodeCount(s))
 	v.network("spec.network", &s.Network)
@@ -142,10 +149,10 @@ func (v *validator) provider(path string, p *Provider, nodes int) {
 	namePath := path + ".name"
 	switch {
 	case p.Name == "":
-		v.errorf(namePath, "required, one of %s", strings.Join(Providers, ", "))
+		v.errorf(namePath, "required, one of %s", strings.Join(providerNames, ", "))
 		return
-	case !slices.Contains(Providers, p.Name):
-		v.errorf(namePath, "unknown provider %q, want one of %s", p.Name, strings.Join(Providers, ", "))
+	case !slices.Contains(providerNames, p.Name):
+		v.errorf(namePath, "unknown provider %s, want one of %s", quote(p.Name), strings.Join(providerNames, ", "))
 		return
 	}
 	for _, b := range blocks {
@@ -178,11 +185,11 @@ func (v *validator) aws(path string, a AWSProvider) {
 	regionOK := false
 	if v.required(path+".region", a.Region) {
 		if regionOK = awsRegion.MatchString(a.Region); !regionOK {
-			v.errorf(path+".region", "%q is not an AWS region name (want e.g. eu-west-1)", a.Region)
+			v.errorf(path+".region", "%s is not an AWS region name (want e.g. eu-west-1)", quote(a.Region))
 		}
 	}
 	if a.VPCID != "" && !awsVPCID.MatchString(a.VPCID) {
-		v.errorf(path+".vpcID", "%q is not a VPC ID (want vpc- and 8 or 17 hex digits)", a.VPCID)
+		v.errorf(path+".vpcID", "%s is not a VPC ID (want vpc- and 8 or 17 hex digits)", quote(a.VPCID))
 	}
 	if n := len(a.AvailabilityZones); n == 1 {
 		v.errorf(path+".availabilityZones", "need at least 2 availability zones, got 1: nodes in one zone fail together")
@@ -194,16 +201,16 @@ func (v *validator) aws(path string, a AWSProvider) {
 		case z == "":
 			v.errorf(p, "required")
 		case dup:
-			v.errorf(p, "duplicate availability zone %q, also at %s", z, indexPath(path+".availabilityZones", first))
+			v.errorf(p, "duplicate availability zone %s, also at %s", quote(z), indexPath(path+".availabilityZones", first))
 		case regionOK && !strings.HasPrefix(z, a.Region):
-			v.errorf(p, "availability zone %q is not in region %q", z, a.Region)
+			v.errorAfter([]string{path + ".region"}, p, "availability zone %s is not in region %q", quote(z), a.Region)
 		}
 		if _, dup := seen[z]; !dup {
 			seen[z] = i
 		}
 	}
 	if v.required(path+".instanceType", a.InstanceType) && !awsInstanceType.MatchString(a.InstanceType) {
-		v.errorf(path+".instanceType", "%q is not an instance type (want e.g. %s)", a.InstanceType, DefaultAWSInstanceType)
+		v.errorf(path+".instanceType", "%s is not an instance type (want e.g. %s)", quote(a.InstanceType), DefaultAWSInstanceType)
 	}
 }
 
@@ -219,7 +226,7 @@ func (v *validator) metal(path string, p MetalProvider) {
 	if p.BootServerURL != "" {
 		u, err := url.Parse(p.BootServerURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.errorf(path+".bootServerURL", "%q is not an http or https URL", p.BootServerURL)
+			v.errorf(path+".bootServerURL", "%s is not an http or https URL", quote(p.BootServerURL))
 		}
 	}
 }
@@ -243,18 +250,23 @@ func (v *validator) positive(path string, n int) {
 
 func (v *validator) network(path string, n *Network) {
 	node, nodeOK := v.cidr(path+".nodeCIDR", n.NodeCIDR)
-	for i, s := range n.PrivateSubnets {
+	if len(n.PrivateSubnets) > MaxPrivateSubnets {
+		v.errorf(path+".privateSubnets", "%d subnets, at most %d", len(n.PrivateSubnets), MaxPrivateSubnets)
+	}
+	subs := make([]netip.Prefix, 0, min(len(n.PrivateSubnets), MaxPrivateSubnets))
+	for i, s := range n.PrivateSubnets[:min(len(n.PrivateSubnets), MaxPrivateSubnets)] {
 		p := indexPath(path+".privateSubnets", i)
 		sub, ok := v.cidr(p, s)
+		subs = append(subs, sub) // the zero Prefix if not ok; it overlaps nothing
 		if !ok {
 			continue
 		}
 		if nodeOK && !(node.Bits() <= sub.Bits() && node.Contains(sub.Addr())) {
-			v.errorf(p, "%s is not inside %s.nodeCIDR %s", sub, path, node)
+			v.errorAfter([]string{path + ".nodeCIDR"}, p, "%s is not inside %s.nodeCIDR %s", sub, path, node)
 			continue
 		}
-		for j := range i {
-			if other, err := netip.ParsePrefix(n.PrivateSubnets[j]); err == nil && other == other.Masked() && other.Overlaps(sub) {
+		for j, other := range subs[:i] {
+			if other.IsValid() && other.Overlaps(sub) {
 				v.errorf(p, "%s overlaps %s (%s)", sub, indexPath(path+".privateSubnets", j), other)
 				break
 			}
@@ -268,14 +280,30 @@ func (v *validator) network(path string, n *Network) {
 		ok   bool
 	}
 	ranges := []named{{path + ".nodeCIDR", node, nodeOK}, {path + ".podCIDR", pod, podOK}, {path + ".serviceCIDR", svc, svcOK}}
+	var first *named // the first valid range sets the IP family
 	for i, a := range ranges {
+		if !a.ok {
+			continue
+		}
+		if first == nil {
+			first = &ranges[i]
+		} else if a.p.Addr().Is4() != first.p.Addr().Is4() {
+			v.errorAfter([]string{first.path}, a.path, "%s is %s but %s is %s: a single-stack cluster uses one IP family", a.p, family(a.p), first.path, family(first.p))
+			continue
+		}
 		for _, b := range ranges[:i] {
-			switch {
-			case !a.ok || !b.ok:
-			case a.p.Addr().Is4() != b.p.Addr().Is4():
-				v.errorf(a.path, "%s is %s but %s is %s: a single-stack cluster uses one IP family", a.p, family(a.p), b.path, family(b.p))
-			case a.p.Overlaps(b.p):
-				v.errorf(a.path, "%s overlaps %s (%s)", a.p, b.path, b.p)
+			if b.ok && a.p.Overlaps(b.p) {
+				v.issues = append(v.issues, issue{
+					path: a.path,
+					sev:  SeverityError,
+					msg:  fmt.Sprintf("%s overlaps %s (%s)", a.p, b.path, b.p),
+					alt: &issue{
+						path: b.path,
+						sev:  SeverityError,
+						msg:  fmt.Sprintf("%s overlaps %s (%s)", b.p, a.path, a.p),
+					},
+					deps: []string{b.path},
+				})
 			}
 		}
 	}
@@ -291,9 +319,9 @@ func (v *validator) network(path string, n *Network) {
 		ip, err := netip.ParseAddr(a)
 		switch {
 		case err != nil:
-			v.errorf(ep+".address", "%q is not an IP address", a)
+			v.errorf(ep+".address", "%s is not an IP address", quote(a))
 		case ip.Zone() != "":
-			v.errorf(ep+".address", "%q has a zone; want an address without one", a)
+			v.errorf(ep+".address", "%s has a zone; want an address without one", quote(a))
 		case ip.IsUnspecified():
 			v.errorf(ep+".address", "%s is the unspecified address", ip)
 		}
@@ -326,14 +354,14 @@ func (v *validator) cidr(path, s string) (netip.Prefix, bool) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
-			v.errorf(path, "%q is an address, not a CIDR (for this address alone write %s/%d)", s, a, a.BitLen())
+			v.errorf(path, "%s is an address, not a CIDR (for this address alone write %s/%d)", quote(s), a, a.BitLen())
 		} else {
-			v.errorf(path, "%q is not a CIDR (want e.g. 10.0.0.0/16 or fd00::/64)", s)
+			v.errorf(path, "%s is not a CIDR (want e.g. 10.0.0.0/16 or fd00::/64)", quote(s))
 		}
 		return netip.Prefix{}, false
 	}
 	if m := p.Masked(); m != p {
-		v.errorf(path, "%q has host bits set: the network is %s", s, m)
+		v.errorf(path, "%s has host bits set: the network is %s", quote(s), m)
 		return netip.Prefix{}, false
 	}
 	return p, true
@@ -344,8 +372,9 @@ func (v *validator) controlPlane(path string, cp *ControlPlane) {
 	case n < 1 || n > MaxControlPlaneCount:
 		v.errorf(path+".count", "must be an odd number from 1 to %d, got %d", MaxControlPlaneCount, n)
 	case n%2 == 0:
-		v.errorf(path+".count", "must be odd: etcd keeps quorum only while a majority of its members is up, "+
-			"so %d members survive %d failure(s), no more than %d do; use %d or %d", n, (n-1)/2, n-1, n-1, n+1)
+		tolerated := (n - 1) / 2
+		v.errorf(path+".count", "must be odd: etcd needs a majority of its members for quorum, so %d members tolerate %s, no more than %d; use %d or %d",
+			n, plural(tolerated, "failure"), n-1, n-1, n+1)
 	}
 	v.required(path+".image", cp.Image)
 }
@@ -357,7 +386,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 		if v.required(pp+".name", p.Name) {
 			v.dnsLabel(pp+".name", p.Name, maxDNSLabelLength)
 			if first, dup := names[p.Name]; dup {
-				v.errorf(pp+".name", "duplicate pool name %q, also at %s", p.Name, indexPath(path, first))
+				v.errorf(pp+".name", "duplicate pool name %s, also at %s", quote(p.Name), indexPath(path, first))
 			} else {
 				names[p.Name] = i
 			}
@@ -401,7 +430,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 			case "":
 				v.errorf(tp+".effect", "required, one of NoSchedule, PreferNoSchedule, NoExecute")
 			default:
-				v.errorf(tp+".effect", "unknown effect %q, want one of NoSchedule, PreferNoSchedule, NoExecute", t.Effect)
+				v.errorf(tp+".effect", "unknown effect %s, want one of NoSchedule, PreferNoSchedule, NoExecute", quote(t.Effect))
 			}
 		}
 	}
@@ -412,15 +441,16 @@ func (v *validator) ssh(path string, s *SSH) {
 	case s.User == "":
 		v.errorf(path+".user", "required")
 	case s.User == "root":
-		v.errorf(path+".user", "must not be root: nodes allow no root login, the admin user uses sudo")
+		v.errorf(path+".user", "must not be root: the admin user is an unprivileged account that uses sudo")
 	case len(s.User) > maxLinuxUserLength || !linuxUser.MatchString(s.User):
-		v.errorf(path+".user", "%q is not a Linux user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most %d characters)", s.User, maxLinuxUserLength)
+		v.errorf(path+".user", "%s is not a Linux user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most %d characters)", quote(s.User), maxLinuxUserLength)
 	}
+	deps := []string{path + ".generate", path + ".authorizedKeys"}
 	switch {
 	case s.Generate && len(s.AuthorizedKeys) > 0:
-		v.errorf(path, "set either generate: true or authorizedKeys, not both")
+		v.errorAfter(deps, path, "set either generate: true or authorizedKeys, not both")
 	case !s.Generate && len(s.AuthorizedKeys) == 0:
-		v.errorf(path, "set generate: true or give authorizedKeys")
+		v.errorAfter(deps, path, "set generate: true or give authorizedKeys")
 	}
 	for i, k := range s.AuthorizedKeys {
 		if msg := authorizedKeyProblem(k); msg != "" {
@@ -483,7 +513,7 @@ func (v *validator) security(path string, s *Security) {
 	for _, ns := range sortedKeys(s.PodSecurity.Namespaces) {
 		np := keyPath(ps+".namespaces", ns)
 		if !dnsLabel.MatchString(ns) || len(ns) > maxDNSLabelLength {
-			v.keyErrorf(np, "%q is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", ns, maxDNSLabelLength)
+			v.keyErrorf(np, "%s is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", quote(ns), maxDNSLabelLength)
 		}
 		l := s.PodSecurity.Namespaces[ns]
 		if l == (PodSecurityLevels{}) {
@@ -504,7 +534,7 @@ func (v *validator) security(path string, s *Security) {
 	case "identity":
 		v.errorf(ep, "identity would store Secrets unencrypted; use secretbox, aesgcm or aescbc")
 	default:
-		v.errorf(ep, "unknown provider %q, want one of aescbc, aesgcm, secretbox", p)
+		v.errorf(ep, "unknown provider %s, want one of aescbc, aesgcm, secretbox", quote(p))
 	}
 
 	if s.Audit.Enabled != nil && !*s.Audit.Enabled {
@@ -512,7 +542,7 @@ func (v *validator) security(path string, s *Security) {
 	}
 
 	if ttl := s.BootstrapTokenTTL.Duration; ttl < MinBootstrapTokenTTL || ttl > MaxBootstrapTokenTTL {
-		v.errorf(path+".bootstrapTokenTTL", "must be from %s to %s, got %s", formatDuration(MinBootstrapTokenTTL), formatDuration(MaxBootstrapTokenTTL), ttl)
+		v.errorf(path+".bootstrapTokenTTL", "must be from %s to %s, got %s", formatDuration(MinBootstrapTokenTTL), formatDuration(MaxBootstrapTokenTTL), formatDuration(ttl))
 	}
 }
 
@@ -527,7 +557,7 @@ func (v *validator) levels(path string, l PodSecurityLevels, required bool) {
 				v.errorf(p, "required, one of privileged, baseline, restricted")
 			}
 		default:
-			v.errorf(p, "unknown level %q, want one of privileged, baseline, restricted", m.level)
+			v.errorf(p, "unknown level %s, want one of privileged, baseline, restricted", quote(m.level))
 		}
 	}
 }
@@ -538,7 +568,7 @@ func (v *validator) health(path string, h *Health) {
 		d    Duration
 	}{{"nodeStartupTimeout", h.NodeStartupTimeout}, {"unhealthyTimeout", h.UnhealthyTimeout}} {
 		if t.d.Duration <= 0 {
-			v.errorf(path+"."+t.name, "must be positive, got %s", t.d.Duration)
+			v.errorf(path+"."+t.name, "must be positive, got %s", formatDuration(t.d.Duration))
 		}
 	}
 	mp := path + ".maxUnhealthy"
@@ -559,15 +589,15 @@ func (v *validator) health(path string, h *Health) {
 func parseMaxUnhealthy(s string) (n int, percent bool, err error) {
 	m := maxUnhealthyForm.FindStringSubmatch(s)
 	if m == nil {
-		return 0, false, fmt.Errorf("%q is neither a percentage like %q nor a count of nodes", s, DefaultMaxUnhealthy)
+		return 0, false, fmt.Errorf("%s is neither a percentage like %q nor a count of nodes", quote(s), DefaultMaxUnhealthy)
 	}
 	percent = m[2] == "%"
 	n, err = strconv.Atoi(m[1])
 	if err != nil || (percent && n > 100) {
 		if percent {
-			return 0, false, fmt.Errorf("%q is not a percentage from 0%% to 100%%", s)
+			return 0, false, fmt.Errorf("%s is not a percentage from 0%% to 100%%", quote(s))
 		}
-		return 0, false, fmt.Errorf("%q is too large a count", s)
+		return 0, false, fmt.Errorf("%s is too large a count", quote(s))
 	}
 	return n, percent, nil
 }
@@ -594,18 +624,18 @@ func (h Health) MaxUnhealthyCount(total int) int {
 // dnsLabel checks that s is a DNS label of at most max characters.
 func (v *validator) dnsLabel(path, s string, max int) {
 	if !dnsLabel.MatchString(s) {
-		v.errorf(path, "%q is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", s)
+		v.errorf(path, "%s is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", quote(s))
 		return
 	}
 	if len(s) > max {
-		v.errorf(path, "%q is %d characters long, at most %d", s, len(s), max)
+		v.errorf(path, "%s is %d characters long, at most %d", quote(s), len(s), max)
 	}
 }
 
 // dnsSubdomain checks that s is a lowercase DNS name.
 func (v *validator) dnsSubdomain(path, s string) {
 	if msg := dnsSubdomainProblem(s); msg != "" {
-		v.errorf(path, "%q %s", s, msg)
+		v.errorf(path, "%s %s", quote(s), msg)
 	}
 }
 
@@ -633,15 +663,15 @@ func qualifiedNameProblem(k string) string {
 	}
 	switch {
 	case hasPrefix && prefix == "":
-		return fmt.Sprintf("%q has an empty prefix before '/'", k)
+		return fmt.Sprintf("%s has an empty prefix before '/'", quote(k))
 	case hasPrefix && dnsSubdomainProblem(prefix) != "":
-		return fmt.Sprintf("%q has a prefix that is not a DNS name (lowercase, e.g. example.com/)", k)
+		return fmt.Sprintf("%s has a prefix that is not a DNS name (lowercase, e.g. example.com/)", quote(k))
 	case name == "":
-		return fmt.Sprintf("%q has an empty name", k)
+		return fmt.Sprintf("%s has an empty name", quote(k))
 	case len(name) > maxLabelValueLength:
-		return fmt.Sprintf("%q has a name longer than %d characters", k, maxLabelValueLength)
+		return fmt.Sprintf("%s has a name longer than %d characters", quote(k), maxLabelValueLength)
 	case !labelName.MatchString(name):
-		return fmt.Sprintf("%q is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)", k)
+		return fmt.Sprintf("%s is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)", quote(k))
 	}
 	return ""
 }
@@ -652,12 +682,15 @@ func labelValueProblem(s string) string {
 	case s == "":
 		return ""
 	case len(s) > maxLabelValueLength:
-		return fmt.Sprintf("%q is longer than %d characters", truncate(s), maxLabelValueLength)
+		return fmt.Sprintf("%s is longer than %d characters", quote(s), maxLabelValueLength)
 	case !labelName.MatchString(s):
-		return fmt.Sprintf("%q may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit", s)
+		return fmt.Sprintf("%s may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit", quote(s))
 	}
 	return ""
 }
+
+// quote quotes a value from the spec for a message, shortened if it is long.
+func quote(s string) string { return strconv.Quote(truncate(s)) }
 
 // formatDuration writes d without zero units: 1h rather than 1h0m0s.
 func formatDuration(d time.Duration) string {
@@ -669,6 +702,14 @@ func formatDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// plural writes n and a noun, adding "s" unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,12 +1,11 @@
 package ignition
 
 import (
+	"errors"
 	"fmt"
-	"net/netip"
 	"sort"
 	"strings"
 
-	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
@@ -22,7 +21,7 @@ const (
 	encryptionConfig    = "/etc/kubernetes/encryption-config.yaml"
 	admissionConfig     = "/etc/kubernetes/admission-config.yaml"
 	auditPolicy         = "/etc/kubernetes/audit-policy.yaml"
-	auditLog            = "/var/log/kubernetes/audit.log"
+	auditLog            = "/var/log/kubernetes/audit/audit.log"
 	manifestsDir        = "/etc/kubernetes/kiln"
 )
 
@@ -81,13 +80,9 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		return nil, fmt.Errorf("ignition: bootstrap kubeconfig: %w", err)
 	}
 	d.BootstrapKubeconfig = string(bk)
-	dnsIP, err := nthIP(spec.Network.ServiceCIDR, 10)
-	if err != nil {
-		return nil, fmt.Errorf("ignition: spec.network.serviceCIDR: %w", err)
-	}
 	kc, err := kubecfg.KubeletConfig(kubecfg.KubeletInput{
 		ClientCAFile:  pkiDir + "/ca.crt",
-		ClusterDNS:    dnsIP.String(),
+		ServiceCIDR:   spec.Network.ServiceCIDR,
 		ClusterDomain: spec.Network.ClusterDomain,
 	})
 	if err != nil {
@@ -251,25 +246,32 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		"--peer-key-file=" + pkiDir + "/etcd/peer.key",
 		"--cipher-suites=" + strings.Join(etcdCipherSuites, ","),
 	}
-	api := kubecfg.APIServerFlags(kubecfg.APIServerInput{
+	apiIn := kubecfg.APIServerInput{
 		PKIDir:               pkiDir,
-		EncryptionConfig:     encryptionConfig,
-		AdmissionConfig:      admissionConfig,
-		AuditPolicy:          auditPolicyPath(audit),
-		AuditLog:             auditLog,
+		EncryptionConfigFile: encryptionConfig,
+		AdmissionConfigFile:  admissionConfig,
+		AuditEnabled:         audit,
+		AuditPolicyFile:      auditPolicy,
+		AuditLogPath:         auditLog,
 		ServiceCIDR:          spec.Network.ServiceCIDR,
 		EtcdServers:          []string{"https://127.0.0.1:2379"},
 		ServiceAccountIssuer: r.externalServer(),
 		SecurePort:           spec.Network.APIEndpoint.Port,
-	})
-	cm := kubecfg.ControllerManagerFlags(kubecfg.ControllerManagerInput{
-		PKIDir:      pkiDir,
-		Kubeconfig:  "/etc/kubernetes/controller-manager.conf",
-		ClusterName: c.Metadata.Name,
-		ClusterCIDR: spec.Network.PodCIDR,
-		ServiceCIDR: spec.Network.ServiceCIDR,
-	})
-	sch := kubecfg.SchedulerFlags(kubecfg.SchedulerInput{Kubeconfig: "/etc/kubernetes/scheduler.conf"})
+		ClusterDomain:        spec.Network.ClusterDomain,
+	}
+	cmIn := kubecfg.ControllerManagerInput{
+		PKIDir:         pkiDir,
+		KubeconfigFile: "/etc/kubernetes/controller-manager.conf",
+		ClusterName:    c.Metadata.Name,
+		PodCIDR:        spec.Network.PodCIDR,
+		ServiceCIDR:    spec.Network.ServiceCIDR,
+	}
+	if err := errors.Join(apiIn.Validate(), cmIn.Validate()); err != nil {
+		return fmt.Errorf("ignition: control-plane flags: %w", err)
+	}
+	api := kubecfg.APIServerFlags(apiIn)
+	cm := kubecfg.ControllerManagerFlags(cmIn)
+	sch := kubecfg.SchedulerFlags(kubecfg.SchedulerInput{KubeconfigFile: "/etc/kubernetes/scheduler.conf"})
 	d.ControlPlaneUnits = []controlPlaneUnit{
 		{Name: "kube-apiserver", Description: "Kubernetes API server", After: "etcd.service network-online.target", Flags: api},
 		{Name: "kube-controller-manager", Description: "Kubernetes controller manager", After: "kube-apiserver.service", Flags: cm},
@@ -283,13 +285,6 @@ var etcdCipherSuites = []string{
 	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
 	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
 	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-}
-
-func auditPolicyPath(on bool) string {
-	if on {
-		return auditPolicy
-	}
-	return ""
 }
 
 type pkiPair struct{ cert, key []byte }
@@ -345,20 +340,4 @@ func joinLabels(m map[string]string) string {
 		parts[i] = k + "=" + m[k]
 	}
 	return strings.Join(parts, ",")
-}
-
-// nthIP returns the n-th address of a CIDR (n=1: the first after the network address).
-func nthIP(cidr string, n int) (netip.Addr, error) {
-	p, err := netip.ParsePrefix(cidr)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	a := p.Masked().Addr()
-	for range n {
-		a = a.Next()
-	}
-	if !p.Contains(a) {
-		return netip.Addr{}, fmt.Errorf("%s has fewer than %d addresses", cidr, n)
-	}
-	return a, nil
 }

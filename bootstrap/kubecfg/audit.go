@@ -9,7 +9,8 @@ import (
 // decides, so the order is part of the policy:
 //
 //  1. read-only requests (get, head) to /healthz, /readyz, /livez, /version and /metrics and below: not logged;
-//  2. watches by system:kube-proxy: not logged;
+//  2. system:kube-proxy's watches of what it proxies (services, endpoints, endpoint slices, nodes,
+//     service CIDRs): not logged; its watch of anything else is;
 //  3. secrets, configmaps, serviceaccounts/token (TokenRequest) and tokenreviews: Metadata only, so that
 //     no secret, token or configuration value ever reaches the log, whatever a later rule says;
 //  4. create, update, patch, delete and deletecollection of RBAC objects: RequestResponse;
@@ -40,6 +41,11 @@ func AuditPolicy() []byte {
 				Level: auditv1.LevelNone,
 				Users: []string{"system:kube-proxy"},
 				Verbs: []string{"watch"},
+				Resources: []auditv1.GroupResources{
+					{Group: "", Resources: []string{"endpoints", "nodes", "services"}},
+					{Group: "discovery.k8s.io", Resources: []string{"endpointslices"}},
+					{Group: "networking.k8s.io", Resources: []string{"servicecidrs"}},
+				},
 			},
 			{
 				Level: auditv1.LevelMetadata,

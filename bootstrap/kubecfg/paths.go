@@ -31,7 +31,6 @@ const (
 	DefaultAuditLogPath                = "/var/log/kubernetes/audit/audit.log"
 	DefaultControllerManagerKubeconfig = "/etc/kubernetes/controller-manager.conf"
 	DefaultSchedulerKubeconfig         = "/etc/kubernetes/scheduler.conf"
-	DefaultKubeletConfigFile           = "/var/lib/kubelet/config.yaml"
 	DefaultClusterDomain               = "cluster.local"
 	DefaultSecurePort                  = 6443
 )

@@ -141,7 +141,7 @@ func TestBytes(t *testing.T) {
 			name:   "over the AWS user-data limit",
 			config: config(file("/opt/big", strings.Repeat("x", 17<<10))),
 			policy: Policy{Target: "aws"},
-			want: []Finding{{Message: "config is 17.3 KiB (17686 bytes), over the AWS user-data limit of 16.0 KiB (16384 bytes)"}},
+			want:   []Finding{{Message: "config is 17.3 KiB (17686 bytes), over the AWS user-data limit of 16.0 KiB (16384 bytes)"}},
 		},
 		{
 			name:   "within the vSphere limit",
@@ -152,7 +152,7 @@ func TestBytes(t *testing.T) {
 			name:   "over the vSphere limit once base64-encoded",
 			config: config(file("/opt/big", strings.Repeat("x", 50<<10))),
 			policy: Policy{Target: "vsphere"},
-			want: []Finding{{Message: "config is 67.0 KiB (68640 bytes), over the vSphere guestinfo (base64) limit of 64.0 KiB (65536 bytes)"}},
+			want:   []Finding{{Message: "config is 67.0 KiB (68640 bytes), over the vSphere guestinfo (base64) limit of 64.0 KiB (65536 bytes)"}},
 		},
 	}
 	for _, tc := range tests {

@@ -55,7 +55,7 @@ The exit code is 1 when the spec is invalid.`,
 				}
 			} else {
 				for _, f := range res.Findings {
-					fmt.Fprintln(g.out, v1alpha1.FormatFinding(specPath, f))
+					fmt.Fprintln(g.out, f.Format(specPath))
 				}
 				if res.Valid {
 					fmt.Fprintf(g.out, "%s: valid\n", specPath)

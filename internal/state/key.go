@@ -26,26 +26,30 @@ const (
 )
 
 // DefaultDir is the state directory: $KILN_STATE_DIR, else $XDG_STATE_HOME/kiln, else
-// ~/.local/state/kiln.
-func DefaultDir() (string, error) {
+// ~/.local/state/kiln. It is empty when none of these is known (no home directory); LoadKey and
+// LoadOrCreateKey refuse an empty directory rather than use the working directory.
+func DefaultDir() string {
 	if d := os.Getenv(EnvDir); d != "" {
-		return d, nil
+		return d
 	}
 	// The XDG base directory spec says relative paths are invalid and are to be ignored.
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "kiln"), nil
+		return filepath.Join(d, "kiln")
 	}
 	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("state: no state directory: set %s: %w", EnvDir, err)
+	if err != nil || home == "" {
+		return ""
 	}
-	return filepath.Join(home, ".local", "state", "kiln"), nil
+	return filepath.Join(home, ".local", "state", "kiln")
 }
 
 // LoadKey returns the store key from the environment variable KILN_STATE_KEY if it is set, else from
 // the file state.key in dir. The key file must exist (see LoadOrCreateKey) and be readable by its owner
 // only. Errors never include the key.
 func LoadKey(dir string) ([]byte, error) {
+	if dir == "" {
+		return nil, errNoDir
+	}
 	if v, ok := os.LookupEnv(EnvKey); ok {
 		return keyFromEnv(v)
 	}
@@ -55,6 +59,9 @@ func LoadKey(dir string) ([]byte, error) {
 // LoadOrCreateKey is LoadKey, except that when KILN_STATE_KEY is not set and dir holds no key file it
 // creates one (mode 0600, directory 0700) with 32 bytes from crypto/rand.
 func LoadOrCreateKey(dir string) ([]byte, error) {
+	if dir == "" {
+		return nil, errNoDir
+	}
 	if v, ok := os.LookupEnv(EnvKey); ok {
 		return keyFromEnv(v)
 	}
@@ -68,6 +75,8 @@ func LoadOrCreateKey(dir string) ([]byte, error) {
 	}
 	return readKeyFile(path)
 }
+
+var errNoDir = fmt.Errorf("state: no state directory: set %s (or XDG_STATE_HOME, or HOME)", EnvDir)
 
 func keyFromEnv(v string) ([]byte, error) {
 	v = strings.TrimSpace(v)

@@ -57,6 +57,9 @@ func Open(path string, key []byte) (*Store, error) {
 }
 
 func open(path string, key []byte, lockTimeout time.Duration) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("state: open: empty path")
+	}
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("state: open %s: key is %d bytes, want %d", path, len(key), KeySize)
 	}
@@ -192,7 +195,7 @@ func openDB(path string, lockTimeout time.Duration) (db *bbolt.DB, err error) {
 }
 
 func corrupt(path string, r any) error {
-	return fmt.Errorf("state: %s: %w: %v", path, ErrCorrupt, r)
+	return fmt.Errorf("state: %s: %w (%v); restore it from a backup", path, ErrCorrupt, r)
 }
 
 // guard runs fn, turning a panic or memory fault in bbolt on a damaged file into ErrCorrupt. A panic in
@@ -411,8 +414,8 @@ func (s *Store) get(tx *bbolt.Tx, bucket, key string) ([]byte, error) {
 	if sealed == nil {
 		return nil, fmt.Errorf("state: %s/%s: %w", bucket, key, ErrNotFound)
 	}
-	// open copies: sealed is only valid inside the transaction.
-	return s.open(bucket, key, sealed)
+	// unseal copies: sealed is only valid inside the transaction.
+	return s.unseal(bucket, key, sealed)
 }
 
 func (s *Store) seal(bucket, key string, plain []byte) []byte {
@@ -424,7 +427,7 @@ func (s *Store) seal(bucket, key string, plain []byte) []byte {
 	return s.aead.Seal(out, nonce, plain, aad(bucket, key))
 }
 
-func (s *Store) open(bucket, key string, sealed []byte) ([]byte, error) {
+func (s *Store) unseal(bucket, key string, sealed []byte) ([]byte, error) {
 	if len(sealed) == 0 {
 		return nil, fmt.Errorf("state: %s/%s: %w", bucket, key, ErrTampered)
 	}

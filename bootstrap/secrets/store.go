@@ -1,0 +1,76 @@
+package secrets
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/kiln-dev/kiln/internal/state"
+)
+
+// Bucket is the state-store bucket of secrets bundles, one per cluster name.
+const Bucket = "secrets"
+
+// Save stores a new cluster's bundle. If the cluster already has one it fails with state.ErrExists and
+// changes nothing: secrets are generated once and never silently replaced.
+func Save(s *state.Store, cluster string, b *Bundle) error {
+	if b == nil || len(b.ClusterCA.CertPEM) == 0 || len(b.EncryptionKey) != EncryptionKeySize || len(b.SSH.AuthorizedKeys) == 0 {
+		return fmt.Errorf("secrets: save %s: %w", cluster, ErrIncomplete)
+	}
+	if err := s.Create(Bucket, cluster, b); err != nil {
+		if errors.Is(err, state.ErrExists) {
+			return fmt.Errorf("secrets: save %s: the cluster already has secrets, which are never replaced: %w", cluster, err)
+		}
+		return fmt.Errorf("secrets: save %s: %w", cluster, err)
+	}
+	return nil
+}
+
+// Load reads a cluster's bundle; state.ErrNotFound if it has none.
+func Load(s *state.Store, cluster string) (*Bundle, error) {
+	var b Bundle
+	if err := s.Get(Bucket, cluster, &b); err != nil {
+		return nil, fmt.Errorf("secrets: load %s: %w", cluster, err)
+	}
+	return &b, nil
+}
+
+// Update stores b's bootstrap tokens as the cluster's, in place of those stored: the way to persist a
+// token made with Bundle.AddBootstrapToken or NewBootstrapToken. Everything else in b must be what is
+// stored (b came from Load); if it is not, Update fails with ErrKeyMaterialChanged and stores nothing,
+// so a regenerated bundle can never replace a cluster's CAs and keys. It returns state.ErrNotFound if
+// the cluster has no secrets.
+func Update(s *state.Store, cluster string, b *Bundle) error {
+	if b == nil {
+		return fmt.Errorf("secrets: update %s: %w", cluster, ErrIncomplete)
+	}
+	want, err := keyMaterial(b)
+	if err != nil {
+		return fmt.Errorf("secrets: update %s: %w", cluster, err)
+	}
+	var stored Bundle
+	err = s.Modify(Bucket, cluster, &stored, func() error {
+		have, err := keyMaterial(&stored)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(have, want) {
+			return ErrKeyMaterialChanged
+		}
+		stored.BootstrapTokens = slices.Clone(b.BootstrapTokens)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("secrets: update %s: %w", cluster, err)
+	}
+	return nil
+}
+
+// keyMaterial is everything in b but the bootstrap tokens, encoded.
+func keyMaterial(b *Bundle) ([]byte, error) {
+	c := *b
+	c.BootstrapTokens = nil
+	return json.Marshal(c)
+}
