@@ -20,6 +20,7 @@ import (
 	fcos "github.com/coreos/butane/config/fcos/v1_6"
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/coreos/ignition/v2/config/validate"
 	"github.com/vincent-petithory/dataurl"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
@@ -74,7 +75,7 @@ type compiled struct {
 	cfg    types.Config
 	files  []fileSlot
 	units  []int
-	policy lint.Policy
+	linter *lint.Linter
 	err    error
 }
 
@@ -137,15 +138,17 @@ func (r *Renderer) Render(n Node) ([]byte, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	raw, err := json.Marshal(c.fill(n.Name))
+	cfg := c.fill(n.Name)
+	// Ignition's own validator, on the very struct that is serialised below. (v3_5.Parse would also
+	// re-read the JSON to look for unknown keys, which json.Marshal of this struct cannot produce.)
+	if rpt := validate.ValidateWithContext(cfg, nil); rpt.IsFatal() {
+		return nil, fmt.Errorf("ignition: node %s: Ignition's validator rejects the config: %s", n.Name, strings.TrimSpace(rpt.String()))
+	}
+	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("ignition: node %s: %w", n.Name, err)
 	}
-	cfg, rpt, err := v3_5.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("ignition: node %s: Ignition's validator rejects the config: %w: %s", n.Name, err, strings.TrimSpace(rpt.String()))
-	}
-	if err := lint.Config(cfg, len(raw), c.policy); err != nil {
+	if err := c.linter.Config(cfg, len(raw)); err != nil {
 		return nil, fmt.Errorf("ignition: node %s: %w", n.Name, err)
 	}
 	return raw, nil
@@ -206,7 +209,7 @@ func (r *Renderer) translate(c *compiled, role, pool string) error {
 		return fmt.Errorf("ignition: butane template %s: translated config is invalid: %w: %s", role, err, strings.TrimSpace(prpt.String()))
 	}
 	c.cfg = cfg
-	c.policy = lint.Policy{Role: role, Target: r.in.Target, Forbidden: ForbiddenSecrets(role, r.in.Secrets)}
+	c.linter = lint.NewLinter(lint.Policy{Role: role, Target: r.in.Target, Forbidden: ForbiddenSecrets(role, r.in.Secrets)}, cfg)
 	ph := []byte(butane.NodeNamePlaceholder)
 	for i, f := range cfg.Storage.Files {
 		src := f.Contents.Source

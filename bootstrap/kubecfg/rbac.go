@@ -14,6 +14,9 @@ const (
 	// APIServerKubeletClientUser is the common name of kube-apiserver's client certificate for kubelets
 	// (APIServerKubeletClientCert).
 	APIServerKubeletClientUser = "kube-apiserver-kubelet-client"
+	// ClusterAdminsGroup is the group of kiln's admin client certificate. Unlike system:masters it is
+	// an ordinary group that RBAC binds to cluster-admin, so the binding can be removed.
+	ClusterAdminsGroup = "kiln:cluster-admins"
 )
 
 // BootstrapRBAC renders, as a multi-document YAML stream, the ClusterRoleBindings that kubelet TLS
@@ -25,7 +28,8 @@ const (
 //   - kiln:node-autoapprove-certificate-rotation: group system:nodes may renew its own client certificate
 //     (...:certificatesigningrequests:selfnodeclient);
 //   - kiln:apiserver-kubelet-client: kube-apiserver's kubelet client may use the kubelet API for logs,
-//     exec and port-forward (system:kubelet-api-admin).
+//     exec and port-forward (system:kubelet-api-admin);
+//   - kiln:cluster-admins: group kiln:cluster-admins (the admin client certificate) is cluster-admin.
 //
 // Kubelet serving certificates (serverTLSBootstrap) are not approved automatically by any of these.
 func BootstrapRBAC() []byte {
@@ -36,6 +40,7 @@ func BootstrapRBAC() []byte {
 		clusterRoleBinding("kiln:node-autoapprove-certificate-rotation",
 			"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", rbacv1.GroupKind, NodesGroup),
 		clusterRoleBinding("kiln:apiserver-kubelet-client", "system:kubelet-api-admin", rbacv1.UserKind, APIServerKubeletClientUser),
+		clusterRoleBinding("kiln:cluster-admins", "cluster-admin", rbacv1.GroupKind, ClusterAdminsGroup),
 	}
 	docs := make([][]byte, 0, len(bindings))
 	for _, b := range bindings {

@@ -32,6 +32,7 @@ func TestBootstrapRBAC(t *testing.T) {
 		{"kiln:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "Group", "system:bootstrappers"},
 		{"kiln:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "Group", "system:nodes"},
 		{"kiln:apiserver-kubelet-client", "system:kubelet-api-admin", "User", "kube-apiserver-kubelet-client"},
+		{"kiln:cluster-admins", "cluster-admin", "Group", "kiln:cluster-admins"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("bindings (-want +got):\n%s", diff)

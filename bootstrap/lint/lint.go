@@ -16,7 +16,9 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
@@ -103,10 +105,49 @@ func Bytes(raw []byte, p Policy) error {
 
 // Config lints a parsed config whose serialised size is size bytes.
 func Config(cfg types.Config, size int, p Policy) error {
+	return (&Linter{policy: p}).Config(cfg, size)
+}
+
+// Linter lints many configs that share most of their contents, such as the configs of one node pool,
+// decoding each shared data URL once. It is safe for concurrent use.
+type Linter struct {
+	policy Policy
+	// decoded holds the contents of the base config's data URLs; read-only after NewLinter.
+	decoded map[sourceKey][]byte
+}
+
+type sourceKey struct {
+	source, compression string
+}
+
+// NewLinter returns a Linter for configs derived from base: base's data URLs are decoded once here.
+func NewLinter(p Policy, base types.Config) *Linter {
+	l := &Linter{policy: p, decoded: map[sourceKey][]byte{}}
+	visitResources(base, func(_ string, r types.Resource) {
+		if r.Source == nil || !strings.HasPrefix(*r.Source, "data:") {
+			return
+		}
+		if b, err := DecodeSource(*r.Source, r.Compression); err == nil {
+			l.decoded[keyOf(r)] = b
+		}
+	})
+	return l
+}
+
+func keyOf(r types.Resource) sourceKey {
+	k := sourceKey{source: *r.Source}
+	if r.Compression != nil {
+		k.compression = *r.Compression
+	}
+	return k
+}
+
+// Config lints a parsed config whose serialised size is size bytes.
+func (l *Linter) Config(cfg types.Config, size int) error {
 	var fs []Finding
-	fs = append(fs, checkSize(size, p.Target)...)
+	fs = append(fs, checkSize(size, l.policy.Target)...)
 	fs = append(fs, checkSources(cfg)...)
-	fs = append(fs, checkSecrets(cfg, p)...)
+	fs = append(fs, l.checkSecrets(cfg)...)
 	if len(fs) == 0 {
 		return nil
 	}
@@ -135,7 +176,8 @@ func kib(n int) string { return fmt.Sprintf("%.1f KiB", float64(n)/1024) }
 // merged and replacing configs, TLS certificate authorities, LUKS key files.
 var resourceType = reflect.TypeFor[types.Resource]()
 
-// visitResources calls fn for every Resource in cfg with its JSON path.
+// visitResources calls fn for every Resource in cfg with its JSON path. It descends only into fields
+// whose type can hold a Resource (see holdsResource), which keeps the walk cheap on large configs.
 func visitResources(cfg types.Config, fn func(path string, r types.Resource)) {
 	var walk func(v reflect.Value, path string)
 	walk = func(v reflect.Value, path string) {
@@ -146,32 +188,87 @@ func visitResources(cfg types.Config, fn func(path string, r types.Resource)) {
 			}
 		case reflect.Slice:
 			for i := 0; i < v.Len(); i++ {
-				walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+				walk(v.Index(i), path+"["+strconv.Itoa(i)+"]")
 			}
 		case reflect.Struct:
 			if v.Type() == resourceType {
 				fn(path, v.Interface().(types.Resource))
 				return
 			}
-			t := v.Type()
-			for i := 0; i < t.NumField(); i++ {
-				f := t.Field(i)
+			for _, f := range resourceFields(v.Type()) {
 				p := path
-				if !f.Anonymous {
-					name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-					if name == "" {
-						name = f.Name
-					}
+				if f.name != "" {
 					if p != "" {
 						p += "."
 					}
-					p += name
+					p += f.name
 				}
-				walk(v.Field(i), p)
+				walk(v.Field(f.index), p)
 			}
 		}
 	}
 	walk(reflect.ValueOf(cfg), "")
+}
+
+// field is a struct field that can hold a Resource: its index and JSON name ("" when embedded).
+type field struct {
+	index int
+	name  string
+}
+
+var (
+	planMu sync.Mutex
+	plans  = map[reflect.Type][]field{}
+	holds  = map[reflect.Type]bool{}
+)
+
+// resourceFields returns the fields of struct type t that can hold a Resource, computed once per type.
+func resourceFields(t reflect.Type) []field {
+	planMu.Lock()
+	defer planMu.Unlock()
+	if p, ok := plans[t]; ok {
+		return p
+	}
+	var p []field
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !holdsResource(f.Type, map[reflect.Type]bool{}) {
+			continue
+		}
+		name := ""
+		if !f.Anonymous {
+			name, _, _ = strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+		}
+		p = append(p, field{index: i, name: name})
+	}
+	plans[t] = p
+	return p
+}
+
+// holdsResource reports whether a value of type t can contain a Resource. Callers hold planMu.
+func holdsResource(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if h, ok := holds[t]; ok {
+		return h
+	}
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	var h bool
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		h = holdsResource(t.Elem(), seen)
+	case reflect.Struct:
+		h = t == resourceType
+		for i := 0; i < t.NumField() && !h; i++ {
+			h = holdsResource(t.Field(i).Type, seen)
+		}
+	}
+	holds[t] = h
+	return h
 }
 
 func checkSources(cfg types.Config) []Finding {
@@ -213,7 +310,13 @@ func redactURL(u *url.URL) string {
 var (
 	pemPrivateKey      = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----`)
 	encryptionConfKind = regexp.MustCompile(`(?m)^kind:\s*EncryptionConfiguration\s*$`)
-	tokenSecretType    = regexp.MustCompile(`bootstrap\.kubernetes\.io/token`)
+	tokenSecretType    = []byte("bootstrap.kubernetes.io/token")
+)
+
+// Cheap pre-checks before the regular expressions, which are slow on large contents.
+var (
+	privateKeyMarker = []byte("PRIVATE KEY-----")
+	encryptionMarker = []byte("EncryptionConfiguration")
 )
 
 // content is one piece of text a machine receives, with where it is in the config.
@@ -224,17 +327,20 @@ type content struct {
 
 // contents decodes every inline piece of the config: data URLs (gzip-compressed or not), unit and
 // drop-in contents, SSH keys.
-func contents(cfg types.Config) ([]content, []Finding) {
+func (l *Linter) contents(cfg types.Config) ([]content, []Finding) {
 	var out []content
 	var fs []Finding
 	visitResources(cfg, func(path string, r types.Resource) {
 		if r.Source == nil || !strings.HasPrefix(*r.Source, "data:") {
 			return
 		}
-		b, err := DecodeSource(*r.Source, r.Compression)
-		if err != nil {
-			fs = append(fs, Finding{Path: path + ".source", Message: err.Error()})
-			return
+		b, ok := l.decoded[keyOf(r)]
+		if !ok {
+			var err error
+			if b, err = DecodeSource(*r.Source, r.Compression); err != nil {
+				fs = append(fs, Finding{Path: path + ".source", Message: err.Error()})
+				return
+			}
 		}
 		out = append(out, content{path: path, data: b})
 	})
@@ -279,8 +385,9 @@ func DecodeSource(src string, compression *string) ([]byte, error) {
 	return b, nil
 }
 
-func checkSecrets(cfg types.Config, p Policy) []Finding {
-	cs, fs := contents(cfg)
+func (l *Linter) checkSecrets(cfg types.Config) []Finding {
+	p := l.policy
+	cs, fs := l.contents(cfg)
 	needles := make([]needle, 0, 2*len(p.Forbidden))
 	for _, s := range p.Forbidden {
 		v := bytes.TrimSpace(s.Value)
@@ -295,13 +402,13 @@ func checkSecrets(cfg types.Config, p Policy) []Finding {
 			fs = append(fs, Finding{Path: c.path, Message: "holds an SSH private key; no node needs one"})
 		}
 		if p.Role == RoleWorker {
-			if m := pemPrivateKey.Find(c.data); m != nil && !bytes.Contains(m, []byte("OPENSSH")) {
+			if bytes.Contains(c.data, privateKeyMarker) && hasPEMPrivateKey(c.data) {
 				fs = append(fs, Finding{Path: c.path, Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"})
 			}
-			if encryptionConfKind.Match(c.data) {
+			if bytes.Contains(c.data, encryptionMarker) && encryptionConfKind.Match(c.data) {
 				fs = append(fs, Finding{Path: c.path, Message: "holds an EncryptionConfiguration; only control-plane nodes hold the encryption key"})
 			}
-			if tokenSecretType.Match(c.data) {
+			if bytes.Contains(c.data, tokenSecretType) {
 				fs = append(fs, Finding{Path: c.path, Message: "holds bootstrap token Secrets; only control-plane nodes hold them"})
 			}
 		}
@@ -313,6 +420,17 @@ func checkSecrets(cfg types.Config, p Policy) []Finding {
 	}
 	sort.SliceStable(fs, func(i, j int) bool { return fs[i].Path < fs[j].Path })
 	return fs
+}
+
+// hasPEMPrivateKey reports whether data holds a PEM private key other than an OpenSSH one (which is
+// reported on its own).
+func hasPEMPrivateKey(data []byte) bool {
+	for _, m := range pemPrivateKey.FindAll(data, -1) {
+		if !bytes.Contains(m, []byte("OPENSSH")) {
+			return true
+		}
+	}
+	return false
 }
 
 type needle struct {

@@ -46,7 +46,7 @@ const (
 const APIServerKubeletClientGroup = "kiln:apiserver-kubelet-client"
 
 // AdminGroup is the group of the admin client certificate; RBAC binds it to cluster-admin.
-const AdminGroup = "kiln:cluster-admins"
+const AdminGroup = "kiln:cluster-admins" // bound to cluster-admin by kubecfg.BootstrapRBAC
 
 // Bundle is every secret of one cluster. It is stored whole in the state store; the renderers pick from
 // it what each role needs. Admin never leaves the state store (no node gets it); ClusterInit goes only to
