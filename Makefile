@@ -34,8 +34,8 @@ verify: ## gofmt, go vet, go mod tidy and generated code are clean
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v /testdata/))" || { gofmt -l $$(git ls-files '*.go' | grep -v /testdata/); echo 'gofmt: run gofmt -w'; exit 1; }
 	go vet ./...
 	go mod tidy -diff
-	$(MAKE) generate
-	@git diff --exit-code --stat || { echo 'generated files are out of date: run make generate and commit'; exit 1; }
+	@before=$$(git status --porcelain -uall; git diff); $(MAKE) -s generate; after=$$(git status --porcelain -uall; git diff); \
+	  [ "$$before" = "$$after" ] || { git status --short; echo 'generated files were out of date: make generate changed them; commit the result'; exit 1; }
 
 e2e: build tools ## the quickstart flow end to end: init, render, lint, apply with the real Ignition
 	hack/e2e.sh
