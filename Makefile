@@ -37,8 +37,8 @@ verify: ## gofmt, go vet, go mod tidy and generated code are clean
 	@before=$$(git status --porcelain -uall; git diff); $(MAKE) -s generate; after=$$(git status --porcelain -uall; git diff); \
 	  [ "$$before" = "$$after" ] || { git status --short; echo 'generated files were out of date: make generate changed them; commit the result'; exit 1; }
 
-e2e: build tools ## the quickstart flow end to end: init, render, lint, apply with the real Ignition
-	hack/e2e.sh
+e2e: tools ## the quickstart end to end: the built kiln, then the real Ignition applies what it rendered
+	go test -count=1 -v ./e2e
 
 bench: ## benchmarks (figures are reported in README.md)
 	go test -run '^$$' -bench . -benchmem ./...

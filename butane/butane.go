@@ -28,6 +28,9 @@ const (
 
 // Source returns the Butane template of a role.
 func Source(role string) ([]byte, error) {
+	if strings.HasPrefix(role, "_") {
+		return nil, fmt.Errorf("butane: no template for role %q (have %s)", role, strings.Join(Roles(), ", "))
+	}
 	b, err := files.ReadFile("templates/" + role + ".bu.tmpl")
 	if err != nil {
 		return nil, fmt.Errorf("butane: no template for role %q (have %s)", role, strings.Join(Roles(), ", "))

@@ -23,6 +23,7 @@ APT_PACKAGES=(
 	libblkid-dev # cgo: ignition links libblkid
 	pkg-config   # cgo: finds blkid
 	passwd       # useradd/groupadd --root, run by ignition's files stage
+	openssh-client # ssh-keygen in the end-to-end test
 )
 
 IGNITION_VERSION=v2.26.0

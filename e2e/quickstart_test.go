@@ -1,0 +1,77 @@
+// Package e2e runs kiln as a user does: the built binary, through the README's quickstart script,
+// and then the real Ignition binary on what it rendered.
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-dev/kiln/internal/ignitiontest"
+	"github.com/kiln-dev/kiln/internal/testtool"
+)
+
+func TestQuickstart(t *testing.T) {
+	root, err := testtool.RepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "kiln")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kiln")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	demo := filepath.Join(t.TempDir(), "demo")
+	qs := exec.Command(filepath.Join(root, "hack", "quickstart.sh"))
+	qs.Env = append(env(), "KILN="+bin, "KILN_DEMO_DIR="+demo)
+	out, err := qs.CombinedOutput()
+	if err != nil {
+		t.Fatalf("quickstart: %v\n%s", err, out)
+	}
+	for _, want := range []string{"cluster demo initialised", "cluster.yaml: valid", "demo-workers-1.ign: ok", "demo-control-plane-0.ign: ok"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("quickstart output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The worker's config boots: the real Ignition applies it, and the admin user may log in with
+	// the cluster's key only.
+	cfg, err := os.ReadFile(filepath.Join(demo, "ignition", "demo-workers-0.ign"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := ignitiontest.Apply(t, cfg)
+	key := filepath.Join(t.TempDir(), "id")
+	export := exec.Command(bin, "ssh-key", "-f", filepath.Join(demo, "cluster.yaml"), "-o", key)
+	export.Env = append(env(), "KILN_STATE_DIR="+filepath.Join(demo, "state"))
+	if out, err := export.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-key: %v\n%s", err, out)
+	}
+	pub, err := exec.Command("ssh-keygen", "-y", "-f", key).Output()
+	if err != nil {
+		t.Fatalf("ssh-keygen: %v (hack/tools.sh deps installs openssh-client)", err)
+	}
+	_, _, _, authorized := ignitiontest.FileInfo(t, node, "/home/kiln/.ssh/authorized_keys")
+	fields := strings.Fields(string(pub))
+	if len(fields) < 2 || !strings.Contains(string(authorized), fields[1]) {
+		t.Fatalf("the node does not authorize the cluster's key:\n%s\nwant %s", authorized, pub)
+	}
+	_, _, _, sshd := ignitiontest.FileInfo(t, node, "/etc/ssh/sshd_config.d/10-kiln.conf")
+	if !strings.Contains(string(sshd), "PasswordAuthentication no") {
+		t.Fatalf("sshd drop-in:\n%s", sshd)
+	}
+}
+
+// env is the test's environment without kiln's own settings, so the quickstart uses only its own.
+func env() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KILN_STATE_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
