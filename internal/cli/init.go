@@ -150,16 +150,7 @@ func newSSHKey(g *globals) *cobra.Command {
 		Short: "Export the cluster's generated SSH private key to a file (mode 0600)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadSpec(specPath)
-			if err != nil {
-				return err
-			}
-			st, err := g.openState()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			b, err := secrets.Load(st, c.Metadata.Name)
+			c, b, err := g.loadCluster(specPath)
 			if err != nil {
 				return err
 			}

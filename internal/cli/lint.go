@@ -9,7 +9,6 @@ import (
 
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
-	"github.com/kiln-dev/kiln/bootstrap/secrets"
 )
 
 type lintResult struct {
@@ -64,16 +63,7 @@ The exit code is 1 when there is a finding.`,
 				if role == "" {
 					return errors.New("-f needs --role: which secrets a config may hold depends on the role")
 				}
-				c, err := loadSpec(specPath)
-				if err != nil {
-					return err
-				}
-				st, err := g.openState()
-				if err != nil {
-					return err
-				}
-				b, err := secrets.Load(st, c.Metadata.Name)
-				st.Close()
+				_, b, err := g.loadCluster(specPath)
 				if err != nil {
 					return err
 				}

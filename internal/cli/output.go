@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/state"
 )
 
@@ -58,3 +59,21 @@ func (g *globals) openState() (*state.Store, error) {
 }
 
 func stateFile(dir string) string { return dir + "/state.db" }
+
+// loadCluster reads a spec and its cluster's secrets from the state store.
+func (g *globals) loadCluster(specPath string) (*v1alpha1.Cluster, *secrets.Bundle, error) {
+	c, err := loadSpec(specPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := g.openState()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer st.Close()
+	b, err := secrets.Load(st, c.Metadata.Name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster %s: %w (run 'kiln init %s' first)", c.Metadata.Name, err, c.Metadata.Name)
+	}
+	return c, b, nil
+}
