@@ -4,6 +4,8 @@
 # Usage:
 #   hack/tools.sh deps        install (as root) the Debian packages the tests need; print their names
 #   hack/tools.sh ignition    build github.com/coreos/ignition/v2 once; print the binary's absolute path
+#   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
+#                             kubectl once; print the directory that holds them
 #
 # Each tool prints only its absolute path on stdout; progress goes to stderr.
 # Binaries live outside the repository in ${KILN_CACHE:-$HOME/.cache/kiln}/<tool>/<key>/,
@@ -24,9 +26,14 @@ APT_PACKAGES=(
 	pkg-config   # cgo: finds blkid
 	passwd       # useradd/groupadd --root, run by ignition's files stage
 	openssh-client # ssh-keygen in the end-to-end test
+	nftables     # nft -c on rendered firewall rulesets; nft -f in the firewall network test
+	iproute2     # ip netns/link/addr: the firewall network test's namespaces, veths and bridge
+	systemd      # systemd-analyze verify on rendered units (kiln-firewall.service)
 )
 
 IGNITION_VERSION=v2.26.0
+KUBERNETES_VERSION=v1.37.2
+KUBERNETES_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
 KILN_CACHE=${KILN_CACHE:-$HOME/.cache/kiln}
 
@@ -141,6 +148,48 @@ build_ignition() {
 tool_ignition() { cached_build ignition "$IGNITION_VERSION" build_ignition; }
 
 # usage prints the header comment and exits with status $1 (2 by default).
+# build_kubernetes OUT DIR builds the Kubernetes binaries from k8s.io/kubernetes through a scratch
+# module: k8s.io/kubernetes cannot be required as a library as it is, because its go.mod replaces
+# every k8s.io/<staging> module with a local path; the scratch module replaces each with its published
+# v0.Y.Z instead. All binaries land in DIR; OUT (kube-apiserver) is the one cached_build checks.
+build_kubernetes() {
+	local out=$1 dir=$2
+	local src="$dir/src" minor=${KUBERNETES_VERSION#v1.}
+	local staging=v0.$minor
+	rm -rf "$src"
+	mkdir -p "$src"
+	(
+		cd "$src"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		go mod init kilntools-kubernetes >&2
+		local gomod
+		gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+		[[ -f "$gomod" ]] || die "no go.mod for k8s.io/kubernetes@$KUBERNETES_VERSION"
+		local m
+		while read -r m; do
+			go mod edit -replace "$m=$m@$staging"
+		done < <(sed -n 's|^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/.*|\1|p' "$gomod")
+		go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
+		local pkgs=() b
+		for b in "${KUBERNETES_BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+		go get "${pkgs[@]/%/@$KUBERNETES_VERSION}" >&2
+		local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+		for b in "${KUBERNETES_BINARIES[@]}"; do
+			log "building $b"
+			go build -trimpath -ldflags "$ld" -o "$dir/$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2
+			mv -f "$dir/$b.tmp" "$dir/$b"
+		done
+	)
+	cp "$dir/kube-apiserver" "$out"
+	"$out" --version >&2
+}
+
+tool_kubernetes() {
+	local bin
+	bin=$(cached_build kube-apiserver "$KUBERNETES_VERSION" build_kubernetes)
+	dirname "$bin"
+}
+
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
 	exit "${1:-2}"

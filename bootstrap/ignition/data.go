@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
@@ -35,6 +37,10 @@ type templateData struct {
 	BootstrapKubeconfig string
 	KubeletConfig       string
 	KubeletFlags        []string
+	// FirewallRuleset and FirewallUnit enforce the firewall intent on the node itself, where no cloud
+	// firewall does (every provider but aws).
+	FirewallRuleset string
+	FirewallUnit    string
 
 	// Control plane only.
 	ControlPlaneFiles []nodeFile
@@ -111,6 +117,17 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 	}
 	if len(taints) > 0 {
 		d.KubeletFlags = append(d.KubeletFlags, "--register-with-taints="+strings.Join(taints, ","))
+	}
+	if spec.Provider.Name != v1alpha1.ProviderAWS {
+		intent, err := firewall.NewIntent(c)
+		if err != nil {
+			return nil, fmt.Errorf("ignition: %w", err)
+		}
+		rs, err := firewall.Nftables(intent.Roles[role], role)
+		if err != nil {
+			return nil, fmt.Errorf("ignition: %w", err)
+		}
+		d.FirewallRuleset, d.FirewallUnit = string(rs), firewall.Unit()
 	}
 	if role == RoleControlPlane {
 		if err := r.controlPlaneData(d); err != nil {

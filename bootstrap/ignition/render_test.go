@@ -368,3 +368,33 @@ func BenchmarkRender(b *testing.B) {
 		}
 	})
 }
+
+// On AWS the security groups are the firewall; everywhere else the node loads the intent itself.
+func TestFirewallByProvider(t *testing.T) {
+	for _, tc := range []struct {
+		provider string
+		want     bool
+	}{
+		{provider: v1alpha1.ProviderQEMU, want: true},
+		{provider: v1alpha1.ProviderAWS, want: false},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			in := fixture(t)
+			c := *in.Cluster
+			c.Spec.Provider = v1alpha1.Provider{Name: tc.provider, AWS: &v1alpha1.AWSProvider{Region: "eu-central-1"}}
+			in.Cluster = &c
+			raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: RoleWorker, Pool: "general"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, cfg := files(t, raw)
+			_, has := got["/etc/kiln/firewall.nft"]
+			if has != tc.want || (unit(cfg, "kiln-firewall.service") != "") != tc.want {
+				t.Fatalf("firewall ruleset present: %v, want %v", has, tc.want)
+			}
+			if tc.want && !strings.Contains(got["/etc/kiln/firewall.nft"], "ip saddr 10.1.0.0/24 tcp dport 22 accept") {
+				t.Errorf("ruleset lacks the admin SSH rule:\n%s", got["/etc/kiln/firewall.nft"])
+			}
+		})
+	}
+}

@@ -1,0 +1,237 @@
+// Package firewall computes the inbound firewall of every node role from the cluster spec (the intent)
+// and compiles it into the forms a target enforces: an nftables ruleset with a systemd unit that
+// loads it before the network comes up (vSphere, bare metal and QEMU nodes, installed by Ignition).
+//
+// The intent is one pure function of the spec, NewIntent. Per role, only these connections are accepted, all
+// other inbound traffic is dropped, and outbound traffic is not filtered:
+//
+//   - SSH (tcp 22) from spec.network.adminCIDRs only; no admin range means no SSH rule at all.
+//   - The Kubernetes API (tcp spec.network.apiEndpoint.port, 6443 by default: the API server listens
+//     on the port the load balancer forwards to) on control-plane nodes, from the load balancer's
+//     address (spec.network.apiEndpoint.address, when known) and the node network
+//     (spec.network.nodeCIDR), where kubelets and the other control-plane nodes are.
+//   - etcd client and peer traffic (tcp 2379-2380) on control-plane nodes, from the node network.
+//   - The kubelet API (tcp 10250) on every node, from the control plane. Control-plane addresses are
+//     not known when the rules are rendered (machines get their addresses as they boot), so "the
+//     control plane" is the node network.
+//   - The pod network between nodes: VXLAN (udp 8472) from the node network, the encapsulation of
+//     flannel's default vxlan backend. A pod network that needs more is a change to this package.
+//   - ICMP echo requests (ping) from the node network.
+//
+// Replies to connections the node opened, and ICMP errors that belong to a connection, pass as
+// established or related traffic; loopback traffic always passes. The nftables form also accepts the
+// link-local IPv6 traffic a node needs to keep its addresses (see Nftables).
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+)
+
+// Node roles, the keys of Intent.Roles.
+const (
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+)
+
+// Ports of the services the intent opens (the API port comes from the spec).
+const (
+	PortSSH        = 22
+	PortEtcdClient = 2379
+	PortEtcdPeer   = 2380
+	PortVXLAN      = 8472
+	PortKubelet    = 10250
+)
+
+// Proto is the protocol a rule accepts.
+type Proto string
+
+// Protocols of rules. An ICMP rule accepts echo requests (ICMPv6 echo requests from IPv6 sources).
+const (
+	TCP  Proto = "tcp"
+	UDP  Proto = "udp"
+	ICMP Proto = "icmp"
+)
+
+// PortRange is the destination ports First to Last, inclusive. A single port has First == Last; ICMP
+// rules have the zero PortRange.
+type PortRange struct {
+	First, Last uint16
+}
+
+// Port is the range holding port p alone.
+func Port(p uint16) PortRange { return PortRange{First: p, Last: p} }
+
+// String writes the range as nftables and most people do: "22", "2379-2380", or "" for none.
+func (r PortRange) String() string {
+	switch {
+	case r == PortRange{}:
+		return ""
+	case r.First == r.Last:
+		return strconv.Itoa(int(r.First))
+	default:
+		return strconv.Itoa(int(r.First)) + "-" + strconv.Itoa(int(r.Last))
+	}
+}
+
+// Rule accepts inbound connections of one protocol to some ports from some source networks.
+type Rule struct {
+	Proto Proto
+	Ports PortRange
+	// From are the source networks, IPv4 and IPv6 alike; a rule always names at least one.
+	From []netip.Prefix
+	// Why says what the rule is for; it is the rule's comment in every compiled form.
+	Why string
+}
+
+// Intent is the inbound firewall of every node role: the rules that accept traffic, keyed by role
+// (RoleControlPlane, RoleWorker). Everything a role's rules do not accept is dropped.
+type Intent struct {
+	Roles map[string][]Rule
+}
+
+// NewIntent computes the firewall intent of the cluster c, whose defaults must have been set
+// (v1alpha1.SetDefaults; v1alpha1.Decode does it). It reports every problem it finds at once, each
+// wrapping ErrInvalidSpec and naming the field.
+func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
+	if c == nil {
+		return Intent{}, fmt.Errorf("firewall: no cluster: %w", ErrInvalidSpec)
+	}
+	n := c.Spec.Network
+	var errs []error
+	fail := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("firewall: spec.network.%s: %s: %w", path, fmt.Sprintf(format, args...), ErrInvalidSpec))
+	}
+
+	node, err := parsePrefix(n.NodeCIDR)
+	if err != nil {
+		fail("nodeCIDR", "%v", err)
+	}
+	pods, err := parsePrefix(n.PodCIDR)
+	if err != nil {
+		fail("podCIDR", "%v", err)
+	}
+	var admin []netip.Prefix
+	for i, s := range n.AdminCIDRs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			fail(fmt.Sprintf("adminCIDRs[%d]", i), "%v", err)
+			continue
+		}
+		admin = append(admin, p)
+	}
+	var lb []netip.Prefix
+	if a := n.APIEndpoint.Address; a != "" {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.Zone() != "" || ip.IsUnspecified() {
+			fail("apiEndpoint.address", "%q is not an IP address without a zone", a)
+		} else {
+			ip = ip.Unmap()
+			lb = append(lb, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	apiPort := n.APIEndpoint.Port
+	switch {
+	case apiPort < 1 || apiPort > 65535:
+		fail("apiEndpoint.port", "%d is not a port from 1 to 65535 (are the defaults set?)", apiPort)
+	case apiPort == PortSSH || apiPort == PortKubelet || (apiPort >= PortEtcdClient && apiPort <= PortEtcdPeer):
+		fail("apiEndpoint.port", "%d is taken by SSH, etcd or the kubelet on control-plane nodes", apiPort)
+	}
+	if len(errs) > 0 {
+		return Intent{}, errors.Join(errs...)
+	}
+
+	nodes := []netip.Prefix{node}
+	var common []Rule
+	if len(admin) > 0 {
+		common = append(common, Rule{
+			Proto: TCP, Ports: Port(PortSSH), From: cover(admin),
+			Why: "ssh from the admin ranges (spec.network.adminCIDRs)",
+		})
+	}
+	kubelet := Rule{
+		Proto: TCP, Ports: Port(PortKubelet), From: cover([]netip.Prefix{node, pods}),
+		Why: "kubelet API from the control plane (the node network: control-plane addresses are not known in advance) and from pods (metrics)",
+	}
+	pod := Rule{
+		Proto: UDP, Ports: Port(PortVXLAN), From: nodes,
+		Why: "pod network: VXLAN (flannel's default backend) between nodes",
+	}
+	ping := Rule{
+		Proto: ICMP, From: nodes,
+		Why: "ping from the node network",
+	}
+
+	cp := append([]Rule(nil), common...)
+	cp = append(cp,
+		Rule{
+			Proto: TCP, Ports: Port(uint16(apiPort)), From: cover(append(lb, node, pods)),
+			Why: "kubernetes API from the load balancer, the node network and pods on this node",
+		},
+		Rule{
+			Proto: TCP, Ports: PortRange{First: PortEtcdClient, Last: PortEtcdPeer}, From: nodes,
+			Why: "etcd client and peer traffic among control-plane nodes (the node network)",
+		},
+		kubelet, pod, ping,
+	)
+	worker := append([]Rule(nil), common...)
+	worker = append(worker, kubelet, pod, ping)
+	return Intent{Roles: map[string][]Rule{
+		RoleControlPlane: cp,
+		RoleWorker:       worker,
+	}}, nil
+}
+
+// parsePrefix parses a CIDR, IPv4-mapped IPv6 networks as IPv4, and rejects host bits.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, errors.New("empty (are the defaults set?)")
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set", s)
+	}
+	return unmap(p), nil
+}
+
+// unmap turns an IPv4-mapped IPv6 network (::ffff:10.0.0.0/104) into its IPv4 network.
+func unmap(p netip.Prefix) netip.Prefix {
+	if !p.Addr().Is4In6() {
+		return p
+	}
+	bits := p.Bits() - 96
+	if bits < 0 {
+		return p
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), bits)
+}
+
+// cover returns ps without the networks that another of ps already holds, in their order: the load
+// balancer inside the node network needs no line of its own.
+func cover(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for i, p := range ps {
+		covered := false
+		for j, q := range ps {
+			if i == j {
+				continue
+			}
+			// q holds p if q is no longer and contains p's address; of two equal ones keep the first.
+			if q.Bits() <= p.Bits() && q.Contains(p.Addr()) && (q.Bits() < p.Bits() || q != p || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,232 @@
+package firewall
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+)
+
+// newCluster returns a QEMU cluster with network n and its defaults set.
+func newCluster(n v1alpha1.Network) *v1alpha1.Cluster {
+	c := &v1alpha1.Cluster{
+		APIVersion: v1alpha1.GroupVersion,
+		Kind:       v1alpha1.KindCluster,
+		Metadata:   v1alpha1.Metadata{Name: "demo"},
+		Spec: v1alpha1.ClusterSpec{
+			Provider:     v1alpha1.Provider{Name: v1alpha1.ProviderQEMU},
+			Network:      n,
+			ControlPlane: v1alpha1.ControlPlane{Count: 1, Image: "kiln.qcow2"},
+			NodePools:    []v1alpha1.NodePool{{Name: "workers", Count: 2, Image: "kiln.qcow2"}},
+			SSH:          v1alpha1.SSH{Generate: true},
+		},
+	}
+	v1alpha1.SetDefaults(c)
+	return c
+}
+
+func prefixes(ss ...string) []netip.Prefix {
+	ps := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		ps[i] = netip.MustParsePrefix(s)
+	}
+	return ps
+}
+
+// ruleOpts compare rules by what they accept; the comments are checked by the golden rulesets.
+var ruleOpts = cmp.Options{
+	cmpopts.EquateComparable(netip.Prefix{}),
+	cmpopts.IgnoreFields(Rule{}, "Why"),
+}
+
+func TestNewIntent(t *testing.T) {
+	tcs := []struct {
+		name    string
+		network v1alpha1.Network
+		want    Intent
+	}{
+		{
+			name: "ipv4 with admin range and load balancer outside the node network",
+			network: v1alpha1.Network{
+				NodeCIDR:    "10.20.0.0/16",
+				APIEndpoint: v1alpha1.APIEndpoint{Address: "192.0.2.10"},
+				AdminCIDRs:  []string{"203.0.113.0/24"},
+			},
+			want: Intent{Roles: map[string][]Rule{
+				RoleControlPlane: {
+					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24")},
+					{Proto: TCP, Ports: Port(6443), From: prefixes("192.0.2.10/32", "10.20.0.0/16", "10.244.0.0/16")},
+					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.20.0.0/16")},
+					{Proto: TCP, Ports: Port(10250), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
+					{Proto: ICMP, From: prefixes("10.20.0.0/16")},
+				},
+				RoleWorker: {
+					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24")},
+					{Proto: TCP, Ports: Port(10250), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
+					{Proto: ICMP, From: prefixes("10.20.0.0/16")},
+				},
+			}},
+		},
+		{
+			name:    "ipv4 defaults without admin ranges has no ssh rule",
+			network: v1alpha1.Network{},
+			want: Intent{Roles: map[string][]Rule{
+				RoleControlPlane: {
+					{Proto: TCP, Ports: Port(6443), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
+					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.0.0.0/16")},
+					{Proto: TCP, Ports: Port(10250), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("10.0.0.0/16")},
+					{Proto: ICMP, From: prefixes("10.0.0.0/16")},
+				},
+				RoleWorker: {
+					{Proto: TCP, Ports: Port(10250), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("10.0.0.0/16")},
+					{Proto: ICMP, From: prefixes("10.0.0.0/16")},
+				},
+			}},
+		},
+		{
+			name: "ipv6 with load balancer inside the node network and api port 443",
+			network: v1alpha1.Network{
+				NodeCIDR:    "fd00:10::/64",
+				PodCIDR:     "fd00:244::/56",
+				ServiceCIDR: "fd00:96::/108",
+				APIEndpoint: v1alpha1.APIEndpoint{Address: "fd00:10::5", Port: 443},
+				AdminCIDRs:  []string{"fd00:99::/64", "fd00:98::/64"},
+			},
+			want: Intent{Roles: map[string][]Rule{
+				RoleControlPlane: {
+					{Proto: TCP, Ports: Port(22), From: prefixes("fd00:99::/64", "fd00:98::/64")},
+					{Proto: TCP, Ports: Port(443), From: prefixes("fd00:10::/64", "fd00:244::/56")},
+					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("fd00:10::/64")},
+					{Proto: TCP, Ports: Port(10250), From: prefixes("fd00:10::/64", "fd00:244::/56")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("fd00:10::/64")},
+					{Proto: ICMP, From: prefixes("fd00:10::/64")},
+				},
+				RoleWorker: {
+					{Proto: TCP, Ports: Port(22), From: prefixes("fd00:99::/64", "fd00:98::/64")},
+					{Proto: TCP, Ports: Port(10250), From: prefixes("fd00:10::/64", "fd00:244::/56")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("fd00:10::/64")},
+					{Proto: ICMP, From: prefixes("fd00:10::/64")},
+				},
+			}},
+		},
+		{
+			name: "ipv4 cluster with admin ranges of both families, one inside another",
+			network: v1alpha1.Network{
+				NodeCIDR:   "10.20.0.0/16",
+				AdminCIDRs: []string{"203.0.113.0/24", "2001:db8:1::/48", "203.0.113.128/25", "203.0.113.0/24"},
+			},
+			want: Intent{Roles: map[string][]Rule{
+				RoleControlPlane: {
+					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24", "2001:db8:1::/48")},
+					{Proto: TCP, Ports: Port(6443), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
+					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.20.0.0/16")},
+					{Proto: TCP, Ports: Port(10250), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
+					{Proto: ICMP, From: prefixes("10.20.0.0/16")},
+				},
+				RoleWorker: {
+					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24", "2001:db8:1::/48")},
+					{Proto: TCP, Ports: Port(10250), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
+					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
+					{Proto: ICMP, From: prefixes("10.20.0.0/16")},
+				},
+			}},
+		},
+	}
+	for _, tc := range tcs {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(tc.network)
+			for _, f := range v1alpha1.Validate(c) {
+				if f.Severity == v1alpha1.SeverityError {
+					t.Fatalf("test spec is invalid: %s", f)
+				}
+			}
+			got, err := NewIntent(c)
+			if err != nil {
+				t.Fatalf("NewIntent: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got, ruleOpts); diff != "" {
+				t.Errorf("NewIntent (-want +got):\n%s", diff)
+			}
+			for role, rules := range got.Roles {
+				for i, r := range rules {
+					if r.Why == "" {
+						t.Errorf("%s rule %d (%s %s) has no Why", role, i, r.Proto, r.Ports)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestNewIntentErrors(t *testing.T) {
+	tcs := []struct {
+		name    string
+		cluster *v1alpha1.Cluster
+		// want are substrings of the error, one per finding.
+		want []string
+	}{
+		{
+			name:    "no cluster",
+			cluster: nil,
+			want:    []string{"no cluster"},
+		},
+		{
+			name: "defaults not set",
+			cluster: &v1alpha1.Cluster{Spec: v1alpha1.ClusterSpec{Network: v1alpha1.Network{
+				AdminCIDRs: []string{"203.0.113.0/24"},
+			}}},
+			want: []string{"spec.network.nodeCIDR: empty", "spec.network.podCIDR: empty", "spec.network.apiEndpoint.port: 0 is not a port"},
+		},
+		{
+			name: "every bad value at once",
+			cluster: newCluster(v1alpha1.Network{
+				NodeCIDR:    "10.20.0.1/16",
+				APIEndpoint: v1alpha1.APIEndpoint{Address: "api.example.com", Port: 10250},
+				AdminCIDRs:  []string{"203.0.113.0/24", "everywhere"},
+			}),
+			want: []string{
+				`spec.network.nodeCIDR: "10.20.0.1/16" has host bits set`,
+				`spec.network.adminCIDRs[1]: "everywhere" is not a CIDR`,
+				`spec.network.apiEndpoint.address: "api.example.com" is not an IP address`,
+				"spec.network.apiEndpoint.port: 10250 is taken",
+			},
+		},
+		{
+			name: "api port on etcd's",
+			cluster: newCluster(v1alpha1.Network{
+				APIEndpoint: v1alpha1.APIEndpoint{Port: 2380},
+			}),
+			want: []string{"spec.network.apiEndpoint.port: 2380 is taken"},
+		},
+	}
+	for _, tc := range tcs {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := NewIntent(tc.cluster)
+			if err == nil {
+				t.Fatalf("NewIntent = %+v, want an error", got)
+			}
+			if !errors.Is(err, ErrInvalidSpec) {
+				t.Errorf("error %v does not wrap ErrInvalidSpec", err)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tc.want) {
+				t.Errorf("got %d findings, want %d:\n%v", len(lines), len(tc.want), err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
