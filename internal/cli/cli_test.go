@@ -205,3 +205,34 @@ func tamper(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+func TestAuditNetwork(t *testing.T) {
+	dir := t.TempDir()
+	mustKiln(t, dir, "init", "demo")
+	out := mustKiln(t, dir, "audit", "network", "-o", "json")
+	var rules []ruleView
+	if err := json.Unmarshal([]byte(out), &rules); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var ssh, api int
+	for _, r := range rules {
+		if r.Proto == "tcp" && r.Ports == "22" {
+			ssh++
+			if strings.Join(r.From, ",") != "127.0.0.1/32" {
+				t.Errorf("ssh open to %v, want only the starter's admin range", r.From)
+			}
+		}
+		if r.Ports == "6443" {
+			api++
+			if r.Role != "control-plane" {
+				t.Errorf("the API is open on a %s", r.Role)
+			}
+		}
+	}
+	if ssh != 2 || api != 1 {
+		t.Errorf("ssh rules %d (want one per role), api rules %d (want 1):\n%s", ssh, api, out)
+	}
+	if text := mustKiln(t, dir, "audit", "network"); !strings.Contains(text, "everything else inbound is dropped") {
+		t.Errorf("table:\n%s", text)
+	}
+}

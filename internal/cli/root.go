@@ -54,6 +54,7 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		newValidate(g),
 		newRender(g),
 		newLint(g),
+		newAudit(g),
 		newSSHKey(g),
 		newVersion(g),
 	)
