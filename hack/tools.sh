@@ -5,7 +5,7 @@
 #   hack/tools.sh deps        install (as root) the Debian packages the tests need; print their names
 #   hack/tools.sh ignition    build github.com/coreos/ignition/v2 once; print the binary's absolute path
 #   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
-#                             kubectl once; print the directory that holds them
+#                             kubectl once; print kube-apiserver's path (the others are next to it)
 #
 # Each tool prints only its absolute path on stdout; progress goes to stderr.
 # Binaries live outside the repository in ${KILN_CACHE:-$HOME/.cache/kiln}/<tool>/<key>/,
@@ -29,6 +29,8 @@ APT_PACKAGES=(
 	nftables     # nft -c on rendered firewall rulesets; nft -f in the firewall network test
 	iproute2     # ip netns/link/addr: the firewall network test's namespaces, veths and bridge
 	systemd      # systemd-analyze verify on rendered units (kiln-firewall.service)
+	etcd-server  # etcd (3.4) for the control-plane security test (bootstrap/clustertest)
+	etcd-client  # etcdctl: the control-plane security test reads raw Secrets from etcd
 )
 
 IGNITION_VERSION=v2.26.0
@@ -184,11 +186,7 @@ build_kubernetes() {
 	"$out" --version >&2
 }
 
-tool_kubernetes() {
-	local bin
-	bin=$(cached_build kube-apiserver "$KUBERNETES_VERSION" build_kubernetes)
-	dirname "$bin"
-}
+tool_kubernetes() { cached_build kube-apiserver "$KUBERNETES_VERSION" build_kubernetes; }
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2

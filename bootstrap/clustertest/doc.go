@@ -1,0 +1,10 @@
+// Package clustertest proves, on a real etcd and kube-apiserver started on loopback, that the files
+// and flags kiln renders for a control-plane node keep the cluster's security promises: TLS from the
+// private CA, authentication with 401 for the rest, RBAC with 403, Pod Security admission per
+// namespace, and Secrets encrypted at rest in etcd.
+//
+// It holds only a test. Run it as root with the Kubernetes binaries from hack/tools.sh and Debian's
+// etcd-server and etcd-client installed (hack/tools.sh deps):
+//
+//	CI=true go test -count=1 -v ./bootstrap/clustertest
+package clustertest
