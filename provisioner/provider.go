@@ -1,0 +1,118 @@
+package provisioner
+
+import (
+	"context"
+	"time"
+
+	"github.com/kiln-dev/kiln/bootstrap/firewall"
+)
+
+// Roles of machines.
+const (
+	RoleControlPlane = firewall.RoleControlPlane
+	RoleWorker       = firewall.RoleWorker
+)
+
+// ControlPlanePool is the pool name of control-plane machines, so that their names are
+// "<cluster>-control-plane-<i>" like those of bootstrap/secrets.ControlPlaneNodeNames.
+const ControlPlanePool = "control-plane"
+
+// State is the lifecycle state of a machine as its provider reports it.
+type State string
+
+// Machine states.
+const (
+	// StatePending: created, not yet running (cloning, booting, powering on).
+	StatePending State = "pending"
+	// StateRunning: powered on. Whether the node works is for provisioner/health to judge.
+	StateRunning State = "running"
+	// StateStopped: powered off.
+	StateStopped State = "stopped"
+	// StateError: the provider reports the machine as failed.
+	StateError State = "error"
+	// StateGone: the provider still lists the machine but it no longer exists (a terminated instance).
+	StateGone State = "gone"
+)
+
+// MachineSpec is a machine to create.
+type MachineSpec struct {
+	Cluster string
+	// Name is unique in the provider; see MachineName.
+	Name string
+	// Role is RoleControlPlane or RoleWorker.
+	Role string
+	// Pool is the node pool, ControlPlanePool for the control plane.
+	Pool string
+	// Image the machine boots from (provider-specific: a qcow2 path, an AMI, a template name).
+	Image string
+	// Ignition is the rendered first-boot config.
+	Ignition []byte
+}
+
+// Machine is a machine as its provider lists it.
+type Machine struct {
+	Name    string
+	Cluster string
+	Role    string
+	Pool    string
+	Image   string
+	State   State
+	// Created is when the provider created the machine.
+	Created time.Time
+	// Address is the machine's private address, empty until it has one.
+	Address string
+}
+
+// Provider creates, deletes and lists the machines of clusters. Implementations are safe for
+// concurrent use and stop work when ctx is cancelled.
+type Provider interface {
+	// Create creates the machine unless one of that name exists, and returns it either way, so that
+	// calling it twice, or again after a crash, makes one machine. Providers that take an idempotency
+	// token use ClientToken(spec.Cluster, spec.Name).
+	Create(ctx context.Context, spec MachineSpec) (Machine, error)
+	// Delete deletes the machine of that name. A machine that does not exist is not an error.
+	Delete(ctx context.Context, name string) error
+	// List returns every machine of the cluster, and only those, in one call to the backend (or a
+	// number of calls that does not grow with the number of machines).
+	List(ctx context.Context, cluster string) ([]Machine, error)
+}
+
+// Endpoint is the address clients reach the Kubernetes API at.
+type Endpoint struct {
+	// Name is the DNS name of the load balancer.
+	Name string
+	// Address is its IP address, empty if not known.
+	Address string
+	Port    int
+}
+
+// NetworkSpec is the private network a cluster's machines live in.
+type NetworkSpec struct {
+	Cluster string
+	// NodeCIDR holds every node address.
+	NodeCIDR string
+	// Subnets are the private subnets of NodeCIDR for the nodes.
+	Subnets []string
+	// APIEndpoint is the load balancer in front of the API servers.
+	APIEndpoint Endpoint
+	// Firewall is the inbound firewall of each role, enforced as the provider can (security groups,
+	// or left to the nftables ruleset Ignition installs).
+	Firewall firewall.Intent
+}
+
+// Network is a cluster's network as it exists.
+type Network struct {
+	Cluster string
+	// ID is the provider's identifier of the network (a VPC ID, a port group).
+	ID          string
+	Subnets     []string
+	APIEndpoint Endpoint
+}
+
+// NetworkProvider is the capability of providers that make the cluster's network themselves; others
+// (bare metal) leave it to the user. Find it by type assertion on a Provider.
+type NetworkProvider interface {
+	// EnsureNetwork makes the network, API endpoint and firewall match spec, creating what is missing,
+	// and returns the network. Calling it again changes nothing that already matches.
+	EnsureNetwork(ctx context.Context, spec NetworkSpec) (Network, error)
+}
