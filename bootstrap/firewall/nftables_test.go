@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	goldenfile "github.com/kiln-dev/kiln/internal/golden"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/testtool"
@@ -40,20 +39,7 @@ func decodeFixture(t *testing.T, name string) *v1alpha1.Cluster {
 // golden compares got with testdata/name, or rewrites it under -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	file := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got); run go test -update if the change is right:\n%s", file, diff)
-	}
+	goldenfile.Check(t, *update, name, got)
 }
 
 // command returns the path of a program the test needs: it skips the test when the program is

@@ -5,34 +5,21 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	goldenfile "github.com/kiln-dev/kiln/internal/golden"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-// golden compares got with testdata/name, or rewrites the file with -update.
+// golden compares got with testdata/name, or rewrites it under -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./bootstrap/kubecfg -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got); run go test ./bootstrap/kubecfg -update to accept:\n%s", path, diff)
-	}
+	goldenfile.Check(t, *update, name, got)
 }
 
 // documents splits a multi-document YAML stream as kubectl does.

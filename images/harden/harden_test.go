@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	goldenfile "github.com/kiln-dev/kiln/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,20 +20,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden and the fixtu
 // golden compares got with testdata/name, or rewrites it under -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	file := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got); run go test -update if the change is right:\n%s", file, diff)
-	}
+	goldenfile.Check(t, *update, name, got)
 }
 
 func readFixture(t testing.TB, name string) []byte {
