@@ -10,20 +10,21 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
+	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/butane"
 )
 
 // Paths on the node.
 const (
-	pkiDir              = "/etc/kubernetes/pki"
+	pkiDir              = kubecfg.DefaultPKIDir
 	bootstrapKubeconfig = "/etc/kubernetes/bootstrap-kubelet.conf"
 	kubeletKubeconfig   = "/etc/kubernetes/kubelet.conf"
 	kubeletConfig       = "/var/lib/kubelet/config.yaml"
-	encryptionConfig    = "/etc/kubernetes/encryption-config.yaml"
-	admissionConfig     = "/etc/kubernetes/admission-config.yaml"
-	auditPolicy         = "/etc/kubernetes/audit-policy.yaml"
-	auditLog            = "/var/log/kubernetes/audit/audit.log"
+	encryptionConfig    = kubecfg.DefaultEncryptionConfigFile
+	admissionConfig     = kubecfg.DefaultAdmissionConfigFile
+	auditPolicy         = kubecfg.DefaultAuditPolicyFile
+	auditLog            = kubecfg.DefaultAuditLogPath
 	manifestsDir        = "/etc/kubernetes/kiln"
 )
 
@@ -158,17 +159,17 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	add(pkiDir+"/ca.key", 0o600, b.ClusterCA.KeyPEM)
 	for _, p := range []struct {
 		name string
-		kp   pkiPair
+		kp   pki.KeyPair
 	}{
-		{"apiserver", pair(b.APIServer.CertPEM, b.APIServer.KeyPEM)},
-		{"apiserver-kubelet-client", pair(b.APIServerKubeletClient.CertPEM, b.APIServerKubeletClient.KeyPEM)},
-		{"apiserver-etcd-client", pair(b.APIServerEtcdClient.CertPEM, b.APIServerEtcdClient.KeyPEM)},
-		{"front-proxy-client", pair(b.FrontProxyClient.CertPEM, b.FrontProxyClient.KeyPEM)},
-		{"etcd/server", pair(b.EtcdServer.CertPEM, b.EtcdServer.KeyPEM)},
-		{"etcd/peer", pair(b.EtcdPeer.CertPEM, b.EtcdPeer.KeyPEM)},
+		{"apiserver", b.APIServer},
+		{"apiserver-kubelet-client", b.APIServerKubeletClient},
+		{"apiserver-etcd-client", b.APIServerEtcdClient},
+		{"front-proxy-client", b.FrontProxyClient},
+		{"etcd/server", b.EtcdServer},
+		{"etcd/peer", b.EtcdPeer},
 	} {
-		add(pkiDir+"/"+p.name+".crt", 0o644, p.kp.cert)
-		add(pkiDir+"/"+p.name+".key", 0o600, p.kp.key)
+		add(pkiDir+"/"+p.name+".crt", 0o644, p.kp.CertPEM)
+		add(pkiDir+"/"+p.name+".key", 0o600, p.kp.KeyPEM)
 	}
 	add(pkiDir+"/front-proxy-ca.crt", 0o644, b.FrontProxyCA.CertPEM)
 	add(pkiDir+"/etcd/ca.crt", 0o644, b.EtcdCA.CertPEM)
@@ -303,10 +304,6 @@ var etcdCipherSuites = []string{
 	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
 	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
 }
-
-type pkiPair struct{ cert, key []byte }
-
-func pair(cert, key []byte) pkiPair { return pkiPair{cert, key} }
 
 // ForbiddenSecrets lists the cluster's secrets that a node of the role must not hold. No node holds
 // the cluster's SSH private key or the admin credential; a worker holds no key at all.
