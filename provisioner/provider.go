@@ -116,3 +116,12 @@ type NetworkProvider interface {
 	// and returns the network. Calling it again changes nothing that already matches.
 	EnsureNetwork(ctx context.Context, spec NetworkSpec) (Network, error)
 }
+
+// Stopper is the capability of providers that can power a machine off and keep it, for a failed
+// machine kept for forensics (reconcile.Policy.KeepFailed). Find it by type assertion on a Provider;
+// without it a failed machine is deleted.
+type Stopper interface {
+	// Stop powers the machine of that name off and keeps it and its disks. A machine that is already
+	// stopped, or does not exist, is not an error.
+	Stop(ctx context.Context, name string) error
+}
