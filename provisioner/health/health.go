@@ -38,6 +38,9 @@ func (p Policy) withDefaults() Policy {
 type Probe struct {
 	// OK is whether the last probe succeeded.
 	OK bool
+	// Off is true when this probe is not run (a cluster whose nodes run no kubelet yet, say); it then
+	// neither fails nor passes the machine.
+	Off bool
 	// Since is when the probe last changed between succeeding and failing; zero if not known.
 	Since time.Time
 }
@@ -68,8 +71,11 @@ type Observation struct {
 // IsUp reports whether the observation shows the machine working right now: both probes OK and,
 // when known, the Node Ready.
 func (o Observation) IsUp() bool {
-	return o.SSH.OK && o.Kubelet.OK && (!o.NodeReady.Known || o.NodeReady.Ready)
+	return o.SSH.passes() && o.Kubelet.passes() && (!o.NodeReady.Known || o.NodeReady.Ready)
 }
+
+// passes reports whether the probe lets the machine count as up: it succeeded, or it is off.
+func (p Probe) passes() bool { return p.OK || p.Off }
 
 // Verdict is the judgement of one machine.
 type Verdict struct {
@@ -118,8 +124,8 @@ func Judge(m provisioner.Machine, obs Observation, now time.Time, p Policy) Verd
 		failing bool
 		since   time.Time
 	}{
-		{"ssh port unreachable", !obs.SSH.OK, obs.SSH.Since},
-		{"kubelet port unreachable", !obs.Kubelet.OK, obs.Kubelet.Since},
+		{"ssh port unreachable", !obs.SSH.passes(), obs.SSH.Since},
+		{"kubelet port unreachable", !obs.Kubelet.passes(), obs.Kubelet.Since},
 		{"node not ready", obs.NodeReady.Known && !obs.NodeReady.Ready, obs.NodeReady.Since},
 	}
 	for _, f := range failures {
@@ -142,9 +148,9 @@ func notUp(m provisioner.Machine, obs Observation) string {
 	switch {
 	case m.State != provisioner.StateRunning:
 		return "machine is " + string(m.State)
-	case !obs.SSH.OK:
+	case !obs.SSH.passes():
 		return "ssh port unreachable"
-	case !obs.Kubelet.OK:
+	case !obs.Kubelet.passes():
 		return "kubelet port unreachable"
 	default:
 		return "node not ready"

@@ -125,6 +125,16 @@ func TestJudge(t *testing.T) {
 			want: Verdict{Reason: "ssh port unreachable for 6m0s, longer than 5m0s"},
 		},
 		{
+			name: "kubelet probe off: ssh alone makes the machine up",
+			m:    running, obs: Observation{SSH: ok, Kubelet: Probe{Off: true}}, now: at(3 * time.Minute),
+			want: Verdict{Healthy: true, Ready: true, Reason: "up"},
+		},
+		{
+			name: "kubelet probe off: a failing ssh still fails the machine",
+			m:    running, obs: Observation{SSH: Probe{Since: at(time.Hour)}, Kubelet: Probe{Off: true}, Up: at(2 * time.Minute)}, now: at(2 * time.Hour),
+			want: Verdict{Reason: "ssh port unreachable for 1h0m0s, longer than 5m0s"},
+		},
+		{
 			name: "pending after having been up",
 			m:    withState(provisioner.StatePending), obs: Observation{SSH: ok, Kubelet: ok, Up: at(2 * time.Minute)}, now: at(time.Hour),
 			want: Verdict{Healthy: true, Reason: "failing for less than 5m0s: machine is pending"},

@@ -2,115 +2,107 @@ package providertest_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
 )
 
-// backend is an in-memory machine store, the suite's own reference: it keeps the contract, and each of
-// its flaws breaks one clause of it, to show that the suite notices.
-type backend struct {
-	mu       sync.Mutex
-	machines map[string]provisioner.Machine
-	// flaw is one of "", "duplicate", "prefix", "missing-delete", "ignore-cancel".
-	flaw string
-	seq  int
-}
-
-type memProvider struct{ b *backend }
-
-func (p memProvider) Create(ctx context.Context, spec provisioner.MachineSpec) (provisioner.Machine, error) {
-	if err := ctx.Err(); err != nil && p.b.flaw != "ignore-cancel" {
-		return provisioner.Machine{}, err
-	}
-	p.b.mu.Lock()
-	defer p.b.mu.Unlock()
-	key := spec.Name
-	if m, ok := p.b.machines[key]; ok && p.b.flaw != "duplicate" {
-		return m, nil
-	}
-	if p.b.flaw == "duplicate" {
-		p.b.seq++
-		key = spec.Name + "\x00" + string(rune('a'+p.b.seq))
-	}
-	m := provisioner.Machine{Name: spec.Name, Cluster: spec.Cluster, Role: spec.Role, Pool: spec.Pool,
-		Image: spec.Image, State: provisioner.StateRunning, Created: time.Now()}
-	p.b.machines[key] = m
-	return m, nil
-}
-
-func (p memProvider) Delete(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil && p.b.flaw != "ignore-cancel" {
-		return err
-	}
-	p.b.mu.Lock()
-	defer p.b.mu.Unlock()
-	if _, ok := p.b.machines[name]; !ok && p.b.flaw == "missing-delete" {
-		return os.ErrNotExist
-	}
-	delete(p.b.machines, name)
-	return nil
-}
-
-func (p memProvider) List(ctx context.Context, cluster string) ([]provisioner.Machine, error) {
-	if err := ctx.Err(); err != nil && p.b.flaw != "ignore-cancel" {
-		return nil, err
-	}
-	p.b.mu.Lock()
-	defer p.b.mu.Unlock()
-	var out []provisioner.Machine
-	for _, m := range p.b.machines {
-		if m.Cluster == cluster || (p.b.flaw == "prefix" && strings.HasPrefix(m.Name, cluster+"-")) {
-			out = append(out, m)
-		}
-	}
-	return out, nil
-}
-
-func (p memProvider) Stop(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	p.b.mu.Lock()
-	defer p.b.mu.Unlock()
-	if m, ok := p.b.machines[name]; ok {
-		m.State = provisioner.StateStopped
-		p.b.machines[name] = m
-	}
-	return nil
-}
-
-func setup(flaw string) func(t *testing.T) providertest.Setup {
-	return func(t *testing.T) providertest.Setup {
-		b := &backend{machines: map[string]provisioner.Machine{}, flaw: flaw}
-		return providertest.Setup{
-			New:   func() provisioner.Provider { return memProvider{b} },
-			Image: "image-1",
-		}
-	}
-}
-
 func TestContract(t *testing.T) {
-	providertest.Run(t, setup(""))
+	providertest.Run(t, func(t *testing.T) providertest.Setup {
+		return providertest.Setup{New: providertest.NewMemory(nil).New, Image: "image-1"}
+	})
+}
+
+// flawed wraps the reference provider with one flaw that breaks one clause of the contract.
+type flawed struct {
+	provisioner.Provider
+	flaw string
+	mu   *sync.Mutex
+	seq  *int
+}
+
+func (f flawed) Create(ctx context.Context, spec provisioner.MachineSpec) (provisioner.Machine, error) {
+	switch f.flaw {
+	case "ignore-cancel":
+		ctx = context.WithoutCancel(ctx)
+	case "duplicate":
+		// Makes a second machine of the same name under a hidden suffix, as a cloud without
+		// idempotency tokens would.
+		f.mu.Lock()
+		*f.seq++
+		n := *f.seq
+		f.mu.Unlock()
+		if n > 1 {
+			dup := spec
+			dup.Name = fmt.Sprintf("%s-dup%d", spec.Name, n)
+			m, err := f.Provider.Create(ctx, dup)
+			m.Name = spec.Name
+			return m, err
+		}
+	}
+	return f.Provider.Create(ctx, spec)
+}
+
+func (f flawed) Delete(ctx context.Context, name string) error {
+	if f.flaw == "ignore-cancel" {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if f.flaw == "missing-delete" {
+		ms, _ := f.Provider.List(ctx, strings.SplitN(name, "-", 2)[0])
+		found := false
+		for _, m := range ms {
+			found = found || m.Name == name
+		}
+		if !found {
+			return os.ErrNotExist
+		}
+	}
+	return f.Provider.Delete(ctx, name)
+}
+
+func (f flawed) List(ctx context.Context, cluster string) ([]provisioner.Machine, error) {
+	if f.flaw == "ignore-cancel" {
+		ctx = context.WithoutCancel(ctx)
+	}
+	ms, err := f.Provider.List(ctx, cluster)
+	if f.flaw == "prefix" && err == nil {
+		// Also sees the machines of every cluster whose name starts with cluster + "-".
+		more, _ := f.Provider.List(ctx, cluster+"-workers")
+		ms = append(ms, more...)
+	}
+	if f.flaw == "duplicate" {
+		for i := range ms {
+			ms[i].Name, _, _ = strings.Cut(ms[i].Name, "-dup")
+		}
+	}
+	return ms, err
 }
 
 // TestFlawedProvider is the child process of TestSuiteNoticesFlaws: it runs the suite on a flawed
-// backend when PROVIDERTEST_FLAW names the flaw, and does nothing otherwise.
+// provider when PROVIDERTEST_FLAW names the flaw, and does nothing otherwise.
 func TestFlawedProvider(t *testing.T) {
 	flaw := os.Getenv("PROVIDERTEST_FLAW")
 	if flaw == "" {
 		return
 	}
-	providertest.Run(t, setup(flaw))
+	providertest.Run(t, func(t *testing.T) providertest.Setup {
+		mem := providertest.NewMemory(nil)
+		var mu sync.Mutex
+		var seq int
+		return providertest.Setup{
+			New:   func() provisioner.Provider { return flawed{Provider: mem.New(), flaw: flaw, mu: &mu, seq: &seq} },
+			Image: "image-1",
+		}
+	})
 }
 
-// TestSuiteNoticesFlaws runs the suite against each flawed backend in a child process and expects it
+// TestSuiteNoticesFlaws runs the suite against each flawed provider in a child process and expects it
 // to fail the clause that flaw breaks.
 func TestSuiteNoticesFlaws(t *testing.T) {
 	for _, tc := range []struct {
