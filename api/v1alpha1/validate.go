@@ -603,9 +603,10 @@ func parseMaxUnhealthy(s string) (n int, percent bool, err error) {
 }
 
 // MaxUnhealthyCount is how many of total nodes may be unhealthy while nodes are still replaced: the
-// percentage of total rounded down, or the count. Above it, remediation stops. An empty MaxUnhealthy
-// means the default, 40%; a value that does not parse (Validate rejects it) gives 0, which stops
-// remediation as soon as a node is unhealthy.
+// percentage of total rounded down, but at least 1 for a percentage above 0 (one failed node of a
+// small group is no sign of a partition: 40% of 2 nodes allows 1), or the count. Above it,
+// remediation stops. An empty MaxUnhealthy means the default, 40%; a value that does not parse
+// (Validate rejects it) gives 0, which stops remediation as soon as a node is unhealthy.
 func (h Health) MaxUnhealthyCount(total int) int {
 	s := h.MaxUnhealthy
 	if s == "" {
@@ -616,7 +617,10 @@ func (h Health) MaxUnhealthyCount(total int) int {
 		return 0
 	}
 	if percent {
-		return total * n / 100
+		if n > 0 {
+			return max(1, total*n/100)
+		}
+		return 0
 	}
 	return n
 }

@@ -597,7 +597,9 @@ func TestMaxUnhealthyCount(t *testing.T) {
 	}{
 		{name: "default 40% of 10", maxUnhealthy: "", total: 10, want: 4},
 		{name: "40% of 3 rounds down", maxUnhealthy: "40%", total: 3, want: 1},
-		{name: "40% of 2 rounds down to 0", maxUnhealthy: "40%", total: 2, want: 0},
+		{name: "40% of 2 rounds down, but to at least 1", maxUnhealthy: "40%", total: 2, want: 1},
+		{name: "40% of 1 allows the one", maxUnhealthy: "40%", total: 1, want: 1},
+		{name: "1% of 1000 rounds down", maxUnhealthy: "1%", total: 1000, want: 10},
 		{name: "100%", maxUnhealthy: "100%", total: 7, want: 7},
 		{name: "0%", maxUnhealthy: "0%", total: 7, want: 0},
 		{name: "count", maxUnhealthy: "2", total: 10, want: 2},

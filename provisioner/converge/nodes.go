@@ -1,0 +1,38 @@
+package converge
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kiln-dev/kiln/provisioner/health"
+)
+
+// KubeNodes reads the Ready condition of every Node in one list call to the cluster's API.
+type KubeNodes struct {
+	Client kubernetes.Interface
+}
+
+// NodeReady returns the Ready condition of each Node, by name. A Node without the condition is
+// reported as known and not ready.
+func (k KubeNodes) NodeReady(ctx context.Context) (map[string]health.Condition, error) {
+	list, err := k.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	out := make(map[string]health.Condition, len(list.Items))
+	for _, n := range list.Items {
+		c := health.Condition{Known: true}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				c.Ready = cond.Status == corev1.ConditionTrue
+				c.Since = cond.LastTransitionTime.Time
+			}
+		}
+		out[n.Name] = c
+	}
+	return out, nil
+}
