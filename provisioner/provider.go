@@ -125,3 +125,10 @@ type Stopper interface {
 	// stopped, or does not exist, is not an error.
 	Stop(ctx context.Context, name string) error
 }
+
+// NetworkDeleter is the capability of network providers that also delete what EnsureNetwork made.
+type NetworkDeleter interface {
+	// DeleteNetwork deletes the cluster's network, API endpoint and firewall, in dependency order,
+	// once no machine uses them. What does not exist is not an error.
+	DeleteNetwork(ctx context.Context, cluster string) error
+}

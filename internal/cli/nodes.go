@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/health"
+)
+
+// nodeView is one machine as 'kiln get nodes' shows it.
+type nodeView struct {
+	Name    string            `json:"name"`
+	Role    string            `json:"role"`
+	Pool    string            `json:"pool"`
+	State   provisioner.State `json:"state"`
+	Health  string            `json:"health"`
+	Reason  string            `json:"reason"`
+	Image   string            `json:"image"`
+	Address string            `json:"address,omitempty"`
+	Created time.Time         `json:"created"`
+}
+
+func newGetNodes(g *globals) *cobra.Command {
+	var specPath, format string
+	cmd := &cobra.Command{
+		Use:     "nodes -f cluster.yaml",
+		Aliases: []string{"node"},
+		Short:   "List the cluster's machines as the provider has them, and their health",
+		Long: `nodes lists every machine the provider has for the cluster, in one call to the provider, with
+its state and its health as 'kiln apply' last judged it: ready, starting (up to
+spec.health.nodeStartupTimeout), failing (probes failing for less than spec.health.unhealthyTimeout)
+or unhealthy (to be replaced). -o wide adds the image, address and the reason of the verdict; json
+and yaml print everything.`,
+		Example: `  kiln get nodes -f cluster.yaml
+  kiln get nodes -f cluster.yaml -o wide`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch format {
+			case "text", "wide", "json", "yaml":
+			default:
+				return fmt.Errorf("-o %s: unknown output format (want text, wide, json or yaml)", format)
+			}
+			c, err := loadSpec(specPath)
+			if err != nil {
+				return err
+			}
+			p, err := g.provider(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			ms, err := p.List(cmd.Context(), c.Metadata.Name)
+			if err != nil {
+				return fmt.Errorf("list machines of %s: %w", c.Metadata.Name, err)
+			}
+			mem, err := stateMemory{g: g, cluster: c.Metadata.Name}.Load(cmd.Context())
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			hp := health.PolicyFromSpec(c.Spec.Health)
+			views := make([]nodeView, 0, len(ms))
+			for _, m := range ms {
+				v := health.Judge(m, mem.Observations[m.Name], now, hp)
+				views = append(views, nodeView{Name: m.Name, Role: m.Role, Pool: m.Pool, State: m.State,
+					Health: verdictWord(v), Reason: v.Reason, Image: m.Image, Address: m.Address, Created: m.Created})
+			}
+			slices.SortFunc(views, func(a, b nodeView) int { return strings.Compare(a.Name, b.Name) })
+			switch format {
+			case "json", "yaml":
+				return printStructured(g.out, format, views)
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			head := "NAME\tROLE\tPOOL\tSTATE\tHEALTH\tAGE"
+			if format == "wide" {
+				head += "\tIMAGE\tADDRESS\tREASON"
+			}
+			fmt.Fprintln(tw, head)
+			for _, v := range views {
+				age := "-"
+				if !v.Created.IsZero() {
+					age = now.Sub(v.Created).Round(time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s", v.Name, v.Role, v.Pool, v.State, v.Health, age)
+				if format == "wide" {
+					fmt.Fprintf(tw, "\t%s\t%s\t%s", v.Image, dash(v.Address), v.Reason)
+				}
+				fmt.Fprintln(tw)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
+	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, wide, json or yaml")
+	return cmd
+}
+
+func verdictWord(v health.Verdict) string {
+	switch {
+	case !v.Healthy:
+		return "unhealthy"
+	case v.Ready:
+		return "ready"
+	case strings.HasPrefix(v.Reason, "starting"):
+		return "starting"
+	}
+	return "failing"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
