@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/time/rate"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
@@ -37,6 +39,7 @@ type applyOptions struct {
 	qps         float64
 	keepFailed  bool
 	logFormat   string
+	kubeconfig  string
 }
 
 func newApply(g *globals) *cobra.Command {
@@ -82,6 +85,7 @@ store, so that an apply killed at any point continues where it stopped, without 
 	f.Float64Var(&o.qps, "qps", 10, "most provider calls per second")
 	f.BoolVar(&o.keepFailed, "keep-failed", false, "power failed machines off and keep them for forensics instead of deleting them")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "also judge machines by their Node's Ready condition, read with this kubeconfig")
 	return cmd
 }
 
@@ -121,6 +125,17 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 		log.Info("network ready", "id", n.ID, "api", n.APIEndpoint.Name, "subnets", strings.Join(n.Subnets, ","))
 	}
 	e := g.executor(c, p, log, o)
+	if o.kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("--kubeconfig: %w", err)
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("--kubeconfig: %w", err)
+		}
+		e.Nodes = converge.KubeNodes{Client: client}
+	}
 	desired := e.Desired
 	if o.watch {
 		fmt.Fprintf(g.errOut, "converging %s every %s until interrupted\n", c.Metadata.Name, o.interval)
