@@ -135,6 +135,26 @@ type Network struct {
 	APIEndpoint   APIEndpoint `json:"apiEndpoint,omitempty"`
 	// AdminCIDRs may reach SSH (port 22) on the nodes; nothing else is reachable from outside.
 	AdminCIDRs []string `json:"adminCIDRs,omitempty"`
+	// Egress says where the nodes themselves may open connections to. Empty means open.
+	Egress Egress `json:"egress,omitempty"`
+}
+
+// Egress policies.
+const (
+	EgressOpen       = "open"
+	EgressRestricted = "restricted"
+)
+
+// Egress limits the connections that nodes open (the kubelet, containerd, the system; pods are
+// routed, not limited here). It is enforced by each node's own firewall, where one is installed
+// (every provider but aws).
+type Egress struct {
+	// Policy is open (nothing outbound is filtered) or restricted: nodes reach only the node, pod and
+	// service networks, the API load balancer's address, and AllowedCIDRs. Empty means open.
+	Policy string `json:"policy,omitempty"`
+	// AllowedCIDRs are the destinations a restricted policy adds: the NAT gateway or egress proxy,
+	// DNS resolvers, NTP servers, the image registry or its mirror.
+	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
 }
 
 // APIEndpoint is the load balancer in front of the API servers, the only way in to the API.
@@ -167,6 +187,24 @@ type NodePool struct {
 	Taints []Taint           `json:"taints,omitempty"`
 	// MaxUnavailable nodes during an image rollout. Defaults to 1.
 	MaxUnavailable int `json:"maxUnavailable,omitempty"`
+	// Ingress opens inbound ports on the pool's nodes beyond kiln's firewall intent, e.g. a NodePort
+	// range for an outside load balancer. Each entry is reported by validation as a warning (an
+	// error with kiln validate --strict), so that opening a node is always a visible choice.
+	Ingress []IngressRule `json:"ingress,omitempty"`
+}
+
+// IngressRule accepts inbound connections to a port or port range from some networks.
+type IngressRule struct {
+	// Protocol is tcp or udp.
+	Protocol string `json:"protocol"`
+	// Port is the first (or only) port, 1 to 65535.
+	Port int `json:"port"`
+	// EndPort, if set, makes the rule cover Port to EndPort inclusive (as in a NetworkPolicy).
+	EndPort int `json:"endPort,omitempty"`
+	// FromCIDRs are the source networks; 0.0.0.0/0 or ::/0 means anywhere.
+	FromCIDRs []string `json:"fromCIDRs"`
+	// Reason says what the rule is for; it becomes the firewall rule's comment.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Taint is a Kubernetes node taint.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -31,6 +32,8 @@ const (
 	maxDNSLabelLength     = 63
 	maxDNSSubdomainLength = 253
 	maxLinuxUserLength    = 32
+	// maxIngressReasonLength leaves room in a 128-byte nftables comment for kiln's prefix.
+	maxIngressReasonLength = 96
 )
 
 // providerNames lists the provider names, in the order messages give them.
@@ -120,6 +123,9 @@ func (v *validator) cluster(c *Cluster) {
 	}
 	v.provider("spec.provider", &s.Provider, nodeCount(s))
 	v.network("spec.network", &s.Network)
+	if s.Provider.Name == ProviderAWS && s.Network.Egress.Policy == EgressRestricted {
+		v.warnf("spec.network.egress.policy", "not enforced on aws: nodes there have no node firewall, and the security groups leave egress to the NAT gateway")
+	}
 	v.controlPlane("spec.controlPlane", &s.ControlPlane)
 	v.nodePools("spec.nodePools", s.NodePools)
 	v.ssh("spec.ssh", &s.SSH)
@@ -336,6 +342,80 @@ func (v *validator) network(path string, n *Network) {
 			v.warnf(p, "%s lets the whole internet reach SSH on the nodes", c)
 		}
 	}
+	v.egress(path+".egress", &n.Egress, n.APIEndpoint.Address)
+}
+
+func (v *validator) egress(path string, e *Egress, lbAddress string) {
+	switch e.Policy {
+	case "", EgressOpen:
+		if len(e.AllowedCIDRs) > 0 {
+			v.warnf(path+".allowedCIDRs", "ignored: the egress policy is open (set policy: restricted to limit egress to these)")
+		}
+	case EgressRestricted:
+		if lbAddress == "" {
+			v.warnf(path+".policy", "restricted egress without spec.network.apiEndpoint.address: the nodes reach the API load balancer only if it is in nodeCIDR or allowedCIDRs")
+		}
+	default:
+		v.errorf(path+".policy", "unknown egress policy %s, want %s or %s", quote(e.Policy), EgressOpen, EgressRestricted)
+	}
+	for i, s := range e.AllowedCIDRs {
+		p := indexPath(path+".allowedCIDRs", i)
+		if c, ok := v.cidr(p, s); ok && c.Bits() == 0 && e.Policy == EgressRestricted {
+			v.warnf(p, "%s allows every destination: restricted egress is then as open as open", c)
+		}
+	}
+}
+
+// ingress checks a pool's extra inbound rules; each is a warning, since it opens the nodes beyond
+// kiln's firewall intent.
+func (v *validator) ingress(path string, rules []IngressRule) {
+	for i, r := range rules {
+		rp := indexPath(path, i)
+		ok := true
+		switch r.Protocol {
+		case "tcp", "udp":
+		case "":
+			v.errorf(rp+".protocol", "required, tcp or udp")
+			ok = false
+		default:
+			v.errorf(rp+".protocol", "unknown protocol %s, want tcp or udp", quote(r.Protocol))
+			ok = false
+		}
+		if r.Port < 1 || r.Port > 65535 {
+			v.errorf(rp+".port", "must be a port from 1 to 65535, got %d", r.Port)
+			ok = false
+		}
+		if r.EndPort != 0 && (r.EndPort < r.Port || r.EndPort > 65535) {
+			v.errorf(rp+".endPort", "must be from port (%d) to 65535, got %d", r.Port, r.EndPort)
+			ok = false
+		}
+		if len(r.FromCIDRs) == 0 {
+			v.errorf(rp+".fromCIDRs", "required: the networks that may connect (0.0.0.0/0 for anywhere)")
+			ok = false
+		}
+		anywhere := false
+		for j, s := range r.FromCIDRs {
+			c, cok := v.cidr(indexPath(rp+".fromCIDRs", j), s)
+			ok = ok && cok
+			anywhere = anywhere || (cok && c.Bits() == 0)
+		}
+		if len(r.Reason) > maxIngressReasonLength || strings.ContainsAny(r.Reason, "\"\\") || strings.ContainsFunc(r.Reason, unicode.IsControl) {
+			v.errorf(rp+".reason", "at most %d characters, without quotes, backslashes or control characters (it becomes a firewall comment)", maxIngressReasonLength)
+			ok = false
+		}
+		if !ok {
+			continue
+		}
+		ports := strconv.Itoa(r.Port)
+		if r.EndPort > r.Port {
+			ports += "-" + strconv.Itoa(r.EndPort)
+		}
+		from := "from " + strings.Join(r.FromCIDRs, ", ")
+		if anywhere {
+			from = "from anywhere"
+		}
+		v.warnf(rp, "opens %s %s on the pool's nodes %s, beyond kiln's firewall intent", r.Protocol, ports, from)
+	}
 }
 
 // family names the IP family of p.
@@ -398,6 +478,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 		if p.MaxUnavailable < 0 {
 			v.errorf(pp+".maxUnavailable", "must be 0 or more, got %d", p.MaxUnavailable)
 		}
+		v.ingress(pp+".ingress", p.Ingress)
 		for _, k := range sortedKeys(p.Labels) {
 			lp := keyPath(pp+".labels", k)
 			if msg := qualifiedNameProblem(k); msg != "" {

@@ -1,9 +1,7 @@
 package clustertest
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,135 +13,90 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/coreos/ignition/v2/config/v3_5"
-	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
-	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
 )
 
-// readyTimeout bounds how long etcd and the API server may take to become ready.
+// readyTimeout bounds how long etcd, the API server and the controller manager may take to become
+// ready or to act.
 const readyTimeout = 2 * time.Minute
 
 // cluster is a control plane started from a rendered config, on loopback.
 type cluster struct {
-	in      ignition.Input
-	root    string // the node's filesystem root: files under /etc/kubernetes land in root/etc/kubernetes
-	kubeDir string // kube-apiserver, kubectl
-	etcdURL string
-	apiURL  string
-	lbName  string
+	in     ignition.Input
+	cp     *controlplane.ControlPlane
+	apiURL string
+	lbName string
 }
 
 func TestControlPlaneSecurity(t *testing.T) {
 	testtool.RequireRoot(t)
 	kubeDir := kubernetesDir(t)
-	etcdBin := debianTool(t, "etcd", "etcd-server")
+	debianTool(t, "etcd", "etcd-server")
 	etcdctl := debianTool(t, "etcdctl", "etcd-client")
+	bins, err := controlplane.FindBinaries(kubeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 
+	// Exactly the files and flags kiln renders for the control-plane node, run on loopback by the
+	// same code as `kiln controlplane run` (package controlplane); it also applies the rendered
+	// namespaces, RBAC and bootstrap tokens with the node's one-time cluster-init credential.
 	in, expired := input(t)
-	r, err := ignition.New(in)
+	ctx := t.Context()
+	cp, err := controlplane.Start(ctx, in, controlplane.Options{
+		Dir:          t.TempDir(),
+		Binaries:     bins,
+		Progress:     testWriter{t},
+		ReadyTimeout: readyTimeout,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := secrets.ControlPlaneNodeNames(in.Cluster)[0]
-	raw, err := r.Render(ignition.Node{Name: node, Role: ignition.RoleControlPlane})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := v3_5.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	t.Cleanup(func() {
+		if err := cp.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+				data, _ := os.ReadFile(filepath.Join(cp.Dir, "log", name+".log"))
+				lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+				t.Logf("last lines of the %s log:\n%s", name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+	})
+	t.Logf("etcd ready after %v, kube-apiserver ready %v after it was started", cp.EtcdReady.Round(time.Millisecond), cp.APIReady.Round(time.Millisecond))
 	c := &cluster{
-		in:      in,
-		root:    t.TempDir(),
-		kubeDir: kubeDir,
-		lbName:  in.Cluster.Spec.Network.APIEndpoint.LoadBalancerName,
+		in:     in,
+		cp:     cp,
+		apiURL: cp.APIURL,
+		lbName: in.Cluster.Spec.Network.APIEndpoint.LoadBalancerName,
 	}
-	writeFiles(t, cfg, c.root)
-
-	ports := freePorts(t, 4)
-	clientURL := "https://127.0.0.1:" + strconv.Itoa(ports[0])
-	peerURL := "https://127.0.0.1:" + strconv.Itoa(ports[1])
-	c.etcdURL = clientURL
-	c.apiURL = "https://127.0.0.1:" + strconv.Itoa(ports[2])
-
-	etcdArgs := execStart(t, cfg, "etcd.service")
-	etcdArgs = rewrite(t, etcdArgs[1:], c.root, map[string]string{
-		"listen-client-urls":          clientURL,
-		"advertise-client-urls":       clientURL,
-		"listen-peer-urls":            peerURL,
-		"initial-advertise-peer-urls": peerURL,
-		"initial-cluster":             node + "=" + peerURL,
-	}, nil)
-	apiArgs := execStart(t, cfg, "kube-apiserver.service")
-	apiArgs = rewrite(t, apiArgs[1:], c.root, map[string]string{
-		"etcd-servers": clientURL,
-		"secure-port":  strconv.Itoa(ports[2]),
-	}, map[string]string{
-		"bind-address": "127.0.0.1",
-		// The API server refuses a loopback advertise address ("cannot use public IP 127.0.0.1 with
-		// endpoint reconciler"). The advertise address is only written into the kubernetes Service's
-		// endpoints, which nothing here dials: take one from TEST-NET-1 (RFC 5737), which routes nowhere.
-		"advertise-address": "192.0.2.1",
-	})
-	t.Logf("etcd %s", strings.Join(etcdArgs, " "))
-	t.Logf("kube-apiserver %s", strings.Join(apiArgs, " "))
-
-	start := time.Now()
-	etcd := startProcess(t, c.root, etcdBin, etcdArgs)
-	waitFor(t, "etcd", etcd, func() error {
-		return c.etcdctl(etcdctl, "endpoint", "health").Run()
-	})
-	t.Logf("etcd ready after %v", time.Since(start).Round(time.Millisecond))
-	apiStart := time.Now()
-	api := startProcess(t, c.root, filepath.Join(kubeDir, "kube-apiserver"), apiArgs)
 	admin := c.client(t, in.Secrets.Admin)
-	waitFor(t, "kube-apiserver", api, func() error {
-		code, body, _, err := do(admin, http.MethodGet, c.apiURL+"/readyz", nil)
-		if err != nil {
-			return err
-		}
-		if code != http.StatusOK {
-			return fmt.Errorf("/readyz: %d %s", code, body)
-		}
-		return nil
-	})
-	t.Logf("kube-apiserver ready after %v (%v after etcd was started)", time.Since(apiStart).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-
-	// What the node's kiln-cluster-init.service does: apply kiln's namespaces, RBAC and bootstrap
-	// tokens with the one-time cluster-init credential.
-	applied := c.clusterInit(t, api)
-
-	// The controller manager makes each namespace's default service account, without which the
-	// ServiceAccount admission plugin turns pods away, and signs kubelet client certificates.
-	c.kubeconfig(t, "controller-manager.conf")
-	cmArgs := execStart(t, cfg, "kube-controller-manager.service")
-	cmArgs = rewrite(t, cmArgs[1:], c.root, nil, map[string]string{
-		// Not rendered; its default, 10257, may be taken on the machine that runs the test.
-		"secure-port": strconv.Itoa(ports[3]),
-	})
-	t.Logf("kube-controller-manager %s", strings.Join(cmArgs, " "))
-	startProcess(t, c.root, filepath.Join(kubeDir, "kube-controller-manager"), cmArgs)
+	var applied []string
+	for _, ch := range cp.Applied {
+		applied = append(applied, ch.String())
+	}
+	t.Logf("cluster init applied:\n%s", strings.Join(applied, "\n"))
+	if _, err := os.Stat(filepath.Join(cp.Dir, "etc/kubernetes/cluster-init.conf")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the one-time cluster-init credential is still on the node after the cluster init: %v", err)
+	}
 
 	t.Run("TLS", func(t *testing.T) {
 		system := &http.Client{Timeout: 10 * time.Second}
@@ -203,8 +156,8 @@ func TestControlPlaneSecurity(t *testing.T) {
 			t.Errorf("bootstrap token listing CSRs: want it authenticated, got %d %s (%v)", code, body, err)
 		}
 
-		if !strings.Contains(applied, "secret/bootstrap-token-"+expired.ID+" ") {
-			t.Errorf("the expired bootstrap token %s was not among the applied objects:\n%s", expired.ID, applied)
+		if !slices.Contains(applied, "kube-system/secret/bootstrap-token-"+expired.ID+" created") {
+			t.Errorf("the expired bootstrap token %s was not among the applied objects:\n%s", expired.ID, strings.Join(applied, "\n"))
 		}
 		old := c.bearer(t, expired.ID+"."+expired.Secret)
 		if code, body, _, err := do(old, http.MethodGet, c.apiURL+"/api", nil); err != nil || code != http.StatusUnauthorized {
@@ -360,6 +313,96 @@ func TestControlPlaneSecurity(t *testing.T) {
 		}
 		t.Logf("etcd holds %d bytes for the Secret, starting %.30q", len(stored), stored)
 	})
+
+	// What `kiln cluster secure` does, against the running cluster: the namespace labels and RBAC
+	// bindings kiln renders, applied with the admin's credential. Last: it changes the cluster.
+	t.Run("cluster secure", func(t *testing.T) {
+		rc, err := clientcmd.BuildConfigFromFlags("", cp.AdminKubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests, err := controlplane.SecureManifests(in.Cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secure := func(t *testing.T) map[string]string {
+			t.Helper()
+			changes, err := controlplane.Apply(ctx, rc, manifests...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, ch := range changes {
+				got[ch.Kind+" "+ch.Name] = ch.Action
+			}
+			return got
+		}
+		want := map[string]string{}
+		for ns := range in.Cluster.Spec.Security.PodSecurity.Namespaces {
+			want["Namespace "+ns] = controlplane.Unchanged
+		}
+		for _, b := range []string{"kiln:kubelet-bootstrap", "kiln:node-autoapprove-bootstrap",
+			"kiln:node-autoapprove-certificate-rotation", "kiln:apiserver-kubelet-client", "kiln:cluster-admins"} {
+			want["ClusterRoleBinding "+b] = controlplane.Unchanged
+		}
+		// Right after the node's cluster init there is nothing to change.
+		if diff := cmp.Diff(want, secure(t)); diff != "" {
+			t.Errorf("cluster secure after the cluster init (-want +got):\n%s", diff)
+		}
+
+		// Drift: someone drops restricted-ns's enforce label and deletes a TLS-bootstrap binding.
+		patch := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":null}}}`)
+		req, err := http.NewRequest(http.MethodPatch, c.apiURL+"/api/v1/namespaces/restricted-ns", bytes.NewReader(patch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+		resp, err := admin.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("removing restricted-ns's enforce label: %s", resp.Status)
+		}
+		privileged := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"privileged-drift","namespace":"restricted-ns"},` +
+			`"spec":{"containers":[{"name":"c","image":"registry.invalid/none","securityContext":{"privileged":true}}]}}`)
+		pods := c.apiURL + "/api/v1/namespaces/restricted-ns/pods"
+		// Without its label the namespace falls back to the cluster default, baseline, which also
+		// rejects a privileged pod: use a dry run of a host-path-free but root-running pod instead.
+		runAsRoot := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"as-root","namespace":"restricted-ns"},` +
+			`"spec":{"containers":[{"name":"c","image":"registry.invalid/none"}]}}`)
+		if code, body, _, err := do(admin, http.MethodPost, pods+"?dryRun=All", runAsRoot); err != nil || code != http.StatusCreated {
+			t.Fatalf("a pod that breaks only restricted, in restricted-ns without its label: want 201 (the baseline default), got %d %s (%v)", code, body, err)
+		}
+		bindings := c.apiURL + "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/"
+		if code, body, _, err := do(admin, http.MethodDelete, bindings+"kiln:node-autoapprove-bootstrap", nil); err != nil || code != http.StatusOK {
+			t.Fatalf("deleting kiln:node-autoapprove-bootstrap: %d %s (%v)", code, body, err)
+		}
+
+		want["Namespace restricted-ns"] = controlplane.Configured
+		want["ClusterRoleBinding kiln:node-autoapprove-bootstrap"] = controlplane.Created
+		if diff := cmp.Diff(want, secure(t)); diff != "" {
+			t.Errorf("cluster secure after the drift (-want +got):\n%s", diff)
+		}
+		if code, body, _, err := do(admin, http.MethodPost, pods+"?dryRun=All", runAsRoot); err != nil || code != http.StatusForbidden || !bytes.Contains(body, []byte("violates PodSecurity")) {
+			t.Errorf("the same pod after cluster secure: want 403 violating PodSecurity \"restricted\", got %d %s (%v)", code, body, err)
+		}
+		if code, body, _, err := do(admin, http.MethodPost, pods+"?dryRun=All", privileged); err != nil || code != http.StatusForbidden {
+			t.Errorf("a privileged pod after cluster secure: want 403, got %d %s (%v)", code, body, err)
+		}
+		if code, body, _, err := do(admin, http.MethodGet, bindings+"kiln:node-autoapprove-bootstrap", nil); err != nil || code != http.StatusOK {
+			t.Errorf("kiln:node-autoapprove-bootstrap after cluster secure: want 200, got %d %s (%v)", code, body, err)
+		}
+
+		// And once more: nothing left to change.
+		for k := range want {
+			want[k] = controlplane.Unchanged
+		}
+		if diff := cmp.Diff(want, secure(t)); diff != "" {
+			t.Errorf("cluster secure a second time (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // input renders testdata/cluster.yaml with fresh secrets and a bootstrap token valid for an hour; the
@@ -414,195 +457,11 @@ func debianTool(t *testing.T, name, pkg string) string {
 	return p
 }
 
-// writeFiles writes the config's files under /etc/kubernetes to the same paths under root.
-func writeFiles(t *testing.T, cfg types.Config, root string) {
-	t.Helper()
-	n := 0
-	for _, f := range cfg.Storage.Files {
-		if !strings.HasPrefix(f.Path, "/etc/kubernetes/") || f.Contents.Source == nil {
-			continue
-		}
-		data, err := lint.DecodeSource(*f.Contents.Source, f.Contents.Compression)
-		if err != nil {
-			t.Fatalf("%s: %v", f.Path, err)
-		}
-		mode := os.FileMode(0o644)
-		if f.Mode != nil {
-			mode = os.FileMode(*f.Mode)
-		}
-		p := filepath.Join(root, f.Path)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, mode); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	if n == 0 {
-		t.Fatal("the rendered config has no files under /etc/kubernetes")
-	}
-}
-
-// execStart returns the words of the ExecStart line of the named unit, continuations joined.
-func execStart(t *testing.T, cfg types.Config, unit string) []string {
-	t.Helper()
-	for _, u := range cfg.Systemd.Units {
-		if u.Name != unit || u.Contents == nil {
-			continue
-		}
-		var line strings.Builder
-		in := false
-		sc := bufio.NewScanner(strings.NewReader(*u.Contents))
-		for sc.Scan() {
-			l := sc.Text()
-			if !in {
-				if !strings.HasPrefix(l, "ExecStart=") {
-					continue
-				}
-				in = true
-				l = strings.TrimPrefix(l, "ExecStart=")
-			}
-			cont := strings.HasSuffix(l, `\`)
-			line.WriteString(strings.TrimSuffix(l, `\`))
-			line.WriteByte(' ')
-			if !cont {
-				break
-			}
-		}
-		if words := strings.Fields(line.String()); len(words) > 0 {
-			return words
-		}
-		t.Fatalf("%s has no ExecStart", unit)
-	}
-	t.Fatalf("the rendered config has no unit %s", unit)
-	return nil
-}
-
-// rewrite returns args (--name=value flags) with absolute paths moved under root, the values of the
-// flags in set replaced (each must be among args) and the flags in add appended.
-func rewrite(t *testing.T, args []string, root string, set, add map[string]string) []string {
-	t.Helper()
-	out := make([]string, 0, len(args)+len(add))
-	seen := map[string]bool{}
-	for _, a := range args {
-		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if !ok || !strings.HasPrefix(a, "--") {
-			t.Fatalf("argument %q is not --name=value", a)
-		}
-		if _, dup := add[name]; dup {
-			t.Fatalf("the rendered flags already set --%s=%s", name, value)
-		}
-		switch v, ok := set[name]; {
-		case ok:
-			value = v
-			seen[name] = true
-		case strings.HasPrefix(value, "/"):
-			value = filepath.Join(root, value)
-			if err := os.MkdirAll(filepath.Dir(value), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		out = append(out, "--"+name+"="+value)
-	}
-	for name := range set {
-		if !seen[name] {
-			t.Fatalf("the rendered flags lack --%s", name)
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(add)) {
-		out = append(out, "--"+name+"="+add[name])
-	}
-	return out
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
-// process is a started program whose exit is reported on done.
-type process struct {
-	name string
-	log  string
-	done chan error
-}
-
-// startProcess starts bin with args in dir, logging to a file; the process is killed at cleanup and
-// the last lines of its log are printed if the test failed.
-func startProcess(t *testing.T, dir, bin string, args []string) *process {
-	t.Helper()
-	p := &process{name: filepath.Base(bin), log: filepath.Join(dir, filepath.Base(bin)+".log"), done: make(chan error, 1)}
-	f, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout = f
-	cmd.Stderr = f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", p.name, err)
-	}
-	go func() { p.done <- cmd.Wait(); f.Close() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, cmd.Process.Pid)
-		}
-		if t.Failed() {
-			t.Logf("last lines of the %s log:\n%s", p.name, tail(p.log, 40))
-		}
-	})
-	return p
-}
-
-// waitFor polls ready until it succeeds, the process exits or readyTimeout passes.
-func waitFor(t *testing.T, what string, p *process, ready func() error) {
-	t.Helper()
-	deadline := time.Now().Add(readyTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		if last = ready(); last == nil {
-			return
-		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("%s exited before it was ready: %v", what, err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	t.Fatalf("%s not ready after %v: %v", what, readyTimeout, last)
-}
-
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
 // etcdctl runs etcdctl against the test's etcd with the API server's etcd client certificate.
 func (c *cluster) etcdctl(bin string, args ...string) *exec.Cmd {
-	dir := filepath.Join(c.root, "etc/kubernetes/pki")
+	dir := filepath.Join(c.cp.Dir, "etc/kubernetes/pki")
 	cmd := exec.Command(bin, append([]string{
-		"--endpoints=" + c.etcdURL,
+		"--endpoints=" + c.cp.EtcdURL,
 		"--cacert=" + filepath.Join(dir, "etcd/ca.crt"),
 		"--cert=" + filepath.Join(dir, "apiserver-etcd-client.crt"),
 		"--key=" + filepath.Join(dir, "apiserver-etcd-client.key"),
@@ -610,48 +469,6 @@ func (c *cluster) etcdctl(bin string, args ...string) *exec.Cmd {
 	}, args...)...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	return cmd
-}
-
-// clusterInit applies the rendered /etc/kubernetes/kiln manifests with the rendered cluster-init
-// kubeconfig, pointed at the test's API server, as kiln-cluster-init.service does.
-// It returns kubectl's output.
-func (c *cluster) clusterInit(t *testing.T, api *process) string {
-	t.Helper()
-	conf := c.kubeconfig(t, "cluster-init.conf")
-	var out []byte
-	waitFor(t, "kubectl apply", api, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var err error
-		cmd := exec.CommandContext(ctx, filepath.Join(c.kubeDir, "kubectl"), "--kubeconfig="+conf,
-			"apply", "--server-side", "-f", filepath.Join(c.root, "etc/kubernetes/kiln")+"/")
-		out, err = cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%w: %s", err, out)
-		}
-		return nil
-	})
-	t.Logf("kubectl apply --server-side:\n%s", out)
-	return string(out)
-}
-
-// kubeconfig points the rendered kubeconfig /etc/kubernetes/NAME at the test's API server, in place,
-// and returns its path.
-func (c *cluster) kubeconfig(t *testing.T, name string) string {
-	t.Helper()
-	conf := filepath.Join(c.root, "etc/kubernetes", name)
-	data, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := regexp.MustCompile(`(?m)^(\s*server:\s*)\S+$`)
-	if !server.Match(data) {
-		t.Fatalf("%s has no server", conf)
-	}
-	if err := os.WriteFile(conf, server.ReplaceAll(data, []byte("${1}"+c.apiURL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return conf
 }
 
 // waitServiceAccount waits until the controller manager has made the namespace's default service
@@ -733,4 +550,12 @@ func do(hc *http.Client, method, url string, body []byte) (int, []byte, http.Hea
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, resp.Header, err
+}
+
+// testWriter writes each line to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

@@ -2,8 +2,8 @@
 // and compiles it into the forms a target enforces: an nftables ruleset with a systemd unit that
 // loads it before the network comes up (vSphere, bare metal and QEMU nodes, installed by Ignition).
 //
-// The intent is one pure function of the spec, NewIntent. Per role, only these connections are accepted, all
-// other inbound traffic is dropped, and outbound traffic is not filtered:
+// The intent is one pure function of the spec, NewIntent. Per role, only these connections are accepted and all
+// other inbound traffic is dropped:
 //
 //   - SSH (tcp 22) from spec.network.adminCIDRs only; no admin range means no SSH rule at all.
 //   - The Kubernetes API (tcp spec.network.apiEndpoint.port, 6443 by default: the API server listens
@@ -21,12 +21,22 @@
 // Replies to connections the node opened, and ICMP errors that belong to a connection, pass as
 // established or related traffic; loopback traffic always passes. The nftables form also accepts the
 // link-local IPv6 traffic a node needs to keep its addresses (see Nftables).
+//
+// A node pool may ask for more (spec.nodePools[].ingress, e.g. a NodePort range for an outside load
+// balancer): those rules are the pool's own (Intent.Pools), and validation warns about each.
+//
+// Outbound traffic is not filtered unless spec.network.egress.policy is restricted. Then every role
+// gets outbound rules (Direction Out) that accept connections only to the node, pod and service
+// networks, the API load balancer's address, and spec.network.egress.allowedCIDRs: the NAT gateway
+// or proxy, resolvers and registries the operator names. Everything else the node itself sends is
+// dropped; routed pod traffic is not (that is the pod network's NetworkPolicy's job).
 package firewall
 
 import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
@@ -51,11 +61,30 @@ const (
 type Proto string
 
 // Protocols of rules. An ICMP rule accepts echo requests (ICMPv6 echo requests from IPv6 sources).
+// Any, only for outbound rules, accepts every protocol to the rule's destinations.
 const (
 	TCP  Proto = "tcp"
 	UDP  Proto = "udp"
 	ICMP Proto = "icmp"
+	Any  Proto = "any"
 )
+
+// Direction says whether a rule accepts connections to the node or from it.
+type Direction string
+
+// Directions. The zero Direction is In.
+const (
+	In  Direction = ""
+	Out Direction = "out"
+)
+
+// String writes the direction as "in" or "out".
+func (d Direction) String() string {
+	if d == Out {
+		return "out"
+	}
+	return "in"
+}
 
 // PortRange is the destination ports First to Last, inclusive. A single port has First == Last; ICMP
 // rules have the zero PortRange.
@@ -78,20 +107,38 @@ func (r PortRange) String() string {
 	}
 }
 
-// Rule accepts inbound connections of one protocol to some ports from some source networks.
+// Rule accepts inbound connections of one protocol to some ports from some source networks, or, with
+// Direction Out, outbound connections to some destination networks.
 type Rule struct {
-	Proto Proto
-	Ports PortRange
-	// From are the source networks, IPv4 and IPv6 alike; a rule always names at least one.
+	Direction Direction
+	Proto     Proto
+	Ports     PortRange
+	// From are the source networks of an inbound rule, IPv4 and IPv6 alike; an inbound rule always
+	// names at least one.
 	From []netip.Prefix
+	// To are the destination networks of an outbound rule; an outbound rule always names at least one.
+	To []netip.Prefix
 	// Why says what the rule is for; it is the rule's comment in every compiled form.
 	Why string
 }
 
-// Intent is the inbound firewall of every node role: the rules that accept traffic, keyed by role
-// (RoleControlPlane, RoleWorker). Everything a role's rules do not accept is dropped.
+// Intent is the firewall of every node role: the rules that accept traffic, keyed by role
+// (RoleControlPlane, RoleWorker). Inbound traffic that a role's rules do not accept is dropped;
+// outbound traffic too, if the role has outbound rules. Pools holds the further inbound rules of the
+// node pools that ask for them (spec.nodePools[].ingress), by pool name.
 type Intent struct {
 	Roles map[string][]Rule
+	Pools map[string][]Rule
+}
+
+// Node returns the rules of a node of role in pool (empty for the control plane): the role's rules,
+// then the pool's own.
+func (i Intent) Node(role, pool string) []Rule {
+	rules := append([]Rule(nil), i.Roles[role]...)
+	if role == RoleWorker {
+		rules = append(rules, i.Pools[pool]...)
+	}
+	return rules
 }
 
 // NewIntent computes the firewall intent of the cluster c, whose defaults must have been set
@@ -132,6 +179,37 @@ func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
 		} else {
 			ip = ip.Unmap()
 			lb = append(lb, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	var services netip.Prefix
+	if n.Egress.Policy == v1alpha1.EgressRestricted {
+		if services, err = parsePrefix(n.ServiceCIDR); err != nil {
+			fail("serviceCIDR", "%v", err)
+		}
+	}
+	var allowed []netip.Prefix
+	for i, s := range n.Egress.AllowedCIDRs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			fail(fmt.Sprintf("egress.allowedCIDRs[%d]", i), "%v", err)
+			continue
+		}
+		allowed = append(allowed, p)
+	}
+	switch n.Egress.Policy {
+	case "", v1alpha1.EgressOpen, v1alpha1.EgressRestricted:
+	default:
+		fail("egress.policy", "%q is neither %s nor %s", n.Egress.Policy, v1alpha1.EgressOpen, v1alpha1.EgressRestricted)
+	}
+	pools := map[string][]Rule{}
+	for i, pool := range c.Spec.NodePools {
+		for j, in := range pool.Ingress {
+			r, err := ingressRule(pool.Name, in)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("firewall: spec.nodePools[%d].ingress[%d]: %v: %w", i, j, err, ErrInvalidSpec))
+				continue
+			}
+			pools[pool.Name] = append(pools[pool.Name], r)
 		}
 	}
 	apiPort := n.APIEndpoint.Port
@@ -180,10 +258,69 @@ func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
 	)
 	worker := append([]Rule(nil), common...)
 	worker = append(worker, kubelet, pod, ping)
-	return Intent{Roles: map[string][]Rule{
+	if n.Egress.Policy == v1alpha1.EgressRestricted {
+		out := []Rule{{
+			Direction: Out, Proto: Any, To: cover(slices.Concat(lb, []netip.Prefix{node, pods, services})),
+			Why: "egress to the cluster: the node network, pods, services and the API load balancer",
+		}}
+		// Allowed networks that the cluster's own already hold need no line of their own.
+		cluster := out[0].To
+		var extra []netip.Prefix
+		for _, p := range cover(slices.Concat(cluster, allowed)) {
+			if !slices.Contains(cluster, p) {
+				extra = append(extra, p)
+			}
+		}
+		if len(extra) > 0 {
+			out = append(out, Rule{
+				Direction: Out, Proto: Any, To: extra,
+				Why: "egress allowed by spec.network.egress.allowedCIDRs",
+			})
+		}
+		cp = append(cp, out...)
+		worker = append(worker, out...)
+	}
+	intent := Intent{Roles: map[string][]Rule{
 		RoleControlPlane: cp,
 		RoleWorker:       worker,
-	}}, nil
+	}}
+	if len(pools) > 0 {
+		intent.Pools = pools
+	}
+	return intent, nil
+}
+
+// ingressRule is the rule of a pool's extra inbound rule.
+func ingressRule(pool string, in v1alpha1.IngressRule) (Rule, error) {
+	r := Rule{Proto: Proto(in.Protocol)}
+	if r.Proto != TCP && r.Proto != UDP {
+		return Rule{}, fmt.Errorf("protocol %q is neither tcp nor udp", in.Protocol)
+	}
+	last := in.EndPort
+	if last == 0 {
+		last = in.Port
+	}
+	if in.Port < 1 || last < in.Port || last > 65535 {
+		return Rule{}, fmt.Errorf("ports %d-%d: want 1 to 65535, port no more than endPort", in.Port, last)
+	}
+	r.Ports = PortRange{First: uint16(in.Port), Last: uint16(last)}
+	var from []netip.Prefix
+	for _, s := range in.FromCIDRs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return Rule{}, fmt.Errorf("fromCIDRs: %v", err)
+		}
+		from = append(from, p)
+	}
+	if len(from) == 0 {
+		return Rule{}, errors.New("fromCIDRs: none")
+	}
+	r.From = cover(from)
+	r.Why = "ingress of pool " + pool + " (spec.nodePools[].ingress)"
+	if in.Reason != "" {
+		r.Why = in.Reason
+	}
+	return r, nil
 }
 
 // parsePrefix parses a CIDR, IPv4-mapped IPv6 networks as IPv4, and rejects host bits.

@@ -207,6 +207,115 @@ func TestNetwork(t *testing.T) {
 			}
 		})
 	}
+
+	// Restricted egress: a fenced node opens connections only to the cluster's networks and the
+	// allowed ones. The admin host stands for an allowed NAT gateway or proxy; the outside host is
+	// not allowed. Both listen on a port the inbound rules never concern (replies are established).
+	t.Run("egress", func(t *testing.T) {
+		const port = 8080
+		for _, h := range []labHost{admin, outside} {
+			listen(t, h.ns, port)
+		}
+		load := func(c *v1alpha1.Cluster) {
+			t.Helper()
+			intent, err := NewIntent(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for role, n := range nodes {
+				ruleset, err := Nftables(intent.Node(role, "workers"), role)
+				if err != nil {
+					t.Fatal(err)
+				}
+				file := filepath.Join(t.TempDir(), role+".nft")
+				if err := os.WriteFile(file, ruleset, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command(ip, "netns", "exec", n.ns, nft, "-f", file).CombinedOutput(); err != nil {
+					t.Fatalf("nft -f %s in %s: %v\n%s", file, n.ns, err, out)
+				}
+			}
+		}
+		type probe struct {
+			from, to labHost
+			ipv6     bool
+			port     int
+		}
+		probes := []probe{
+			{workerNode, cpNode, false, PortKubelet},
+			{workerNode, admin, false, port},
+			{workerNode, outside, false, port},
+			{cpNode, outside, false, port},
+			{cpNode, admin, false, port},
+			{workerNode, cpNode, true, PortKubelet},
+		}
+		run := func() map[string]bool {
+			got := map[string]bool{}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, p := range probes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					key := fmt.Sprintf("%s -> %s ipv6=%v port %d", p.from.name, p.to.name, p.ipv6, p.port)
+					ok := dial(t, p.from.ns, netip.AddrPortFrom(p.to.addr(p.ipv6), uint16(p.port)).String())
+					mu.Lock()
+					got[key] = ok
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			return got
+		}
+		open := labSpec(false)
+		load(open)
+		want := map[string]bool{}
+		for _, p := range probes {
+			// Open egress: only the inbound rules of the control-plane node (IPv4 kubelet from the node network) matter.
+			want[fmt.Sprintf("%s -> %s ipv6=%v port %d", p.from.name, p.to.name, p.ipv6, p.port)] = !(p.to.name == cpNode.name && p.ipv6)
+		}
+		if diff := cmp.Diff(want, run()); diff != "" {
+			t.Errorf("open egress (-want +got; true: connected):\n%s", diff)
+		}
+
+		restricted := labSpec(false)
+		restricted.Spec.Network.Egress = v1alpha1.Egress{Policy: v1alpha1.EgressRestricted, AllowedCIDRs: []string{admin.v4.String() + "/32"}}
+		load(restricted)
+		want = map[string]bool{
+			"wnode -> cpnode ipv6=false port 10250":  true,
+			"wnode -> admin ipv6=false port 8080":    true,
+			"wnode -> outside ipv6=false port 8080":  false,
+			"cpnode -> outside ipv6=false port 8080": false,
+			"cpnode -> admin ipv6=false port 8080":   true,
+			"wnode -> cpnode ipv6=true port 10250":   false,
+		}
+		if diff := cmp.Diff(want, run()); diff != "" {
+			t.Errorf("restricted egress (-want +got; true: connected):\n%s", diff)
+		}
+	})
+}
+
+// dial says whether a TCP connection from network namespace ns to addr is made within probeTimeout;
+// it fails the test if the attempt fails other than by timing out (a drop).
+func dial(t *testing.T, ns, addr string) bool {
+	err := inNetns(ns, func() error {
+		d := net.Dialer{Timeout: probeTimeout}
+		conn, err := d.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return true
+	case isTimeout(err) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, unix.EPERM):
+		// An output chain's drop makes connect fail with EPERM at once, or time out.
+		return false
+	default:
+		t.Errorf("dial %s from %s: %v", addr, ns, err)
+		return false
+	}
 }
 
 func contains(ports []int, p int) bool {

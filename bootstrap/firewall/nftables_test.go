@@ -19,7 +19,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // specs are the fixtures under testdata whose rulesets are golden.
-var specs = []string{"ipv4", "ipv6"}
+var specs = []string{"ipv4", "ipv6", "restricted"}
 
 // decodeFixture decodes testdata/NAME.yaml.
 func decodeFixture(t *testing.T, name string) *v1alpha1.Cluster {
@@ -84,13 +84,18 @@ func nftCheck(t *testing.T, ruleset []byte) {
 
 func TestNftablesGolden(t *testing.T) {
 	for _, spec := range specs {
-		intent, err := NewIntent(decodeFixture(t, spec))
+		c := decodeFixture(t, spec)
+		intent, err := NewIntent(c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, role := range []string{RoleControlPlane, RoleWorker} {
 			t.Run(spec+"/"+role, func(t *testing.T) {
-				got, err := Nftables(intent.Roles[role], role)
+				pool := ""
+				if role == RoleWorker {
+					pool = c.Spec.NodePools[0].Name
+				}
+				got, err := Nftables(intent.Node(role, pool), role)
 				if err != nil {
 					t.Fatalf("Nftables: %v", err)
 				}

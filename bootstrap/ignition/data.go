@@ -124,7 +124,7 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ignition: %w", err)
 		}
-		rs, err := firewall.Nftables(intent.Roles[role], role)
+		rs, err := firewall.Nftables(intent.Node(role, pool), role)
 		if err != nil {
 			return nil, fmt.Errorf("ignition: %w", err)
 		}
