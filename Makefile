@@ -10,7 +10,7 @@ BIN     := bin
 # Per-package test timeout; the real-component tests build their tools on first use.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help build test deps tools generate verify e2e bench fuzz quickstart clean
+.PHONY: help build test deps tools generate verify e2e bench bench-bake fuzz quickstart clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -44,9 +44,14 @@ e2e: tools ## the quickstart end to end: the built kiln, then the real Ignition 
 bench: ## benchmarks (figures are reported in README.md)
 	go test -run '^$$' -bench . -benchmem ./...
 
+bench-bake: tools ## one real bake (packer build, QEMU with TCG, kiln-harden) on the base image; reports s/bake
+	go test -run '^$$' -bench Bake -benchtime 1x -timeout 30m ./images/bake
+
 fuzz: ## fuzz each target for FUZZTIME (default 30s)
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./api/v1alpha1
 	go test -run '^$$' -fuzz FuzzLint -fuzztime $${FUZZTIME:-30s} ./bootstrap/lint
+	go test -run '^$$' -fuzz FuzzDecide -fuzztime $${FUZZTIME:-30s} ./onprem/pxe
+	go test -run '^$$' -fuzz FuzzMatch -fuzztime $${FUZZTIME:-30s} ./onprem/pxe
 
 quickstart: deps build ## kiln's main job on this machine: init a cluster and render its Ignition configs
 	hack/quickstart.sh

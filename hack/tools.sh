@@ -6,6 +6,14 @@
 #   hack/tools.sh ignition    build github.com/coreos/ignition/v2 once; print the binary's absolute path
 #   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
 #                             kubectl once; print kube-apiserver's path (the others are next to it)
+#   hack/tools.sh base-image  build the Debian 12 base image once (root: debootstrap, chroot); print the
+#                             path of its launcher `base-image`, next to disk.qcow2, vmlinuz, initrd.img
+#                             and cmdline (images/base/README.md)
+#   hack/tools.sh qemu        install QEMU, qemu-img and vde_switch if missing; print qemu-system-x86_64's path
+#   hack/tools.sh packer      build packer v1.12.0 once; print its path
+#   hack/tools.sh packer-plugin-qemu|packer-plugin-amazon|packer-plugin-vsphere
+#                             build that Packer plugin once; print its path (install it into a plugin
+#                             directory with `packer plugins install --path BINARY github.com/hashicorp/NAME`)
 #
 # Each tool prints only its absolute path on stdout; progress goes to stderr.
 # Binaries live outside the repository in ${KILN_CACHE:-$HOME/.cache/kiln}/<tool>/<key>/,
@@ -31,11 +39,27 @@ APT_PACKAGES=(
 	systemd      # systemd-analyze verify on rendered units (kiln-firewall.service)
 	etcd-server  # etcd (3.4) for the control-plane security test (bootstrap/clustertest)
 	etcd-client  # etcdctl: the control-plane security test reads raw Secrets from etcd
+	openssh-server # sshd: kiln audit network --ssh reads a node's ruleset from a real sshd (internal/cli)
+	sudo         # sudo -n nft -j list ruleset, run by kiln audit network --ssh over SSH
+	debootstrap  # the Debian 12 base image (hack/tools.sh base-image)
+	e2fsprogs    # mkfs.ext4 -d: the base image's root file system
+	qemu-utils   # qemu-img: the base image's qcow2 and the QEMU provider's overlays
+	qemu-system-x86 # qemu-system-x86_64: the local QEMU provider's VMs (onprem/qemu)
+	vde2         # vde_switch: the QEMU provider's private network among a cluster's VMs
+	ipxe         # undionly.kpxe, ipxe.efi: served by kiln pxe serve over TFTP and HTTP (onprem/pxe)
+	ipxe-qemu    # iPXE option ROMs: the PXE client of the network boot test (onprem/pxe)
+	busybox-static # the network boot test's initrd, which fetches the machine's Ignition
+	ipmitool     # IPMI power control of the metal provider (onprem/metal)
+	ssh-audit    # judges the baked image's sshd against images/harden/testdata/ssh-audit-policy.txt (images/bake)
 )
 
 IGNITION_VERSION=v2.26.0
 KUBERNETES_VERSION=v1.37.2
 KUBERNETES_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+PACKER_VERSION=v1.12.0
+PACKER_PLUGIN_QEMU_VERSION=v1.0.9
+PACKER_PLUGIN_AMAZON_VERSION=v1.2.1
+PACKER_PLUGIN_VSPHERE_VERSION=v1.4.2
 
 KILN_CACHE=${KILN_CACHE:-$HOME/.cache/kiln}
 
@@ -187,6 +211,135 @@ build_kubernetes() {
 }
 
 tool_kubernetes() { cached_build kube-apiserver "$KUBERNETES_VERSION" build_kubernetes; }
+
+# build_go_main OUT DIR NAME MODULE VERSION PKG [LDFLAGS] builds the main package PKG of MODULE@VERSION
+# through a scratch module under DIR with a tools file that imports it, the go-cty replace that
+# Packer and its plugins need (github.com/zclconf/go-cty => github.com/nywilken/go-cty v1.13.3, as
+# in their own go.mod), then `go mod tidy` and `go build`.
+build_go_main() {
+	local out=$1 dir=$2 name=$3 module=$4 version=$5 pkg=$6 ldflags=${7:-}
+	local src="$dir/src"
+	rm -rf "$src"
+	mkdir -p "$src"
+	(
+		cd "$src"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		go mod init "kilntools-$name" >&2
+		go mod edit -replace github.com/zclconf/go-cty=github.com/nywilken/go-cty@v1.13.3
+		printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
+		go get "$module@$version" >&2
+		go mod tidy >&2
+		go build -trimpath -ldflags "-s -w $ldflags" -o "$out" "$pkg" >&2
+	)
+}
+
+# build_packer OUT DIR builds packer from github.com/hashicorp/packer (4 to 15 min cold on 2 busy cores).
+build_packer() {
+	build_go_main "$1" "$2" packer github.com/hashicorp/packer "$PACKER_VERSION" github.com/hashicorp/packer
+	local got
+	got=$("$1" version | head -n1)
+	[[ "$got" == "Packer v${PACKER_VERSION#v}" ]] || die "built packer reports ${got@Q}"
+}
+
+tool_packer() { cached_build packer "$PACKER_VERSION" build_packer; }
+
+# build_packer_plugin_qemu OUT DIR builds the official QEMU builder plugin (newer versions than
+# v1.0.9 are refused by the module proxy). It is installed into a Packer plugin directory with
+# `packer plugins install --path BINARY github.com/hashicorp/qemu`, which takes release versions
+# only, so any prerelease suffix is cleared.
+build_packer_plugin_qemu() {
+	local m=github.com/hashicorp/packer-plugin-qemu
+	build_go_main "$1" "$2" packer-plugin-qemu "$m" "$PACKER_PLUGIN_QEMU_VERSION" "$m" "-X $m/version.VersionPrerelease="
+	"$1" describe >&2
+}
+
+tool_packer-plugin-qemu() { cached_build packer-plugin-qemu "$PACKER_PLUGIN_QEMU_VERSION" build_packer_plugin_qemu; }
+
+# build_packer_plugin_amazon OUT DIR and build_packer_plugin_vsphere OUT DIR build the builders of
+# images/templates/amazon-ebs.pkr.hcl and vsphere-clone.pkr.hcl, so that `packer validate` checks those
+# templates against the real plugins' schemas (the module proxy refuses amazon v1.3.x; v1.2.1 is served).
+build_packer_plugin_amazon() {
+	local m=github.com/hashicorp/packer-plugin-amazon
+	build_go_main "$1" "$2" packer-plugin-amazon "$m" "$PACKER_PLUGIN_AMAZON_VERSION" "$m"
+	"$1" describe >&2
+}
+
+tool_packer-plugin-amazon() { cached_build packer-plugin-amazon "$PACKER_PLUGIN_AMAZON_VERSION" build_packer_plugin_amazon; }
+
+build_packer_plugin_vsphere() {
+	local m=github.com/hashicorp/packer-plugin-vsphere
+	build_go_main "$1" "$2" packer-plugin-vsphere "$m" "$PACKER_PLUGIN_VSPHERE_VERSION" "$m"
+	"$1" describe >&2
+}
+
+tool_packer-plugin-vsphere() { cached_build packer-plugin-vsphere "$PACKER_PLUGIN_VSPHERE_VERSION" build_packer_plugin_vsphere; }
+
+# build_base_image OUT DIR builds the Debian 12 base image with images/base/build.sh (debootstrap, the
+# Ignition and Kubernetes binaries built above, a dracut initramfs) into DIR, and installs OUT, the
+# launcher that boots it by hand. The cache key also covers every file under images/base (see
+# base_image_key), so a changed recipe builds anew.
+build_base_image() {
+	local out=$1 dir=$2
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	((EUID == 0)) || die "base-image needs root (debootstrap, chroot, mounts); run: sudo hack/tools.sh base-image"
+	ensure_apt debootstrap e2fsprogs qemu-utils
+	local ign kube
+	ign=$(tool_ignition)
+	kube=$(dirname "$(tool_kubernetes)")
+	bash "$repo/images/base/build.sh" "$dir" "$ign" "$kube"
+	install -m 0755 "$repo/images/base/boot.sh" "$out"
+}
+
+# base_image_key prints a short hash of the base image's recipe files and of the versions and recipes
+# of the binaries it carries.
+base_image_key() {
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	{
+		(cd "$repo/images/base" && find . -type f ! -name "*.md" -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+		printf '%s\n' "$IGNITION_VERSION" "$KUBERNETES_VERSION"
+		declare -f build_ignition build_kubernetes
+	} | sha256sum | cut -c1-12
+}
+
+tool_base-image() { cached_build base-image "debian12-$(base_image_key)" build_base_image; }
+
+# tool_qemu installs QEMU, qemu-img and vde_switch when missing (Debian packages; nothing to build)
+# and prints qemu-system-x86_64's path. The local QEMU provider's tests (onprem/qemu) use it.
+tool_qemu() {
+	ensure_apt qemu-system-x86 qemu-utils vde2
+	command -v qemu-system-x86_64 || die "qemu-system-x86_64 is not on PATH"
+}
+
+# build_pxe_kernel OUT DIR extracts the kernel of Debian 12's linux-image-amd64 (the package that
+# its dependency names, fetched with apt-get download) to OUT and its e1000 driver to DIR/e1000.ko:
+# the network boot test (onprem/pxe) serves them to a QEMU machine booting with iPXE.
+build_pxe_kernel() {
+	local out=$1 dir=$2 pkg deb
+	ensure_apt ipxe-qemu ipxe busybox-static qemu-system-x86
+	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)
+	if [[ -z "$pkg" ]]; then
+		apt-get update -q >&2
+		pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)
+	fi
+	[[ -n "$pkg" ]] || die "cannot resolve linux-image-amd64"
+	rm -rf "$dir/deb" && mkdir -p "$dir/deb"
+	(cd "$dir/deb" && apt-get download "$pkg" >&2)
+	deb=$(ls "$dir"/deb/*.deb)
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir/deb" --wildcards './boot/vmlinuz-*' './lib/modules/*/e1000.ko*'
+	cp "$(ls "$dir"/deb/boot/vmlinuz-*)" "$out"
+	cp "$(find "$dir/deb/lib/modules" -name 'e1000.ko*' | head -n1)" "$dir/e1000.ko"
+	chmod 0755 "$out"
+	rm -rf "$dir/deb"
+}
+
+# tool_pxe-kernel prints the path of the network boot test's kernel; e1000.ko is next to it. It
+# installs QEMU, the iPXE ROMs and binaries and busybox-static when missing.
+tool_pxe-kernel() {
+	ensure_apt ipxe-qemu ipxe busybox-static qemu-system-x86
+	cached_build pxe-kernel debian12 build_pxe_kernel
+}
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2

@@ -3,13 +3,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/provisioner"
 )
 
 // Version information, set with -ldflags -X by the Makefile.
@@ -23,11 +26,14 @@ type globals struct {
 	stateDir string
 	out      io.Writer
 	errOut   io.Writer
+	// newProvider, when set (by tests), replaces the provider the spec names.
+	newProvider func(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error)
 }
 
 // NewRoot returns the kiln command tree.
-func NewRoot() *cobra.Command {
-	g := &globals{}
+func NewRoot() *cobra.Command { return newRoot(&globals{}) }
+
+func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kiln",
 		Short: "Bake, boot, place and heal immutable Kubernetes nodes",
@@ -55,7 +61,14 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		newRender(g),
 		newLint(g),
 		newAudit(g),
+		newImage(g),
+		newControlPlane(g),
+		newCluster(g),
 		newSSHKey(g),
+		newPXE(g),
+		newGet(g),
+		newApply(g),
+		newDelete(g),
 		newVersion(g),
 	)
 	return root
@@ -63,7 +76,10 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	root := NewRoot()
+	return run(NewRoot(), args, stdout, stderr)
+}
+
+func run(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

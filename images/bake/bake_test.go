@@ -1,0 +1,462 @@
+package bake
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vincent-petithory/dataurl"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kiln-dev/kiln/images/packer/packertest"
+	"github.com/kiln-dev/kiln/internal/cli"
+	"github.com/kiln-dev/kiln/internal/testtool"
+)
+
+// baseImage is the kiln Debian 12 base image: disk.qcow2, vmlinuz, initrd.img and cmdline.
+type baseImage struct{ dir string }
+
+func (b baseImage) path(name string) string { return filepath.Join(b.dir, name) }
+
+func (b baseImage) cmdline(t testing.TB) string {
+	t.Helper()
+	data, err := os.ReadFile(b.path("cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func needBaseImage(t testing.TB) baseImage {
+	t.Helper()
+	testtool.Tool(t, "qemu")
+	return baseImage{dir: filepath.Dir(testtool.Tool(t, "base-image"))}
+}
+
+// keyPair makes an ed25519 key, writes the private half to dir/name in OpenSSH format and returns the
+// signer and the authorized_keys line.
+func keyPair(t testing.TB, dir, name string) (ssh.Signer, string, string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))), path
+}
+
+// buildIgnition is the build-time Ignition config: the build user with the build key in the
+// authorized_keys file Debian's sshd reads, and passwordless sudo.
+func buildIgnition(t testing.TB, dir, user, authorizedKey string) string {
+	t.Helper()
+	data := func(s string) string { return dataurl.EncodeBytes([]byte(s)) }
+	cfg := map[string]any{
+		"ignition": map[string]any{"version": "3.5.0"},
+		"passwd": map[string]any{"users": []any{map[string]any{
+			"name": user, "sshAuthorizedKeys": []string{authorizedKey},
+		}}},
+		"storage": map[string]any{
+			"directories": []any{map[string]any{
+				"path": "/home/" + user + "/.ssh", "mode": 0o700,
+				"user": map[string]any{"name": user}, "group": map[string]any{"name": user},
+			}},
+			"files": []any{
+				map[string]any{
+					"path": "/home/" + user + "/.ssh/authorized_keys", "mode": 0o600, "overwrite": true,
+					"user": map[string]any{"name": user}, "group": map[string]any{"name": user},
+					"contents": map[string]any{"source": data(authorizedKey + "\n")},
+				},
+				map[string]any{
+					"path": "/etc/sudoers.d/90-kiln-build", "mode": 0o440, "overwrite": true,
+					"contents": map[string]any{"source": data(user + " ALL=(ALL) NOPASSWD:ALL\n")},
+				},
+			},
+		},
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "build.ign")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// kiln runs the kiln command line in-process.
+func kiln(t testing.TB, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := cli.Main(args, &out, &errOut); code != 0 {
+		t.Fatalf("kiln %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
+// bake runs `kiln image build --target qemu` on the base image and returns the hardened qcow2 and the
+// wall time of the build.
+func bake(t testing.TB, base baseImage, work string) (string, time.Duration) {
+	t.Helper()
+	p := packertest.New(t, "packer-plugin-qemu")
+	for _, kv := range p.Env {
+		if strings.HasPrefix(kv, "PACKER_") || strings.HasPrefix(kv, "CHECKPOINT_") {
+			k, v, _ := strings.Cut(kv, "=")
+			t.Setenv(k, v)
+		}
+	}
+	_, authorized, key := keyPair(t, work, "build_key")
+	ign := buildIgnition(t, work, "packer", authorized)
+	start := time.Now()
+	kiln(t, "image", "build", "--target", "qemu", "--packer", p.Path, "--work-dir", work,
+		"--var", "base_image="+base.path("disk.qcow2"),
+		"--var", "kernel="+base.path("vmlinuz"),
+		"--var", "initrd="+base.path("initrd.img"),
+		"--var", "kernel_cmdline="+base.cmdline(t),
+		"--var", "build_ignition="+ign,
+		"--var", "ssh_private_key_file="+key,
+		"--var", "accelerator=tcg",
+	)
+	elapsed := time.Since(start)
+	img := filepath.Join(work, "output-kiln-qemu", "kiln.qcow2")
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("packer build left no image: %v", err)
+	}
+	return img, elapsed
+}
+
+// vm is a QEMU VM (TCG) booted from a throwaway overlay of an image, with SSH forwarded to loopback.
+type vm struct {
+	port    int
+	cmd     *exec.Cmd
+	console string
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// boot starts image (through a new qcow2 overlay) with the base image's kernel and the Ignition
+// config ign, and waits for sshd's banner.
+func boot(t testing.TB, base baseImage, image, ign string) *vm {
+	t.Helper()
+	dir := t.TempDir()
+	overlay := filepath.Join(dir, "overlay.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, overlay).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	}
+	v := &vm{port: freePort(t), console: filepath.Join(dir, "console.log")}
+	v.cmd = exec.Command("qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,thread=multi", "-m", "2048", "-smp", "2",
+		"-display", "none", "-serial", "file:"+v.console, "-monitor", "none",
+		"-kernel", base.path("vmlinuz"), "-initrd", base.path("initrd.img"), "-append", base.cmdline(t),
+		"-drive", "file="+overlay+",if=virtio,format=qcow2",
+		"-fw_cfg", "name=opt/com.coreos/config,file="+ign,
+		"-netdev", fmt.Sprintf("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", v.port),
+		"-device", "virtio-net-pci,netdev=net0")
+	if err := v.cmd.Start(); err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	t.Cleanup(func() {
+		v.cmd.Process.Kill()
+		v.cmd.Wait()
+	})
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		if banner, err := sshBanner(v.port); err == nil && strings.HasPrefix(banner, "SSH-2.0-") {
+			return v
+		}
+		if time.Now().After(deadline) {
+			console, _ := os.ReadFile(v.console)
+			t.Fatalf("no SSH banner on 127.0.0.1:%d after 4 min; console:\n%s", v.port, tail(console, 4000))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+func sshBanner(port int) (string, error) {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+// dial logs in with signer and returns the client and the host key the server showed.
+func (v *vm) dial(user string, signer ssh.Signer) (*ssh.Client, ssh.PublicKey, error) {
+	var hostKey ssh.PublicKey
+	c, err := ssh.Dial("tcp", "127.0.0.1:"+strconv.Itoa(v.port), &ssh.ClientConfig{
+		User: user,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
+			hostKey = k
+			return nil
+		},
+		Timeout: 30 * time.Second,
+	})
+	return c, hostKey, err
+}
+
+func run(t testing.TB, c *ssh.Client, cmd string) string {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var out, errOut bytes.Buffer
+	s.Stdout, s.Stderr = &out, &errOut
+	if err := s.Run(cmd); err != nil {
+		t.Fatalf("%s: %v\n%s%s", cmd, err, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
+// opensshLogin tries the OpenSSH client with the given options and returns its stderr.
+func opensshLogin(t testing.TB, v *vm, user string, opts ...string) string {
+	t.Helper()
+	args := append([]string{"-p", strconv.Itoa(v.port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30"}, opts...)
+	args = append(args, user+"@127.0.0.1", "true")
+	cmd := exec.Command("ssh", args...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("ssh %s succeeded, want it refused", strings.Join(args, " "))
+	}
+	return errOut.String()
+}
+
+// sshAudit runs ssh-audit with the repository's policy and returns its exit code and output.
+func sshAudit(t testing.TB, port int) (int, string) {
+	t.Helper()
+	bin, err := exec.LookPath("ssh-audit")
+	if err != nil {
+		t.Fatalf("ssh-audit not found: apt-get install -y ssh-audit (hack/tools.sh deps installs it)")
+	}
+	policy, err := filepath.Abs(filepath.Join("testdata", "ssh-audit-policy.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-n", "-P", policy, "-p", strconv.Itoa(port), "127.0.0.1").CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); ok {
+		return exit.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatalf("ssh-audit: %v", err)
+	}
+	return 0, string(out)
+}
+
+// debugfs lists or reads paths inside an ext4 image file (the base image has no partition table).
+func debugfs(t testing.TB, raw, request string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", request, raw).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs -R %q: %v\n%s", request, err, out)
+	}
+	return string(out)
+}
+
+// TestBake bakes a hardened image from the base image with the real packer and checks the result.
+func TestBake(t *testing.T) {
+	base := needBaseImage(t)
+	work := t.TempDir()
+	img, elapsed := bake(t, base, work)
+	t.Logf("packer build (kiln image build --target qemu, TCG): %s", elapsed.Round(time.Second))
+
+	t.Run("image file system", func(t *testing.T) {
+		raw := filepath.Join(t.TempDir(), "disk.raw")
+		if out, err := exec.Command("qemu-img", "convert", "-O", "raw", img, raw).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img convert: %v\n%s", err, out)
+		}
+		etcSSH := debugfs(t, raw, "ls /etc/ssh")
+		if strings.Contains(etcSSH, "ssh_host_") {
+			t.Errorf("the image holds host keys:\n%s", etcSSH)
+		}
+		if !strings.Contains(etcSSH, "sshd_config.d") || !strings.Contains(etcSSH, "kiln-banner") {
+			t.Errorf("/etc/ssh is not the hardened one:\n%s", etcSSH)
+		}
+		if got := debugfs(t, raw, "cat /etc/machine-id"); !strings.Contains(got, "uninitialized") {
+			t.Errorf("/etc/machine-id = %q, want uninitialized", got)
+		}
+		if got := debugfs(t, raw, "ls /home"); strings.Contains(got, "packer") {
+			t.Errorf("the build user's home is in the image:\n%s", got)
+		}
+		if got := debugfs(t, raw, "cat /etc/passwd"); strings.Contains(got, "packer:") {
+			t.Errorf("the build user is in /etc/passwd:\n%s", got)
+		}
+		if got := debugfs(t, raw, "stat /etc/kiln/ignition-firstboot"); !strings.Contains(got, "Inode:") {
+			t.Errorf("Ignition's first-boot stamp is not re-armed:\n%s", got)
+		}
+	})
+
+	// A cluster whose admin range is QEMU's user-network gateway, where forwarded SSH comes from.
+	cdir := t.TempDir()
+	t.Setenv("KILN_STATE_DIR", filepath.Join(cdir, "state"))
+	spec := filepath.Join(cdir, "cluster.yaml")
+	kiln(t, "init", "bake", "-f", spec, "--provider", "qemu")
+	data, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte("      - 127.0.0.1/32\n"), []byte("      - 10.0.2.2/32\n"), 1)
+	if err := os.WriteFile(spec, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ign := filepath.Join(cdir, "worker.ign")
+	kiln(t, "render", "ignition", "-f", spec, "--role", "worker", "--node", "bake-workers-0", "-o", ign)
+	clusterKey := filepath.Join(cdir, "id_kiln")
+	kiln(t, "ssh-key", "-f", spec, "-o", clusterKey)
+	pemKey, err := os.ReadFile(clusterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pemKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first := boot(t, base, img, ign)
+	c, hostKey1, err := first.dial("kiln", signer)
+	if err != nil {
+		t.Fatalf("key login as kiln: %v", err)
+	}
+	defer c.Close()
+
+	t.Run("ignition applied at first boot", func(t *testing.T) {
+		if got := strings.TrimSpace(run(t, c, "hostname")); got != "bake-workers-0" {
+			t.Errorf("hostname = %q, want bake-workers-0", got)
+		}
+		if got := run(t, c, "test -e /etc/kiln/ignition-firstboot && echo armed || echo consumed"); strings.TrimSpace(got) != "consumed" {
+			t.Errorf("first-boot stamp still there after Ignition ran")
+		}
+		if got := run(t, c, "id -nG"); !strings.Contains(got, "kiln") {
+			t.Errorf("id -nG = %q", got)
+		}
+	})
+	t.Run("host keys made at this boot", func(t *testing.T) {
+		out := run(t, c, `boot=$(awk '/^btime/ {print $2}' /proc/stat); for f in /etc/ssh/ssh_host_*_key; do echo "$f $(stat -c %Y "$f") $boot"; done`)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 {
+			t.Errorf("host keys = %q, want ed25519 and RSA only", lines)
+		}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			mtime, _ := strconv.Atoi(f[1])
+			btime, _ := strconv.Atoi(f[2])
+			if len(f) != 3 || mtime < btime {
+				t.Errorf("%s was made before this boot (mtime %d, boot %d)", f[0], mtime, btime)
+			}
+		}
+	})
+	t.Run("kiln image audit", func(t *testing.T) {
+		out := kiln(t, "image", "audit", "127.0.0.1", "-p", strconv.Itoa(first.port), "-f", spec, "--insecure-ignore-host-key")
+		if !strings.Contains(out, "no drift") {
+			t.Errorf("kiln image audit: %s", out)
+		}
+		dump := run(t, c, "apt-config dump")
+		for _, w := range []string{
+			`Unattended-Upgrade::Origins-Pattern:: "origin=Debian,codename=${distro_codename}-security,label=Debian-Security";`,
+			`Unattended-Upgrade::Automatic-Reboot "true";`,
+			`Unattended-Upgrade::Automatic-Reboot-Time "02:00";`,
+		} {
+			if !strings.Contains(dump, w) {
+				t.Errorf("apt-config dump lacks %s", w)
+			}
+		}
+		sshdT := run(t, c, "sudo -n sshd -T")
+		for _, w := range []string{"passwordauthentication no", "permitrootlogin no", "authenticationmethods publickey"} {
+			if !strings.Contains(sshdT, w+"\n") {
+				t.Errorf("sshd -T lacks %q", w)
+			}
+		}
+	})
+	t.Run("password login refused", func(t *testing.T) {
+		got := opensshLogin(t, first, "kiln", "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive")
+		if !strings.Contains(got, "Permission denied (publickey)") {
+			t.Errorf("ssh with a password: %q, want Permission denied (publickey)", got)
+		}
+	})
+	t.Run("root refused", func(t *testing.T) {
+		if _, _, err := first.dial("root", signer); err == nil {
+			t.Error("root logged in with the cluster key")
+		}
+		got := opensshLogin(t, first, "root", "-i", clusterKey, "-o", "IdentitiesOnly=yes")
+		if !strings.Contains(got, "Permission denied (publickey)") {
+			t.Errorf("ssh root: %q", got)
+		}
+	})
+	t.Run("ssh-audit policy passes", func(t *testing.T) {
+		if code, out := sshAudit(t, first.port); code != 0 {
+			t.Errorf("ssh-audit -P against the baked image: exit %d, want 0\n%s", code, out)
+		}
+	})
+	t.Run("second boot has other host keys", func(t *testing.T) {
+		second := boot(t, base, img, ign)
+		c2, hostKey2, err := second.dial("kiln", signer)
+		if err != nil {
+			t.Fatalf("key login on the second machine: %v", err)
+		}
+		c2.Close()
+		if bytes.Equal(hostKey1.Marshal(), hostKey2.Marshal()) {
+			t.Errorf("two machines of the image share the host key %s", ssh.FingerprintSHA256(hostKey1))
+		}
+	})
+	t.Run("ssh-audit policy fails on the unhardened base", func(t *testing.T) {
+		empty := filepath.Join(t.TempDir(), "empty.ign")
+		if err := os.WriteFile(empty, []byte(`{"ignition":{"version":"3.5.0"}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		stock := boot(t, base, base.path("disk.qcow2"), empty)
+		if code, out := sshAudit(t, stock.port); code != 3 {
+			t.Errorf("ssh-audit -P against the base image: exit %d, want 3 (policy failed)\n%s", code, out)
+		}
+	})
+}
+
+// BenchmarkBake measures the wall time of one bake (kiln image build --target qemu with TCG); the goal
+// is under 120 s on 2 cores.
+func BenchmarkBake(b *testing.B) {
+	base := needBaseImage(b)
+	for b.Loop() {
+		_, elapsed := bake(b, base, b.TempDir())
+		b.ReportMetric(elapsed.Seconds(), "s/bake")
+	}
+}

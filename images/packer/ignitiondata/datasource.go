@@ -1,0 +1,192 @@
+//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,DatasourceOutput
+//go:generate go tool packer-sdc struct-markdown
+
+package ignitiondata
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/packer-plugin-sdk/common"
+	"github.com/hashicorp/packer-plugin-sdk/hcl2helper"
+	"github.com/hashicorp/packer-plugin-sdk/template/config"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/internal/state"
+)
+
+// ErrConfig is a data source configuration that Configure rejects.
+var ErrConfig = errors.New("invalid kiln-ignition configuration")
+
+// Config is the kiln-ignition data source's configuration.
+type Config struct {
+	common.PackerConfig `mapstructure:",squash"`
+
+	// Path of the cluster spec (kiln.dev/v1alpha1 YAML), as written by `kiln init`.
+	ClusterSpec string `mapstructure:"cluster_spec" required:"true"`
+	// kiln's state directory, which holds the cluster's secrets. Defaults to `$KILN_STATE_DIR`, else
+	// `$XDG_STATE_HOME/kiln`, else `~/.local/state/kiln`.
+	StateDir string `mapstructure:"state_dir"`
+	// The node's role: `control-plane` or `worker`.
+	Role string `mapstructure:"role" required:"true"`
+	// The node's name, a DNS label such as `demo-workers-0`.
+	Node string `mapstructure:"node" required:"true"`
+	// The node pool of a worker. Defaults to the spec's only pool.
+	Pool string `mapstructure:"pool"`
+	// The delivery target whose size limit applies: `aws` (user-data, 16 KiB), `vsphere` (guestinfo,
+	// 64 KiB), `metal` or `qemu`. Defaults to the spec's provider.
+	Target string `mapstructure:"target"`
+}
+
+// DatasourceOutput is what the data source returns.
+type DatasourceOutput struct {
+	// The Ignition config (JSON, spec 3.5.0). It holds a bootstrap token: keep it out of logs.
+	Config string `mapstructure:"config"`
+	// The same config in standard base64, for vSphere's guestinfo.ignition.config.data with
+	// guestinfo.ignition.config.data.encoding = "base64".
+	ConfigBase64 string `mapstructure:"config_base64"`
+}
+
+// Datasource is the kiln-ignition data source.
+type Datasource struct {
+	config Config
+	// now is the clock; time.Now when nil.
+	now func() time.Time
+}
+
+// ConfigSpec returns the HCL2 layout of the configuration.
+func (d *Datasource) ConfigSpec() hcldec.ObjectSpec { return d.config.FlatMapstructure().HCL2Spec() }
+
+// OutputSpec returns the HCL2 layout of the output.
+func (d *Datasource) OutputSpec() hcldec.ObjectSpec {
+	return (&DatasourceOutput{}).FlatMapstructure().HCL2Spec()
+}
+
+// Configure decodes and checks the configuration, returning every problem at once.
+func (d *Datasource) Configure(raws ...interface{}) error {
+	if err := config.Decode(&d.config, nil, raws...); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c := &d.config
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...)))
+	}
+	if c.ClusterSpec == "" {
+		add("cluster_spec: required")
+	} else if _, err := os.Stat(c.ClusterSpec); err != nil {
+		add("cluster_spec: %v", err)
+	}
+	if c.StateDir == "" {
+		c.StateDir = state.DefaultDir()
+	}
+	if c.StateDir == "" {
+		add("state_dir: not set and no default (set KILN_STATE_DIR or HOME)")
+	}
+	switch c.Role {
+	case "":
+		add("role: required (%s or %s)", ignition.RoleControlPlane, ignition.RoleWorker)
+	case ignition.RoleControlPlane, ignition.RoleWorker:
+	default:
+		add("role: %q is not %s or %s", c.Role, ignition.RoleControlPlane, ignition.RoleWorker)
+	}
+	if c.Node == "" {
+		add("node: required")
+	}
+	if c.Pool != "" && c.Role == ignition.RoleControlPlane {
+		add("pool: %q set for a control-plane node; pools are for workers", c.Pool)
+	}
+	if c.Target != "" && !slices.Contains([]string{"aws", "vsphere", "metal", "qemu"}, c.Target) {
+		add("target: %q is not aws, vsphere, metal or qemu", c.Target)
+	}
+	return errors.Join(errs...)
+}
+
+// Execute renders the node's config.
+func (d *Datasource) Execute() (cty.Value, error) {
+	cfg, err := Render(d.config, d.clock())
+	if err != nil {
+		return cty.NullVal(cty.EmptyObject), err
+	}
+	out := DatasourceOutput{Config: string(cfg), ConfigBase64: base64.StdEncoding.EncodeToString(cfg)}
+	return hcl2helper.HCL2ValueFromConfig(out, d.OutputSpec()), nil
+}
+
+func (d *Datasource) clock() time.Time {
+	if d.now != nil {
+		return d.now()
+	}
+	return time.Now()
+}
+
+// Render renders the config c names: the spec, the cluster's secrets from the state store, and a
+// bootstrap token with at least half its lifetime left (minted and recorded when there is none).
+func Render(c Config, now time.Time) ([]byte, error) {
+	data, err := os.ReadFile(c.ClusterSpec)
+	if err != nil {
+		return nil, fmt.Errorf("kiln-ignition: cluster_spec: %w", err)
+	}
+	cluster, err := v1alpha1.Decode(data, c.ClusterSpec)
+	if err != nil {
+		return nil, fmt.Errorf("kiln-ignition: %w", err)
+	}
+	pool := c.Pool
+	if c.Role == ignition.RoleWorker && pool == "" {
+		if len(cluster.Spec.NodePools) != 1 {
+			return nil, fmt.Errorf("kiln-ignition: pool: required: cluster %s has %d node pools", cluster.Metadata.Name, len(cluster.Spec.NodePools))
+		}
+		pool = cluster.Spec.NodePools[0].Name
+	}
+	key, err := state.LoadKey(c.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("kiln-ignition: state_dir: %w", err)
+	}
+	st, err := state.Open(c.StateDir+"/"+state.FileName, key)
+	if err != nil {
+		return nil, fmt.Errorf("kiln-ignition: state_dir: %w", err)
+	}
+	defer st.Close()
+	b, tok, err := joinToken(st, cluster, now)
+	if err != nil {
+		return nil, fmt.Errorf("kiln-ignition: %w", err)
+	}
+	r, err := ignition.New(ignition.Input{Cluster: cluster, Secrets: b, Token: tok, Target: c.Target})
+	if err != nil {
+		return nil, fmt.Errorf("kiln-ignition: %w", err)
+	}
+	cfg, err := r.Render(ignition.Node{Name: c.Node, Role: c.Role, Pool: pool})
+	if err != nil {
+		return nil, fmt.Errorf("kiln-ignition: %w", err)
+	}
+	return cfg, nil
+}
+
+// joinToken returns the cluster's secrets and a bootstrap token with at least half its lifetime
+// left, adding and recording a new one when there is none (as `kiln render ignition` does).
+func joinToken(st *state.Store, c *v1alpha1.Cluster, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error) {
+	b, err := secrets.Load(st, c.Metadata.Name)
+	if err != nil {
+		return nil, secrets.BootstrapToken{}, fmt.Errorf("cluster %s: %w (run 'kiln init %s' first)", c.Metadata.Name, err, c.Metadata.Name)
+	}
+	ttl := c.Spec.Security.BootstrapTokenTTL.Duration
+	if tok, ok := b.ValidBootstrapToken(now, ttl/2); ok {
+		return b, tok, nil
+	}
+	tok, err := b.AddBootstrapToken(rand.Reader, now, ttl, "kiln node join (packer)")
+	if err != nil {
+		return nil, secrets.BootstrapToken{}, err
+	}
+	if err := secrets.Update(st, c.Metadata.Name, b); err != nil {
+		return nil, secrets.BootstrapToken{}, err
+	}
+	return b, tok, nil
+}

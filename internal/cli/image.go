@@ -1,0 +1,301 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/kiln-dev/kiln/images/harden"
+	"github.com/kiln-dev/kiln/images/packer/hardening"
+	"github.com/kiln-dev/kiln/images/templates"
+)
+
+func newImage(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Bake hardened machine images with Packer and audit running machines",
+	}
+	cmd.AddCommand(newImageBuild(g), newImageAudit(g))
+	return cmd
+}
+
+func newImageBuild(g *globals) *cobra.Command {
+	var (
+		target, packerPath, workDir string
+		vars, varFiles              []string
+	)
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Bake a hardened image with packer build and kiln's template for the target",
+		Long: `build writes kiln's Packer template for the target (embedded in kiln: qemu for qcow2 or raw images,
+aws for amazon-ebs, vsphere for vsphere-clone) into a work directory and runs packer build on it,
+passing Packer's progress through. The template boots the base image with a build-time Ignition
+config (the build user and its key), runs the kiln-harden provisioner, which hardens the machine,
+verifies sshd -T and apt-config dump against kiln's profile and fails the build on any drift, and
+cleans the image. packer and its plugins (kiln's packer-plugin-kiln and the target's builder) must be
+installed: packer finds them in PACKER_PLUGIN_PATH.`,
+		Example: `  kiln image build --target qemu --var base_image=disk.qcow2 --var kernel=vmlinuz --var initrd=initrd.img \
+    --var build_ignition=build.ign --var ssh_private_key_file=build_key --var accelerator=tcg
+  kiln image build --target qemu --var format=raw ...        # a raw image for bare metal`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir := workDir
+			if dir == "" {
+				tmp, err := os.MkdirTemp("", "kiln-image-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				dir = tmp
+			} else if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			tpl, err := templates.Write(dir, target)
+			if err != nil {
+				return fmt.Errorf("--target: %w", err)
+			}
+			args := []string{"build", "-color=false"}
+			for _, v := range vars {
+				if !strings.Contains(v, "=") {
+					return fmt.Errorf("--var %q: want NAME=VALUE", v)
+				}
+				args = append(args, "-var", v)
+			}
+			for _, f := range varFiles {
+				abs, err := filepath.Abs(f)
+				if err != nil {
+					return err
+				}
+				args = append(args, "-var-file", abs)
+			}
+			args = append(args, filepath.Base(tpl))
+			p := exec.CommandContext(cmd.Context(), packerPath, args...)
+			p.Dir = dir
+			p.Stdout, p.Stderr = g.out, g.errOut
+			fmt.Fprintf(g.errOut, "kiln: packer %s (in %s)\n", strings.Join(redactVars(args), " "), dir)
+			if err := p.Run(); err != nil {
+				return fmt.Errorf("packer build %s: %w", filepath.Base(tpl), err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&target, "target", "qemu", "qemu, aws or vsphere")
+	f.StringVar(&packerPath, "packer", envOr("KILN_PACKER", "packer"), "the packer binary (env KILN_PACKER)")
+	f.StringArrayVar(&vars, "var", nil, "template variable NAME=VALUE (repeatable; the template's header lists them)")
+	f.StringArrayVar(&varFiles, "var-file", nil, "Packer variables file (repeatable)")
+	f.StringVar(&workDir, "work-dir", "", "directory for the template and Packer's relative output (default: a temporary directory, removed afterwards; set it to keep a qemu image's output-kiln-qemu/)")
+	return cmd
+}
+
+// redactVars hides the values of variables whose name suggests a secret.
+func redactVars(args []string) []string {
+	out := slices.Clone(args)
+	for i := 1; i < len(out); i++ {
+		if out[i-1] != "-var" {
+			continue
+		}
+		name, _, _ := strings.Cut(out[i], "=")
+		l := strings.ToLower(name)
+		if strings.Contains(l, "password") || strings.Contains(l, "secret") || strings.Contains(l, "token") {
+			out[i] = name + "=REDACTED"
+		}
+	}
+	return out
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// auditOptions are the inputs of `kiln image audit`.
+type auditOptions struct {
+	host, user, keyPath, specPath, knownHosts string
+	port                                      int
+	insecureHostKey                           bool
+	allowGroups                               []string
+	rebootTime                                string
+	timeout                                   time.Duration
+}
+
+func newImageAudit(g *globals) *cobra.Command {
+	var o auditOptions
+	cmd := &cobra.Command{
+		Use:   "audit HOST",
+		Short: "Check a running machine against kiln's hardening profile over SSH; exit non-zero on drift",
+		Long: `audit logs in to HOST over SSH (key only: -i FILE, or the cluster's generated key from the state
+store with -f cluster.yaml), reads the effective sshd configuration (sudo sshd -T) and the apt
+configuration (apt-config dump), compares them with kiln's hardening profile and prints every drift.
+It exits non-zero when there is one. The host key is checked against --known-hosts unless
+--insecure-ignore-host-key is given.`,
+		Example: `  kiln image audit 10.0.1.12 -f cluster.yaml --known-hosts ~/.ssh/known_hosts
+  kiln image audit 127.0.0.1 -p 2222 -l kiln -i ~/.ssh/kiln-demo --insecure-ignore-host-key`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.host = args[0]
+			signer, user, err := g.auditSigner(&o, cmd.Flags().Changed("file"))
+			if err != nil {
+				return err
+			}
+			drifts, err := auditHost(cmd.Context(), o, user, signer, g.errOut)
+			if err != nil {
+				return err
+			}
+			for _, d := range drifts {
+				fmt.Fprintln(g.out, d)
+			}
+			if len(drifts) > 0 {
+				return fmt.Errorf("image audit %s: %d drifts from the hardening profile", o.host, len(drifts))
+			}
+			fmt.Fprintf(g.out, "%s: no drift from the hardening profile\n", o.host)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&o.port, "port", "p", 22, "SSH port")
+	f.StringVarP(&o.user, "user", "l", "", "user to log in as (default: the spec's admin user, else kiln)")
+	f.StringVarP(&o.keyPath, "identity", "i", "", "private key file (default: the cluster's generated key, with -f)")
+	f.StringVarP(&o.specPath, "file", "f", "cluster.yaml", "cluster spec whose generated SSH key and admin user to use")
+	f.StringVar(&o.knownHosts, "known-hosts", filepath.Join(homeDir(), ".ssh", "known_hosts"), "known_hosts file that must hold the host's key")
+	f.BoolVar(&o.insecureHostKey, "insecure-ignore-host-key", false, "accept any host key (prints its fingerprint)")
+	f.StringSliceVar(&o.allowGroups, "allow-groups", nil, "the allow_groups the image was baked with")
+	f.StringVar(&o.rebootTime, "automatic-reboot-time", "", "the automatic_reboot_time the image was baked with (default 02:00)")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "SSH connection timeout")
+	return cmd
+}
+
+func homeDir() string {
+	h, _ := os.UserHomeDir()
+	return h
+}
+
+// auditSigner returns the key and user to log in with: the key of -i, else the cluster's generated
+// key; the user of -l, else the spec's admin user when the spec is read, else kiln.
+func (g *globals) auditSigner(o *auditOptions, specGiven bool) (ssh.Signer, string, error) {
+	user := o.user
+	if o.keyPath != "" && !specGiven {
+		pem, err := os.ReadFile(o.keyPath)
+		if err != nil {
+			return nil, "", fmt.Errorf("-i: %w", err)
+		}
+		s, err := ssh.ParsePrivateKey(pem)
+		if err != nil {
+			return nil, "", fmt.Errorf("-i %s: %w", o.keyPath, err)
+		}
+		if user == "" {
+			user = "kiln"
+		}
+		return s, user, nil
+	}
+	c, b, err := g.loadCluster(o.specPath)
+	if err != nil {
+		return nil, "", err
+	}
+	if user == "" {
+		user = c.Spec.SSH.User
+	}
+	if o.keyPath != "" {
+		s, _, err := g.auditSigner(&auditOptions{keyPath: o.keyPath, user: user}, false)
+		return s, user, err
+	}
+	if len(b.SSH.PrivateKeyPEM) == 0 {
+		return nil, "", fmt.Errorf("cluster %s uses your own SSH keys; pass -i with the private key", c.Metadata.Name)
+	}
+	s, err := ssh.ParsePrivateKey(b.SSH.PrivateKeyPEM)
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster %s: SSH key: %w", c.Metadata.Name, err)
+	}
+	return s, user, nil
+}
+
+// auditHost logs in and returns every drift of the machine from the profile, one line each.
+func auditHost(ctx context.Context, o auditOptions, user string, signer ssh.Signer, warn io.Writer) ([]string, error) {
+	hostKey := ssh.HostKeyCallback(func(_ string, _ net.Addr, key ssh.PublicKey) error {
+		fmt.Fprintf(warn, "kiln: warning: host key %s not checked (--insecure-ignore-host-key)\n", ssh.FingerprintSHA256(key))
+		return nil
+	})
+	if !o.insecureHostKey {
+		cb, err := knownhosts.New(o.knownHosts)
+		if err != nil {
+			return nil, fmt.Errorf("--known-hosts: %w (or pass --insecure-ignore-host-key)", err)
+		}
+		hostKey = cb
+	}
+	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
+	client, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
+		User:            user,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: hostKey,
+		Timeout:         o.timeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s@%s: %w", user, addr, err)
+	}
+	defer client.Close()
+	run := func(cmd string) ([]byte, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s, err := client.NewSession()
+		if err != nil {
+			return nil, fmt.Errorf("ssh %s: %w", addr, err)
+		}
+		defer s.Close()
+		var out, errOut bytes.Buffer
+		s.Stdout, s.Stderr = &out, &errOut
+		if err := s.Run(cmd); err != nil {
+			return nil, fmt.Errorf("%s on %s: %w: %s", cmd, addr, err, strings.TrimSpace(errOut.String()))
+		}
+		return out.Bytes(), nil
+	}
+	osRelease, err := run("cat /etc/os-release")
+	if err != nil {
+		return nil, err
+	}
+	distro, err := hardening.ParseOSRelease(osRelease)
+	if err != nil {
+		return nil, fmt.Errorf("%s: /etc/os-release: %w", addr, err)
+	}
+	p := harden.DefaultProfile()
+	p.SSHD.AllowGroups = o.allowGroups
+	if o.rebootTime != "" {
+		p.Upgrades.AutomaticRebootTime = o.rebootTime
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	sshdT, err := run("sudo -n sshd -T")
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, d := range harden.VerifySSHD(p, sshdT) {
+		lines = append(lines, "sshd "+d.String())
+	}
+	if distro.Family == harden.FamilyDebian {
+		dump, err := run("apt-config dump")
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range harden.VerifyAPT(p, dump) {
+			lines = append(lines, "apt "+d.String())
+		}
+	}
+	return lines, nil
+}

@@ -1,0 +1,231 @@
+// Package metal is the bare-metal provider: the machines of the PXE inventory (onprem/pxe), kept in
+// the state store, are a pool that the provisioner takes machines from. Create takes a free machine of
+// the asked role and pool and power-cycles it into a network boot through its BMC (Redfish or IPMI);
+// Delete releases it and powers it off; Stop powers it off and keeps it.
+//
+// Which machine serves which name is recorded in the state store in two buckets, one keyed by name and
+// one by MAC, each written with a create-if-absent transaction, so that concurrent creates, or a
+// controller restarted between "create" and "record", never give one name two machines or one machine
+// two names.
+package metal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/onprem/pxe"
+	"github.com/kiln-dev/kiln/provisioner"
+)
+
+// State store buckets.
+const (
+	// BucketMachines maps a machine name to its Allocation.
+	BucketMachines = "metal-machines"
+	// BucketClaims maps a MAC to the name that holds it.
+	BucketClaims = "metal-claims"
+)
+
+// Allocation is an inventory machine given to a provisioner machine.
+type Allocation struct {
+	Name    string    `json:"name"`
+	Cluster string    `json:"cluster"`
+	Role    string    `json:"role"`
+	Pool    string    `json:"pool"`
+	Image   string    `json:"image,omitempty"`
+	MAC     string    `json:"mac"`
+	Host    string    `json:"host"`
+	Created time.Time `json:"created"`
+	Stopped bool      `json:"stopped,omitempty"`
+	// Ignition is the config the provisioner rendered for this machine.
+	Ignition []byte `json:"ignition,omitempty"`
+}
+
+// ErrNoFreeMachine is returned when the inventory has no free machine of the role and pool.
+var ErrNoFreeMachine = errors.New("metal: no free machine in the inventory")
+
+// Provider is the bare-metal provisioner.Provider.
+type Provider struct {
+	st    *state.Store
+	power Power
+	now   func() time.Time
+}
+
+// New returns a provider over the inventory and allocations in st, controlling power with power.
+func New(st *state.Store, power Power) *Provider {
+	return &Provider{st: st, power: power, now: time.Now}
+}
+
+var (
+	_ provisioner.Provider = (*Provider)(nil)
+	_ provisioner.Stopper  = (*Provider)(nil)
+)
+
+// Create implements provisioner.Provider.
+func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (provisioner.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return provisioner.Machine{}, err
+	}
+	if a, ok, err := p.get(spec.Name); err != nil || ok {
+		if err != nil {
+			return provisioner.Machine{}, err
+		}
+		return p.machine(a, nil), nil
+	}
+	inv, err := pxe.LoadInventory(p.st)
+	if err != nil {
+		return provisioner.Machine{}, err
+	}
+	for i := range inv.Machines {
+		m := &inv.Machines[i]
+		if m.Role != spec.Role || m.Pool != spec.Pool {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return provisioner.Machine{}, err
+		}
+		err := p.st.Create(BucketClaims, m.MAC, spec.Name)
+		if errors.Is(err, state.ErrExists) {
+			continue
+		}
+		if err != nil {
+			return provisioner.Machine{}, err
+		}
+		a := Allocation{Name: spec.Name, Cluster: spec.Cluster, Role: spec.Role, Pool: spec.Pool, Image: spec.Image,
+			MAC: m.MAC, Host: m.Name, Created: p.now().UTC(), Ignition: spec.Ignition}
+		if err := p.st.Create(BucketMachines, spec.Name, a); err != nil {
+			// Another create of this name won: give the machine back and return the winner's.
+			_ = p.st.Delete(BucketClaims, m.MAC)
+			if errors.Is(err, state.ErrExists) {
+				won, _, err := p.get(spec.Name)
+				if err != nil {
+					return provisioner.Machine{}, err
+				}
+				return p.machine(won, nil), nil
+			}
+			return provisioner.Machine{}, err
+		}
+		if err := p.power.BootPXE(ctx, m); err != nil {
+			// The machine stays allocated (the BMC may have acted): a retry of Create returns it, a
+			// Delete releases it.
+			return provisioner.Machine{}, fmt.Errorf("metal: create %s on %s: %w", spec.Name, m.Name, err)
+		}
+		return p.machine(a, nil), nil
+	}
+	return provisioner.Machine{}, fmt.Errorf("%w: role %s, pool %s (for %s)", ErrNoFreeMachine, spec.Role, spec.Pool, spec.Name)
+}
+
+// Delete implements provisioner.Provider: the machine is powered off and returned to the pool.
+func (p *Provider) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a, ok, err := p.get(name)
+	if err != nil || !ok {
+		return err
+	}
+	if err := p.off(ctx, a); err != nil {
+		return err
+	}
+	if err := p.st.Delete(BucketMachines, name); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	if err := p.st.Delete(BucketClaims, a.MAC); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// Stop implements provisioner.Stopper: powered off, kept allocated.
+func (p *Provider) Stop(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a, ok, err := p.get(name)
+	if err != nil || !ok {
+		return err
+	}
+	if err := p.off(ctx, a); err != nil {
+		return err
+	}
+	var cur Allocation
+	return p.st.Modify(BucketMachines, name, &cur, func() error {
+		cur.Stopped = true
+		return nil
+	})
+}
+
+// List implements provisioner.Provider: the allocations of the cluster, with the state the boot
+// records tell (pending until the machine fetched its Ignition after it was allocated).
+func (p *Provider) List(ctx context.Context, cluster string) ([]provisioner.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	names, err := p.st.List(BucketMachines)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := pxe.LoadRecords(p.st)
+	if err != nil {
+		return nil, err
+	}
+	byMAC := map[string]*pxe.Record{}
+	for i := range recs {
+		byMAC[recs[i].MAC] = &recs[i]
+	}
+	var out []provisioner.Machine
+	for _, n := range names {
+		a, ok, err := p.get(n)
+		if err != nil {
+			return nil, err
+		}
+		if ok && a.Cluster == cluster {
+			out = append(out, p.machine(a, byMAC[a.MAC]))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (p *Provider) get(name string) (Allocation, bool, error) {
+	var a Allocation
+	err := p.st.Get(BucketMachines, name, &a)
+	if errors.Is(err, state.ErrNotFound) {
+		return a, false, nil
+	}
+	return a, err == nil, err
+}
+
+func (p *Provider) off(ctx context.Context, a Allocation) error {
+	inv, err := pxe.LoadInventory(p.st)
+	if err != nil {
+		return err
+	}
+	m, ok := inv.Lookup(a.MAC)
+	if !ok {
+		// Gone from the inventory: nothing left to power off.
+		return nil
+	}
+	if err := p.power.Off(ctx, m); err != nil {
+		return fmt.Errorf("metal: power off %s (%s): %w", a.Name, m.Name, err)
+	}
+	return nil
+}
+
+func (p *Provider) machine(a Allocation, rec *pxe.Record) provisioner.Machine {
+	m := provisioner.Machine{Name: a.Name, Cluster: a.Cluster, Role: a.Role, Pool: a.Pool, Image: a.Image,
+		Created: a.Created, State: provisioner.StatePending}
+	if rec != nil {
+		m.Address = rec.IP
+		if s, ok := rec.Steps[pxe.StepIgnition]; ok && !s.Last.Before(a.Created) {
+			m.State = provisioner.StateRunning
+		}
+	}
+	if a.Stopped {
+		m.State = provisioner.StateStopped
+	}
+	return m
+}

@@ -1,0 +1,13 @@
+// Package pxe is kiln's network boot server for bare metal: DHCP (a proxyDHCP next to an existing DHCP
+// server, or a full DHCP server with leases from a range on an isolated provisioning network), TFTP for
+// the iPXE binaries, and HTTP for the per-machine iPXE scripts, the machines' own Ignition configs and
+// the boot assets (kernels, initrds).
+//
+// Which machine may boot, and with what, comes from the machine inventory (machines.yaml, kind
+// MachineInventory): machines are matched against groups, which point to profiles (kernel, initrd, kernel
+// arguments). An unknown machine gets nothing. Every boot step of every machine (DHCP answered, script
+// served, kernel and initrd fetched, Ignition fetched) is recorded and kept in the state store.
+//
+// Decisions are pure functions apart from the sockets: Policy.Decide answers a DHCP request,
+// Inventory.Match picks a machine's profile, and Script renders its iPXE script.
+package pxe

@@ -1,0 +1,441 @@
+package pxe
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Inventory format version.
+const (
+	APIVersion    = "kiln.dev/v1alpha1"
+	InventoryKind = "MachineInventory"
+)
+
+// Inventory is machines.yaml: the machines that may boot from kiln, and what they boot.
+type Inventory struct {
+	APIVersion string    `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string    `yaml:"kind" json:"kind"`
+	Profiles   []Profile `yaml:"profiles,omitempty" json:"profiles,omitempty"`
+	Groups     []Group   `yaml:"groups,omitempty" json:"groups,omitempty"`
+	Machines   []Machine `yaml:"machines" json:"machines"`
+}
+
+// Profile is what a machine boots: a kernel and initrds from the assets directory and kernel arguments.
+// kiln adds ignition.config.url (with the machine's identity), ignition.firstboot and
+// ignition.platform.id=metal.
+type Profile struct {
+	Name string `yaml:"name" json:"name"`
+	// Kernel is an asset path (relative to the assets directory).
+	Kernel string `yaml:"kernel" json:"kernel"`
+	// Initrd are asset paths, loaded in order.
+	Initrd []string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
+	// Args are kernel arguments.
+	Args []string `yaml:"args,omitempty" json:"args,omitempty"`
+}
+
+// Group points the machines its selector matches to a profile. A machine gets the profile of the
+// matching group with the most selector terms; a group with an empty selector is the default for every
+// machine of the inventory (there is none unless one is written).
+type Group struct {
+	Name     string   `yaml:"name" json:"name"`
+	Profile  string   `yaml:"profile" json:"profile"`
+	Selector Selector `yaml:"selector,omitempty" json:"selector,omitempty"`
+}
+
+// Selector terms must all match. Empty terms match everything.
+type Selector struct {
+	MAC      string            `yaml:"mac,omitempty" json:"mac,omitempty"`
+	UUID     string            `yaml:"uuid,omitempty" json:"uuid,omitempty"`
+	Hostname string            `yaml:"hostname,omitempty" json:"hostname,omitempty"`
+	Role     string            `yaml:"role,omitempty" json:"role,omitempty"`
+	Pool     string            `yaml:"pool,omitempty" json:"pool,omitempty"`
+	Labels   map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// Machine is one machine of the inventory.
+type Machine struct {
+	// Name is the node name the machine gets (a DNS label).
+	Name string `yaml:"name" json:"name"`
+	// MAC of the NIC it boots from.
+	MAC string `yaml:"mac" json:"mac"`
+	// UUID is the SMBIOS system UUID, if known.
+	UUID string `yaml:"uuid,omitempty" json:"uuid,omitempty"`
+	// Hostname the machine reports, if known.
+	Hostname string `yaml:"hostname,omitempty" json:"hostname,omitempty"`
+	// Role is control-plane or worker.
+	Role string `yaml:"role" json:"role"`
+	// Pool is the node pool ("control-plane" for the control plane).
+	Pool   string            `yaml:"pool,omitempty" json:"pool,omitempty"`
+	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// BMC is how its power is controlled (for the metal provider).
+	BMC *BMC `yaml:"bmc,omitempty" json:"bmc,omitempty"`
+}
+
+// BMC is a machine's baseboard management controller. The password is never in the inventory: it is
+// read from PasswordFile when needed.
+type BMC struct {
+	// Driver is redfish or ipmi.
+	Driver string `yaml:"driver" json:"driver"`
+	// Address: a URL for redfish (https://bmc.example), host[:port] for ipmi.
+	Address string `yaml:"address" json:"address"`
+	// SystemID is the Redfish system to control; defaults to the only one.
+	SystemID     string `yaml:"systemID,omitempty" json:"systemID,omitempty"`
+	Username     string `yaml:"username,omitempty" json:"username,omitempty"`
+	PasswordFile string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
+	// Insecure skips TLS verification of a Redfish BMC's self-signed certificate.
+	Insecure bool `yaml:"insecure,omitempty" json:"insecure,omitempty"`
+}
+
+// Roles a machine can have.
+const (
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+)
+
+var (
+	dnsLabel  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	uuidRE    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	labelKey  = regexp.MustCompile(`^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelVal  = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+	hostnameR = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$`)
+)
+
+// maxInventory bounds the size of machines.yaml (1 MiB holds about ten thousand machines).
+const maxInventory = 8 << 20
+
+// DecodeInventory reads machines.yaml strictly: unknown fields, duplicate keys, wrong types and every
+// invalid value are errors naming the file, the field's path and its line. Every finding is reported at
+// once (errors.Join). MACs and UUIDs are normalised to lower case.
+func DecodeInventory(data []byte, filename string) (*Inventory, error) {
+	if len(data) > maxInventory {
+		return nil, fmt.Errorf("%s: %d bytes, more than the %d allowed", filename, len(data), maxInventory)
+	}
+	var inv Inventory
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&inv); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: empty inventory (want apiVersion: %s, kind: %s)", filename, APIVersion, InventoryKind)
+		}
+		return nil, fmt.Errorf("%s: %s", filename, strings.ReplaceAll(err.Error(), "\n", ";"))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: more than one YAML document", filename)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", filename, err)
+	}
+	lines := nodeLines(&root)
+	var errs []error
+	bad := func(p, format string, args ...any) {
+		l := lineOf(lines, p)
+		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", filename, l, p, fmt.Sprintf(format, args...)))
+	}
+	inv.validate(bad)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &inv, nil
+}
+
+func (inv *Inventory) validate(bad func(p, format string, args ...any)) {
+	if inv.APIVersion != APIVersion {
+		bad("apiVersion", "is %q, want %q", inv.APIVersion, APIVersion)
+	}
+	if inv.Kind != InventoryKind {
+		bad("kind", "is %q, want %q", inv.Kind, InventoryKind)
+	}
+	profiles := map[string]bool{}
+	for i := range inv.Profiles {
+		p := &inv.Profiles[i]
+		at := fmt.Sprintf("profiles[%d]", i)
+		if !dnsLabel.MatchString(p.Name) {
+			bad(at+".name", "%q is not a lower-case DNS label", p.Name)
+		} else if profiles[p.Name] {
+			bad(at+".name", "duplicate profile %q", p.Name)
+		}
+		profiles[p.Name] = true
+		if err := checkAsset(p.Kernel); err != nil {
+			bad(at+".kernel", "%v", err)
+		}
+		for j, f := range p.Initrd {
+			if err := checkAsset(f); err != nil {
+				bad(fmt.Sprintf("%s.initrd[%d]", at, j), "%v", err)
+			}
+		}
+		for j, a := range p.Args {
+			if a == "" || strings.ContainsAny(a, " \t\r\n\"'$;&|`\\") {
+				bad(fmt.Sprintf("%s.args[%d]", at, j), "%q: one argument without spaces, quotes or iPXE/shell characters", a)
+			}
+			if strings.HasPrefix(a, "ignition.config.url=") {
+				bad(fmt.Sprintf("%s.args[%d]", at, j), "ignition.config.url is set by kiln for each machine")
+			}
+		}
+	}
+	groups := map[string]bool{}
+	for i := range inv.Groups {
+		g := &inv.Groups[i]
+		at := fmt.Sprintf("groups[%d]", i)
+		if !dnsLabel.MatchString(g.Name) {
+			bad(at+".name", "%q is not a lower-case DNS label", g.Name)
+		} else if groups[g.Name] {
+			bad(at+".name", "duplicate group %q", g.Name)
+		}
+		groups[g.Name] = true
+		if !profiles[g.Profile] {
+			bad(at+".profile", "no profile named %q", g.Profile)
+		}
+		if g.Selector.MAC != "" {
+			mac, err := NormalizeMAC(g.Selector.MAC)
+			if err != nil {
+				bad(at+".selector.mac", "%v", err)
+			}
+			g.Selector.MAC = mac
+		}
+		g.Selector.UUID = strings.ToLower(g.Selector.UUID)
+	}
+	names := map[string]bool{}
+	macs := map[string]bool{}
+	for i := range inv.Machines {
+		m := &inv.Machines[i]
+		at := fmt.Sprintf("machines[%d]", i)
+		if !dnsLabel.MatchString(m.Name) {
+			bad(at+".name", "%q is not a lower-case DNS label", m.Name)
+		} else if names[m.Name] {
+			bad(at+".name", "duplicate machine name %q", m.Name)
+		}
+		names[m.Name] = true
+		mac, err := NormalizeMAC(m.MAC)
+		if err != nil {
+			bad(at+".mac", "%v", err)
+		} else if macs[mac] {
+			bad(at+".mac", "duplicate MAC %s", mac)
+		}
+		m.MAC = mac
+		macs[mac] = true
+		if m.UUID != "" {
+			if !uuidRE.MatchString(m.UUID) {
+				bad(at+".uuid", "%q is not a UUID", m.UUID)
+			}
+			m.UUID = strings.ToLower(m.UUID)
+		}
+		if m.Hostname != "" && !hostnameR.MatchString(m.Hostname) {
+			bad(at+".hostname", "%q is not a host name", m.Hostname)
+		}
+		switch m.Role {
+		case RoleControlPlane:
+			if m.Pool == "" {
+				m.Pool = RoleControlPlane
+			}
+		case RoleWorker:
+			if m.Pool == "" {
+				bad(at+".pool", "a worker needs its node pool")
+			}
+		default:
+			bad(at+".role", "%q: want %s or %s", m.Role, RoleControlPlane, RoleWorker)
+		}
+		if m.Pool != "" && !dnsLabel.MatchString(m.Pool) {
+			bad(at+".pool", "%q is not a lower-case DNS label", m.Pool)
+		}
+		for k, v := range m.Labels {
+			if !labelKey.MatchString(k) || !labelVal.MatchString(v) {
+				bad(at+".labels."+k, "%q=%q is not a valid label", k, v)
+			}
+		}
+		if m.BMC != nil {
+			checkBMC(m.BMC, at+".bmc", bad)
+		}
+	}
+}
+
+func checkBMC(b *BMC, at string, bad func(p, format string, args ...any)) {
+	switch b.Driver {
+	case "redfish":
+		u, err := url.Parse(b.Address)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad(at+".address", "%q: want the BMC's https:// URL", b.Address)
+		} else if u.User != nil {
+			bad(at+".address", "credentials do not belong in the URL: use username and passwordFile")
+		}
+	case "ipmi":
+		if b.Address == "" || strings.ContainsAny(b.Address, " /") {
+			bad(at+".address", "%q: want host or host:port", b.Address)
+		}
+	default:
+		bad(at+".driver", "%q: want redfish or ipmi", b.Driver)
+	}
+}
+
+// checkAsset refuses an asset path that is empty, absolute in a way that leaves the assets, or climbs.
+func checkAsset(p string) error {
+	if p == "" {
+		return errors.New("empty asset path")
+	}
+	if strings.Contains(p, "\\") || strings.ContainsAny(p, "?#% \t\r\n") {
+		return fmt.Errorf("%q: an asset path is plain (no spaces, %%, ? or #)", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return fmt.Errorf("%q climbs out of the assets directory", p)
+		}
+	}
+	if clean := path.Clean("/" + p); clean == "/" {
+		return fmt.Errorf("%q names no file", p)
+	}
+	return nil
+}
+
+// NormalizeMAC returns mac as six lower-case colon-separated hex octets.
+func NormalizeMAC(mac string) (string, error) {
+	hw, err := net.ParseMAC(strings.ReplaceAll(mac, "-", ":"))
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("%q is not an Ethernet MAC address", mac)
+	}
+	return hw.String(), nil
+}
+
+// nodeLines maps each path (machines[0].mac) of a YAML document to its line.
+func nodeLines(root *yaml.Node) map[string]int {
+	out := map[string]int{}
+	var walk func(n *yaml.Node, p string)
+	walk = func(n *yaml.Node, p string) {
+		if n == nil {
+			return
+		}
+		if p != "" {
+			if _, ok := out[p]; !ok {
+				out[p] = n.Line
+			}
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, p)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				child := k
+				if p != "" {
+					child = p + "." + k
+				}
+				out[child] = n.Content[i].Line
+				walk(n.Content[i+1], child)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", p, i))
+			}
+		}
+	}
+	walk(root, "")
+	return out
+}
+
+// lineOf is the line of p, or of its nearest parent that is in the document.
+func lineOf(lines map[string]int, p string) int {
+	for p != "" {
+		if l, ok := lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 1
+}
+
+// Lookup finds a machine by MAC (any notation).
+func (inv *Inventory) Lookup(mac string) (*Machine, bool) {
+	mac, err := NormalizeMAC(mac)
+	if err != nil {
+		return nil, false
+	}
+	for i := range inv.Machines {
+		if inv.Machines[i].MAC == mac {
+			return &inv.Machines[i], true
+		}
+	}
+	return nil, false
+}
+
+// Identity is what a booting machine says about itself.
+type Identity struct {
+	MAC      string
+	UUID     string
+	Hostname string
+}
+
+// Match picks the profile of an inventory machine: of the groups whose selector matches, the one with
+// the most terms (the first in the file on a tie). It returns false when no group matches.
+func (inv *Inventory) Match(m *Machine, id Identity) (*Group, *Profile, bool) {
+	best, bestScore := -1, -1
+	for i := range inv.Groups {
+		score, ok := inv.Groups[i].Selector.matches(m, id)
+		if ok && score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	if best < 0 {
+		return nil, nil, false
+	}
+	g := &inv.Groups[best]
+	for i := range inv.Profiles {
+		if inv.Profiles[i].Name == g.Profile {
+			return g, &inv.Profiles[i], true
+		}
+	}
+	return nil, nil, false
+}
+
+// matches reports whether every term of s matches the machine (as inventoried and as it identifies
+// itself), and how many terms s has.
+func (s Selector) matches(m *Machine, id Identity) (int, bool) {
+	n := 0
+	term := func(want, got string) bool {
+		if want == "" {
+			return true
+		}
+		n++
+		return strings.EqualFold(want, got)
+	}
+	uuid := m.UUID
+	if uuid == "" {
+		uuid = id.UUID
+	}
+	host := m.Hostname
+	if host == "" {
+		host = id.Hostname
+	}
+	ok := term(s.MAC, m.MAC) && term(s.UUID, uuid) && term(s.Hostname, host) &&
+		term(s.Role, m.Role) && term(s.Pool, m.Pool)
+	if !ok {
+		return 0, false
+	}
+	keys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		n++
+		if v, ok := m.Labels[k]; !ok || v != s.Labels[k] {
+			return 0, false
+		}
+	}
+	return n, true
+}

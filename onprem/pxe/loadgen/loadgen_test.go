@@ -1,0 +1,181 @@
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/onprem/pxe"
+)
+
+// server is a boot server on loopback with n workers in its inventory, each with its real Ignition
+// rendered ahead (as 'kiln pxe serve' does), and an asset of assetMB megabytes.
+type server struct {
+	url  string
+	macs []string
+	rec  *pxe.Recorder
+}
+
+func startServer(tb testing.TB, n, assetMB int) server {
+	tb.Helper()
+	c := v1alpha1.Starter("demo")
+	spec, err := v1alpha1.Marshal(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if c, err = v1alpha1.Decode(spec, "cluster.yaml"); err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	b, err := secrets.Generate(c, rand.Reader, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tok, err := secrets.NewBootstrapToken(rand.Reader, now, time.Hour, "kiln node join")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b.BootstrapTokens = append(b.BootstrapTokens, tok)
+	r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Target: v1alpha1.ProviderMetal})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	inv := &pxe.Inventory{APIVersion: pxe.APIVersion, Kind: pxe.InventoryKind,
+		Profiles: []pxe.Profile{{Name: "debian", Kernel: "vmlinuz", Initrd: []string{"initrd.img"}, Args: []string{"console=ttyS0"}}},
+		Groups:   []pxe.Group{{Name: "all", Profile: "debian"}}}
+	var macs []string
+	for i := range n {
+		mac := fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)
+		macs = append(macs, mac)
+		inv.Machines = append(inv.Machines, pxe.Machine{Name: fmt.Sprintf("demo-workers-%d", i), MAC: mac, Role: "worker", Pool: "workers"})
+	}
+	cache := pxe.NewIgnitionCache(func(m *pxe.Machine) ([]byte, error) {
+		return r.Render(ignition.Node{Name: m.Name, Role: m.Role, Pool: m.Pool})
+	})
+	if err := cache.Prerender(inv.Machines, runtime.GOMAXPROCS(0)); err != nil {
+		tb.Fatal(err)
+	}
+	assets := tb.TempDir()
+	if err := os.WriteFile(filepath.Join(assets, "vmlinuz"), make([]byte, assetMB<<20), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	rec := pxe.NewRecorder(nil)
+	boot, err := pxe.NewBoot(pxe.HTTPConfig{BaseURL: "http://placeholder", Inventory: inv, Ignition: cache, Recorder: rec,
+		URLKey: []byte("0123456789abcdef0123456789abcdef"), AssetsDir: assets})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	boot.Close()
+	// The base URL is only known once listening: make the handler again with it.
+	boot, err = pxe.NewBoot(pxe.HTTPConfig{BaseURL: base, Inventory: inv, Ignition: cache, Recorder: rec,
+		URLKey: []byte("0123456789abcdef0123456789abcdef"), AssetsDir: assets})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := pxe.NewHTTPServer("", boot)
+	go hs.Serve(ln)
+	tb.Cleanup(func() {
+		hs.Close()
+		boot.Close()
+	})
+	return server{url: base, macs: macs, rec: rec}
+}
+
+func TestStorm(t *testing.T) {
+	s := startServer(t, 50, 1)
+	res, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rounds: 2, Asset: "vmlinuz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.Errors != 0 || res.Requests != 50*2*2 || res.AssetBytes != 50<<20 {
+		t.Fatalf("storm: %s", res)
+	}
+	if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 || res.RPS <= 0 {
+		t.Fatalf("statistics: %+v", res)
+	}
+	for _, mac := range s.macs {
+		r, ok := s.rec.Get(mac)
+		if !ok || r.Steps[pxe.StepScript].Count != 2 || r.Steps[pxe.StepIgnition].Count != 2 || r.Steps[pxe.StepKernel].Count != 1 {
+			t.Fatalf("records of %s: %+v", mac, r)
+		}
+	}
+	// A MAC the server does not know fails, and is counted.
+	res, err = Run(context.Background(), Config{BaseURL: s.url, MACs: append(s.macs[:3:3], "52:54:00:ff:ff:ff")})
+	if err != nil || res.Errors != 1 || res.FirstError == nil || !strings.Contains(res.FirstError.Error(), "404") {
+		t.Fatalf("unknown MAC: %s %v", res, err)
+	}
+}
+
+func TestOnlyLoopback(t *testing.T) {
+	for _, u := range []string{"http://10.0.0.1:8080", "http://example.com", "http://192.168.1.1"} {
+		if _, err := Run(context.Background(), Config{BaseURL: u, MACs: []string{"52:54:00:00:00:01"}}); err == nil ||
+			!strings.Contains(err.Error(), "not a loopback address") {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
+
+// BenchmarkBootStorm: 1,000 machines booting at once, each fetching its script and Ignition five
+// times (reboots) and a 20 MB kernel, against a server in the same process on both cores.
+//
+//	go test -run '^$' -bench BootStorm -benchtime 3x ./onprem/pxe/loadgen
+func BenchmarkBootStorm(b *testing.B) {
+	s := startServer(b, 1000, 20)
+	b.ResetTimer()
+	var last Result
+	for b.Loop() {
+		res, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rounds: 5, Asset: "vmlinuz", Timeout: 5 * time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Errors != 0 {
+			b.Fatalf("errors: %s", res)
+		}
+		last = res
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(last.RPS, "req/s")
+	b.ReportMetric(float64(last.P50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(last.P99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(last.AssetMBps(), "asset-MB/s")
+	b.ReportMetric(float64(ms.Sys)/(1<<20), "sys-MiB")
+	b.Log(last)
+}
+
+func TestMainCommand(t *testing.T) {
+	s := startServer(t, 3, 1)
+	var y strings.Builder
+	y.WriteString("apiVersion: kiln.dev/v1alpha1\nkind: MachineInventory\nmachines:\n")
+	for i, mac := range s.macs {
+		fmt.Fprintf(&y, "  - {name: demo-workers-%d, mac: %q, role: worker, pool: workers}\n", i, mac)
+	}
+	inv := filepath.Join(t.TempDir(), "machines.yaml")
+	os.WriteFile(inv, []byte(y.String()), 0o644)
+	var out, errOut strings.Builder
+	if code := Main([]string{"-url", s.url, "-i", inv, "-rounds", "2", "-asset", "vmlinuz"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "3 machines: 12 script+ignition requests") || !strings.Contains(out.String(), "0 errors; assets 3 MB") {
+		t.Fatalf("output: %s", out.String())
+	}
+	if code := Main([]string{"-url", "http://10.1.2.3:8080", "-i", inv}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "not a loopback address") {
+		t.Fatalf("non-loopback: %d %s", code, errOut.String())
+	}
+}

@@ -1,0 +1,228 @@
+package pxe
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kiln-dev/kiln/internal/state"
+)
+
+// State store buckets of the boot server.
+const (
+	// BucketInventory holds the loaded inventory under InventoryKey.
+	BucketInventory = "pxe-inventory"
+	// BucketRecords holds one Record per machine, keyed by MAC.
+	BucketRecords = "pxe-records"
+	// InventoryKey is the key of the inventory in BucketInventory.
+	InventoryKey = "machines"
+	// urlKeyName is the key, in BucketInventory, of the secret that signs Ignition URLs.
+	urlKeyName = "url-key"
+)
+
+// Step is one step of a network boot.
+type Step string
+
+// Boot steps, in the order a machine takes them.
+const (
+	StepDHCP     Step = "dhcp"
+	StepTFTP     Step = "tftp"
+	StepScript   Step = "script"
+	StepKernel   Step = "kernel"
+	StepInitrd   Step = "initrd"
+	StepIgnition Step = "ignition"
+)
+
+// Steps lists the boot steps in order.
+var Steps = []Step{StepDHCP, StepTFTP, StepScript, StepKernel, StepInitrd, StepIgnition}
+
+// StepRecord is what is known of one step of one machine.
+type StepRecord struct {
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+	Count int       `json:"count"`
+	// Detail: the leased address, the file, the profile.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Record is the boot history of one machine.
+type Record struct {
+	MAC   string              `json:"mac"`
+	Name  string              `json:"name"`
+	IP    string              `json:"ip,omitempty"`
+	Steps map[Step]StepRecord `json:"steps,omitempty"`
+}
+
+// Recorder keeps the boot records in memory and writes the changed ones to the state store when
+// flushed, so that a boot storm costs no disk write per request. Safe for concurrent use.
+type Recorder struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	records map[string]*Record
+	dirty   map[string]bool
+}
+
+// NewRecorder returns an empty Recorder; now defaults to time.Now.
+func NewRecorder(now func() time.Time) *Recorder {
+	if now == nil {
+		now = time.Now
+	}
+	return &Recorder{now: now, records: map[string]*Record{}, dirty: map[string]bool{}}
+}
+
+// Load adds the records kept in the store (from earlier runs).
+func (r *Recorder) Load(st *state.Store) error {
+	keys, err := st.List(BucketRecords)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		var rec Record
+		if err := st.Get(BucketRecords, k, &rec); err != nil {
+			return fmt.Errorf("pxe: boot record %s: %w", k, err)
+		}
+		r.records[k] = &rec
+	}
+	return nil
+}
+
+// Observe records that the machine took step.
+func (r *Recorder) Observe(m *Machine, step Step, detail string) {
+	now := r.now().UTC()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.records[m.MAC]
+	if !ok {
+		rec = &Record{MAC: m.MAC}
+		r.records[m.MAC] = rec
+	}
+	rec.Name = m.Name
+	if rec.Steps == nil {
+		rec.Steps = map[Step]StepRecord{}
+	}
+	s := rec.Steps[step]
+	if s.Count == 0 {
+		s.First = now
+	}
+	s.Last = now
+	s.Count++
+	s.Detail = detail
+	rec.Steps[step] = s
+	if step == StepDHCP {
+		if ip, _, _ := strings.Cut(detail, " "); net.ParseIP(ip) != nil {
+			rec.IP = ip
+		}
+	}
+	r.dirty[m.MAC] = true
+}
+
+// Get returns a copy of the machine's record.
+func (r *Recorder) Get(mac string) (Record, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.records[mac]
+	if !ok {
+		return Record{}, false
+	}
+	return rec.clone(), true
+}
+
+// Snapshot returns copies of every record, sorted by MAC.
+func (r *Recorder) Snapshot() []Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Record, 0, len(r.records))
+	for _, rec := range r.records {
+		out = append(out, rec.clone())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
+	return out
+}
+
+// Dirty reports whether there are records to flush.
+func (r *Recorder) Dirty() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.dirty) > 0
+}
+
+// Flush writes the records changed since the last flush to the store. Records that could not be
+// written stay dirty.
+func (r *Recorder) Flush(st *state.Store) error {
+	r.mu.Lock()
+	pending := make([]Record, 0, len(r.dirty))
+	for mac := range r.dirty {
+		pending = append(pending, r.records[mac].clone())
+	}
+	r.dirty = map[string]bool{}
+	r.mu.Unlock()
+	var errs []error
+	for _, rec := range pending {
+		if err := st.Put(BucketRecords, rec.MAC, rec); err != nil {
+			errs = append(errs, err)
+			r.mu.Lock()
+			r.dirty[rec.MAC] = true
+			r.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (rec *Record) clone() Record {
+	c := *rec
+	c.Steps = make(map[Step]StepRecord, len(rec.Steps))
+	for k, v := range rec.Steps {
+		c.Steps[k] = v
+	}
+	return c
+}
+
+// SaveInventory stores the inventory in the state store, replacing the one there.
+func SaveInventory(st *state.Store, inv *Inventory) error {
+	return st.Put(BucketInventory, InventoryKey, inv)
+}
+
+// LoadInventory returns the inventory in the state store; state.ErrNotFound if none was loaded.
+func LoadInventory(st *state.Store) (*Inventory, error) {
+	var inv Inventory
+	if err := st.Get(BucketInventory, InventoryKey, &inv); err != nil {
+		return nil, fmt.Errorf("pxe: inventory: %w", err)
+	}
+	return &inv, nil
+}
+
+// LoadRecords returns every boot record in the store, sorted by MAC.
+func LoadRecords(st *state.Store) ([]Record, error) {
+	r := NewRecorder(nil)
+	if err := r.Load(st); err != nil {
+		return nil, err
+	}
+	return r.Snapshot(), nil
+}
+
+// URLKey returns the secret that signs the machines' Ignition URLs, creating it on first use.
+func URLKey(st *state.Store, random func([]byte) error) ([]byte, error) {
+	var key []byte
+	err := st.Get(BucketInventory, urlKeyName, &key)
+	if errors.Is(err, state.ErrNotFound) {
+		key = make([]byte, 32)
+		if err := random(key); err != nil {
+			return nil, err
+		}
+		if err := st.Create(BucketInventory, urlKeyName, key); err != nil && !errors.Is(err, state.ErrExists) {
+			return nil, err
+		}
+		err = st.Get(BucketInventory, urlKeyName, &key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pxe: url key: %w", err)
+	}
+	return key, nil
+}

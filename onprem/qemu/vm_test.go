@@ -1,0 +1,245 @@
+package qemu_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/internal/testtool"
+	"github.com/kiln-dev/kiln/onprem/qemu"
+	"github.com/kiln-dev/kiln/provisioner"
+)
+
+// TestBaseImageNode boots a worker from the base image (hack/tools.sh base-image) with its real
+// kiln-rendered Ignition config, and a second one beside it, and checks what a node promises: key login
+// as the admin user over the forwarded port, no password login, its hostname and private address, no way
+// out of the user network, the peer reachable over the private network, Ignition not run again on a
+// reboot, and a killed VM listed as failed.
+func TestBaseImageNodes(t *testing.T) {
+	testtool.RequireRoot(t)
+	image := filepath.Join(filepath.Dir(testtool.Tool(t, "base-image")), "disk.qcow2")
+	cfg := testConfig(t)
+	cfg.MemoryMiB, cfg.CPUs = 1024, 1
+
+	cluster := v1alpha1.Starter("vm")
+	// QEMU's user network: the guest sees SSH connections come from 10.0.2.2.
+	cluster.Spec.Network.AdminCIDRs = append(cluster.Spec.Network.AdminCIDRs, "10.0.2.2/32")
+	if fs := v1alpha1.Validate(cluster); len(fs) > 0 {
+		t.Fatalf("spec: %v", fs)
+	}
+	now := time.Now()
+	bundle, err := secrets.Generate(cluster, rand.Reader, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := secrets.NewBootstrapToken(rand.Reader, now, time.Hour, "kiln node join")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle.BootstrapTokens = append(bundle.BootstrapTokens, tok)
+	r, err := ignition.New(ignition.Input{Cluster: cluster, Secrets: bundle, Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := provisioner.MachineName("vm", "workers", 0)
+	peer := provisioner.MachineName("vm", "workers", 1)
+	configs := map[string][]byte{}
+	for _, n := range []string{name, peer} {
+		configs[n], err = r.Render(ignition.Node{Name: n, Role: ignition.RoleWorker, Pool: "workers"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	signer, err := ssh.ParsePrivateKey(bundle.SSH.PrivateKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := qemu.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
+	defer cancel()
+	machines := map[string]provisioner.Machine{}
+	for _, n := range []string{name, peer} { // in this order: the peer's /etc/hosts names the first
+		m, err := p.Create(ctx, provisioner.MachineSpec{
+			Cluster: "vm", Name: n, Role: provisioner.RoleWorker, Pool: "workers", Image: image, Ignition: configs[n],
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		machines[n] = m
+		t.Cleanup(func() {
+			if err := p.Delete(context.Background(), n); err != nil {
+				t.Errorf("Delete: %v", err)
+			}
+		})
+	}
+	m := machines[name]
+	serial := filepath.Join(cfg.StateDir, "vm", name, "serial.log")
+	defer func() {
+		if t.Failed() {
+			data, _ := os.ReadFile(serial)
+			t.Logf("serial console of %s (last 6000 bytes):\n%s", name, tail(data, 6000))
+		}
+	}()
+	addr, err := p.SSHAddress(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := cluster.Spec.SSH.User
+	keyLogin := &ssh.ClientConfig{
+		User:            user,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), // a fresh VM's host key is made at its first boot
+		Timeout:         15 * time.Second,
+	}
+
+	start := time.Now()
+	client := dialSSH(ctx, t, addr, keyLogin)
+	t.Logf("SSH as %s with the cluster key after %s", user, time.Since(start).Round(time.Second))
+	out := run(t, client, "id -un; hostname; ip -4 -o addr show; systemctl is-active kiln-firewall.service; sudo -n true && echo sudo-ok; test -e /etc/kiln/ignition-firstboot && echo stamp-present || echo stamp-gone")
+	for _, want := range []string{user + "\n", name + "\n", " " + m.Address + "/24 ", "\nactive\n", "sudo-ok\n", "stamp-gone\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("on the node, missing %q in:\n%s", want, out)
+		}
+	}
+
+	// Passwords are refused: the server offers publickey only.
+	_, err = ssh.Dial("tcp", addr, &ssh.ClientConfig{
+		User: user, Auth: []ssh.AuthMethod{ssh.Password("kiln")},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 15 * time.Second,
+	})
+	if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Errorf("password login: err = %v, want unable to authenticate", err)
+	}
+
+	// The guest reaches nothing outside its user network (restrict=on): not even a port the host
+	// listens on, which QEMU's gateway 10.0.2.2 would otherwise forward to.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	hostPort := l.Addr().(*net.TCPAddr).Port
+	out = run(t, client, fmt.Sprintf("timeout 5 bash -c '</dev/tcp/10.0.2.2/%d' && echo reached-host || echo isolated", hostPort))
+	if !strings.Contains(out, "isolated") {
+		t.Errorf("the guest reached the host's 127.0.0.1:%d through 10.0.2.2: %s", hostPort, out)
+	}
+
+	// The peer reaches the first node over the private network, by the name its /etc/hosts gives.
+	peerAddr, err := p.SSHAddress(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerClient := dialSSH(ctx, t, peerAddr, keyLogin)
+	out = run(t, peerClient, "ping -c 2 -W 5 "+name+" && echo ping-ok")
+	peerClient.Close()
+	if !strings.Contains(out, "ping-ok") || !strings.Contains(out, m.Address) {
+		t.Errorf("%s could not ping %s (%s) on the private network:\n%s", peer, name, m.Address, out)
+	}
+
+	// A reboot (unattended-upgrades reboots nodes) must not run Ignition again: it would rewrite
+	// node.env, which has overwrite: true, and drop this line.
+	run(t, client, "echo '# kept across reboots' | sudo tee -a /etc/kiln/node.env >/dev/null")
+	if s, err := client.NewSession(); err == nil {
+		s.Run("sudo systemctl reboot") // the connection may drop before an exit status comes back
+		s.Close()
+	}
+	client.Close()
+	time.Sleep(5 * time.Second)
+	client = dialSSH(ctx, t, addr, keyLogin)
+	out = run(t, client, "cat /etc/kiln/node.env; sudo journalctl -b -o cat -u kiln-firstboot-check.service")
+	if !strings.Contains(out, "# kept across reboots") || !strings.Contains(out, "not the first boot") {
+		t.Errorf("after a reboot Ignition ran again, or the first-boot check did not say it skipped it:\n%s", out)
+	}
+	client.Close()
+
+	if ms, err := p.List(ctx, "vm"); err != nil || len(ms) != 2 || ms[0].State != provisioner.StateRunning || ms[1].State != provisioner.StateRunning {
+		t.Fatalf("List = %v, %v; want two running machines", ms, err)
+	}
+	// A killed VM is a failed machine.
+	data, err := os.ReadFile(filepath.Join(cfg.StateDir, "vm", name, "qemu.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill QEMU %d: %v", pid, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ms, err := p.List(ctx, "vm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]provisioner.State{}
+		for _, m := range ms {
+			states[m.Name] = m.State
+		}
+		if states[name] == provisioner.StateError && states[peer] == provisioner.StateRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after killing %s's QEMU, List = %+v, want it in state error and %s running", name, ms, peer)
+		}
+	}
+}
+
+// dialSSH connects until it works or ctx ends.
+func dialSSH(ctx context.Context, t *testing.T, addr string, cfg *ssh.ClientConfig) *ssh.Client {
+	t.Helper()
+	var last error
+	for {
+		c, err := ssh.Dial("tcp", addr, cfg)
+		if err == nil {
+			return c
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			t.Fatalf("SSH to %s: %v (last error: %v)", addr, ctx.Err(), last)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func run(t *testing.T, c *ssh.Client, cmd string) string {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var out bytes.Buffer
+	s.Stdout, s.Stderr = &out, &out
+	if err := s.Run(cmd); err != nil {
+		var exit *ssh.ExitMissingError
+		if !errors.As(err, &exit) {
+			t.Fatalf("%s: %v\n%s", cmd, err, out.String())
+		}
+	}
+	return out.String()
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

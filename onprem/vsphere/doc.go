@@ -1,0 +1,74 @@
+// Package vsphere is kiln's vSphere provider: it places a cluster's machines by cloning a template
+// into a private port group, hands each its Ignition config through guestinfo, and lists, stops and
+// deletes them, through vCenter's API (govmomi).
+//
+// # Usage
+//
+//	p, err := vsphere.New(ctx, vsphere.Config{
+//		VSphereProvider: *spec.Provider.VSphere, // server, datacenter, cluster, folder, datastore, network
+//		Username:        "kiln@vsphere.local",
+//		Password:        os.Getenv("KILN_VSPHERE_PASSWORD"),
+//		Thumbprint:      "AB:CD:...", // or CAFile; Insecure only for a lab
+//	})
+//	defer p.Close(ctx)
+//	m, err := p.Create(ctx, provisioner.MachineSpec{Cluster: "prod", Name: "prod-workers-0",
+//		Role: "worker", Pool: "workers", Image: "kiln-debian-12", Ignition: ign})
+//
+// MachineSpec.Image is the template's name, or its inventory path where the name is ambiguous.
+// Every machine lives in the configured folder (default: the datacenter's VM folder), which may be
+// shared by several clusters and by VMs that are not kiln's: List tells them apart by kiln's labels,
+// never by name. With LinkedClone the clone's disks are children of the template's current snapshot
+// (fast, thin; the template must have one); otherwise they are full copies on the datastore.
+//
+// # What a VM carries
+//
+// Create clones with one ExtraConfig (the VM's .vmx options):
+//
+//   - guestinfo.ignition.config.data: the Ignition config, base64 (at most MaxIgnitionSize bytes), and
+//     guestinfo.ignition.config.data.encoding = base64. Ignition's vmware provider reads both on first
+//     boot through the VMware tools RPC channel. The config holds a bootstrap token: once the node's
+//     first boot is confirmed, ClearIgnition sets both keys to empty values, which removes them.
+//   - kiln.cluster, kiln.name, kiln.role, kiln.pool, kiln.image: the labels List reads (one property
+//     path per key, so a List never downloads the Ignition data). They are deliberately not
+//     guestinfo keys, which the guest itself may set, so a node cannot relabel itself.
+//
+// The template's first NIC is moved onto the configured port group with a newly generated MAC and
+// any other NIC is removed, so a machine is on the cluster's private network and nowhere else.
+//
+// # Behaviour
+//
+// Create is idempotent by name: a VM of that name in the folder that carries this cluster's label
+// is returned (and powered on if it is off), one of another cluster or without kiln labels is an
+// error (ErrNameTaken, ErrNotKiln); a clone that fails with DuplicateName lost a race to another
+// creator, whose VM is returned. vCenter's own name uniqueness per folder makes concurrent creates
+// of one name, from one process or several, end with one VM. Clone, power-on, power-off, destroy
+// and reconfigure tasks that fail with a transient fault (SystemError, ResourceInUse,
+// TaskInProgress, HostCommunication, Timedout, a dropped connection) are retried with exponential
+// backoff and jitter (Config.Retry); any other fault is returned at once, as "<localized message>
+// (<FaultType>)" wrapping govmomi's error, so fault.Is and fault.As from
+// github.com/vmware/govmomi/fault still work. Every method takes a context and stops when it is
+// cancelled, returning an error that wraps context.Canceled.
+//
+// List makes three round trips whatever the number of VMs: CreateContainerView on the folder, one
+// RetrievePropertiesEx through the view, DestroyView (a vCenter that pages a very large result adds
+// one ContinueRetrievePropertiesEx per page). States: poweredOn is running; poweredOff and
+// suspended are stopped; orphaned, inaccessible and invalid VMs are in error; a VM on a host
+// vCenter cannot reach keeps its last known power state. Created is config.createDate, Address is
+// guest.ipAddress (reported by VMware tools). Delete powers the VM off if needed and destroys it
+// with its disks; Stop powers it off and keeps it.
+//
+// # Permissions
+//
+// A role for kiln's user needs, on the folder (propagated): VirtualMachine.Inventory.CreateFromExisting,
+// VirtualMachine.Inventory.Delete, VirtualMachine.Interact.PowerOn, VirtualMachine.Interact.PowerOff,
+// VirtualMachine.Config.AdvancedConfig (ExtraConfig), VirtualMachine.Config.EditDevice and
+// VirtualMachine.Config.AddRemoveDevice (the NIC); on the template: VirtualMachine.Provisioning.Clone
+// (or DeployTemplate for a template), VirtualMachine.Provisioning.ReadCustSpecs is not needed; on the
+// resource pool or cluster: Resource.AssignVMToPool; on the datastore: Datastore.AllocateSpace; on
+// the port group: Network.Assign; and System.View/System.Read, which every role has. A linked clone
+// also needs VirtualMachine.Snapshot management on the template only to make its snapshot, which
+// is done when the template is built, not by kiln.
+//
+// Standalone ESXi has no CloneVM_Task: kiln needs vCenter. Its tests run on govmomi's simulator,
+// both as vCenter (simulator.VPX) and as ESX (simulator.ESX), with faults injected.
+package vsphere

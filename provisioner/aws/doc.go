@@ -1,0 +1,67 @@
+// Package aws is kiln's provider for Amazon EC2: it builds a cluster's private network and places
+// its machines there with aws-sdk-go-v2.
+//
+// # What kiln creates
+//
+// EnsureNetwork, per cluster, everything tagged kiln.dev/cluster=NAME and kiln.dev/resource=WHAT
+// and found by those tags before anything is created (a second call creates nothing):
+//
+//   - a VPC with the node CIDR (or, with Options.VPCID, the user's VPC, which kiln never deletes);
+//   - an internet gateway attached to it;
+//   - per availability zone (at least two): a private subnet for the nodes (the spec's private
+//     subnets, plus /24s of the node network until each zone has one) and a public /26 from the
+//     top of the node network, which holds only the zone's NAT gateway and the load balancer;
+//   - one Elastic IP and NAT gateway per zone; a public route table (0.0.0.0/0 to the internet
+//     gateway) and one private route table per zone (0.0.0.0/0 to that zone's NAT gateway);
+//   - security groups compiled from the firewall intent (SecurityGroups): control-plane and worker
+//     groups that accept exactly the intent's rules (the API from the node network and the load
+//     balancer's group, SSH only from the admin ranges, etcd, kubelet and VXLAN only from the node
+//     network, ping) and nothing else inbound, and the load balancer's group, which accepts the API
+//     port from the node network and Options.AdminCIDRs; rules found that the intent does not hold
+//     are revoked;
+//   - an internet-facing network load balancer in the public subnets with that security group, a
+//     TCP target group on the API port (instance targets) and a TCP listener on the API port; the
+//     running control-plane instances are registered.
+//
+// Create launches one instance per machine: RunInstances with ClientToken =
+// provisioner.ClientToken(cluster, name), in a private subnet, no public IP, IMDSv2 required with a
+// hop limit of 1, an encrypted gp3 root volume, the optional instance profile, tags kiln.dev/cluster,
+// role, pool and name. Its user-data is the Ignition config when it is a worker's and fits in 16 KiB;
+// otherwise (control-plane configs carry the cluster's keys) the config goes to Options.Bucket
+// (SSE-S3 encrypted) and the user-data is a stub that merges it from a presigned https URL with a
+// sha512 verification hash. Joined deletes that object once the node is up. A presigned URL made with
+// temporary credentials stops working when they expire, whatever Options.PresignExpiry says, and
+// carries their session token: prefer long-lived credentials of a dedicated IAM user, or an
+// instance role of the controller, with only the permissions below.
+//
+// Every request waits for a token bucket (Options.QPS, Options.Burst), retries and all; throttling
+// and 5xx answers are retried by the SDK's standard retryer with full-jitter exponential backoff.
+// AWS error codes come back as errors that say what to do: "aws: run instance "x": the credentials
+// lack an IAM permission kiln needs (see the package documentation) (UnauthorizedOperation): ...".
+//
+// DeleteNetwork removes all of it in dependency order, and refuses while machines exist.
+//
+// # IAM permissions
+//
+// EC2: DescribeVpcs, CreateVpc, DeleteVpc, DescribeSubnets, CreateSubnet, DeleteSubnet,
+// DescribeInternetGateways, CreateInternetGateway, AttachInternetGateway, DetachInternetGateway,
+// DeleteInternetGateway, DescribeAddresses, AllocateAddress, ReleaseAddress, DescribeNatGateways,
+// CreateNatGateway, DeleteNatGateway, DescribeRouteTables, CreateRouteTable, CreateRoute,
+// AssociateRouteTable, DisassociateRouteTable, DeleteRouteTable, DescribeSecurityGroups,
+// CreateSecurityGroup, AuthorizeSecurityGroupIngress, RevokeSecurityGroupIngress,
+// DeleteSecurityGroup, DescribeImages, RunInstances, DescribeInstances, StopInstances,
+// TerminateInstances, CreateTags (for tagging on create).
+//
+// Elastic Load Balancing: DescribeLoadBalancers, CreateLoadBalancer, DeleteLoadBalancer,
+// DescribeTargetGroups, CreateTargetGroup, DeleteTargetGroup, DescribeListeners, CreateListener,
+// DeleteListener, DescribeTargetHealth, RegisterTargets, DescribeTags, AddTags (for tagging on
+// create).
+//
+// S3, on arn:aws:s3:::BUCKET/PREFIX*: PutObject, GetObject (the presigned URLs are signed with the
+// provider's credentials), DeleteObject.
+//
+// IAM: PassRole on the instance profile's role, when Options.InstanceProfile is set.
+//
+// Tests run against provisioner/aws/awstest, an HTTP fake of these APIs that the real SDK clients
+// talk to.
+package aws
