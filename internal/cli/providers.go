@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/onprem/vsphere"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 )
@@ -15,6 +17,8 @@ func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster) (provisione
 		return g.newProvider(ctx, c)
 	}
 	switch name := c.Spec.Provider.Name; name {
+	case v1alpha1.ProviderVSphere:
+		return vsphereProvider(ctx, c)
 	default:
 		return nil, fmt.Errorf("spec.provider.name: provider %q cannot place machines in this build of kiln", name)
 	}
@@ -39,4 +43,32 @@ func (g *globals) prober(c *v1alpha1.Cluster, p provisioner.Provider) converge.P
 		}}
 	}
 	return nil
+}
+
+// Environment variables of the vSphere provider: the spec holds no credentials.
+const (
+	envVSphereUser       = "KILN_VSPHERE_USERNAME"
+	envVSpherePassword   = "KILN_VSPHERE_PASSWORD"
+	envVSphereThumbprint = "KILN_VSPHERE_THUMBPRINT"
+	envVSphereCAFile     = "KILN_VSPHERE_CA_FILE"
+	envVSphereInsecure   = "KILN_VSPHERE_INSECURE"
+)
+
+// vsphereProvider logs in to the vCenter of the spec with the credentials of the environment.
+func vsphereProvider(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
+	if c.Spec.Provider.VSphere == nil {
+		return nil, fmt.Errorf("spec.provider.vsphere: required for provider vsphere")
+	}
+	cfg := vsphere.Config{
+		VSphereProvider: *c.Spec.Provider.VSphere,
+		Username:        os.Getenv(envVSphereUser),
+		Password:        os.Getenv(envVSpherePassword),
+		Thumbprint:      os.Getenv(envVSphereThumbprint),
+		CAFile:          os.Getenv(envVSphereCAFile),
+		Insecure:        os.Getenv(envVSphereInsecure) == "true",
+	}
+	if cfg.Username == "" || cfg.Password == "" {
+		return nil, fmt.Errorf("provider vsphere: set %s and %s to log in to %s", envVSphereUser, envVSpherePassword, cfg.Server)
+	}
+	return vsphere.New(ctx, cfg)
 }

@@ -59,15 +59,20 @@
 //
 // # Permissions
 //
-// A role for kiln's user needs, on the folder (propagated): VirtualMachine.Inventory.CreateFromExisting,
-// VirtualMachine.Inventory.Delete, VirtualMachine.Interact.PowerOn, VirtualMachine.Interact.PowerOff,
-// VirtualMachine.Config.AdvancedConfig (ExtraConfig), VirtualMachine.Config.EditDevice and
-// VirtualMachine.Config.AddRemoveDevice (the NIC); on the template: VirtualMachine.Provisioning.Clone
-// (or DeployTemplate for a template), VirtualMachine.Provisioning.ReadCustSpecs is not needed; on the
-// resource pool or cluster: Resource.AssignVMToPool; on the datastore: Datastore.AllocateSpace; on
-// the port group: Network.Assign; and System.View/System.Read, which every role has. A linked clone
-// also needs VirtualMachine.Snapshot management on the template only to make its snapshot, which
-// is done when the template is built, not by kiln.
+// A role for kiln's user needs, on the folder (propagated to its VMs):
+// VirtualMachine.Inventory.CreateFromExisting and .Delete, VirtualMachine.Interact.PowerOn and
+// .PowerOff, VirtualMachine.Config.AdvancedConfig (ExtraConfig), VirtualMachine.Config.EditDevice
+// and .AddRemoveDevice (the NIC); on the template: VirtualMachine.Provisioning.Clone (a VM) or
+// .DeployTemplate (a template); on the cluster or resource pool: Resource.AssignVMToPool; on the
+// datastore: Datastore.AllocateSpace; on the port group: Network.Assign; and System.View and
+// System.Read, which every role has. The template's snapshot for linked clones is made when the
+// template is built, not by kiln.
+//
+// # Sessions
+//
+// New logs in once; a session vCenter no longer knows (it expired while idle, vCenter restarted) is
+// logged in again on the next call that fails with NotAuthenticated, once for all the calls that
+// failed together, and the call is repeated. Close logs out.
 //
 // Standalone ESXi has no CloneVM_Task: kiln needs vCenter. Its tests run on govmomi's simulator,
 // both as vCenter (simulator.VPX) and as ESX (simulator.ESX), with faults injected.
