@@ -132,3 +132,11 @@ type NetworkDeleter interface {
 	// once no machine uses them. What does not exist is not an error.
 	DeleteNetwork(ctx context.Context, cluster string) error
 }
+
+// Joiner is the capability of providers that hold first-boot material a machine no longer needs once
+// it is up (a bootstrap object in S3, Ignition in guestinfo), or that attach a machine to something
+// only then (a load balancer). The executor calls Joined once a machine is first ready, and again on
+// a later pass until it succeeds.
+type Joiner interface {
+	Joined(ctx context.Context, name string) error
+}

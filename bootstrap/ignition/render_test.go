@@ -248,12 +248,16 @@ func TestRenderErrors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-	t.Run("control plane over the AWS user-data limit", func(t *testing.T) {
+	t.Run("control plane for AWS goes through S3, not user-data: no 16 KiB limit", func(t *testing.T) {
 		in := fixture(t)
 		in.Target = "aws"
-		_, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: RoleControlPlane})
-		if err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit of 16.0 KiB (16384 bytes)") {
-			t.Fatalf("got %v", err)
+		cfg, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: RoleControlPlane})
+		if err != nil || len(cfg) <= 16<<10 {
+			t.Fatalf("got %d bytes, %v; want a config over 16 KiB and no error", len(cfg), err)
+		}
+		// The same config as user-data is refused by the lint.
+		if err := lint.Bytes(cfg, lint.Policy{Role: RoleControlPlane, Target: "aws"}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit of 16.0 KiB (16384 bytes)") {
+			t.Fatalf("lint as AWS user-data: %v", err)
 		}
 	})
 }

@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+
 	"fmt"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"os"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
 	"github.com/kiln-dev/kiln/provisioner"
+	awsprovider "github.com/kiln-dev/kiln/provisioner/aws"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 )
 
@@ -19,6 +22,8 @@ func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster) (provisione
 	switch name := c.Spec.Provider.Name; name {
 	case v1alpha1.ProviderVSphere:
 		return vsphereProvider(ctx, c)
+	case v1alpha1.ProviderAWS:
+		return awsProvider(ctx, c)
 	default:
 		return nil, fmt.Errorf("spec.provider.name: provider %q cannot place machines in this build of kiln", name)
 	}
@@ -71,4 +76,29 @@ func vsphereProvider(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Prov
 		return nil, fmt.Errorf("provider vsphere: set %s and %s to log in to %s", envVSphereUser, envVSpherePassword, cfg.Server)
 	}
 	return vsphere.New(ctx, cfg)
+}
+
+// Environment variables of the AWS provider, besides the SDK's own (AWS_PROFILE, AWS_REGION,
+// AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, AWS_CA_BUNDLE, ...).
+const (
+	envAWSBucket      = "KILN_AWS_BUCKET"
+	envAWSS3PathStyle = "KILN_AWS_S3_PATH_STYLE"
+)
+
+// awsProvider configures the AWS provider from the spec and the SDK's usual configuration chain.
+func awsProvider(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
+	o, err := awsprovider.OptionsFor(c)
+	if err != nil {
+		return nil, err
+	}
+	o.Bucket = os.Getenv(envAWSBucket)
+	if o.Bucket == "" {
+		return nil, fmt.Errorf("provider aws: set %s to the S3 bucket that carries control-plane configs (kiln does not create it)", envAWSBucket)
+	}
+	o.S3PathStyle = os.Getenv(envAWSS3PathStyle) == "true"
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.Region))
+	if err != nil {
+		return nil, fmt.Errorf("provider aws: load AWS configuration: %w", err)
+	}
+	return awsprovider.New(cfg, o)
 }

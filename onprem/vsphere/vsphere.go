@@ -650,3 +650,6 @@ func (p *Provider) info(ctx context.Context, ref types.ManagedObjectReference) (
 	}
 	return nil, nil
 }
+
+// Joined removes the machine's Ignition config from guestinfo once it is up (provisioner.Joiner).
+func (p *Provider) Joined(ctx context.Context, name string) error { return p.ClearIgnition(ctx, name) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"golang.org/x/time/rate"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
 
 // Tags kiln puts on everything it creates.
@@ -31,6 +34,8 @@ const (
 
 // Options configure a Provider. Zero values take the defaults named on each field.
 type Options struct {
+	// Region to work in; empty keeps the AWS config's.
+	Region string
 	// AvailabilityZones the network spans: at least two, each with a private subnet for nodes and a
 	// public one for its NAT gateway and the load balancer.
 	AvailabilityZones []string
@@ -72,6 +77,23 @@ type Options struct {
 	PollAttempts int
 	// PageSize of DescribeInstances. Defaults to 1000, the most EC2 returns.
 	PageSize int32
+}
+
+// OptionsFor takes the options a cluster spec sets (spec.provider.aws and spec.network.adminCIDRs);
+// the bootstrap bucket and the tuning knobs are the caller's to add.
+func OptionsFor(c *v1alpha1.Cluster) (Options, error) {
+	if c == nil || c.Spec.Provider.AWS == nil {
+		return Options{}, fmt.Errorf("aws: spec.provider.aws is not set: %w", ErrInvalidSpec)
+	}
+	a := c.Spec.Provider.AWS
+	return Options{
+		Region:            a.Region,
+		AvailabilityZones: slices.Clone(a.AvailabilityZones),
+		VPCID:             a.VPCID,
+		InstanceType:      a.InstanceType,
+		InstanceProfile:   a.InstanceProfile,
+		AdminCIDRs:        slices.Clone(c.Spec.Network.AdminCIDRs),
+	}, nil
 }
 
 func (o *Options) setDefaults() {
@@ -129,11 +151,14 @@ type Provider struct {
 // every attempt waits for the QPS cap, and retries back off with jitter.
 func New(cfg aws.Config, opts Options) (*Provider, error) {
 	opts.setDefaults()
+	cfg = cfg.Copy()
+	if opts.Region != "" {
+		cfg.Region = opts.Region
+	}
 	if cfg.Region == "" {
 		return nil, fmt.Errorf("aws: no region in the AWS config: %w", ErrInvalidConfig)
 	}
 	limiter := rate.NewLimiter(rate.Limit(opts.QPS), opts.Burst)
-	cfg = cfg.Copy()
 	next := cfg.HTTPClient
 	if next == nil {
 		next = awshttp.NewBuildableClient()

@@ -16,9 +16,12 @@
 //   - security groups compiled from the firewall intent (SecurityGroups): control-plane and worker
 //     groups that accept exactly the intent's rules (the API from the node network and the load
 //     balancer's group, SSH only from the admin ranges, etcd, kubelet and VXLAN only from the node
-//     network, ping) and nothing else inbound, and the load balancer's group, which accepts the API
-//     port from the node network and Options.AdminCIDRs; rules found that the intent does not hold
-//     are revoked;
+//     network, ping) and nothing else inbound, one group per node pool with inbound rules of its own
+//     (spec.nodePools[].ingress), which that pool's workers carry next to the worker group, and the
+//     load balancer's group, which accepts the API port from the node network and
+//     Options.AdminCIDRs; rules found that the intent does not hold are revoked. Egress stays open
+//     (AWS's default rule): spec.network.egress is enforced by the nodes' own firewalls, which AWS
+//     nodes do not get;
 //   - an internet-facing network load balancer in the public subnets with that security group, a
 //     TCP target group on the API port (instance targets) and a TCP listener on the API port; the
 //     running control-plane instances are registered.

@@ -26,7 +26,8 @@ var liveStates = []string{"pending", "running", "shutting-down", "stopping", "st
 // provisioner.ClientToken(cluster, name), so a retry, a second controller or a restart after a crash
 // gets the same instance back. The instance has no public IP, requires IMDSv2 (hop limit 1), has an
 // encrypted root volume, the optional instance profile, the role's security group and a private
-// subnet (spread over the zones by ordinal), and is tagged with its cluster, role, pool and name.
+// subnet (spread over the zones by ordinal) and, for a worker of a pool with inbound rules of its own,
+// the pool's group too, and is tagged with its cluster, role, pool and name.
 // Its user-data is the Ignition config, or a stub that fetches it from S3 (see UserData).
 func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (provisioner.Machine, error) {
 	if err := ctx.Err(); err != nil {
@@ -42,6 +43,10 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 	group := net.groups[spec.Role]
 	if group == "" {
 		return provisioner.Machine{}, fmt.Errorf("aws: run instance %q: no security group for role %q: %w", spec.Name, spec.Role, ErrNoNetwork)
+	}
+	groups := []string{group}
+	if pg := net.groups[poolKey(spec.Pool)]; pg != "" && spec.Role == provisioner.RoleWorker {
+		groups = append(groups, pg)
 	}
 	root, err := p.rootDevice(ctx, spec.Image)
 	if err != nil {
@@ -60,7 +65,7 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 		NetworkInterfaces: []ec2types.InstanceNetworkInterfaceSpecification{{
 			DeviceIndex:              aws.Int32(0),
 			SubnetId:                 aws.String(pickSubnet(net.private, spec)),
-			Groups:                   []string{group},
+			Groups:                   groups,
 			AssociatePublicIpAddress: aws.Bool(false),
 			DeleteOnTermination:      aws.Bool(true),
 		}},

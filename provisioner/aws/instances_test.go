@@ -16,6 +16,7 @@ import (
 
 	"github.com/coreos/ignition/v2/config/v3_5"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
@@ -368,5 +369,47 @@ func TestListIsOnePaginatedCall(t *testing.T) {
 			t.Errorf("machine %+v repeated or without address or creation time", m)
 		}
 		names[m.Name] = true
+	}
+}
+
+func TestPoolIngressGroup(t *testing.T) {
+	f := startFake(t)
+	p := newProvider(t, f)
+	c := testCluster("demo")
+	c.Spec.NodePools = append(c.Spec.NodePools, v1alpha1.NodePool{Name: "edge", Count: 1, Image: testImage,
+		Ingress: []v1alpha1.IngressRule{{Protocol: "tcp", Port: 30000, EndPort: 32767, FromCIDRs: []string{"198.51.100.0/24"}, Reason: "NodePorts for the edge LB"}}})
+	c.Spec.Network.Egress = v1alpha1.Egress{Policy: v1alpha1.EgressRestricted, AllowedCIDRs: []string{"192.0.2.53/32"}}
+	if _, err := p.EnsureNetwork(t.Context(), netSpec(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	ign := []byte(`{"ignition":{"version":"3.5.0"}}`)
+	edge := provisioner.MachineSpec{Cluster: "demo", Name: provisioner.MachineName("demo", "edge", 0), Role: provisioner.RoleWorker,
+		Pool: "edge", Image: testImage, Ignition: ign}
+	for _, spec := range []provisioner.MachineSpec{edge, workerSpec("demo", 0, ign)} {
+		if _, err := newProvider(t, f).Create(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	groups := f.SecurityGroups()
+	byKey := map[string]awstest.SecurityGroup{}
+	for _, g := range groups {
+		if g.Tags[TagCluster] == "demo" {
+			byKey[GroupSpec{Role: g.Tags[TagRole], Pool: g.Tags[TagPool]}.Key()] = g
+		}
+	}
+	pool, ok := byKey["pool-edge"]
+	if !ok || len(pool.Ingress) != 1 || pool.Ingress[0].FromPort != 30000 || pool.Ingress[0].ToPort != 32767 || pool.Ingress[0].CIDR != "198.51.100.0/24" {
+		t.Fatalf("pool group %+v, want the NodePort range from 198.51.100.0/24", pool)
+	}
+	for _, g := range byKey {
+		if len(g.Egress) != 1 || g.Egress[0].Protocol != "-1" || g.Egress[0].CIDR != "0.0.0.0/0" {
+			t.Errorf("group %s egress %v, want AWS's open default", g.Name, g.Egress)
+		}
+	}
+	if got := instanceNamed(t, f, edge.Name).SecurityGroups; len(got) != 2 || got[0] != byKey["worker"].ID || got[1] != pool.ID {
+		t.Errorf("edge worker groups %v, want the worker group then the pool's", got)
+	}
+	if got := instanceNamed(t, f, "demo-workers-0").SecurityGroups; len(got) != 1 || got[0] != byKey["worker"].ID {
+		t.Errorf("plain worker groups %v, want the worker group only", got)
 	}
 }

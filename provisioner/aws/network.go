@@ -25,7 +25,7 @@ type clusterNet struct {
 	vpc string
 	// private subnet IDs in plan order (private-0, private-1, ...).
 	private []string
-	// groups maps a role to its security group ID.
+	// groups maps a role, or "pool-NAME", to its security group ID.
 	groups map[string]string
 }
 
@@ -449,24 +449,29 @@ func (p *Provider) ensureGroups(ctx context.Context, c, vpcID string, specs []Gr
 	}
 	ids := map[string]string{}
 	for _, g := range specs {
-		name := "sg-" + g.Role
+		key := g.Key()
+		name := "sg-" + key
 		if h, ok := have[name]; ok {
-			ids[g.Role] = aws.ToString(h.GroupId)
+			ids[key] = aws.ToString(h.GroupId)
 			continue
+		}
+		tags := []ec2types.Tag{tag(TagRole, g.Role)}
+		if g.Pool != "" {
+			tags = append(tags, tag(TagPool, g.Pool))
 		}
 		out, err := p.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
 			VpcId:             aws.String(vpcID),
-			GroupName:         aws.String("kiln-" + c + "-" + g.Role),
+			GroupName:         aws.String("kiln-" + c + "-" + key),
 			Description:       aws.String(g.Description),
-			TagSpecifications: tagSpec(ec2types.ResourceTypeSecurityGroup, c, name, tag(TagRole, g.Role)),
+			TagSpecifications: tagSpec(ec2types.ResourceTypeSecurityGroup, c, name, tags...),
 		})
 		if err != nil {
-			return nil, wrap(err, "create the %s security group of cluster %q", g.Role, c)
+			return nil, wrap(err, "create the %s security group of cluster %q", key, c)
 		}
-		ids[g.Role] = aws.ToString(out.GroupId)
+		ids[key] = aws.ToString(out.GroupId)
 	}
 	for _, g := range specs {
-		id := ids[g.Role]
+		id := ids[g.Key()]
 		want := map[string]rule{}
 		for _, perm := range g.Ingress {
 			r := rule{proto: perm.Protocol, from: perm.FromPort, to: perm.ToPort, desc: perm.Description}
@@ -474,7 +479,7 @@ func (p *Provider) ensureGroups(ctx context.Context, c, vpcID string, specs []Gr
 			case perm.SourceRole != "":
 				r.group = ids[perm.SourceRole]
 				if r.group == "" {
-					return nil, fmt.Errorf("aws: %s security group rule from unknown role %q: %w", g.Role, perm.SourceRole, ErrInvalidSpec)
+					return nil, fmt.Errorf("aws: %s security group rule from unknown role %q: %w", g.Key(), perm.SourceRole, ErrInvalidSpec)
 				}
 			case perm.CIDR.Addr().Is6():
 				r.cidr6 = perm.CIDR.String()
@@ -484,7 +489,7 @@ func (p *Provider) ensureGroups(ctx context.Context, c, vpcID string, specs []Gr
 			want[r.key()] = r
 		}
 		got := map[string]rule{}
-		for _, r := range rulesOf(have["sg-"+g.Role].IpPermissions) {
+		for _, r := range rulesOf(have["sg-"+g.Key()].IpPermissions) {
 			got[r.key()] = r
 		}
 		var add, drop []ec2types.IpPermission
@@ -500,12 +505,12 @@ func (p *Provider) ensureGroups(ctx context.Context, c, vpcID string, specs []Gr
 		}
 		if len(drop) > 0 {
 			if _, err := p.ec2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: aws.String(id), IpPermissions: drop}); err != nil {
-				return nil, wrap(err, "revoke %d rule(s) the firewall intent does not hold from the %s security group of cluster %q", len(drop), g.Role, c)
+				return nil, wrap(err, "revoke %d rule(s) the firewall intent does not hold from the %s security group of cluster %q", len(drop), g.Key(), c)
 			}
 		}
 		if len(add) > 0 {
 			if _, err := p.ec2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(id), IpPermissions: add}); err != nil {
-				return nil, wrap(err, "authorize %d rule(s) in the %s security group of cluster %q", len(add), g.Role, c)
+				return nil, wrap(err, "authorize %d rule(s) in the %s security group of cluster %q", len(add), g.Key(), c)
 			}
 		}
 	}
@@ -711,8 +716,9 @@ func (p *Provider) network(ctx context.Context, c string) (*clusterNet, error) {
 		n.private = append(n.private, id)
 	}
 	for _, g := range groups.SecurityGroups {
-		if role := tagValue(g.Tags, TagRole); role != "" {
-			n.groups[role] = aws.ToString(g.GroupId)
+		key := GroupSpec{Role: tagValue(g.Tags, TagRole), Pool: tagValue(g.Tags, TagPool)}.Key()
+		if key != "" {
+			n.groups[key] = aws.ToString(g.GroupId)
 		}
 	}
 	if len(n.private) == 0 || n.groups[provisioner.RoleControlPlane] == "" || n.groups[provisioner.RoleWorker] == "" {

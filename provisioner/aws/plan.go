@@ -38,13 +38,28 @@ func (p Permission) key() string {
 	return fmt.Sprintf("%s/%d/%d/%s", p.Protocol, p.FromPort, p.ToPort, src)
 }
 
-// GroupSpec is a security group kiln keeps for a role: its inbound rules, and nothing else inbound.
-// Outbound traffic is not filtered (AWS's default egress rule stays).
+// GroupSpec is a security group kiln keeps for a role, or for a node pool's own inbound rules: its
+// inbound rules, and nothing else inbound. Outbound traffic is not filtered (AWS's default egress
+// rule stays; spec.network.egress is enforced by the nodes' own firewalls, which AWS nodes do not
+// get).
 type GroupSpec struct {
-	Role        string
+	Role string
+	// Pool is set on the group of a worker pool's extra rules (spec.nodePools[].ingress), which the
+	// pool's instances carry next to the worker group.
+	Pool        string
 	Description string
 	Ingress     []Permission
 }
+
+// Key names the group among the cluster's: its role, or "pool-NAME".
+func (g GroupSpec) Key() string {
+	if g.Pool != "" {
+		return poolKey(g.Pool)
+	}
+	return g.Role
+}
+
+func poolKey(pool string) string { return "pool-" + pool }
 
 // APIAccess is who may reach the API through the load balancer.
 type APIAccess struct {
@@ -54,10 +69,12 @@ type APIAccess struct {
 	From []netip.Prefix
 }
 
-// SecurityGroups compiles the firewall intent into one security group per node role plus the load
-// balancer's: each intent rule becomes one permission per source network, and the control plane's API
-// rule also admits the load balancer's group (the NLB's security group, so its health checks and
-// forwarded connections pass). It is a pure function; EnsureNetwork makes AWS match its result.
+// SecurityGroups compiles the firewall intent into one security group per node role, one per node pool
+// with inbound rules of its own, and the load balancer's: each inbound intent rule becomes one
+// permission per source network, and the control plane's API rule also admits the load balancer's
+// group (the NLB's security group, so its health checks and forwarded connections pass). Outbound
+// rules are not compiled: security groups keep AWS's open egress. It is a pure function;
+// EnsureNetwork makes AWS match its result.
 func SecurityGroups(intent firewall.Intent, api APIAccess) ([]GroupSpec, error) {
 	if _, ok := intent.Roles[firewall.RoleControlPlane]; !ok {
 		return nil, fmt.Errorf("aws: firewall intent has no %s role: %w", firewall.RoleControlPlane, ErrInvalidSpec)
@@ -74,6 +91,9 @@ func SecurityGroups(intent firewall.Intent, api APIAccess) ([]GroupSpec, error) 
 	for _, role := range roles {
 		g := GroupSpec{Role: role, Description: "kiln " + role + " nodes"}
 		for i, r := range intent.Roles[role] {
+			if r.Direction == firewall.Out {
+				continue
+			}
 			for _, from := range r.From {
 				perm, err := permission(r, from)
 				if err != nil {
@@ -84,6 +104,27 @@ func SecurityGroups(intent firewall.Intent, api APIAccess) ([]GroupSpec, error) 
 			if role == firewall.RoleControlPlane && r.Proto == firewall.TCP && r.Ports == firewall.Port(api.Port) {
 				g.Ingress = append(g.Ingress, Permission{Protocol: "tcp", FromPort: int32(api.Port), ToPort: int32(api.Port),
 					SourceRole: RoleLoadBalancer, Description: describe("kubernetes API from the load balancer")})
+			}
+		}
+		out = append(out, g)
+	}
+	pools := make([]string, 0, len(intent.Pools))
+	for p := range intent.Pools {
+		pools = append(pools, p)
+	}
+	slices.Sort(pools)
+	for _, pool := range pools {
+		g := GroupSpec{Role: firewall.RoleWorker, Pool: pool, Description: "kiln pool " + pool + " nodes"}
+		for i, r := range intent.Pools[pool] {
+			if r.Direction == firewall.Out {
+				continue
+			}
+			for _, from := range r.From {
+				perm, err := permission(r, from)
+				if err != nil {
+					return nil, fmt.Errorf("aws: firewall intent pool %s rule %d: %w", pool, i, err)
+				}
+				g.Ingress = append(g.Ingress, perm)
 			}
 		}
 		out = append(out, g)

@@ -79,6 +79,33 @@ func TestSecurityGroups(t *testing.T) {
 			},
 		},
 		{
+			name: "a pool's own rules get a group of their own; outbound rules stay with the nodes' firewalls",
+			intent: firewall.Intent{
+				Roles: map[string][]firewall.Rule{
+					firewall.RoleControlPlane: {
+						{Proto: firewall.TCP, Ports: firewall.Port(22), From: []netip.Prefix{pfx(admin)}},
+						{Direction: firewall.Out, Proto: firewall.Any, To: []netip.Prefix{pfx(node)}},
+					},
+					firewall.RoleWorker: {{Direction: firewall.Out, Proto: firewall.Any, To: []netip.Prefix{pfx(node)}}},
+				},
+				Pools: map[string][]firewall.Rule{
+					"edge": {{Proto: firewall.TCP, Ports: firewall.PortRange{First: 30000, Last: 32767}, From: []netip.Prefix{pfx("0.0.0.0/0")}}},
+					"gpu":  {{Proto: firewall.UDP, Ports: firewall.Port(4789), From: []netip.Prefix{pfx(node), pfx(pods)}}},
+				},
+			},
+			api: APIAccess{Port: 6443, From: []netip.Prefix{pfx(node)}},
+			want: []GroupSpec{
+				{Role: firewall.RoleControlPlane, Ingress: []Permission{tcp(22, admin)}},
+				{Role: firewall.RoleWorker},
+				{Role: firewall.RoleWorker, Pool: "edge", Ingress: []Permission{{Protocol: "tcp", FromPort: 30000, ToPort: 32767, CIDR: pfx("0.0.0.0/0")}}},
+				{Role: firewall.RoleWorker, Pool: "gpu", Ingress: []Permission{
+					{Protocol: "udp", FromPort: 4789, ToPort: 4789, CIDR: pfx(node)},
+					{Protocol: "udp", FromPort: 4789, ToPort: 4789, CIDR: pfx(pods)},
+				}},
+				{Role: RoleLoadBalancer, Ingress: []Permission{tcp(6443, node)}},
+			},
+		},
+		{
 			name: "no load balancer sources: the load balancer accepts nothing",
 			intent: firewall.Intent{Roles: map[string][]firewall.Rule{
 				firewall.RoleControlPlane: {{Proto: firewall.TCP, Ports: firewall.Port(22), From: []netip.Prefix{pfx(admin)}}},
@@ -229,5 +256,25 @@ func TestShortName(t *testing.T) {
 	}
 	if a, b := shortName("a-very-long-cluster-name-that-goes-on-and-on", "api"), shortName("a-very-long-cluster-name-that-goes-on-and-off", "api"); a == b {
 		t.Errorf("two long cluster names share the load balancer name %q", a)
+	}
+}
+
+func TestOptionsFor(t *testing.T) {
+	c := testCluster("demo")
+	c.Spec.Provider.AWS.VPCID = "vpc-0a1b2c3d4e5f60718"
+	c.Spec.Provider.AWS.InstanceProfile = "kiln-node"
+	got, err := OptionsFor(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{Region: "us-east-1", AvailabilityZones: testAZs, VPCID: "vpc-0a1b2c3d4e5f60718", InstanceType: "m6i.large",
+		InstanceProfile: "kiln-node", AdminCIDRs: []string{"203.0.113.0/24"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("OptionsFor (-want +got):\n%s", d)
+	}
+	c.Spec.Provider = testCluster("demo").Spec.Provider
+	c.Spec.Provider.AWS = nil
+	if _, err := OptionsFor(c); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf("OptionsFor without an aws block: %v", err)
 	}
 }

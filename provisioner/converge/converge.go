@@ -35,6 +35,8 @@ type Memory struct {
 	// Observations are what the probes saw of each machine, by name, so that how long a probe has
 	// failed survives a restart of the executor.
 	Observations map[string]health.Observation `json:"observations,omitempty"`
+	// Joined are the machines whose provider was told they are up (provisioner.Joiner).
+	Joined []string `json:"joined,omitempty"`
 }
 
 // Store keeps the executor's Memory, such as in kiln's state store.
@@ -88,7 +90,7 @@ type Executor struct {
 
 // Action is one call to the provider that a pass made.
 type Action struct {
-	// Op is "create", "delete" or "stop".
+	// Op is "create", "delete", "stop" or "joined".
 	Op      string
 	Machine string
 	Pool    string
@@ -201,11 +203,60 @@ func (e *Executor) Pass(ctx context.Context) (Report, error) {
 	}
 	// Remember before acting: a crash after this point repeats the same idempotent creates.
 	next := Memory{Version: MemoryVersion, Remediation: plan.Next, Observations: obs}
+	for _, m := range machines {
+		if slices.Contains(mem.Joined, m.Name) {
+			next.Joined = append(next.Joined, m.Name)
+		}
+	}
 	if err := e.Store.Save(ctx, next); err != nil {
 		return r, fmt.Errorf("converge: save memory of %s: %w", cluster, err)
 	}
 	r.Actions = e.act(ctx, plan)
+	if joined := e.join(ctx, machines, verdicts, next.Joined); len(joined) > 0 {
+		for _, a := range joined {
+			r.Actions = append(r.Actions, a)
+			if a.Err == nil {
+				next.Joined = append(next.Joined, a.Machine)
+			}
+		}
+		if err := e.Store.Save(ctx, next); err != nil {
+			return r, fmt.Errorf("converge: save memory of %s: %w", cluster, err)
+		}
+	}
 	return r, nil
+}
+
+// join tells a Joiner provider about the ready machines it has not yet been told about.
+func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, verdicts map[string]health.Verdict, done []string) []Action {
+	j, ok := e.Provider.(provisioner.Joiner)
+	if !ok {
+		return nil
+	}
+	var todo []provisioner.Machine
+	for _, m := range machines {
+		if verdicts[m.Name].Ready && !slices.Contains(done, m.Name) {
+			todo = append(todo, m)
+		}
+	}
+	out := make([]Action, len(todo))
+	e.each(len(todo), func(i int) {
+		m := todo[i]
+		a := Action{Op: "joined", Machine: m.Name, Pool: m.Pool, Reason: "machine is up"}
+		if err := e.wait(ctx); err != nil {
+			a.Err = err
+		} else if err := j.Joined(ctx, m.Name); err != nil {
+			a.Err = fmt.Errorf("converge: joined %s: %w", m.Name, err)
+		}
+		out[i] = a
+	})
+	for _, a := range out {
+		if a.Err != nil {
+			e.log().Error("joined failed", "machine", a.Machine, "err", a.Err)
+		} else {
+			e.log().Info("joined", "machine", a.Machine, "pool", a.Pool)
+		}
+	}
+	return out
 }
 
 // observe probes the running machines and folds what it saw into their observations; machines no

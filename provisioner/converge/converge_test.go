@@ -3,7 +3,9 @@ package converge_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -270,5 +272,48 @@ func TestBoundedConcurrency(t *testing.T) {
 	}
 	if n := len(h.mem.Machines()); n != 10 {
 		t.Fatalf("%d machines, want 10", n)
+	}
+}
+
+// joiner is the reference provider with a Joined that fails the first time for each machine.
+type joiner struct {
+	provisioner.Provider
+	mu     sync.Mutex
+	calls  map[string]int
+	joined []string
+}
+
+func (j *joiner) Joined(_ context.Context, name string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.calls[name]++
+	if j.calls[name] == 1 {
+		return errors.New("transient")
+	}
+	j.joined = append(j.joined, name)
+	return nil
+}
+
+func TestJoinedOnceUpRetriedUntilItWorks(t *testing.T) {
+	h := newHarness()
+	j := &joiner{Provider: h.mem.New(), calls: map[string]int{}}
+	d := desired(1)
+	e := h.executor(d, reconcile.Policy{})
+	e.Provider = j
+	if _, err := e.Pass(t.Context()); err != nil { // creates
+		t.Fatal(err)
+	}
+	r, err := e.Pass(t.Context()) // ready: Joined fails once each
+	if err != nil || r.Err() == nil {
+		t.Fatalf("pass: %v, actions %+v; want the Joined failures", err, r.Actions)
+	}
+	for range 3 {
+		if _, err := e.Pass(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(j.joined)
+	if got := strings.Join(j.joined, " "); got != "kt-control-plane-0 kt-workers-0" {
+		t.Fatalf("joined %q, want each machine exactly once", got)
 	}
 }

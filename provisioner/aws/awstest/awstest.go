@@ -19,6 +19,7 @@ package awstest
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"encoding/xml"
 	"fmt"
 	"math/rand/v2"
@@ -681,4 +682,10 @@ func (t tags) clone() tags {
 		out[k] = v
 	}
 	return out
+}
+
+// CertificatePEM is the fake's TLS certificate, for clients configured by a CA bundle file
+// (AWS_CA_BUNDLE).
+func (s *Server) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
 }

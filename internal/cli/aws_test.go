@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/provisioner/aws/awstest"
+)
+
+// TestApplyOnAWSFake runs kiln apply, get nodes and delete with the real AWS SDK, configured only
+// through the environment as a user would, against the AWS API fake (no EC2 emulator can be had).
+func TestApplyOnAWSFake(t *testing.T) {
+	f := awstest.Start(t)
+	const ami = "ami-0123456789abcdef0"
+	f.AddImage(ami, "/dev/xvda")
+	f.CreateBucket("kiln-bootstrap")
+
+	dir := t.TempDir()
+	mustKiln(t, dir, "init", "demo", "--provider", "aws")
+	path := filepath.Join(dir, "cluster.yaml")
+	spec, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v1alpha1.Decode(spec, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.Provider.AWS.Region = awstest.Region
+	c.Spec.Provider.AWS.AvailabilityZones = []string{"us-east-1a", "us-east-1b"}
+	c.Spec.ControlPlane.Image = ami
+	for i := range c.Spec.NodePools {
+		c.Spec.NodePools[i].Image = ami
+	}
+	if spec, err = v1alpha1.Marshal(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(dir, "fake-ca.pem")
+	if err := os.WriteFile(ca, f.CertificatePEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL": f.URL, "AWS_CA_BUNDLE": ca, "AWS_REGION": awstest.Region,
+		"AWS_ACCESS_KEY_ID": awstest.AccessKeyID, "AWS_SECRET_ACCESS_KEY": awstest.SecretAccessKey,
+		"AWS_CONFIG_FILE": filepath.Join(dir, "none"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "none"),
+		"AWS_EC2_METADATA_DISABLED": "true", envAWSS3PathStyle: "true",
+	} {
+		t.Setenv(k, v)
+	}
+
+	code, _, errOut := kiln(t, dir, "apply")
+	if code == 0 || !strings.Contains(errOut, envAWSBucket) {
+		t.Fatalf("apply without a bucket: exit %d, %s", code, errOut)
+	}
+	t.Setenv(envAWSBucket, "kiln-bootstrap")
+
+	_, progress := kilnOK(t, dir, "apply", "--interval", "10ms", "--qps", "1000", "--timeout", "3m")
+	if !strings.Contains(progress, "demo has converged: 3 machines") || !strings.Contains(progress, "ensuring the network") {
+		t.Fatalf("apply said:\n%s", progress)
+	}
+	if n := f.Calls("RunInstances"); n != 3 {
+		t.Errorf("RunInstances called %d times, want 3", n)
+	}
+	out, _ := kilnOK(t, dir, "get", "nodes")
+	if strings.Count(out, "ready") != 3 {
+		t.Fatalf("get nodes:\n%s", out)
+	}
+	kilnOK(t, dir, "delete", "--yes")
+	out, _ = kilnOK(t, dir, "get", "nodes")
+	if strings.Contains(out, "ready") {
+		t.Fatalf("after delete:\n%s", out)
+	}
+}
