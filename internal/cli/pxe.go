@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/onprem/metal"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 )
 
@@ -216,7 +217,16 @@ func runPXEServe(ctx context.Context, g *globals, o pxeServeOptions) error {
 		return err
 	}
 	log.Info("rendered ignition", "machines", len(inv.Machines), "took", time.Since(start).Round(time.Millisecond))
-	src := &swappableSource{cur: cache}
+	src := &allocatedSource{next: &swappableSource{cur: cache}}
+	if st, err := g.openState(); err == nil {
+		err = src.reload(st)
+		st.Close()
+		if err != nil {
+			return err
+		}
+	} else {
+		return err
+	}
 
 	cfg.HTTP = pxe.HTTPConfig{BaseURL: o.baseURL, Inventory: inv, Ignition: src, Recorder: rec, URLKey: key,
 		AssetsDir: o.assets, IPXEDir: o.ipxeDir}
@@ -226,7 +236,7 @@ func runPXEServe(ctx context.Context, g *globals, o pxeServeOptions) error {
 			return err
 		}
 		defer st.Close()
-		return rec.Flush(st)
+		return errors.Join(rec.Flush(st), src.reload(st))
 	}
 
 	// Render again, with a fresh bootstrap token, before the one in the configs runs out.
@@ -254,7 +264,7 @@ func runPXEServe(ctx context.Context, g *globals, o pxeServeOptions) error {
 				log.Error("render ignition", "err", err)
 				continue
 			}
-			src.set(next)
+			src.next.set(next)
 			expires = exp
 		}
 	}()
@@ -380,6 +390,48 @@ func (s *swappableSource) Ignition(ctx context.Context, m *pxe.Machine) ([]byte,
 	c := s.cur
 	s.mu.RUnlock()
 	return c.Ignition(ctx, m)
+}
+
+// allocatedSource serves a machine that the metal provider allocated the config the provisioner
+// rendered for it, and every other machine its config rendered from the inventory. The allocations are
+// read from the state store at start and whenever the boot records are flushed (a machine's DHCP
+// answer is flushed long before its kernel asks for Ignition).
+type allocatedSource struct {
+	next *swappableSource
+
+	mu    sync.RWMutex
+	byMAC map[string][]byte
+}
+
+func (s *allocatedSource) reload(st *state.Store) error {
+	names, err := st.List(metal.BucketMachines)
+	if err != nil {
+		return err
+	}
+	byMAC := make(map[string][]byte, len(names))
+	for _, n := range names {
+		var a metal.Allocation
+		if err := st.Get(metal.BucketMachines, n, &a); err != nil {
+			return fmt.Errorf("metal allocation %s: %w", n, err)
+		}
+		if len(a.Ignition) > 0 && !a.Stopped {
+			byMAC[a.MAC] = a.Ignition
+		}
+	}
+	s.mu.Lock()
+	s.byMAC = byMAC
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *allocatedSource) Ignition(ctx context.Context, m *pxe.Machine) ([]byte, error) {
+	s.mu.RLock()
+	cfg, ok := s.byMAC[m.MAC]
+	s.mu.RUnlock()
+	if ok {
+		return cfg, nil
+	}
+	return s.next.Ignition(ctx, m)
 }
 
 // machineView is one machine as 'kiln get machines' prints it.

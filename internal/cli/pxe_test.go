@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
+
+	"github.com/kiln-dev/kiln/onprem/metal"
 )
 
 const testInventory = `apiVersion: kiln.dev/v1alpha1
@@ -91,6 +93,18 @@ func TestPXEServe(t *testing.T) {
 	}
 	write(t, dir, "assets/vmlinuz", "kernel")
 	write(t, dir, "assets/initrd.img", "initrd")
+	// demo-workers-0 was allocated by the metal provider, with the config the provisioner rendered.
+	g0 := &globals{stateDir: filepath.Join(dir, "state")}
+	st, err := g0.openState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocated := `{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"/etc/kiln-allocated","contents":{"source":"data:,demo-abc"}}]}}`
+	if err := st.Put(metal.BucketMachines, "demo-workers-abc", metal.Allocation{Name: "demo-workers-abc", Cluster: "demo",
+		MAC: "52:54:00:00:00:02", Ignition: []byte(allocated)}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +154,11 @@ func TestPXEServe(t *testing.T) {
 		if _, _, err := v3_5.Parse([]byte(cfg)); err != nil {
 			t.Fatalf("ignition of %s does not parse: %v", m.name, err)
 		}
-		if !strings.Contains(cfg, m.name) {
+		if m.name == "demo-workers-0" {
+			if cfg != allocated {
+				t.Fatalf("allocated machine got %s", cfg)
+			}
+		} else if !strings.Contains(cfg, m.name) {
 			t.Fatalf("ignition of %s does not name it", m.name)
 		}
 	}

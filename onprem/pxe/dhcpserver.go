@@ -18,6 +18,7 @@ type DHCPServer struct {
 	recorder *Recorder
 	log      *slog.Logger
 	srv      *server4.Server
+	addr     net.Addr
 }
 
 // NewDHCPServer listens on UDP port 67 (or addr) of iface (bound to the interface so broadcasts go
@@ -48,9 +49,12 @@ func NewDHCPServer(iface string, addr *net.UDPAddr, policy Policy, inv *Inventor
 		conn.Close()
 		return nil, fmt.Errorf("pxe: dhcp: %w", err)
 	}
-	d.srv = srv
+	d.srv, d.addr = srv, conn.LocalAddr()
 	return d, nil
 }
+
+// Addr is the address the server listens on.
+func (d *DHCPServer) Addr() net.Addr { return d.addr }
 
 // Serve answers requests until Close.
 func (d *DHCPServer) Serve() error { return d.srv.Serve() }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -36,6 +37,20 @@ func startTFTP(t *testing.T) (addr string, files map[string][]byte) {
 		s.Shutdown()
 		<-done
 	})
+	// Wait for Serve to be reading with packet information on (a request that arrives before is
+	// read without it, and the library then negotiates no block size above 512): one transfer.
+	c, err := tftp.NewClient(pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(2 * time.Second)
+	wt, err := c.Receive(FileBIOS, "octet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.WriteTo(io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	return pc.LocalAddr().String(), files
 }
 

@@ -32,6 +32,11 @@ type Config struct {
 	Asset string
 	// Timeout bounds the whole storm. Defaults to 2 minutes.
 	Timeout time.Duration
+	// Rate, when set, makes the storm open-loop: boots (a script and then an Ignition request) start
+	// at Rate/2 per second, cycling through the machines, whether or not earlier ones have finished,
+	// Rounds×len(MACs) boots in all. Without it every machine starts at once and loops (closed loop:
+	// 1,000 machines means 1,000 requests in flight, and latency is queueing).
+	Rate float64
 }
 
 // Result of a storm.
@@ -159,28 +164,50 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	// Two phases, each with every machine at once: scripts and Ignition (the rounds), then the
 	// assets, so that each is measured on its own.
-	start := make(chan struct{})
+	boot := func(mac string) bool {
+		script, d, err := get(base+"/ipxe?mac="+url.QueryEscape(mac), true)
+		if err != nil {
+			fail(err)
+			return false
+		}
+		record(d)
+		m := ignitionURL.FindSubmatch(script)
+		if m == nil {
+			fail(fmt.Errorf("script of %s has no ignition.config.url", mac))
+			return false
+		}
+		if _, d, err = get(string(m[1]), true); err != nil {
+			fail(err)
+			return false
+		}
+		record(d)
+		return true
+	}
 	var wg sync.WaitGroup
+	if cfg.Rate > 0 {
+		every := time.Duration(float64(2*time.Second) / cfg.Rate)
+		t0 := time.Now()
+		for i := range cfg.Rounds * len(cfg.MACs) {
+			if ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Until(t0.Add(time.Duration(i) * every)))
+			mac := cfg.MACs[i%len(cfg.MACs)]
+			wg.Go(func() { boot(mac) })
+		}
+		wg.Wait()
+	}
+	start := make(chan struct{})
 	for _, mac := range cfg.MACs {
+		if cfg.Rate > 0 {
+			break
+		}
 		wg.Go(func() {
 			<-start
 			for range cfg.Rounds {
-				script, d, err := get(base+"/ipxe?mac="+url.QueryEscape(mac), true)
-				if err != nil {
-					fail(err)
+				if !boot(mac) {
 					return
 				}
-				record(d)
-				m := ignitionURL.FindSubmatch(script)
-				if m == nil {
-					fail(fmt.Errorf("script of %s has no ignition.config.url", mac))
-					return
-				}
-				if _, d, err = get(string(m[1]), true); err != nil {
-					fail(err)
-					return
-				}
-				record(d)
 			}
 		})
 	}

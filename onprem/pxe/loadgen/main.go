@@ -19,6 +19,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	base := fs.String("url", "http://127.0.0.1:8080", "boot server (a loopback address)")
 	inv := fs.String("i", "machines.yaml", "inventory whose machines to simulate")
 	rounds := fs.Int("rounds", 1, "script+Ignition fetches per machine")
+	rate := fs.Float64("rate", 0, "open loop: script+Ignition requests per second (0: every machine at once)")
 	asset := fs.String("asset", "", "asset each machine fetches after its rounds (path under /assets/)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "bound on the whole storm")
 	if err := fs.Parse(args); err != nil {
@@ -34,7 +35,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kiln-pxe-load:", err)
 		return 1
 	}
-	cfg := Config{BaseURL: *base, Rounds: *rounds, Asset: *asset, Timeout: *timeout}
+	cfg := Config{BaseURL: *base, Rounds: *rounds, Asset: *asset, Timeout: *timeout, Rate: *rate}
 	for _, m := range i.Machines {
 		cfg.MACs = append(cfg.MACs, m.MAC)
 	}
