@@ -1,7 +1,6 @@
 package qemu_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -74,7 +73,7 @@ func TestBaseImageNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	machines := map[string]provisioner.Machine{}
 	for _, n := range []string{name, peer} { // in this order: the peer's /etc/hosts names the first
@@ -226,15 +225,14 @@ func run(t *testing.T, c *ssh.Client, cmd string) string {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var out bytes.Buffer
-	s.Stdout, s.Stderr = &out, &out
-	if err := s.Run(cmd); err != nil {
+	out, err := s.CombinedOutput(cmd)
+	if err != nil {
 		var exit *ssh.ExitMissingError
 		if !errors.As(err, &exit) {
-			t.Fatalf("%s: %v\n%s", cmd, err, out.String())
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
 		}
 	}
-	return out.String()
+	return string(out)
 }
 
 func tail(b []byte, n int) string {
