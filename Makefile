@@ -24,6 +24,7 @@ deps: ## install the Debian packages the tests need (as root)
 tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln
 	hack/tools.sh ignition >/dev/null
 	hack/tools.sh kubernetes >/dev/null
+	hack/tools.sh base-image >/dev/null
 
 test: tools ## run the whole test suite (real components included)
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...

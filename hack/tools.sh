@@ -173,7 +173,6 @@ build_ignition() {
 
 tool_ignition() { cached_build ignition "$IGNITION_VERSION" build_ignition; }
 
-# usage prints the header comment and exits with status $1 (2 by default).
 # build_kubernetes OUT DIR builds the Kubernetes binaries from k8s.io/kubernetes through a scratch
 # module: k8s.io/kubernetes cannot be required as a library as it is, because its go.mod replaces
 # every k8s.io/<staging> module with a local path; the scratch module replaces each with its published
@@ -341,6 +340,7 @@ tool_pxe-kernel() {
 	cached_build pxe-kernel debian12 build_pxe_kernel
 }
 
+# usage prints the header comment and exits with status $1 (2 by default).
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
 	exit "${1:-2}"
@@ -358,4 +358,6 @@ main() {
 	esac
 }
 
-main "$@"
+# In braces with exit, so that bash has read the whole line before it runs: an edit of this file
+# while a long build runs cannot change what runs next.
+{ main "$@"; exit; }

@@ -108,8 +108,11 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := g.provider(ctx, c)
+	p, err := g.provider(ctx, c, o.specPath)
 	if err != nil {
+		return err
+	}
+	if err := checkImages(c, p); err != nil {
 		return err
 	}
 	if np, ok := p.(provisioner.NetworkProvider); ok {
@@ -309,4 +312,28 @@ func (s stateMemory) Save(_ context.Context, m converge.Memory) error {
 	}
 	defer st.Close()
 	return st.Put(convergeBucket, s.cluster, m)
+}
+
+// imageChecker is the capability of providers that can tell before creating anything whether an
+// image can be booted (the local QEMU provider: the file exists).
+type imageChecker interface {
+	CheckImage(image string) error
+}
+
+// checkImages checks every image of the spec with the provider, naming the field of each bad one.
+func checkImages(c *v1alpha1.Cluster, p provisioner.Provider) error {
+	ic, ok := p.(imageChecker)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	if err := ic.CheckImage(c.Spec.ControlPlane.Image); err != nil {
+		errs = append(errs, fmt.Errorf("spec.controlPlane.image: %w", err))
+	}
+	for i, np := range c.Spec.NodePools {
+		if err := ic.CheckImage(np.Image); err != nil {
+			errs = append(errs, fmt.Errorf("spec.nodePools[%d].image: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
 }

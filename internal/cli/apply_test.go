@@ -88,7 +88,7 @@ func TestApplyErrors(t *testing.T) {
 	}{
 		{"unknown log format", []string{"apply", "--log-format", "xml"}, "--log-format xml"},
 		{"missing spec", []string{"apply", "-f", "nope.yaml"}, "nope.yaml"},
-		{"provider not built in", []string{"apply", "--timeout", "1s"}, "spec.provider.name"},
+		{"qemu image missing", []string{"apply", "--timeout", "1s"}, "spec.nodePools[0].image: qemu: image"},
 		{"unknown output", []string{"get", "nodes", "-o", "xml"}, "-o xml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

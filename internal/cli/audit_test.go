@@ -132,7 +132,7 @@ func TestAuditNetworkSSH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, dir, "cluster.yaml", strings.Replace(string(data), "127.0.0.1/32", hostIP+"/32", 1))
+	write(t, dir, "cluster.yaml", strings.Replace(string(data), qemuHostCIDR, hostIP+"/32", 1))
 
 	// The node's firewall: the worker ruleset of the spec, as Ignition would install it.
 	c, err := loadSpec(filepath.Join(dir, "cluster.yaml"))

@@ -218,7 +218,7 @@ func TestAuditNetwork(t *testing.T) {
 	for _, r := range rules {
 		if r.Proto == "tcp" && r.Ports == "22" {
 			ssh++
-			if strings.Join(r.From, ",") != "127.0.0.1/32" {
+			if strings.Join(r.From, ",") != qemuHostCIDR {
 				t.Errorf("ssh open to %v, want only the starter's admin range", r.From)
 			}
 		}

@@ -47,7 +47,7 @@ func runDelete(ctx context.Context, g *globals, specPath string) error {
 		return err
 	}
 	name := c.Metadata.Name
-	p, err := g.provider(ctx, c)
+	p, err := g.provider(ctx, c, specPath)
 	if err != nil {
 		return err
 	}

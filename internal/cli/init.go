@@ -21,6 +21,7 @@ func newInit(g *globals) *cobra.Command {
 		specPath string
 		provider string
 		keysPath string
+		image    string
 	)
 	cmd := &cobra.Command{
 		Use:   "init NAME",
@@ -35,19 +36,26 @@ secrets.`,
   kiln init prod -f prod.yaml --ssh-authorized-keys ~/.ssh/id_ed25519.pub`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInit(g, args[0], specPath, provider, keysPath)
+			return runInit(g, args[0], specPath, provider, keysPath, image)
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "where to write the starter spec (must not exist)")
 	cmd.Flags().StringVar(&provider, "provider", v1alpha1.ProviderQEMU, "provider of the starter spec: qemu, metal, vsphere or aws")
+	cmd.Flags().StringVar(&image, "image", "", "image every node boots (for qemu a qcow2 path); defaults to "+v1alpha1.StarterImage)
 	cmd.Flags().StringVar(&keysPath, "ssh-authorized-keys", "", "use the public keys in this file instead of generating an SSH key pair")
 	return cmd
 }
 
-func runInit(g *globals, name, specPath, provider, keysPath string) error {
+func runInit(g *globals, name, specPath, provider, keysPath, image string) error {
 	c := v1alpha1.Starter(name)
 	if err := setStarterProvider(c, provider); err != nil {
 		return err
+	}
+	if image != "" {
+		c.Spec.ControlPlane.Image = image
+		for i := range c.Spec.NodePools {
+			c.Spec.NodePools[i].Image = image
+		}
 	}
 	if keysPath != "" {
 		data, err := os.ReadFile(keysPath)
@@ -115,6 +123,9 @@ func runInit(g *globals, name, specPath, provider, keysPath string) error {
 	return nil
 }
 
+// qemuHostCIDR is the host as QEMU user-mode networking shows it to a guest.
+const qemuHostCIDR = "10.0.2.2/32"
+
 func firstPool(c *v1alpha1.Cluster) string {
 	if len(c.Spec.NodePools) == 0 {
 		return "workers"
@@ -130,6 +141,9 @@ func setStarterProvider(c *v1alpha1.Cluster, provider string) error {
 	switch provider {
 	case v1alpha1.ProviderQEMU:
 		p.QEMU = &v1alpha1.QEMUProvider{}
+		// QEMU's user networking forwards SSH from 127.0.0.1 on the host; the guest sees it come from
+		// the host's address on that network, 10.0.2.2, and its firewall must let that through.
+		c.Spec.Network.AdminCIDRs = []string{qemuHostCIDR}
 	case v1alpha1.ProviderMetal:
 		p.Metal = &v1alpha1.MetalProvider{Inventory: "machines.yaml"}
 	case v1alpha1.ProviderVSphere:

@@ -50,7 +50,7 @@ and yaml print everything.`,
 			if err != nil {
 				return err
 			}
-			p, err := g.provider(cmd.Context(), c)
+			p, err := g.provider(cmd.Context(), c, specPath)
 			if err != nil {
 				return err
 			}

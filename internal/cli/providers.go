@@ -6,16 +6,18 @@ import (
 	"fmt"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"os"
+	"path/filepath"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
 	"github.com/kiln-dev/kiln/provisioner"
 	awsprovider "github.com/kiln-dev/kiln/provisioner/aws"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 )
 
-// provider returns the provider the spec names, configured from its block of the spec.
-func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
+// provider returns the provider the spec at specPath names, configured from its block of the spec.
+func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster, specPath string) (provisioner.Provider, error) {
 	if g.newProvider != nil {
 		return g.newProvider(ctx, c)
 	}
@@ -24,28 +26,26 @@ func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster) (provisione
 		return vsphereProvider(ctx, c)
 	case v1alpha1.ProviderAWS:
 		return awsProvider(ctx, c)
+	case v1alpha1.ProviderQEMU:
+		// Machines live beside the state store; relative image paths are the spec file's neighbours.
+		return qemu.New(qemu.FromSpec(c, filepath.Join(g.stateDir, "qemu"), filepath.Dir(specPath)))
 	default:
 		return nil, fmt.Errorf("spec.provider.name: provider %q cannot place machines in this build of kiln", name)
 	}
 }
 
-// sshEndpointer is the capability of providers whose machines' SSH port is reached at an address of
-// their own (the local QEMU provider forwards it on loopback).
-type sshEndpointer interface {
-	SSHEndpoint(m provisioner.Machine) string
+// endpointer is the capability of providers whose machines' ports are reached at addresses of their
+// own (the local QEMU provider forwards SSH on loopback); "" for a port that cannot be reached.
+type endpointer interface {
+	Endpoint(m provisioner.Machine, port int) string
 }
 
 // prober returns how apply probes the machines of provider p: SSH at the address the provider
 // forwards it to. Machines of other providers sit in private networks kiln need not reach; they are
 // judged by their provider state (and, later, their Node's Ready condition).
 func (g *globals) prober(c *v1alpha1.Cluster, p provisioner.Provider) converge.Prober {
-	if se, ok := p.(sshEndpointer); ok {
-		return converge.TCPProber{Endpoint: func(m provisioner.Machine, port int) string {
-			if port == converge.DefaultSSHPort {
-				return se.SSHEndpoint(m)
-			}
-			return ""
-		}}
+	if ep, ok := p.(endpointer); ok {
+		return converge.TCPProber{Endpoint: ep.Endpoint}
 	}
 	return nil
 }

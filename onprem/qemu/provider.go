@@ -501,3 +501,16 @@ func (p *Provider) writeMeta(dir string, md meta) error {
 	}
 	return atomicfile.Write(filepath.Join(dir, metaFile), append(data, '\n'), 0o600, false)
 }
+
+// CheckImage reports whether image can be booted: a regular file, relative to Config.ImageDir.
+func (p *Provider) CheckImage(image string) error {
+	path := p.imagePath(image)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("qemu: image %s: %w (build one with 'hack/tools.sh base-image' or 'kiln image build --target qemu')", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("qemu: image %s: not a regular file: %w", path, ErrInvalid)
+	}
+	return nil
+}
