@@ -1,13 +1,18 @@
-// Package e2e runs kiln as a user does: the built binary, through the README's quickstart script,
-// and then the real Ignition binary on what it rendered.
+// Package e2e runs kiln as a user does: the built binary, through the README's quickstart script
+// (a cluster on local QEMU VMs that heals a killed node), then checks the new node over SSH and runs
+// the real Ignition binary on what kiln rendered.
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-dev/kiln/internal/ignitiontest"
 	"github.com/kiln-dev/kiln/internal/testtool"
@@ -24,16 +29,53 @@ func TestQuickstart(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	testtool.RequireRoot(t) // the base image is built with debootstrap and mounts
+	testtool.Tool(t, "qemu")
+	testtool.Tool(t, "base-image")
 	demo := filepath.Join(t.TempDir(), "demo")
+	kiln := func(args ...string) ([]byte, error) {
+		c := exec.Command(bin, args...)
+		c.Env = append(env(), "KILN_STATE_DIR="+filepath.Join(demo, "state"))
+		return c.CombinedOutput()
+	}
+	t.Cleanup(func() {
+		if out, err := kiln("delete", "-f", filepath.Join(demo, "cluster.yaml"), "--yes"); err != nil {
+			t.Errorf("kiln delete: %v\n%s", err, out)
+		}
+	})
 	qs := exec.Command(filepath.Join(root, "hack", "quickstart.sh"))
 	qs.Env = append(env(), "KILN="+bin, "KILN_DEMO_DIR="+demo)
 	out, err := qs.CombinedOutput()
 	if err != nil {
 		t.Fatalf("quickstart: %v\n%s", err, out)
 	}
-	for _, want := range []string{"cluster demo initialised", "cluster.yaml: valid", "demo-workers-1.ign: ok", "demo-control-plane-0.ign: ok"} {
+	for _, want := range []string{"cluster demo initialised", "cluster.yaml: valid", "demo-workers-0.ign: ok",
+		"demo has converged: 2 machines", "killed demo-workers-0", `"msg":"create","machine":"demo-workers-1"`,
+		`"msg":"delete","machine":"demo-workers-0"`, "logged in to demo-workers-1 as kiln"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("quickstart output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The replacement refuses a password, and root.
+	nodes, err := kiln("get", "nodes", "-f", filepath.Join(demo, "cluster.yaml"), "-o", "json")
+	if err != nil {
+		t.Fatalf("get nodes: %v\n%s", err, nodes)
+	}
+	var views []struct{ Name, SSH string }
+	if err := json.Unmarshal(nodes, &views); err != nil {
+		t.Fatalf("get nodes -o json: %v\n%s", err, nodes)
+	}
+	for _, v := range views {
+		if v.Name != "demo-workers-1" {
+			continue
+		}
+		for _, user := range []string{"kiln", "root"} {
+			_, err := ssh.Dial("tcp", v.SSH, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password("kiln")},
+				HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: time.Minute})
+			if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+				t.Errorf("password login as %s on %s: %v, want refused", user, v.SSH, err)
+			}
 		}
 	}
 

@@ -22,6 +22,7 @@ func newInit(g *globals) *cobra.Command {
 		provider string
 		keysPath string
 		image    string
+		workers  int
 	)
 	cmd := &cobra.Command{
 		Use:   "init NAME",
@@ -36,18 +37,22 @@ secrets.`,
   kiln init prod -f prod.yaml --ssh-authorized-keys ~/.ssh/id_ed25519.pub`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInit(g, args[0], specPath, provider, keysPath, image)
+			return runInit(g, args[0], specPath, provider, keysPath, image, workers)
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "where to write the starter spec (must not exist)")
 	cmd.Flags().StringVar(&provider, "provider", v1alpha1.ProviderQEMU, "provider of the starter spec: qemu, metal, vsphere or aws")
 	cmd.Flags().StringVar(&image, "image", "", "image every node boots (for qemu a qcow2 path); defaults to "+v1alpha1.StarterImage)
+	cmd.Flags().IntVar(&workers, "workers", 2, "machines of the starter's node pool")
 	cmd.Flags().StringVar(&keysPath, "ssh-authorized-keys", "", "use the public keys in this file instead of generating an SSH key pair")
 	return cmd
 }
 
-func runInit(g *globals, name, specPath, provider, keysPath, image string) error {
+func runInit(g *globals, name, specPath, provider, keysPath, image string, workers int) error {
 	c := v1alpha1.Starter(name)
+	for i := range c.Spec.NodePools {
+		c.Spec.NodePools[i].Count = workers
+	}
 	if err := setStarterProvider(c, provider); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
 )
 
@@ -23,7 +24,9 @@ type nodeView struct {
 	Reason  string            `json:"reason"`
 	Image   string            `json:"image"`
 	Address string            `json:"address,omitempty"`
-	Created time.Time         `json:"created"`
+	// SSH is where the machine's SSH port is reached from here, when the provider forwards it.
+	SSH     string    `json:"ssh,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 func newGetNodes(g *globals) *cobra.Command {
@@ -64,11 +67,16 @@ and yaml print everything.`,
 			}
 			now := time.Now()
 			hp := health.PolicyFromSpec(c.Spec.Health)
+			ep, _ := p.(endpointer)
 			views := make([]nodeView, 0, len(ms))
 			for _, m := range ms {
 				v := health.Judge(m, mem.Observations[m.Name], now, hp)
-				views = append(views, nodeView{Name: m.Name, Role: m.Role, Pool: m.Pool, State: m.State,
-					Health: verdictWord(v), Reason: v.Reason, Image: m.Image, Address: m.Address, Created: m.Created})
+				nv := nodeView{Name: m.Name, Role: m.Role, Pool: m.Pool, State: m.State,
+					Health: verdictWord(v), Reason: v.Reason, Image: m.Image, Address: m.Address, Created: m.Created}
+				if ep != nil {
+					nv.SSH = ep.Endpoint(m, converge.DefaultSSHPort)
+				}
+				views = append(views, nv)
 			}
 			slices.SortFunc(views, func(a, b nodeView) int { return strings.Compare(a.Name, b.Name) })
 			switch format {
@@ -78,7 +86,7 @@ and yaml print everything.`,
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			head := "NAME\tROLE\tPOOL\tSTATE\tHEALTH\tAGE"
 			if format == "wide" {
-				head += "\tIMAGE\tADDRESS\tREASON"
+				head += "\tADDRESS\tSSH\tIMAGE\tREASON"
 			}
 			fmt.Fprintln(tw, head)
 			for _, v := range views {
@@ -88,7 +96,7 @@ and yaml print everything.`,
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s", v.Name, v.Role, v.Pool, v.State, v.Health, age)
 				if format == "wide" {
-					fmt.Fprintf(tw, "\t%s\t%s\t%s", v.Image, dash(v.Address), v.Reason)
+					fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", dash(v.Address), dash(v.SSH), v.Image, v.Reason)
 				}
 				fmt.Fprintln(tw)
 			}

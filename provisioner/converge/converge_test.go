@@ -204,6 +204,7 @@ func TestProbes(t *testing.T) {
 			if err != nil {
 				return
 			}
+			c.Write([]byte("SSH-2.0-test\r\n"))
 			c.Close()
 		}
 	}()
@@ -315,5 +316,39 @@ func TestJoinedOnceUpRetriedUntilItWorks(t *testing.T) {
 	slices.Sort(j.joined)
 	if got := strings.Join(j.joined, " "); got != "kt-control-plane-0 kt-workers-0" {
 		t.Fatalf("joined %q, want each machine exactly once", got)
+	}
+}
+
+// TestSSHProbeNeedsBanner: a port that accepts connections but says nothing (a forwarded port with no
+// sshd behind it yet) does not count as SSH up; one that sends the SSH banner does.
+func TestSSHProbeNeedsBanner(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		banner string
+		want   bool
+	}{
+		{"silent", "", false},
+		{"not ssh", "HTTP/1.1 400 Bad Request\r\n", false},
+		{"sshd", "SSH-2.0-OpenSSH_9.2p1\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(tc.banner))
+				c.Close()
+			}()
+			p := converge.TCPProber{Timeout: time.Second, Endpoint: func(provisioner.Machine, int) string { return ln.Addr().String() }}
+			if got := *p.Probe(t.Context(), provisioner.Machine{}).SSH; got != tc.want {
+				t.Fatalf("SSH probe = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package converge
 
 import (
 	"context"
+	"io"
 	"net"
 	"strconv"
 	"time"
@@ -17,6 +18,8 @@ const (
 )
 
 // TCPProber probes a machine by connecting to its SSH port and, when Kubelet is set, its kubelet port.
+// The SSH probe passes only when the server sends its SSH banner: a forwarded port (QEMU's user
+// networking) accepts connections before anything listens behind it.
 type TCPProber struct {
 	// Endpoint is the host:port to dial for port of machine m. Defaults to m.Address and the port;
 	// providers that forward ports (the local QEMU provider) give their own.
@@ -51,9 +54,19 @@ func (p TCPProber) dial(ctx context.Context, m provisioner.Machine, port int) *b
 		}
 		d := net.Dialer{Timeout: timeout}
 		if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
-			ok = true
+			ok = port != DefaultSSHPort || sshBanner(c, timeout)
 			c.Close()
 		}
 	}
 	return &ok
+}
+
+// sshBanner reports whether c sends an SSH identification line ("SSH-2.0-...") within timeout.
+func sshBanner(c net.Conn, timeout time.Duration) bool {
+	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return false
+	}
+	buf := make([]byte, 4)
+	_, err := io.ReadFull(c, buf)
+	return err == nil && string(buf) == "SSH-"
 }
