@@ -5,7 +5,8 @@
 # replace it, and logs in to the new worker with the cluster's SSH key.
 #
 # Everything goes into ./demo (spec, encrypted state, the VMs' disks); a previous demo's VMs are
-# deleted first. The VMs stay up afterwards: `kiln delete -f demo/cluster.yaml --yes` removes them.
+# deleted first. The VMs stay up afterwards:
+# `KILN_STATE_DIR=demo/state bin/kiln delete -f demo/cluster.yaml --yes` removes them.
 #
 # Needs root (the base image is built with debootstrap and mounts) and the tools of `make tools`.
 set -euo pipefail
@@ -74,4 +75,5 @@ ssh -i "$DEMO/id_demo" -p "${ssh_addr##*:}" -o StrictHostKeyChecking=no -o UserK
 
 step "done"
 echo "spec: $SPEC   state: $KILN_STATE_DIR"
-echo "the nodes keep running; remove them with: $KILN delete -f $SPEC --yes"
+echo "the nodes keep running; remove them with:"
+echo "  KILN_STATE_DIR=$KILN_STATE_DIR $KILN delete -f $SPEC --yes"
