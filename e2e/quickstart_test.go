@@ -30,6 +30,7 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	testtool.RequireRoot(t) // the base image is built with debootstrap and mounts
+	testtool.ExclusiveVMs(t)
 	testtool.Tool(t, "qemu")
 	testtool.Tool(t, "base-image")
 	demo := filepath.Join(t.TempDir(), "demo")

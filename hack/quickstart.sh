@@ -38,6 +38,11 @@ echo "$image"
 step "kiln init demo (qemu: one control-plane node, one worker)"
 "$KILN" init demo -f "$SPEC" --provider qemu --image "$image" --workers 1
 
+# TCG on a small, busy machine can take minutes to boot a node: give new nodes 20 minutes before
+# they count as failed (the default, 10m, suits real hardware).
+sed -i 's/^    nodeStartupTimeout: 10m$/    nodeStartupTimeout: 20m/' "$SPEC"
+grep -q '^    nodeStartupTimeout: 20m$' "$SPEC" || die "could not set spec.health.nodeStartupTimeout in $SPEC"
+
 step "kiln validate"
 "$KILN" validate -f "$SPEC"
 

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -183,4 +184,23 @@ func checkExecutable(p string) error {
 		return fmt.Errorf("%s: %w", p, errNotExecutable)
 	}
 	return nil
+}
+
+// vmLock is the file that serializes the tests that boot real VMs, across test binaries.
+const vmLock = "/tmp/kiln-test-vms.lock"
+
+// ExclusiveVMs makes the test the only one of kiln's tests booting VMs on this machine until it ends:
+// `go test ./...` runs packages in parallel, and several TCG guests at once on a small machine boot so
+// slowly that their timeouts, not the code, decide the outcome.
+func ExclusiveVMs(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(vmLock, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("testtool: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("testtool: lock %s: %v", vmLock, err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
 }

@@ -53,6 +53,7 @@ case "$1" in bound|renew) ip addr add "$ip/${mask:-24}" dev "$interface" ;; esac
 // and initrd, and its own Ignition, which its initrd fetched from the URL on its kernel command line.
 func TestNetworkBoot(t *testing.T) {
 	testtool.RequireRoot(t)
+	testtool.ExclusiveVMs(t)
 	kernel := testtool.Tool(t, "pxe-kernel")
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 // reboot, and a killed VM listed as failed.
 func TestBaseImageNodes(t *testing.T) {
 	testtool.RequireRoot(t)
+	testtool.ExclusiveVMs(t)
 	image := filepath.Join(filepath.Dir(testtool.Tool(t, "base-image")), "disk.qcow2")
 	cfg := testConfig(t)
 	cfg.MemoryMiB, cfg.CPUs = 1024, 1
