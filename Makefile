@@ -25,6 +25,11 @@ tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln
 	hack/tools.sh ignition >/dev/null
 	hack/tools.sh kubernetes >/dev/null
 	hack/tools.sh base-image >/dev/null
+	hack/tools.sh packer >/dev/null
+	hack/tools.sh packer-plugin-qemu >/dev/null
+	hack/tools.sh packer-plugin-amazon >/dev/null
+	hack/tools.sh packer-plugin-vsphere >/dev/null
+	hack/tools.sh pxe-kernel >/dev/null
 
 test: tools ## run the whole test suite (real components included)
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...

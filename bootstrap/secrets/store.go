@@ -2,11 +2,14 @@ package secrets
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/state"
 )
 
@@ -73,4 +76,28 @@ func keyMaterial(b *Bundle) ([]byte, error) {
 	c := *b
 	c.BootstrapTokens = nil
 	return json.Marshal(c)
+}
+
+// JoinToken loads cluster c's bundle and returns it with a bootstrap token that has at least half of
+// spec.security.bootstrapTokenTTL left, adding and storing a new one (described by description) when
+// there is none; expired tokens are dropped then. It is what every renderer of a joining node's
+// config calls, so that a render never hands out a token about to expire.
+func JoinToken(s *state.Store, c *v1alpha1.Cluster, now time.Time, description string) (*Bundle, BootstrapToken, error) {
+	name := c.Metadata.Name
+	b, err := Load(s, name)
+	if err != nil {
+		return nil, BootstrapToken{}, fmt.Errorf("cluster %s: %w (run 'kiln init %s' first)", name, err, name)
+	}
+	ttl := c.Spec.Security.BootstrapTokenTTL.Duration
+	if tok, ok := b.ValidBootstrapToken(now, ttl/2); ok {
+		return b, tok, nil
+	}
+	tok, err := b.AddBootstrapToken(rand.Reader, now, ttl, description)
+	if err != nil {
+		return nil, BootstrapToken{}, err
+	}
+	if err := Update(s, name, b); err != nil {
+		return nil, BootstrapToken{}, err
+	}
+	return b, tok, nil
 }

@@ -12,7 +12,7 @@ packer {
   required_plugins {
     amazon = {
       source  = "github.com/hashicorp/amazon"
-      version = ">= 1.3.0"
+      version = ">= 1.2.1"
     }
     kiln = {
       source  = "github.com/kiln-dev/kiln"

@@ -122,6 +122,12 @@ variable "automatic_reboot_time" {
   description = "kiln-harden automatic_reboot_time: when unattended upgrades reboot, HH:MM."
 }
 
+variable "rsa_host_key_bits" {
+  type        = number
+  default     = 4096
+  description = "kiln-harden rsa_host_key_bits: size of the RSA host key each machine makes on its first boot."
+}
+
 variable "remove_build_user" {
   type        = bool
   default     = true
@@ -155,7 +161,7 @@ source "qemu" "kiln" {
   communicator         = "ssh"
   ssh_username         = var.ssh_username
   ssh_private_key_file = var.ssh_private_key_file
-  ssh_timeout          = "10m"
+  ssh_timeout          = "30m"
   # With remove_build_user, kiln-harden schedules the poweroff itself: sudo is gone by now.
   shutdown_command = var.remove_build_user ? "true" : "sudo -n systemctl poweroff"
   shutdown_timeout = "5m"
@@ -176,6 +182,7 @@ build {
   provisioner "kiln-harden" {
     allow_groups          = var.allow_groups
     automatic_reboot_time = var.automatic_reboot_time
+    rsa_host_key_bits     = var.rsa_host_key_bits
     remove_build_user     = var.remove_build_user
   }
 }

@@ -83,7 +83,7 @@ func TestTemplatesValidate(t *testing.T) {
 			"format=raw", "accelerator=tcg", `allow_groups=["kiln-ssh"]`, "remove_build_user=false"}},
 		{target: "aws", vars: []string{"source_ami=ami-0123456789abcdef0", "subnet_id=subnet-0123456789abcdef0",
 			"build_ignition=" + f["build.ign"], "ssh_private_key_file=" + f["build_key"]}},
-		{target: "vsphere", vars: []string{"vcenter_server=vcenter.example.internal", "username=packer", "password=secret",
+		{target: "vsphere", vars: []string{"vcenter_server=vcenter.example.internal", "username=packer", "password=secret", "cluster=kiln",
 			"template=kiln-base", "network=kiln-private", "build_ignition=" + f["build.ign"], "ssh_private_key_file=" + f["build_key"]}},
 	}
 	for _, tc := range tests {

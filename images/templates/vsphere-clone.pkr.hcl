@@ -2,7 +2,7 @@
 # guestinfo) into a private port group.
 #
 #   kiln image build --target vsphere --var vcenter_server=... --var username=... --var password=... \
-#     --var template=kiln-base --var network=kiln-private --var build_ignition=build.ign \
+#     --var cluster=... --var template=kiln-base --var network=kiln-private --var build_ignition=build.ign \
 #     --var ssh_private_key_file=build_key
 #
 # The build-time Ignition config goes in guestinfo.ignition.config.data (base64); it holds only the
@@ -13,7 +13,7 @@ packer {
   required_plugins {
     vsphere = {
       source  = "github.com/hashicorp/vsphere"
-      version = ">= 1.4.0"
+      version = ">= 1.4.2"
     }
     kiln = {
       source  = "github.com/kiln-dev/kiln"
@@ -46,8 +46,15 @@ variable "datacenter" {
 }
 
 variable "cluster" {
-  type    = string
-  default = ""
+  type        = string
+  default     = ""
+  description = "The vSphere cluster to build in; set cluster or host."
+}
+
+variable "host" {
+  type        = string
+  default     = ""
+  description = "The ESXi host to build on; set cluster or host."
 }
 
 variable "datastore" {
@@ -109,13 +116,14 @@ source "vsphere-clone" "kiln" {
   insecure_connection = var.insecure_connection
   datacenter          = var.datacenter
   cluster             = var.cluster
+  host                = var.host
   datastore           = var.datastore
   folder              = var.folder
   template            = var.template
   vm_name             = local.vm_name
   network             = var.network
   configuration_parameters = {
-    "guestinfo.ignition.config.data"          = filebase64(var.build_ignition)
+    "guestinfo.ignition.config.data"          = base64encode(file(var.build_ignition))
     "guestinfo.ignition.config.data.encoding" = "base64"
   }
   convert_to_template = true

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -94,29 +93,7 @@ at all), and a size that fits the target. The output holds a bootstrap token: -o
 }
 
 // joinToken returns the cluster's secrets and a bootstrap token with at least half its lifetime
-// left, minting and recording a new one when there is none.
+// left (secrets.JoinToken).
 func joinToken(st *state.Store, c *v1alpha1.Cluster, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error) {
-	b, err := secrets.Load(st, c.Metadata.Name)
-	if err != nil {
-		return nil, secrets.BootstrapToken{}, fmt.Errorf("cluster %s: %w (run 'kiln init %s' first)", c.Metadata.Name, err, c.Metadata.Name)
-	}
-	ttl := c.Spec.Security.BootstrapTokenTTL.Duration
-	if tok, ok := b.ValidBootstrapToken(now, ttl/2); ok {
-		return b, tok, nil
-	}
-	tok, err := secrets.NewBootstrapToken(rand.Reader, now, ttl, "kiln node join")
-	if err != nil {
-		return nil, secrets.BootstrapToken{}, err
-	}
-	var kept []secrets.BootstrapToken
-	for _, t := range b.BootstrapTokens {
-		if !t.Expired(now) {
-			kept = append(kept, t)
-		}
-	}
-	b.BootstrapTokens = append(kept, tok)
-	if err := secrets.Update(st, c.Metadata.Name, b); err != nil {
-		return nil, secrets.BootstrapToken{}, err
-	}
-	return b, tok, nil
+	return secrets.JoinToken(st, c, now, "kiln node join")
 }

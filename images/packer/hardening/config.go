@@ -61,9 +61,10 @@ type Config struct {
 	// The user Packer logs in as; its authorized_keys are removed from the image. Defaults to the
 	// communicator's user.
 	BuildUser string `mapstructure:"build_user"`
-	// Delete the build user and its home directory as the very last command. The build's
-	// shutdown_command then cannot use sudo any more: leave it empty, and the provisioner powers the
-	// machine off itself after a clean sync. Defaults to `false`.
+	// Delete the build user and its home directory as the very last command. sudo is gone after that,
+	// so the provisioner schedules the poweroff itself, 15 s later, in a transient systemd unit that
+	// also removes the sudoers drop-ins naming the build user; make the build's shutdown_command one
+	// that needs no sudo (`true`) and kiln-harden the last provisioner. Defaults to `false`.
 	RemoveBuildUser bool `mapstructure:"remove_build_user"`
 	// The os-release ID to plan for (debian, ubuntu, rocky, flatcar, ...) instead of the one read
 	// from the machine's /etc/os-release. Defaults to the detected ID.

@@ -85,8 +85,7 @@ func run(ctx context.Context, r *remote, c *Config, commUser string) error {
 		if err := r.applySteps(ctx, clean[:len(clean)-1], len(apply), len(plan.Steps)); err != nil {
 			return err
 		}
-		if _, err := r.output(ctx, []string{"sh", "-c", "sync && systemd-run --quiet --on-active=" +
-			fmt.Sprint(PoweroffDelaySeconds) + " --timer-property=AccuracySec=1s systemctl poweroff"}); err != nil {
+		if _, err := r.output(ctx, poweroffCommand(profile.Hygiene.BuildUser)); err != nil {
 			return fmt.Errorf("kiln-harden: schedule the poweroff: %w", err)
 		}
 		ui.Say(fmt.Sprintf("kiln-harden: the machine powers off in %d s (the build user is removed now)", PoweroffDelaySeconds))
@@ -97,6 +96,17 @@ func run(ctx context.Context, r *remote, c *Config, commUser string) error {
 	}
 	_, err = r.output(ctx, []string{"sync"})
 	return err
+}
+
+// poweroffCommand schedules the poweroff as a transient unit of PID 1 that first removes the sudoers
+// drop-ins granting the build user (the build's own grant must not outlive the user: a later user of
+// the same name would inherit it), then powers off. The unit's command has no "$": systemd expands
+// environment variables in it. buildUser is a valid user name (Profile.Validate).
+func poweroffCommand(buildUser string) []string {
+	script := `sync; find /etc/sudoers.d -maxdepth 1 -type f -exec grep -qsE '^` + buildUser +
+		`[[:space:]]' {} ';' -delete; exec systemctl poweroff`
+	return []string{"systemd-run", "--quiet", "--on-active=" + fmt.Sprint(PoweroffDelaySeconds),
+		"--timer-property=AccuracySec=1s", "/bin/sh", "-c", script}
 }
 
 // splitPlan splits a plan at its first hygiene step, the removal of the host keys: everything before

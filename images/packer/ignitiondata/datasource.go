@@ -4,7 +4,6 @@
 package ignitiondata
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -155,7 +154,7 @@ func Render(c Config, now time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("kiln-ignition: state_dir: %w", err)
 	}
 	defer st.Close()
-	b, tok, err := joinToken(st, cluster, now)
+	b, tok, err := secrets.JoinToken(st, cluster, now, "kiln node join (packer)")
 	if err != nil {
 		return nil, fmt.Errorf("kiln-ignition: %w", err)
 	}
@@ -168,25 +167,4 @@ func Render(c Config, now time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("kiln-ignition: %w", err)
 	}
 	return cfg, nil
-}
-
-// joinToken returns the cluster's secrets and a bootstrap token with at least half its lifetime
-// left, adding and recording a new one when there is none (as `kiln render ignition` does).
-func joinToken(st *state.Store, c *v1alpha1.Cluster, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error) {
-	b, err := secrets.Load(st, c.Metadata.Name)
-	if err != nil {
-		return nil, secrets.BootstrapToken{}, fmt.Errorf("cluster %s: %w (run 'kiln init %s' first)", c.Metadata.Name, err, c.Metadata.Name)
-	}
-	ttl := c.Spec.Security.BootstrapTokenTTL.Duration
-	if tok, ok := b.ValidBootstrapToken(now, ttl/2); ok {
-		return b, tok, nil
-	}
-	tok, err := b.AddBootstrapToken(rand.Reader, now, ttl, "kiln node join (packer)")
-	if err != nil {
-		return nil, secrets.BootstrapToken{}, err
-	}
-	if err := secrets.Update(st, c.Metadata.Name, b); err != nil {
-		return nil, secrets.BootstrapToken{}, err
-	}
-	return b, tok, nil
 }
