@@ -41,8 +41,10 @@ func newRoot(g *globals) *cobra.Command {
 Kubernetes cluster on first boot, places them into private networks, and replaces nodes that fail.
 
 A cluster starts with 'kiln init NAME', which writes a starter spec (cluster.yaml) and generates the
-cluster's secrets (CAs, keys, the SSH key, the encryption key) into the state store. Then
-'kiln render ignition' renders each node's Ignition config.
+cluster's secrets (CAs, keys, the SSH key, the encryption key) into the state store. 'kiln apply'
+then makes the cluster's network and machines on the spec's provider (qemu, vsphere, aws), each
+booting its own Ignition config, and with --watch keeps replacing machines that fail; 'kiln get
+nodes' shows them. 'kiln image build' bakes the images they boot, 'kiln pxe serve' boots bare metal.
 
 The state store is a file (state.db, mode 0600) in --state-dir; its values are encrypted with the
 key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 bytes) when set.`,
