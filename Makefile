@@ -59,7 +59,7 @@ fuzz: ## fuzz each target for FUZZTIME (default 30s)
 	go test -run '^$$' -fuzz FuzzDecide -fuzztime $${FUZZTIME:-30s} ./onprem/pxe
 	go test -run '^$$' -fuzz FuzzMatch -fuzztime $${FUZZTIME:-30s} ./onprem/pxe
 
-quickstart: tools build ## kiln's main job on this machine: a cluster on local QEMU VMs that heals a killed node
+quickstart: deps build ## kiln's main job on this machine: a cluster on local QEMU VMs that heals a killed node
 	hack/quickstart.sh
 
 clean: ## remove build output (the tool cache in ~/.cache/kiln stays)
