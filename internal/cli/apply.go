@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -225,6 +226,7 @@ func summary(r converge.Report) string {
 func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slog.Logger, o applyOptions) *converge.Executor {
 	policy := reconcile.PolicyFromSpec(c.Spec.Health)
 	policy.KeepFailed = o.keepFailed
+	renderer := &nodeRenderer{g: g, c: c}
 	e := &converge.Executor{
 		Provider:    p,
 		Desired:     reconcile.DesiredFromSpec(c),
@@ -234,8 +236,8 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Prober:      g.prober(c, p),
 		Concurrency: o.concurrency,
 		Log:         log,
-		Ignition: func(ctx context.Context, cr reconcile.Create) ([]byte, error) {
-			return g.renderFor(c, cr)
+		Ignition: func(_ context.Context, cr reconcile.Create) ([]byte, error) {
+			return renderer.render(cr)
 		},
 	}
 	if o.qps > 0 {
@@ -244,27 +246,43 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 	return e
 }
 
-// renderFor renders the Ignition config of a machine to create, with a bootstrap token that has at
-// least half its lifetime left.
-func (g *globals) renderFor(c *v1alpha1.Cluster, cr reconcile.Create) ([]byte, error) {
-	st, err := g.openState()
+// nodeRenderer renders the Ignition config of each machine apply creates. It keeps one
+// ignition.Renderer (Butane translated once) for as long as the bootstrap token stays the same, and
+// holds the state store only to look the token up, so that concurrent creates neither translate the
+// templates again nor wait on the store's lock.
+type nodeRenderer struct {
+	g     *globals
+	c     *v1alpha1.Cluster
+	mu    sync.Mutex
+	token string
+	r     *ignition.Renderer
+}
+
+// render renders machine cr's config with a bootstrap token that has at least half its lifetime left.
+func (n *nodeRenderer) render(cr reconcile.Create) ([]byte, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st, err := n.g.openState()
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	b, tok, err := joinToken(st, c, time.Now())
+	b, tok, err := joinToken(st, n.c, time.Now())
+	st.Close()
 	if err != nil {
 		return nil, err
 	}
-	r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Target: c.Spec.Provider.Name})
-	if err != nil {
-		return nil, err
+	if n.r == nil || n.token != tok.ID {
+		r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Target: n.c.Spec.Provider.Name})
+		if err != nil {
+			return nil, err
+		}
+		n.r, n.token = r, tok.ID
 	}
 	pool := cr.Pool
 	if cr.Role == provisioner.RoleControlPlane {
 		pool = "" // the control plane is a group, not a node pool
 	}
-	return r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool})
+	return n.r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool})
 }
 
 // networkSpec is the network the provider makes for cluster c.
