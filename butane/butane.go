@@ -20,11 +20,6 @@ const NodeNamePlaceholder = "@@KILN_NODE_NAME@@"
 //go:embed templates/*.bu.tmpl
 var files embed.FS
 
-// Role names, which are also the template names (without the .bu.tmpl suffix).
-const (
-	RoleControlPlane = "control-plane"
-	RoleWorker       = "worker"
-)
 
 // Source returns the Butane template of a role.
 func Source(role string) ([]byte, error) {

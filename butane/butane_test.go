@@ -5,10 +5,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
 
 func TestRoles(t *testing.T) {
-	if diff := cmp.Diff([]string{RoleControlPlane, RoleWorker}, Roles()); diff != "" {
+	if diff := cmp.Diff([]string{v1alpha1.RoleControlPlane, v1alpha1.RoleWorker}, Roles()); diff != "" {
 		t.Errorf("roles (-want +got):\n%s", diff)
 	}
 }
@@ -17,8 +18,8 @@ func TestSource(t *testing.T) {
 	for _, tc := range []struct {
 		name, role, want, wantErr string
 	}{
-		{name: "worker", role: RoleWorker, want: "variant: fcos"},
-		{name: "control plane", role: RoleControlPlane, want: "etcd.service"},
+		{name: "worker", role: v1alpha1.RoleWorker, want: "variant: fcos"},
+		{name: "control plane", role: v1alpha1.RoleControlPlane, want: "etcd.service"},
 		{name: "unknown role", role: "etcd", wantErr: `butane: no template for role "etcd" (have control-plane, worker)`},
 		{name: "shared pieces are not a role", role: "_common", wantErr: `no template for role "_common"`},
 	} {

@@ -7,12 +7,6 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 )
 
-// Roles of machines.
-const (
-	RoleControlPlane = firewall.RoleControlPlane
-	RoleWorker       = firewall.RoleWorker
-)
-
 // ControlPlanePool is the pool name of control-plane machines, so that their names are
 // "<cluster>-control-plane-<i>" like those of bootstrap/secrets.ControlPlaneNodeNames.
 const ControlPlanePool = "control-plane"
@@ -39,7 +33,7 @@ type MachineSpec struct {
 	Cluster string
 	// Name is unique in the provider; see MachineName.
 	Name string
-	// Role is RoleControlPlane or RoleWorker.
+	// Role is v1alpha1.RoleControlPlane or v1alpha1.RoleWorker.
 	Role string
 	// Pool is the node pool, ControlPlanePool for the control plane.
 	Pool string

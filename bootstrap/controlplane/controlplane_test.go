@@ -69,7 +69,7 @@ func renderedNode(t *testing.T) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := r.Render(ignition.Node{Name: "cpt-control-plane-0", Role: ignition.RoleControlPlane})
+	raw, err := r.Render(ignition.Node{Name: "cpt-control-plane-0", Role: v1alpha1.RoleControlPlane})
 	if err != nil {
 		t.Fatal(err)
 	}

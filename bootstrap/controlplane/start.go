@@ -24,6 +24,7 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
@@ -110,7 +111,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
 	nodeName := secrets.ControlPlaneNodeNames(in.Cluster)[0]
-	raw, err := r.Render(ignition.Node{Name: nodeName, Role: ignition.RoleControlPlane})
+	raw, err := r.Render(ignition.Node{Name: nodeName, Role: v1alpha1.RoleControlPlane})
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}

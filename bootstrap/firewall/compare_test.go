@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
 
 // The live-*.json files are `nft -j list ruleset` output recorded from a network namespace that had
@@ -22,7 +23,7 @@ func TestCompare(t *testing.T) {
 			t.Fatal(err)
 		}
 		pool := ""
-		if role == RoleWorker {
+		if role == v1alpha1.RoleWorker {
 			pool = c.Spec.NodePools[0].Name
 		}
 		return i.Node(role, pool)
@@ -35,19 +36,19 @@ func TestCompare(t *testing.T) {
 		{
 			name:  "restricted control plane, as loaded",
 			live:  "live-restricted-control-plane.json",
-			rules: intent("restricted", RoleControlPlane),
+			rules: intent("restricted", v1alpha1.RoleControlPlane),
 			want:  Comparison{Rules: 20},
 		},
 		{
 			name:  "ipv4 worker, as loaded",
 			live:  "live-ipv4-worker.json",
-			rules: intent("ipv4", RoleWorker),
+			rules: intent("ipv4", v1alpha1.RoleWorker),
 			want:  Comparison{Rules: 10},
 		},
 		{
 			name:  "ipv4 worker, drifted",
 			live:  "live-ipv4-worker-drifted.json",
-			rules: intent("ipv4", RoleWorker),
+			rules: intent("ipv4", v1alpha1.RoleWorker),
 			want: Comparison{
 				Rules: 10,
 				Differences: []Difference{
@@ -61,7 +62,7 @@ func TestCompare(t *testing.T) {
 		{
 			name:  "no kiln table",
 			live:  "live-empty.json",
-			rules: intent("ipv4", RoleWorker),
+			rules: intent("ipv4", v1alpha1.RoleWorker),
 			want:  Comparison{Differences: []Difference{{Kind: Missing, Rule: "table inet kiln_filter: the node has no kiln firewall"}}},
 		},
 	} {
@@ -91,12 +92,12 @@ func TestCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Compare(i.Roles[RoleWorker], live)
+	got, err := Compare(i.Roles[v1alpha1.RoleWorker], live)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Comparison{Rules: 10, Differences: []Difference{{Kind: Missing, Chain: "output", Rule: "chain output"}}}
-	for _, d := range Canonical(i.Roles[RoleWorker]) {
+	for _, d := range Canonical(i.Roles[v1alpha1.RoleWorker]) {
 		if d.Chain == "output" {
 			d.Kind = Missing
 			want.Differences = append(want.Differences, d)

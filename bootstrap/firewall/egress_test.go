@@ -49,7 +49,7 @@ func TestEgressAndPools(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, role := range []string{RoleControlPlane, RoleWorker} {
+			for _, role := range []string{v1alpha1.RoleControlPlane, v1alpha1.RoleWorker} {
 				if diff := cmp.Diff(tc.want, outRules(intent.Roles[role]), ruleOpts); diff != "" {
 					t.Errorf("%s outbound rules (-want +got):\n%s", role, diff)
 				}
@@ -83,13 +83,13 @@ func TestPoolIngress(t *testing.T) {
 	if diff := cmp.Diff(map[string][]Rule{"edge": want}, intent.Pools, ruleOpts); diff != "" {
 		t.Errorf("pools (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(append(intent.Roles[RoleWorker], want...), intent.Node(RoleWorker, "edge"), ruleOpts); diff != "" {
+	if diff := cmp.Diff(append(intent.Roles[v1alpha1.RoleWorker], want...), intent.Node(v1alpha1.RoleWorker, "edge"), ruleOpts); diff != "" {
 		t.Errorf("Node(worker, edge) (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(intent.Roles[RoleWorker], intent.Node(RoleWorker, "workers"), ruleOpts); diff != "" {
+	if diff := cmp.Diff(intent.Roles[v1alpha1.RoleWorker], intent.Node(v1alpha1.RoleWorker, "workers"), ruleOpts); diff != "" {
 		t.Errorf("Node(worker, workers) (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(intent.Roles[RoleControlPlane], intent.Node(RoleControlPlane, ""), ruleOpts); diff != "" {
+	if diff := cmp.Diff(intent.Roles[v1alpha1.RoleControlPlane], intent.Node(v1alpha1.RoleControlPlane, ""), ruleOpts); diff != "" {
 		t.Errorf("Node(control-plane) (-want +got):\n%s", diff)
 	}
 }

@@ -42,12 +42,6 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
 
-// Node roles, the keys of Intent.Roles.
-const (
-	RoleControlPlane = "control-plane"
-	RoleWorker       = "worker"
-)
-
 // Ports of the services the intent opens (the API port comes from the spec).
 const (
 	PortSSH        = 22
@@ -123,7 +117,7 @@ type Rule struct {
 }
 
 // Intent is the firewall of every node role: the rules that accept traffic, keyed by role
-// (RoleControlPlane, RoleWorker). Inbound traffic that a role's rules do not accept is dropped;
+// (v1alpha1.RoleControlPlane, v1alpha1.RoleWorker). Inbound traffic that a role's rules do not accept is dropped;
 // outbound traffic too, if the role has outbound rules. Pools holds the further inbound rules of the
 // node pools that ask for them (spec.nodePools[].ingress), by pool name.
 type Intent struct {
@@ -135,7 +129,7 @@ type Intent struct {
 // then the pool's own.
 func (i Intent) Node(role, pool string) []Rule {
 	rules := append([]Rule(nil), i.Roles[role]...)
-	if role == RoleWorker {
+	if role == v1alpha1.RoleWorker {
 		rules = append(rules, i.Pools[pool]...)
 	}
 	return rules
@@ -281,8 +275,8 @@ func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
 		worker = append(worker, out...)
 	}
 	intent := Intent{Roles: map[string][]Rule{
-		RoleControlPlane: cp,
-		RoleWorker:       worker,
+		v1alpha1.RoleControlPlane: cp,
+		v1alpha1.RoleWorker:       worker,
 	}}
 	if len(pools) > 0 {
 		intent.Pools = pools

@@ -58,7 +58,7 @@ func TestNewIntent(t *testing.T) {
 				AdminCIDRs:  []string{"203.0.113.0/24"},
 			},
 			want: Intent{Roles: map[string][]Rule{
-				RoleControlPlane: {
+				v1alpha1.RoleControlPlane: {
 					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24")},
 					{Proto: TCP, Ports: Port(6443), From: prefixes("192.0.2.10/32", "10.20.0.0/16", "10.244.0.0/16")},
 					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.20.0.0/16")},
@@ -66,7 +66,7 @@ func TestNewIntent(t *testing.T) {
 					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
 					{Proto: ICMP, From: prefixes("10.20.0.0/16")},
 				},
-				RoleWorker: {
+				v1alpha1.RoleWorker: {
 					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24")},
 					{Proto: TCP, Ports: Port(10250), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
 					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
@@ -78,14 +78,14 @@ func TestNewIntent(t *testing.T) {
 			name:    "ipv4 defaults without admin ranges has no ssh rule",
 			network: v1alpha1.Network{},
 			want: Intent{Roles: map[string][]Rule{
-				RoleControlPlane: {
+				v1alpha1.RoleControlPlane: {
 					{Proto: TCP, Ports: Port(6443), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
 					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.0.0.0/16")},
 					{Proto: TCP, Ports: Port(10250), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
 					{Proto: UDP, Ports: Port(8472), From: prefixes("10.0.0.0/16")},
 					{Proto: ICMP, From: prefixes("10.0.0.0/16")},
 				},
-				RoleWorker: {
+				v1alpha1.RoleWorker: {
 					{Proto: TCP, Ports: Port(10250), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
 					{Proto: UDP, Ports: Port(8472), From: prefixes("10.0.0.0/16")},
 					{Proto: ICMP, From: prefixes("10.0.0.0/16")},
@@ -102,7 +102,7 @@ func TestNewIntent(t *testing.T) {
 				AdminCIDRs:  []string{"fd00:99::/64", "fd00:98::/64"},
 			},
 			want: Intent{Roles: map[string][]Rule{
-				RoleControlPlane: {
+				v1alpha1.RoleControlPlane: {
 					{Proto: TCP, Ports: Port(22), From: prefixes("fd00:99::/64", "fd00:98::/64")},
 					{Proto: TCP, Ports: Port(443), From: prefixes("fd00:10::/64", "fd00:244::/56")},
 					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("fd00:10::/64")},
@@ -110,7 +110,7 @@ func TestNewIntent(t *testing.T) {
 					{Proto: UDP, Ports: Port(8472), From: prefixes("fd00:10::/64")},
 					{Proto: ICMP, From: prefixes("fd00:10::/64")},
 				},
-				RoleWorker: {
+				v1alpha1.RoleWorker: {
 					{Proto: TCP, Ports: Port(22), From: prefixes("fd00:99::/64", "fd00:98::/64")},
 					{Proto: TCP, Ports: Port(10250), From: prefixes("fd00:10::/64", "fd00:244::/56")},
 					{Proto: UDP, Ports: Port(8472), From: prefixes("fd00:10::/64")},
@@ -125,7 +125,7 @@ func TestNewIntent(t *testing.T) {
 				AdminCIDRs: []string{"203.0.113.0/24", "2001:db8:1::/48", "203.0.113.128/25", "203.0.113.0/24"},
 			},
 			want: Intent{Roles: map[string][]Rule{
-				RoleControlPlane: {
+				v1alpha1.RoleControlPlane: {
 					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24", "2001:db8:1::/48")},
 					{Proto: TCP, Ports: Port(6443), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
 					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.20.0.0/16")},
@@ -133,7 +133,7 @@ func TestNewIntent(t *testing.T) {
 					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
 					{Proto: ICMP, From: prefixes("10.20.0.0/16")},
 				},
-				RoleWorker: {
+				v1alpha1.RoleWorker: {
 					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24", "2001:db8:1::/48")},
 					{Proto: TCP, Ports: Port(10250), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
 					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},

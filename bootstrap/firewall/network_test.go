@@ -126,7 +126,7 @@ func TestNetwork(t *testing.T) {
 	lb := host("lb", 2, 10)
 	outside := host("outside", 3, 10)
 	clients := []labHost{admin, lb, peer, outside}
-	nodes := map[string]labHost{RoleControlPlane: cpNode, RoleWorker: workerNode}
+	nodes := map[string]labHost{v1alpha1.RoleControlPlane: cpNode, v1alpha1.RoleWorker: workerNode}
 
 	for _, n := range []labHost{cpNode, workerNode} {
 		for _, p := range probePorts {
@@ -136,13 +136,13 @@ func TestNetwork(t *testing.T) {
 
 	// allowed says which ports each client reaches on each role's node, in the family of the spec.
 	allowed := map[string]map[string][]int{
-		RoleControlPlane: {
+		v1alpha1.RoleControlPlane: {
 			admin.name:   {PortSSH},
 			lb.name:      {6443},
 			peer.name:    {6443, PortEtcdClient, PortKubelet},
 			outside.name: nil,
 		},
-		RoleWorker: {
+		v1alpha1.RoleWorker: {
 			admin.name:   {PortSSH},
 			lb.name:      nil,
 			peer.name:    {PortKubelet},

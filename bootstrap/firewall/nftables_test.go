@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	goldenfile "github.com/kiln-dev/kiln/internal/golden"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	goldenfile "github.com/kiln-dev/kiln/internal/golden"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/testtool"
@@ -89,10 +90,10 @@ func TestNftablesGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, role := range []string{RoleControlPlane, RoleWorker} {
+		for _, role := range []string{v1alpha1.RoleControlPlane, v1alpha1.RoleWorker} {
 			t.Run(spec+"/"+role, func(t *testing.T) {
 				pool := ""
-				if role == RoleWorker {
+				if role == v1alpha1.RoleWorker {
 					pool = c.Spec.NodePools[0].Name
 				}
 				got, err := Nftables(intent.Node(role, pool), role)
@@ -133,7 +134,7 @@ func TestNftablesErrors(t *testing.T) {
 		{
 			name:  "unknown protocol",
 			rules: []Rule{{Proto: "sctp", Ports: Port(9), From: nodes, Why: "discard"}},
-			role:  RoleWorker,
+			role:  v1alpha1.RoleWorker,
 			want:  []string{`protocol "sctp"`},
 		},
 		{
@@ -143,7 +144,7 @@ func TestNftablesErrors(t *testing.T) {
 				{Proto: UDP, Ports: PortRange{First: 10, Last: 9}, From: nodes, Why: "backwards"},
 				{Proto: ICMP, Ports: Port(8), From: nodes, Why: "icmp with a port"},
 			},
-			role: RoleWorker,
+			role: v1alpha1.RoleWorker,
 			want: []string{"rule 0 (\"no port\"): ports 0-0", "rule 1 (\"backwards\"): ports 10-9", "rule 2 (\"icmp with a port\"): icmp with ports 8"},
 		},
 		{
@@ -153,7 +154,7 @@ func TestNftablesErrors(t *testing.T) {
 				{Proto: TCP, Ports: Port(22), From: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/16")}, Why: "host bits"},
 				{Proto: TCP, Ports: Port(22), From: []netip.Prefix{{}}, Why: "zero prefix"},
 			},
-			role: RoleWorker,
+			role: v1alpha1.RoleWorker,
 			want: []string{"no source network", "source 10.0.0.1/16", "source invalid Prefix"},
 		},
 		{
@@ -163,7 +164,7 @@ func TestNftablesErrors(t *testing.T) {
 				{Proto: TCP, Ports: Port(22), From: nodes, Why: `ssh" accept; tcp dport 1-65535 accept comment "`},
 				{Proto: TCP, Ports: Port(22), From: nodes, Why: strings.Repeat("x", 129)},
 			},
-			role: RoleWorker,
+			role: v1alpha1.RoleWorker,
 			want: []string{"no comment", "quote", "129 bytes"},
 		},
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/ignitiontest"
 )
 
@@ -14,7 +15,7 @@ import (
 // (v2.26.0, built by hack/tools.sh) to a temporary root: its fetch and files stages, as on first boot.
 func TestApplyWorkerWithRealIgnition(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: RoleWorker, Pool: "general"})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestApplyWorkerWithRealIgnition(t *testing.T) {
 // TestApplyControlPlaneWithRealIgnition applies a control-plane config: keys and the encryption
 // configuration land readable by root only, and every control-plane unit is enabled.
 func TestApplyControlPlaneWithRealIgnition(t *testing.T) {
-	raw, err := newRenderer(t, fixture(t)).Render(Node{Name: "golden-control-plane-2", Role: RoleControlPlane})
+	raw, err := newRenderer(t, fixture(t)).Render(Node{Name: "golden-control-plane-2", Role: v1alpha1.RoleControlPlane})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		return nil, fmt.Errorf("ignition: cluster %s has no SSH authorized key", c.Metadata.Name)
 	}
 	server := r.externalServer()
-	if role == RoleControlPlane {
+	if role == v1alpha1.RoleControlPlane {
 		server = r.localServer()
 	}
 	bk, err := kubecfg.Kubeconfig(kubecfg.KubeconfigInput{
@@ -98,7 +98,7 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 	d.KubeletConfig = string(kc)
 	labels := map[string]string{"kiln.dev/cluster": c.Metadata.Name, "kiln.dev/role": role}
 	var taints []string
-	if role == RoleControlPlane {
+	if role == v1alpha1.RoleControlPlane {
 		taints = append(taints, "node-role.kubernetes.io/control-plane:NoSchedule")
 	} else {
 		p := r.pool(pool)
@@ -130,7 +130,7 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		}
 		d.FirewallRuleset, d.FirewallUnit = string(rs), firewall.Unit()
 	}
-	if role == RoleControlPlane {
+	if role == v1alpha1.RoleControlPlane {
 		if err := r.controlPlaneData(d); err != nil {
 			return nil, err
 		}
@@ -314,7 +314,7 @@ func ForbiddenSecrets(role string, b *secrets.Bundle) []lint.Secret {
 		{Name: "etcd CA key", Value: b.EtcdCA.KeyPEM},
 		{Name: "front-proxy CA key", Value: b.FrontProxyCA.KeyPEM},
 	}
-	if role == RoleControlPlane {
+	if role == v1alpha1.RoleControlPlane {
 		return fs
 	}
 	return append(fs,

@@ -29,12 +29,6 @@ import (
 	"github.com/kiln-dev/kiln/butane"
 )
 
-// Roles.
-const (
-	RoleControlPlane = butane.RoleControlPlane
-	RoleWorker       = butane.RoleWorker
-)
-
 // DefaultBinDir is where the image keeps etcd, the Kubernetes binaries and kubectl.
 const DefaultBinDir = "/usr/local/bin"
 
@@ -122,17 +116,17 @@ func (r *Renderer) Render(n Node) ([]byte, error) {
 		return nil, fmt.Errorf("ignition: node name %q is not a DNS label (lowercase letters, digits and '-', at most 63)", n.Name)
 	}
 	switch n.Role {
-	case RoleControlPlane:
+	case v1alpha1.RoleControlPlane:
 		if n.Pool != "" {
 			return nil, fmt.Errorf("ignition: node %s: a control-plane node has no pool (got %q)", n.Name, n.Pool)
 		}
-	case RoleWorker:
+	case v1alpha1.RoleWorker:
 		if r.pool(n.Pool) == nil {
 			return nil, fmt.Errorf("ignition: node %s: no node pool %q in cluster %s (have %s)", n.Name, n.Pool,
 				r.in.Cluster.Metadata.Name, strings.Join(r.poolNames(), ", "))
 		}
 	default:
-		return nil, fmt.Errorf("ignition: node %s: unknown role %q (want %s or %s)", n.Name, n.Role, RoleControlPlane, RoleWorker)
+		return nil, fmt.Errorf("ignition: node %s: unknown role %q (want %s or %s)", n.Name, n.Role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 	}
 	c := r.compile(n.Role, n.Pool)
 	if c.err != nil {
@@ -210,7 +204,7 @@ func (r *Renderer) translate(c *compiled, role, pool string) error {
 	}
 	c.cfg = cfg
 	target := r.in.Target
-	if target == v1alpha1.ProviderAWS && role == RoleControlPlane {
+	if target == v1alpha1.ProviderAWS && role == v1alpha1.RoleControlPlane {
 		// It carries secrets, so the AWS provider never puts it into user-data: the instance gets a
 		// small stub that fetches it from S3 (provisioner/aws), and user-data's limit does not bind it.
 		target = ""

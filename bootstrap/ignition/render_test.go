@@ -63,9 +63,9 @@ func newRenderer(t testing.TB, in Input) *Renderer {
 func TestGolden(t *testing.T) {
 	r := newRenderer(t, fixture(t))
 	for _, n := range []Node{
-		{Name: "golden-control-plane-0", Role: RoleControlPlane},
-		{Name: "golden-general-0", Role: RoleWorker, Pool: "general"},
-		{Name: "golden-gpu-0", Role: RoleWorker, Pool: "gpu"},
+		{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane},
+		{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"},
+		{Name: "golden-gpu-0", Role: v1alpha1.RoleWorker, Pool: "gpu"},
 	} {
 		t.Run(n.Name, func(t *testing.T) {
 			raw, err := r.Render(n)
@@ -125,7 +125,7 @@ func unit(cfg types.Config, name string) string {
 
 func TestWorker(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-gpu-7", Role: RoleWorker, Pool: "gpu"})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-gpu-7", Role: v1alpha1.RoleWorker, Pool: "gpu"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestWorker(t *testing.T) {
 
 func TestControlPlaneSecurity(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-1", Role: RoleControlPlane})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-1", Role: v1alpha1.RoleControlPlane})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,10 +229,10 @@ func TestRenderErrors(t *testing.T) {
 		node Node
 		want string
 	}{
-		{name: "bad node name", node: Node{Name: "Node_1", Role: RoleWorker, Pool: "gpu"}, want: `node name "Node_1" is not a DNS label`},
+		{name: "bad node name", node: Node{Name: "Node_1", Role: v1alpha1.RoleWorker, Pool: "gpu"}, want: `node name "Node_1" is not a DNS label`},
 		{name: "unknown role", node: Node{Name: "n1", Role: "etcd"}, want: `unknown role "etcd"`},
-		{name: "unknown pool", node: Node{Name: "n1", Role: RoleWorker, Pool: "gpus"}, want: `no node pool "gpus" in cluster golden (have general, gpu)`},
-		{name: "control plane with a pool", node: Node{Name: "n1", Role: RoleControlPlane, Pool: "gpu"}, want: "a control-plane node has no pool"},
+		{name: "unknown pool", node: Node{Name: "n1", Role: v1alpha1.RoleWorker, Pool: "gpus"}, want: `no node pool "gpus" in cluster golden (have general, gpu)`},
+		{name: "control plane with a pool", node: Node{Name: "n1", Role: v1alpha1.RoleControlPlane, Pool: "gpu"}, want: "a control-plane node has no pool"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := r.Render(tc.node)
@@ -251,12 +251,12 @@ func TestRenderErrors(t *testing.T) {
 	t.Run("control plane for AWS goes through S3, not user-data: no 16 KiB limit", func(t *testing.T) {
 		in := fixture(t)
 		in.Target = "aws"
-		cfg, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: RoleControlPlane})
+		cfg, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane})
 		if err != nil || len(cfg) <= 16<<10 {
 			t.Fatalf("got %d bytes, %v; want a config over 16 KiB and no error", len(cfg), err)
 		}
 		// The same config as user-data is refused by the lint.
-		if err := lint.Bytes(cfg, lint.Policy{Role: RoleControlPlane, Target: "aws"}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit of 16.0 KiB (16384 bytes)") {
+		if err := lint.Bytes(cfg, lint.Policy{Role: v1alpha1.RoleControlPlane, Target: "aws"}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit of 16.0 KiB (16384 bytes)") {
 			t.Fatalf("lint as AWS user-data: %v", err)
 		}
 	})
@@ -265,7 +265,7 @@ func TestRenderErrors(t *testing.T) {
 // A worker config that somehow carries the CA key must fail lint: the check that guards every render.
 func TestWorkerWithCAKeyFailsLint(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: RoleWorker, Pool: "general"})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestWorkerWithCAKeyFailsLint(t *testing.T) {
 		FileEmbedded1: types.FileEmbedded1{Contents: types.Resource{Source: &src}, Mode: &mode},
 	})
 	bad, _ := json.Marshal(cfg)
-	err = lint.Bytes(bad, lint.Policy{Role: RoleWorker, Forbidden: ForbiddenSecrets(RoleWorker, in.Secrets)})
+	err = lint.Bytes(bad, lint.Policy{Role: v1alpha1.RoleWorker, Forbidden: ForbiddenSecrets(v1alpha1.RoleWorker, in.Secrets)})
 	var lerr *lint.Error
 	if !errors.As(err, &lerr) {
 		t.Fatalf("lint passed a worker config holding the CA key: %v", err)
@@ -298,11 +298,11 @@ func TestWorkerWithCAKeyFailsLint(t *testing.T) {
 
 func TestDistinctNodesShareTheTranslation(t *testing.T) {
 	r := newRenderer(t, fixture(t))
-	a, err := r.Render(Node{Name: "golden-general-0", Role: RoleWorker, Pool: "general"})
+	a, err := r.Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := r.Render(Node{Name: "golden-general-1", Role: RoleWorker, Pool: "general"})
+	b, err := r.Render(Node{Name: "golden-general-1", Role: v1alpha1.RoleWorker, Pool: "general"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestDistinctNodesShareTheTranslation(t *testing.T) {
 func workerNodes(n int) []Node {
 	nodes := make([]Node, n)
 	for i := range nodes {
-		nodes[i] = Node{Name: fmt.Sprintf("golden-general-%d", i), Role: RoleWorker, Pool: "general"}
+		nodes[i] = Node{Name: fmt.Sprintf("golden-general-%d", i), Role: v1alpha1.RoleWorker, Pool: "general"}
 	}
 	return nodes
 }
@@ -387,7 +387,7 @@ func TestFirewallByProvider(t *testing.T) {
 			c := *in.Cluster
 			c.Spec.Provider = v1alpha1.Provider{Name: tc.provider, AWS: &v1alpha1.AWSProvider{Region: "eu-central-1"}}
 			in.Cluster = &c
-			raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: RoleWorker, Pool: "general"})
+			raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,13 +22,8 @@ import (
 
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/vincent-petithory/dataurl"
-)
-
-// Role names, as in the Butane templates.
-const (
-	RoleControlPlane = "control-plane"
-	RoleWorker       = "worker"
 )
 
 // Secret is a value that must not appear in a config: its name is what a finding reports, never
@@ -401,7 +396,7 @@ func (l *Linter) checkSecrets(cfg types.Config) []Finding {
 		if bytes.Contains(c.data, []byte("-----BEGIN OPENSSH PRIVATE KEY-----")) {
 			fs = append(fs, Finding{Path: c.path, Message: "holds an SSH private key; no node needs one"})
 		}
-		if p.Role == RoleWorker {
+		if p.Role == v1alpha1.RoleWorker {
 			if bytes.Contains(c.data, privateKeyMarker) && hasPEMPrivateKey(c.data) {
 				fs = append(fs, Finding{Path: c.path, Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"})
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/google/go-cmp/cmp"
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/vincent-petithory/dataurl"
 )
 
@@ -69,7 +70,7 @@ func TestBytes(t *testing.T) {
 		{
 			name:   "plain config passes",
 			config: config(file("/etc/hostname", "node-0\n")),
-			policy: Policy{Role: RoleWorker, Target: "aws"},
+			policy: Policy{Role: v1alpha1.RoleWorker, Target: "aws"},
 		},
 		{
 			name:   "https with hash passes",
@@ -101,39 +102,39 @@ func TestBytes(t *testing.T) {
 		{
 			name:   "worker with a private key",
 			config: config(file("/etc/kubernetes/pki/ca.key", fakeKey)),
-			policy: Policy{Role: RoleWorker},
+			policy: Policy{Role: v1alpha1.RoleWorker},
 			want: []Finding{{Path: "storage.files[0].contents",
 				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
 		},
 		{
 			name:   "worker with a gzip-compressed private key",
 			config: config(gzipFile("/etc/kubernetes/pki/ca.key", fakeKey)),
-			policy: Policy{Role: RoleWorker},
+			policy: Policy{Role: v1alpha1.RoleWorker},
 			want: []Finding{{Path: "storage.files[0].contents",
 				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
 		},
 		{
 			name:   "control plane may hold its keys",
 			config: config(file("/etc/kubernetes/pki/apiserver.key", fakeKey)),
-			policy: Policy{Role: RoleControlPlane},
+			policy: Policy{Role: v1alpha1.RoleControlPlane},
 		},
 		{
 			name:   "no node holds an SSH private key",
 			config: config(file("/root/id", "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")),
-			policy: Policy{Role: RoleControlPlane},
+			policy: Policy{Role: v1alpha1.RoleControlPlane},
 			want:   []Finding{{Path: "storage.files[0].contents", Message: "holds an SSH private key; no node needs one"}},
 		},
 		{
 			name:   "worker with an encryption configuration",
 			config: config(file("/etc/kubernetes/enc.yaml", "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n")),
-			policy: Policy{Role: RoleWorker},
+			policy: Policy{Role: v1alpha1.RoleWorker},
 			want: []Finding{{Path: "storage.files[0].contents",
 				Message: "holds an EncryptionConfiguration; only control-plane nodes hold the encryption key"}},
 		},
 		{
 			name:   "forbidden value, base64 inside a kubeconfig",
 			config: config(file("/etc/kubernetes/x.conf", "client-key-data: "+base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))),
-			policy: Policy{Role: RoleControlPlane, Forbidden: []Secret{{Name: "admin client key", Value: []byte("0123456789abcdef0123456789abcdef")}}},
+			policy: Policy{Role: v1alpha1.RoleControlPlane, Forbidden: []Secret{{Name: "admin client key", Value: []byte("0123456789abcdef0123456789abcdef")}}},
 			want: []Finding{{Path: "storage.files[0].contents",
 				Message: "holds the admin client key (base64), which a control-plane node must not hold"}},
 		},
@@ -191,7 +192,7 @@ func TestBytesRejectsInvalid(t *testing.T) {
 
 func TestFindingNeverEchoesSecret(t *testing.T) {
 	secret := "0123456789abcdef0123456789abcdef"
-	err := Bytes(config(file("/x", secret)), Policy{Role: RoleWorker, Forbidden: []Secret{{Name: "encryption key", Value: []byte(secret)}}})
+	err := Bytes(config(file("/x", secret)), Policy{Role: v1alpha1.RoleWorker, Forbidden: []Secret{{Name: "encryption key", Value: []byte(secret)}}})
 	if err == nil {
 		t.Fatal("want a finding")
 	}
@@ -207,6 +208,6 @@ func FuzzLint(f *testing.F) {
 	f.Add(config(remote("/x", "https://a/b", nil)))
 	f.Add([]byte(`{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"a.service","contents":"[Unit]"}]}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		_ = Bytes(raw, Policy{Role: RoleWorker, Target: "aws", Forbidden: []Secret{{Name: "k", Value: []byte("0123456789")}}})
+		_ = Bytes(raw, Policy{Role: v1alpha1.RoleWorker, Target: "aws", Forbidden: []Secret{{Name: "k", Value: []byte("0123456789")}}})
 	})
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // Bucket is the state-store bucket of secrets bundles, one per cluster name.

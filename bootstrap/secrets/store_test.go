@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 )
 
 func openStore(t *testing.T) *state.Store {

@@ -21,11 +21,11 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
-	"github.com/kiln-dev/kiln/internal/state"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // convergeBucket holds the executor's memory of each cluster, keyed by cluster name.
@@ -279,7 +279,7 @@ func (n *nodeRenderer) render(cr reconcile.Create) ([]byte, error) {
 		n.r, n.token = r, tok.ID
 	}
 	pool := cr.Pool
-	if cr.Role == provisioner.RoleControlPlane {
+	if cr.Role == v1alpha1.RoleControlPlane {
 		pool = "" // the control plane is a group, not a node pool
 	}
 	return n.r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool})

@@ -75,7 +75,7 @@ It prints one line per check and exits non-zero if any fails. Nothing is written
 				return err
 			}
 			node := secrets.ControlPlaneNodeNames(c)[0]
-			raw, err := r.Render(ignition.Node{Name: node, Role: ignition.RoleControlPlane})
+			raw, err := r.Render(ignition.Node{Name: node, Role: v1alpha1.RoleControlPlane})
 			if err != nil {
 				return err
 			}
@@ -214,7 +214,7 @@ exits non-zero when the node differs from the intent.`,
 			}
 			for _, p := range c.Spec.NodePools {
 				for _, r := range intent.Pools[p.Name] {
-					views = append(views, view(firewall.RoleWorker, p.Name, r))
+					views = append(views, view(v1alpha1.RoleWorker, p.Name, r))
 				}
 			}
 			if format != "text" {
@@ -271,11 +271,11 @@ func auditNode(ctx context.Context, g *globals, o auditNodeOptions) error {
 		return err
 	}
 	switch o.role {
-	case firewall.RoleControlPlane:
+	case v1alpha1.RoleControlPlane:
 		if o.pool != "" {
 			return fmt.Errorf("--pool %s: a control-plane node has no pool", o.pool)
 		}
-	case firewall.RoleWorker:
+	case v1alpha1.RoleWorker:
 		if o.pool == "" {
 			if len(c.Spec.NodePools) != 1 {
 				return fmt.Errorf("--pool is required: cluster %s has %d node pools", c.Metadata.Name, len(c.Spec.NodePools))
@@ -286,9 +286,9 @@ func auditNode(ctx context.Context, g *globals, o auditNodeOptions) error {
 			return fmt.Errorf("--pool %s: no such node pool in cluster %s", o.pool, c.Metadata.Name)
 		}
 	case "":
-		return fmt.Errorf("--role is required with --ssh: %s or %s", firewall.RoleControlPlane, firewall.RoleWorker)
+		return fmt.Errorf("--role is required with --ssh: %s or %s", v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 	default:
-		return fmt.Errorf("--role %s: unknown (want %s or %s)", o.role, firewall.RoleControlPlane, firewall.RoleWorker)
+		return fmt.Errorf("--role %s: unknown (want %s or %s)", o.role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 	}
 	intent, err := firewall.NewIntent(c)
 	if err != nil {

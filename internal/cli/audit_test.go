@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/cis"
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/internal/testtool"
@@ -143,7 +144,7 @@ func TestAuditNetworkSSH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ruleset, err := firewall.Nftables(intent.Node(firewall.RoleWorker, c.Spec.NodePools[0].Name), firewall.RoleWorker)
+	ruleset, err := firewall.Nftables(intent.Node(v1alpha1.RoleWorker, c.Spec.NodePools[0].Name), v1alpha1.RoleWorker)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
 )
@@ -47,9 +48,9 @@ The exit code is 1 when there is a finding.`,
 				return err
 			}
 			switch role {
-			case "", lint.RoleWorker, lint.RoleControlPlane:
+			case "", v1alpha1.RoleWorker, v1alpha1.RoleControlPlane:
 			default:
-				return fmt.Errorf("--role %q: unknown (want %s or %s)", role, lint.RoleControlPlane, lint.RoleWorker)
+				return fmt.Errorf("--role %q: unknown (want %s or %s)", role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 			}
 			if _, ok := lint.Limits[target]; !ok && target != "" && target != "metal" && target != "qemu" {
 				return fmt.Errorf("--target %q: unknown (want aws, vsphere, metal or qemu)", target)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // printStructured writes v as JSON or YAML; format text is the caller's job.

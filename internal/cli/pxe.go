@@ -21,9 +21,9 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
-	"github.com/kiln-dev/kiln/internal/state"
 	"github.com/kiln-dev/kiln/onprem/metal"
 	"github.com/kiln-dev/kiln/onprem/pxe"
+	"github.com/kiln-dev/kiln/state"
 )
 
 func newPXE(g *globals) *cobra.Command {
@@ -367,7 +367,7 @@ func pxeRenderer(st *state.Store, c *v1alpha1.Cluster) (*ignition.Renderer, time
 
 func renderMachine(r *ignition.Renderer, m *pxe.Machine) ([]byte, error) {
 	n := ignition.Node{Name: m.Name, Role: m.Role}
-	if m.Role == pxe.RoleWorker {
+	if m.Role == v1alpha1.RoleWorker {
 		n.Pool = m.Pool
 	}
 	return r.Render(n)

@@ -9,8 +9,8 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/internal/atomicfile"
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
+	"github.com/kiln-dev/kiln/state/atomicfile"
 )
 
 func newRender(g *globals) *cobra.Command {
@@ -46,7 +46,7 @@ at all), and a size that fits the target. The output holds a bootstrap token: -o
 			if err != nil {
 				return err
 			}
-			if role == ignition.RoleWorker && pool == "" {
+			if role == v1alpha1.RoleWorker && pool == "" {
 				if len(c.Spec.NodePools) != 1 {
 					return fmt.Errorf("--pool is required: cluster %s has %d node pools", c.Metadata.Name, len(c.Spec.NodePools))
 				}

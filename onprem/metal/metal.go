@@ -16,7 +16,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 )

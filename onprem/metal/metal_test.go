@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"

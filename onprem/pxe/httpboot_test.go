@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // fakeRender stands in for bootstrap/ignition in handler tests: a config that names its machine,

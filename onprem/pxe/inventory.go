@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -95,12 +96,6 @@ type BMC struct {
 	// Insecure skips TLS verification of a Redfish BMC's self-signed certificate.
 	Insecure bool `yaml:"insecure,omitempty" json:"insecure,omitempty"`
 }
-
-// Roles a machine can have.
-const (
-	RoleControlPlane = "control-plane"
-	RoleWorker       = "worker"
-)
 
 var (
 	dnsLabel  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
@@ -235,16 +230,16 @@ func (inv *Inventory) validate(bad func(p, format string, args ...any)) {
 			bad(at+".hostname", "%q is not a host name", m.Hostname)
 		}
 		switch m.Role {
-		case RoleControlPlane:
+		case v1alpha1.RoleControlPlane:
 			if m.Pool == "" {
-				m.Pool = RoleControlPlane
+				m.Pool = v1alpha1.RoleControlPlane
 			}
-		case RoleWorker:
+		case v1alpha1.RoleWorker:
 			if m.Pool == "" {
 				bad(at+".pool", "a worker needs its node pool")
 			}
 		default:
-			bad(at+".role", "%q: want %s or %s", m.Role, RoleControlPlane, RoleWorker)
+			bad(at+".role", "%q: want %s or %s", m.Role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 		}
 		if m.Pool != "" && !dnsLabel.MatchString(m.Pool) {
 			bad(at+".pool", "%q is not a lower-case DNS label", m.Pool)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/golden"
 )
 
@@ -34,7 +35,7 @@ func TestDecodeInventory(t *testing.T) {
 		t.Fatalf("dash MAC not normalised: %+v", m)
 	}
 	cp, _ := inv.Lookup("52-54-00-00-00-01")
-	if cp.Pool != RoleControlPlane || cp.UUID != "6a1e8e43-0000-4000-8000-000000000001" {
+	if cp.Pool != v1alpha1.RoleControlPlane || cp.UUID != "6a1e8e43-0000-4000-8000-000000000001" {
 		t.Fatalf("control plane defaults: %+v", cp)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // State store buckets of the boot server.

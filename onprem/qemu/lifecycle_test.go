@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/provisioner"
@@ -35,7 +36,7 @@ func TestMachineLifecycle(t *testing.T) {
 	var ms []provisioner.Machine
 	for i := range 2 {
 		m, err := p.Create(ctx, provisioner.MachineSpec{
-			Cluster: "lc", Name: provisioner.MachineName("lc", "workers", i), Role: provisioner.RoleWorker,
+			Cluster: "lc", Name: provisioner.MachineName("lc", "workers", i), Role: v1alpha1.RoleWorker,
 			Pool: "workers", Image: img, Ignition: ign,
 		})
 		if err != nil {
@@ -131,7 +132,7 @@ func TestCreateRejectsBadSpec(t *testing.T) {
 			t.Errorf("Create: error lacks %q:\n%v", want, err)
 		}
 	}
-	if _, err := p.Create(t.Context(), provisioner.MachineSpec{Cluster: "lc", Name: "lc-workers-0", Role: provisioner.RoleWorker,
+	if _, err := p.Create(t.Context(), provisioner.MachineSpec{Cluster: "lc", Name: "lc-workers-0", Role: v1alpha1.RoleWorker,
 		Image: blankImage(t), Ignition: []byte(`{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"etc/x"}]}}`)}); err == nil ||
 		!strings.Contains(err.Error(), "ignition config") {
 		t.Errorf("Create with an invalid Ignition config: err = %v, want an ignition config error", err)
@@ -187,7 +188,7 @@ func BenchmarkCreateDelete(b *testing.B) {
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", img, "16M").CombinedOutput(); err != nil {
 		b.Fatalf("qemu-img: %v: %s", err, out)
 	}
-	spec := provisioner.MachineSpec{Cluster: "bench", Name: "bench-workers-0", Role: provisioner.RoleWorker,
+	spec := provisioner.MachineSpec{Cluster: "bench", Name: "bench-workers-0", Role: v1alpha1.RoleWorker,
 		Pool: "workers", Image: img, Ignition: []byte(`{"ignition":{"version":"3.5.0"}}`)}
 	ctx := context.Background()
 	for b.Loop() {

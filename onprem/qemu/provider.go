@@ -17,8 +17,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kiln-dev/kiln/internal/atomicfile"
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/state/atomicfile"
 )
 
 // Files of a machine's directory.
@@ -145,8 +146,8 @@ func (p *Provider) checkSpec(spec provisioner.MachineSpec) error {
 			errs = append(errs, err)
 		}
 	}
-	if spec.Role != provisioner.RoleControlPlane && spec.Role != provisioner.RoleWorker {
-		errs = append(errs, fmt.Errorf("qemu: role %q is not %s or %s: %w", spec.Role, provisioner.RoleControlPlane, provisioner.RoleWorker, ErrInvalid))
+	if spec.Role != v1alpha1.RoleControlPlane && spec.Role != v1alpha1.RoleWorker {
+		errs = append(errs, fmt.Errorf("qemu: role %q is not %s or %s: %w", spec.Role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker, ErrInvalid))
 	}
 	if spec.Image == "" {
 		errs = append(errs, fmt.Errorf("qemu: image: required: %w", ErrInvalid))

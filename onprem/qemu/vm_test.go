@@ -60,7 +60,7 @@ func TestBaseImageNodes(t *testing.T) {
 	peer := provisioner.MachineName("vm", "workers", 1)
 	configs := map[string][]byte{}
 	for _, n := range []string{name, peer} {
-		configs[n], err = r.Render(ignition.Node{Name: n, Role: ignition.RoleWorker, Pool: "workers"})
+		configs[n], err = r.Render(ignition.Node{Name: n, Role: v1alpha1.RoleWorker, Pool: "workers"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ func TestBaseImageNodes(t *testing.T) {
 	machines := map[string]provisioner.Machine{}
 	for _, n := range []string{name, peer} { // in this order: the peer's /etc/hosts names the first
 		m, err := p.Create(ctx, provisioner.MachineSpec{
-			Cluster: "vm", Name: n, Role: provisioner.RoleWorker, Pool: "workers", Image: image, Ignition: configs[n],
+			Cluster: "vm", Name: n, Role: v1alpha1.RoleWorker, Pool: "workers", Image: image, Ignition: configs[n],
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/vmware/govmomi/object"
 
-	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
@@ -62,7 +62,7 @@ func BenchmarkReconcilePass1000(b *testing.B) {
 	e := &converge.Executor{
 		Provider: p,
 		Desired: reconcile.Desired{Cluster: "bench", Groups: []reconcile.Group{
-			{Pool: "workers", Role: provisioner.RoleWorker, Count: 1000, Image: h.template, MaxUnavailable: 1},
+			{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 1000, Image: h.template, MaxUnavailable: 1},
 		}},
 		Store:    &jsonStore{},
 		Ignition: func(context.Context, reconcile.Create) ([]byte, error) { return nil, errors.New("nothing to create") },
@@ -95,7 +95,7 @@ func BenchmarkFailureToReplacement(b *testing.B) {
 	e := &converge.Executor{
 		Provider: p,
 		Desired: reconcile.Desired{Cluster: "heal", Groups: []reconcile.Group{
-			{Pool: "workers", Role: provisioner.RoleWorker, Count: 3, Image: h.template, MaxUnavailable: 1},
+			{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 3, Image: h.template, MaxUnavailable: 1},
 		}},
 		Policy: reconcile.Policy{MaxAttempts: 1 << 20},
 		Store:  &jsonStore{},

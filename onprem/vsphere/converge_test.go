@@ -14,6 +14,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
@@ -81,8 +82,8 @@ func newConvergeRig(t *testing.T, workers int, policy reconcile.Policy) *converg
 		// Machines are created at the simulator's real time; the executor's clock starts there.
 		clock: &testClock{t: time.Now()},
 		desired: reconcile.Desired{Cluster: "cv", Groups: []reconcile.Group{
-			{Pool: provisioner.ControlPlanePool, Role: provisioner.RoleControlPlane, Count: 1, Image: h.template},
-			{Pool: "workers", Role: provisioner.RoleWorker, Count: workers, Image: h.template, MaxUnavailable: 1},
+			{Pool: provisioner.ControlPlanePool, Role: v1alpha1.RoleControlPlane, Count: 1, Image: h.template},
+			{Pool: "workers", Role: v1alpha1.RoleWorker, Count: workers, Image: h.template, MaxUnavailable: 1},
 		}},
 		policy: policy,
 	}

@@ -199,9 +199,9 @@ func (h *sim) newProviderWith(tb testing.TB, cfg Config) *Provider {
 
 // spec is a machine spec on the simulator's template.
 func (h *sim) spec(cluster, pool string, ordinal int) provisioner.MachineSpec {
-	role := provisioner.RoleWorker
+	role := v1alpha1.RoleWorker
 	if pool == provisioner.ControlPlanePool {
-		role = provisioner.RoleControlPlane
+		role = v1alpha1.RoleControlPlane
 	}
 	return provisioner.MachineSpec{
 		Cluster:  cluster,

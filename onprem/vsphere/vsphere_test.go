@@ -21,6 +21,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 )
 
@@ -52,7 +53,7 @@ func TestGuestinfo(t *testing.T) {
 				KeyIgnitionEncoding: "base64",
 				KeyCluster:          "gi",
 				KeyName:             spec.Name,
-				KeyRole:             provisioner.RoleWorker,
+				KeyRole:             v1alpha1.RoleWorker,
 				KeyPool:             "workers",
 				KeyImage:            h.template,
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/provisioner/aws"
 )
@@ -12,11 +13,11 @@ func ExampleSecurityGroups() {
 	node := netip.MustParsePrefix("10.0.0.0/16")
 	admin := netip.MustParsePrefix("203.0.113.0/24")
 	intent := firewall.Intent{Roles: map[string][]firewall.Rule{
-		firewall.RoleControlPlane: {
+		v1alpha1.RoleControlPlane: {
 			{Proto: firewall.TCP, Ports: firewall.Port(22), From: []netip.Prefix{admin}, Why: "ssh from the admin ranges"},
 			{Proto: firewall.TCP, Ports: firewall.Port(6443), From: []netip.Prefix{node}, Why: "kubernetes API"},
 		},
-		firewall.RoleWorker: {
+		v1alpha1.RoleWorker: {
 			{Proto: firewall.ICMP, From: []netip.Prefix{node}, Why: "ping from the node network"},
 		},
 	}}

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/provisioner"
 )
@@ -45,7 +46,7 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 		return provisioner.Machine{}, fmt.Errorf("aws: run instance %q: no security group for role %q: %w", spec.Name, spec.Role, ErrNoNetwork)
 	}
 	groups := []string{group}
-	if pg := net.groups[poolKey(spec.Pool)]; pg != "" && spec.Role == provisioner.RoleWorker {
+	if pg := net.groups[poolKey(spec.Pool)]; pg != "" && spec.Role == v1alpha1.RoleWorker {
 		groups = append(groups, pg)
 	}
 	root, err := p.rootDevice(ctx, spec.Image)
@@ -154,8 +155,8 @@ func checkSpec(spec provisioner.MachineSpec) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("aws: run instance %q: machine spec lacks %v: %w", spec.Name, missing, ErrInvalidSpec)
 	}
-	if spec.Role != provisioner.RoleControlPlane && spec.Role != provisioner.RoleWorker {
-		return fmt.Errorf("aws: run instance %q: role %q is not %s or %s: %w", spec.Name, spec.Role, provisioner.RoleControlPlane, provisioner.RoleWorker, ErrInvalidSpec)
+	if spec.Role != v1alpha1.RoleControlPlane && spec.Role != v1alpha1.RoleWorker {
+		return fmt.Errorf("aws: run instance %q: role %q is not %s or %s: %w", spec.Name, spec.Role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker, ErrInvalidSpec)
 	}
 	if len(spec.Ignition) == 0 {
 		return fmt.Errorf("aws: run instance %q: no Ignition config: %w", spec.Name, ErrInvalidSpec)
@@ -335,7 +336,7 @@ func (p *Provider) Joined(ctx context.Context, name string) error {
 		return wrap(err, "find instance %q", name)
 	}
 	for _, in := range ins {
-		if tagValue(in.Tags, TagRole) != provisioner.RoleControlPlane {
+		if tagValue(in.Tags, TagRole) != v1alpha1.RoleControlPlane {
 			continue
 		}
 		c := tagValue(in.Tags, TagCluster)
@@ -369,7 +370,7 @@ func (p *Provider) deleteObject(ctx context.Context, name string) error {
 // service for the instance's life, and by anyone with ec2:DescribeInstanceAttribute) must not hold,
 // and a config over AWS's 16 KiB user-data limit does not fit.
 func NeedsStub(spec provisioner.MachineSpec) bool {
-	return spec.Role == provisioner.RoleControlPlane || len(spec.Ignition) > lint.Limits["aws"].Bytes
+	return spec.Role == v1alpha1.RoleControlPlane || len(spec.Ignition) > lint.Limits["aws"].Bytes
 }
 
 // userData returns the instance's user-data: the config itself, or a stub after the config has been

@@ -26,12 +26,12 @@ import (
 
 func workerSpec(cluster string, ordinal int, ign []byte) provisioner.MachineSpec {
 	return provisioner.MachineSpec{Cluster: cluster, Name: provisioner.MachineName(cluster, "workers", ordinal),
-		Role: provisioner.RoleWorker, Pool: "workers", Image: testImage, Ignition: ign}
+		Role: v1alpha1.RoleWorker, Pool: "workers", Image: testImage, Ignition: ign}
 }
 
 func controlPlaneSpec(cluster string, ordinal int, ign []byte) provisioner.MachineSpec {
 	return provisioner.MachineSpec{Cluster: cluster, Name: provisioner.MachineName(cluster, provisioner.ControlPlanePool, ordinal),
-		Role: provisioner.RoleControlPlane, Pool: provisioner.ControlPlanePool, Image: testImage, Ignition: ign}
+		Role: v1alpha1.RoleControlPlane, Pool: provisioner.ControlPlanePool, Image: testImage, Ignition: ign}
 }
 
 // rendered holds real configs of the demo cluster, rendered by bootstrap/ignition with its secrets.
@@ -70,7 +70,7 @@ func renderDemo(t testing.TB) rendered {
 			return
 		}
 		renderOut.secrets = b
-		if renderOut.worker, renderErr = r.Render(ignition.Node{Name: "demo-workers-0", Role: ignition.RoleWorker, Pool: "workers"}); renderErr != nil {
+		if renderOut.worker, renderErr = r.Render(ignition.Node{Name: "demo-workers-0", Role: v1alpha1.RoleWorker, Pool: "workers"}); renderErr != nil {
 			return
 		}
 		// A control-plane config reaches its node through S3, where AWS's 16 KiB user-data limit does
@@ -81,7 +81,7 @@ func renderDemo(t testing.TB) rendered {
 			renderErr = err
 			return
 		}
-		renderOut.controlPlane, renderErr = r.Render(ignition.Node{Name: "demo-control-plane-0", Role: ignition.RoleControlPlane})
+		renderOut.controlPlane, renderErr = r.Render(ignition.Node{Name: "demo-control-plane-0", Role: v1alpha1.RoleControlPlane})
 	})
 	if renderErr != nil {
 		t.Fatal(renderErr)
@@ -184,7 +184,7 @@ func TestCreateWorkerAndControlPlane(t *testing.T) {
 		if !bytes.Equal(ud, r.worker) {
 			t.Fatalf("worker user-data (%d bytes) is not its rendered config (%d bytes)", len(ud), len(r.worker))
 		}
-		if err := lint.Bytes(ud, lint.Policy{Role: lint.RoleWorker, Target: "aws", Forbidden: ignition.ForbiddenSecrets(ignition.RoleWorker, r.secrets)}); err != nil {
+		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Target: "aws", Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
 			t.Fatalf("worker user-data fails the worker lint: %v", err)
 		}
 		for _, secret := range []struct {
@@ -207,7 +207,7 @@ func TestCreateWorkerAndControlPlane(t *testing.T) {
 		if len(ud) > 2048 {
 			t.Errorf("stub is %d bytes", len(ud))
 		}
-		if err := lint.Bytes(ud, lint.Policy{Role: lint.RoleWorker, Target: "aws", Forbidden: ignition.ForbiddenSecrets(ignition.RoleWorker, r.secrets)}); err != nil {
+		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Target: "aws", Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
 			t.Fatalf("the stub must hold no key at all, and pass https + hash: %v", err)
 		}
 		cfg, _, err := v3_5.Parse(ud)
@@ -383,7 +383,7 @@ func TestPoolIngressGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	ign := []byte(`{"ignition":{"version":"3.5.0"}}`)
-	edge := provisioner.MachineSpec{Cluster: "demo", Name: provisioner.MachineName("demo", "edge", 0), Role: provisioner.RoleWorker,
+	edge := provisioner.MachineSpec{Cluster: "demo", Name: provisioner.MachineName("demo", "edge", 0), Role: v1alpha1.RoleWorker,
 		Pool: "edge", Image: testImage, Ignition: ign}
 	for _, spec := range []provisioner.MachineSpec{edge, workerSpec("demo", 0, ign)} {
 		if _, err := newProvider(t, f).Create(t.Context(), spec); err != nil {

@@ -17,6 +17,7 @@ import (
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 )
 
@@ -653,7 +654,7 @@ func (p *Provider) findTargetGroup(ctx context.Context, c, name string) (*elbtyp
 // registerControlPlane registers the cluster's running control-plane instances (only the one named,
 // if name is set) with the API target group, those not registered yet.
 func (p *Provider) registerControlPlane(ctx context.Context, c, tgARN, name string) error {
-	filters := []ec2types.Filter{clusterFilter(c), filter("tag:"+TagRole, provisioner.RoleControlPlane), filter("instance-state-name", "running")}
+	filters := []ec2types.Filter{clusterFilter(c), filter("tag:"+TagRole, v1alpha1.RoleControlPlane), filter("instance-state-name", "running")}
 	if name != "" {
 		filters = append(filters, filter("tag:"+TagName, name))
 	}
@@ -721,7 +722,7 @@ func (p *Provider) network(ctx context.Context, c string) (*clusterNet, error) {
 			n.groups[key] = aws.ToString(g.GroupId)
 		}
 	}
-	if len(n.private) == 0 || n.groups[provisioner.RoleControlPlane] == "" || n.groups[provisioner.RoleWorker] == "" {
+	if len(n.private) == 0 || n.groups[v1alpha1.RoleControlPlane] == "" || n.groups[v1alpha1.RoleWorker] == "" {
 		return nil, fmt.Errorf("aws: cluster %q has no private subnets or node security groups (run EnsureNetwork first): %w", c, ErrNoNetwork)
 	}
 	p.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/aws/awstest"
 )
@@ -170,7 +171,7 @@ func TestEnsureNetwork(t *testing.T) {
 	})
 
 	t.Run("a rule added by hand is revoked, a rule removed is restored", func(t *testing.T) {
-		cp := p.nets["demo"].groups[provisioner.RoleControlPlane]
+		cp := p.nets["demo"].groups[v1alpha1.RoleControlPlane]
 		extra := ec2types.IpPermission{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(6443), ToPort: aws.Int32(6443),
 			IpRanges: []ec2types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}
 		ssh := ec2types.IpPermission{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 )
 
@@ -76,8 +77,8 @@ type APIAccess struct {
 // rules are not compiled: security groups keep AWS's open egress. It is a pure function;
 // EnsureNetwork makes AWS match its result.
 func SecurityGroups(intent firewall.Intent, api APIAccess) ([]GroupSpec, error) {
-	if _, ok := intent.Roles[firewall.RoleControlPlane]; !ok {
-		return nil, fmt.Errorf("aws: firewall intent has no %s role: %w", firewall.RoleControlPlane, ErrInvalidSpec)
+	if _, ok := intent.Roles[v1alpha1.RoleControlPlane]; !ok {
+		return nil, fmt.Errorf("aws: firewall intent has no %s role: %w", v1alpha1.RoleControlPlane, ErrInvalidSpec)
 	}
 	if api.Port == 0 {
 		return nil, fmt.Errorf("aws: API port is 0: %w", ErrInvalidSpec)
@@ -101,7 +102,7 @@ func SecurityGroups(intent firewall.Intent, api APIAccess) ([]GroupSpec, error) 
 				}
 				g.Ingress = append(g.Ingress, perm)
 			}
-			if role == firewall.RoleControlPlane && r.Proto == firewall.TCP && r.Ports == firewall.Port(api.Port) {
+			if role == v1alpha1.RoleControlPlane && r.Proto == firewall.TCP && r.Ports == firewall.Port(api.Port) {
 				g.Ingress = append(g.Ingress, Permission{Protocol: "tcp", FromPort: int32(api.Port), ToPort: int32(api.Port),
 					SourceRole: RoleLoadBalancer, Description: describe("kubernetes API from the load balancer")})
 			}
@@ -114,7 +115,7 @@ func SecurityGroups(intent firewall.Intent, api APIAccess) ([]GroupSpec, error) 
 	}
 	slices.Sort(pools)
 	for _, pool := range pools {
-		g := GroupSpec{Role: firewall.RoleWorker, Pool: pool, Description: "kiln pool " + pool + " nodes"}
+		g := GroupSpec{Role: v1alpha1.RoleWorker, Pool: pool, Description: "kiln pool " + pool + " nodes"}
 		for i, r := range intent.Pools[pool] {
 			if r.Direction == firewall.Out {
 				continue

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 )
 
@@ -41,7 +42,7 @@ func TestSecurityGroups(t *testing.T) {
 			intent: intent,
 			api:    APIAccess{Port: 6443, From: []netip.Prefix{pfx(node), pfx(admin)}},
 			want: []GroupSpec{
-				{Role: firewall.RoleControlPlane, Ingress: []Permission{
+				{Role: v1alpha1.RoleControlPlane, Ingress: []Permission{
 					tcp(22, admin),
 					tcp(6443, node), tcp(6443, pods),
 					{Protocol: "tcp", FromPort: 6443, ToPort: 6443, SourceRole: RoleLoadBalancer},
@@ -50,7 +51,7 @@ func TestSecurityGroups(t *testing.T) {
 					{Protocol: "udp", FromPort: 8472, ToPort: 8472, CIDR: pfx(node)},
 					{Protocol: "icmp", FromPort: 8, ToPort: -1, CIDR: pfx(node)},
 				}},
-				{Role: firewall.RoleWorker, Ingress: []Permission{
+				{Role: v1alpha1.RoleWorker, Ingress: []Permission{
 					tcp(22, admin),
 					tcp(10250, node), tcp(10250, pods),
 					{Protocol: "udp", FromPort: 8472, ToPort: 8472, CIDR: pfx(node)},
@@ -62,14 +63,14 @@ func TestSecurityGroups(t *testing.T) {
 		{
 			name: "ipv6 sources and another API port",
 			intent: firewall.Intent{Roles: map[string][]firewall.Rule{
-				firewall.RoleControlPlane: {
+				v1alpha1.RoleControlPlane: {
 					{Proto: firewall.TCP, Ports: firewall.Port(443), From: []netip.Prefix{pfx("fd00::/64")}, Why: "api"},
 					{Proto: firewall.ICMP, From: []netip.Prefix{pfx("fd00::/64"), pfx("10.1.0.0/16")}, Why: "flannel's ping"},
 				},
 			}},
 			api: APIAccess{Port: 443, From: []netip.Prefix{pfx("2001:db8::/48")}},
 			want: []GroupSpec{
-				{Role: firewall.RoleControlPlane, Ingress: []Permission{
+				{Role: v1alpha1.RoleControlPlane, Ingress: []Permission{
 					tcp(443, "fd00::/64"),
 					{Protocol: "tcp", FromPort: 443, ToPort: 443, SourceRole: RoleLoadBalancer},
 					{Protocol: "icmpv6", FromPort: 128, ToPort: -1, CIDR: pfx("fd00::/64")},
@@ -82,11 +83,11 @@ func TestSecurityGroups(t *testing.T) {
 			name: "a pool's own rules get a group of their own; outbound rules stay with the nodes' firewalls",
 			intent: firewall.Intent{
 				Roles: map[string][]firewall.Rule{
-					firewall.RoleControlPlane: {
+					v1alpha1.RoleControlPlane: {
 						{Proto: firewall.TCP, Ports: firewall.Port(22), From: []netip.Prefix{pfx(admin)}},
 						{Direction: firewall.Out, Proto: firewall.Any, To: []netip.Prefix{pfx(node)}},
 					},
-					firewall.RoleWorker: {{Direction: firewall.Out, Proto: firewall.Any, To: []netip.Prefix{pfx(node)}}},
+					v1alpha1.RoleWorker: {{Direction: firewall.Out, Proto: firewall.Any, To: []netip.Prefix{pfx(node)}}},
 				},
 				Pools: map[string][]firewall.Rule{
 					"edge": {{Proto: firewall.TCP, Ports: firewall.PortRange{First: 30000, Last: 32767}, From: []netip.Prefix{pfx("0.0.0.0/0")}}},
@@ -95,10 +96,10 @@ func TestSecurityGroups(t *testing.T) {
 			},
 			api: APIAccess{Port: 6443, From: []netip.Prefix{pfx(node)}},
 			want: []GroupSpec{
-				{Role: firewall.RoleControlPlane, Ingress: []Permission{tcp(22, admin)}},
-				{Role: firewall.RoleWorker},
-				{Role: firewall.RoleWorker, Pool: "edge", Ingress: []Permission{{Protocol: "tcp", FromPort: 30000, ToPort: 32767, CIDR: pfx("0.0.0.0/0")}}},
-				{Role: firewall.RoleWorker, Pool: "gpu", Ingress: []Permission{
+				{Role: v1alpha1.RoleControlPlane, Ingress: []Permission{tcp(22, admin)}},
+				{Role: v1alpha1.RoleWorker},
+				{Role: v1alpha1.RoleWorker, Pool: "edge", Ingress: []Permission{{Protocol: "tcp", FromPort: 30000, ToPort: 32767, CIDR: pfx("0.0.0.0/0")}}},
+				{Role: v1alpha1.RoleWorker, Pool: "gpu", Ingress: []Permission{
 					{Protocol: "udp", FromPort: 4789, ToPort: 4789, CIDR: pfx(node)},
 					{Protocol: "udp", FromPort: 4789, ToPort: 4789, CIDR: pfx(pods)},
 				}},
@@ -108,11 +109,11 @@ func TestSecurityGroups(t *testing.T) {
 		{
 			name: "no load balancer sources: the load balancer accepts nothing",
 			intent: firewall.Intent{Roles: map[string][]firewall.Rule{
-				firewall.RoleControlPlane: {{Proto: firewall.TCP, Ports: firewall.Port(22), From: []netip.Prefix{pfx(admin)}}},
+				v1alpha1.RoleControlPlane: {{Proto: firewall.TCP, Ports: firewall.Port(22), From: []netip.Prefix{pfx(admin)}}},
 			}},
 			api: APIAccess{Port: 6443},
 			want: []GroupSpec{
-				{Role: firewall.RoleControlPlane, Ingress: []Permission{tcp(22, admin)}},
+				{Role: v1alpha1.RoleControlPlane, Ingress: []Permission{tcp(22, admin)}},
 				{Role: RoleLoadBalancer},
 			},
 		},
@@ -139,7 +140,7 @@ func TestSecurityGroups(t *testing.T) {
 
 func TestSecurityGroupsErrors(t *testing.T) {
 	cp := func(rules ...firewall.Rule) firewall.Intent {
-		return firewall.Intent{Roles: map[string][]firewall.Rule{firewall.RoleControlPlane: rules}}
+		return firewall.Intent{Roles: map[string][]firewall.Rule{v1alpha1.RoleControlPlane: rules}}
 	}
 	tcs := []struct {
 		name   string
@@ -147,7 +148,7 @@ func TestSecurityGroupsErrors(t *testing.T) {
 		api    APIAccess
 		want   string
 	}{
-		{"no control plane", firewall.Intent{Roles: map[string][]firewall.Rule{firewall.RoleWorker: nil}}, APIAccess{Port: 6443}, "no control-plane role"},
+		{"no control plane", firewall.Intent{Roles: map[string][]firewall.Rule{v1alpha1.RoleWorker: nil}}, APIAccess{Port: 6443}, "no control-plane role"},
 		{"no API port", cp(), APIAccess{}, "API port is 0"},
 		{"unknown protocol", cp(firewall.Rule{Proto: "sctp", Ports: firewall.Port(9), From: []netip.Prefix{pfx("10.0.0.0/8")}}), APIAccess{Port: 6443}, `control-plane rule 0: protocol "sctp"`},
 		{"empty port range", cp(firewall.Rule{Proto: firewall.TCP, From: []netip.Prefix{pfx("10.0.0.0/8")}}), APIAccess{Port: 6443}, "control-plane rule 0: port range"},

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
@@ -60,8 +61,8 @@ func ignition(context.Context, reconcile.Create) ([]byte, error) { return []byte
 
 func desired(workers int) reconcile.Desired {
 	return reconcile.Desired{Cluster: "kt", Groups: []reconcile.Group{
-		{Pool: provisioner.ControlPlanePool, Role: provisioner.RoleControlPlane, Count: 1, Image: "img-1"},
-		{Pool: "workers", Role: provisioner.RoleWorker, Count: workers, Image: "img-1", MaxUnavailable: 1},
+		{Pool: provisioner.ControlPlanePool, Role: v1alpha1.RoleControlPlane, Count: 1, Image: "img-1"},
+		{Pool: "workers", Role: v1alpha1.RoleWorker, Count: workers, Image: "img-1", MaxUnavailable: 1},
 	}}
 }
 
@@ -210,7 +211,7 @@ func TestProbes(t *testing.T) {
 	}()
 	h := newHarness()
 	d := reconcile.Desired{Cluster: "kt", Groups: []reconcile.Group{
-		{Pool: "workers", Role: provisioner.RoleWorker, Count: 1, Image: "img-1", MaxUnavailable: 1},
+		{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 1, Image: "img-1", MaxUnavailable: 1},
 	}}
 	e := h.executor(d, reconcile.Policy{})
 	e.Health = health.Policy{UnhealthyTimeout: time.Minute}

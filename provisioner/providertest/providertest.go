@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 )
 
@@ -103,9 +104,9 @@ type suiteCase struct {
 }
 
 func (c *suiteCase) spec(cluster, pool string, ordinal int) provisioner.MachineSpec {
-	role := provisioner.RoleWorker
+	role := v1alpha1.RoleWorker
 	if pool == provisioner.ControlPlanePool {
-		role = provisioner.RoleControlPlane
+		role = v1alpha1.RoleControlPlane
 	}
 	return provisioner.MachineSpec{
 		Cluster:  cluster,

@@ -11,7 +11,7 @@ import (
 type Group struct {
 	// Pool is the pool name, provisioner.ControlPlanePool for the control plane.
 	Pool string
-	// Role is provisioner.RoleControlPlane or provisioner.RoleWorker.
+	// Role is v1alpha1.RoleControlPlane or v1alpha1.RoleWorker.
 	Role string
 	// Count of machines.
 	Count int
@@ -39,7 +39,7 @@ func DesiredFromSpec(c *v1alpha1.Cluster) Desired {
 	d := Desired{Cluster: c.Metadata.Name}
 	d.Groups = append(d.Groups, Group{
 		Pool:  provisioner.ControlPlanePool,
-		Role:  provisioner.RoleControlPlane,
+		Role:  v1alpha1.RoleControlPlane,
 		Count: cp,
 		Image: s.ControlPlane.Image,
 	})
@@ -50,7 +50,7 @@ func DesiredFromSpec(c *v1alpha1.Cluster) Desired {
 		}
 		d.Groups = append(d.Groups, Group{
 			Pool:           np.Name,
-			Role:           provisioner.RoleWorker,
+			Role:           v1alpha1.RoleWorker,
 			Count:          np.Count,
 			Image:          np.Image,
 			MaxUnavailable: mu,

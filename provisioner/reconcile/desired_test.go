@@ -23,8 +23,8 @@ func TestDesiredFromSpec(t *testing.T) {
 				NodePools:    []v1alpha1.NodePool{{Name: "workers", Count: 2, Image: "w.qcow2"}},
 			},
 			want: Desired{Cluster: "prod", Groups: []Group{
-				{Pool: provisioner.ControlPlanePool, Role: provisioner.RoleControlPlane, Count: 1, Image: "cp.qcow2"},
-				{Pool: "workers", Role: provisioner.RoleWorker, Count: 2, Image: "w.qcow2", MaxUnavailable: 1},
+				{Pool: provisioner.ControlPlanePool, Role: v1alpha1.RoleControlPlane, Count: 1, Image: "cp.qcow2"},
+				{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 2, Image: "w.qcow2", MaxUnavailable: 1},
 			}},
 		},
 		{
@@ -37,9 +37,9 @@ func TestDesiredFromSpec(t *testing.T) {
 				},
 			},
 			want: Desired{Cluster: "prod", Groups: []Group{
-				{Pool: provisioner.ControlPlanePool, Role: provisioner.RoleControlPlane, Count: 3, Image: "ami-1"},
-				{Pool: "web", Role: provisioner.RoleWorker, Count: 5, Image: "ami-2", MaxUnavailable: 2},
-				{Pool: "batch", Role: provisioner.RoleWorker, Count: 0, Image: "ami-3", MaxUnavailable: 1},
+				{Pool: provisioner.ControlPlanePool, Role: v1alpha1.RoleControlPlane, Count: 3, Image: "ami-1"},
+				{Pool: "web", Role: v1alpha1.RoleWorker, Count: 5, Image: "ami-2", MaxUnavailable: 2},
+				{Pool: "batch", Role: v1alpha1.RoleWorker, Count: 0, Image: "ami-3", MaxUnavailable: 1},
 			}},
 		},
 	}

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/health"
 )
@@ -337,7 +338,7 @@ func (pl *planner) converge(g Group, members []*machine, active []Replacement) {
 		pl.plan.Creates = append(pl.plan.Creates, Create{Name: pl.freeName(g.Pool), Pool: g.Pool, Role: g.Role, Image: g.Image, Reason: fmt.Sprintf("pool %s has %d of %d machines", g.Pool, len(slots), g.Count)})
 	}
 	if extra := len(slots) - g.Count; extra > 0 {
-		cp := g.Role == provisioner.RoleControlPlane
+		cp := g.Role == v1alpha1.RoleControlPlane
 		if cp {
 			extra = 1
 		}
@@ -376,15 +377,15 @@ func (pl *planner) converge(g Group, members []*machine, active []Replacement) {
 		pl.block(g.Pool, "", fmt.Sprintf("%d of %d machines unhealthy, more than maxUnhealthy %s allows (%d): nothing is replaced, a partition is no reason to replace the fleet", unhealthy, len(members), pl.p.MaxUnhealthy, limit))
 		return
 	}
-	cpBusy := g.Role == provisioner.RoleControlPlane && len(active) > 0
+	cpBusy := g.Role == v1alpha1.RoleControlPlane && len(active) > 0
 	for _, m := range candidates {
-		if g.Role == provisioner.RoleControlPlane {
+		if g.Role == v1alpha1.RoleControlPlane {
 			if q, ready := quorum(g.Count), countAvailable(slots); ready < q {
 				pl.block(g.Pool, m.Name, fmt.Sprintf("%s: %d ready control-plane machines, fewer than etcd quorum %d: not replacing it", m.Name, ready, q))
 				continue
 			}
 		}
-		if pl.replace(g, m, false, m.verdict.Reason, cpBusy, "the control plane replaces one machine at a time") && g.Role == provisioner.RoleControlPlane {
+		if pl.replace(g, m, false, m.verdict.Reason, cpBusy, "the control plane replaces one machine at a time") && g.Role == v1alpha1.RoleControlPlane {
 			cpBusy = true
 		}
 	}

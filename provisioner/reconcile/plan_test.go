@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/health"
 )
@@ -17,17 +18,17 @@ const cp = provisioner.ControlPlanePool
 
 func desired(cpCount, workers int, image string) Desired {
 	return Desired{Cluster: "prod", Groups: []Group{
-		{Pool: cp, Role: provisioner.RoleControlPlane, Count: cpCount, Image: "cp-1"},
-		{Pool: "workers", Role: provisioner.RoleWorker, Count: workers, Image: image, MaxUnavailable: 1},
+		{Pool: cp, Role: v1alpha1.RoleControlPlane, Count: cpCount, Image: "cp-1"},
+		{Pool: "workers", Role: v1alpha1.RoleWorker, Count: workers, Image: image, MaxUnavailable: 1},
 	}}
 }
 
 func name(pool string, i int) string { return provisioner.MachineName("prod", pool, i) }
 
 func mach(pool string, i int, image string, state provisioner.State) provisioner.Machine {
-	role := provisioner.RoleWorker
+	role := v1alpha1.RoleWorker
 	if pool == cp {
-		role = provisioner.RoleControlPlane
+		role = v1alpha1.RoleControlPlane
 	}
 	return provisioner.Machine{Name: name(pool, i), Cluster: "prod", Role: role, Pool: pool, Image: image, State: state, Created: t0.Add(-time.Hour)}
 }
@@ -112,11 +113,11 @@ func TestDecide(t *testing.T) {
 			name:    "empty cluster: everything is created",
 			desired: desired(3, 2, "img-1"),
 			want: Plan{Creates: []Create{
-				{Name: c(0), Pool: cp, Role: provisioner.RoleControlPlane, Image: "cp-1", Reason: "pool control-plane has 0 of 3 machines"},
-				{Name: c(1), Pool: cp, Role: provisioner.RoleControlPlane, Image: "cp-1", Reason: "pool control-plane has 0 of 3 machines"},
-				{Name: c(2), Pool: cp, Role: provisioner.RoleControlPlane, Image: "cp-1", Reason: "pool control-plane has 0 of 3 machines"},
-				{Name: w(0), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Reason: "pool workers has 0 of 2 machines"},
-				{Name: w(1), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Reason: "pool workers has 0 of 2 machines"},
+				{Name: c(0), Pool: cp, Role: v1alpha1.RoleControlPlane, Image: "cp-1", Reason: "pool control-plane has 0 of 3 machines"},
+				{Name: c(1), Pool: cp, Role: v1alpha1.RoleControlPlane, Image: "cp-1", Reason: "pool control-plane has 0 of 3 machines"},
+				{Name: c(2), Pool: cp, Role: v1alpha1.RoleControlPlane, Image: "cp-1", Reason: "pool control-plane has 0 of 3 machines"},
+				{Name: w(0), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Reason: "pool workers has 0 of 2 machines"},
+				{Name: w(1), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Reason: "pool workers has 0 of 2 machines"},
 			}},
 		},
 		{
@@ -135,8 +136,8 @@ func TestDecide(t *testing.T) {
 			observed: plus(without(steady, w(0), w(1), w(2)), mach("workers", 1, "img-1", running)),
 			verdicts: upAll,
 			want: Plan{Creates: []Create{
-				{Name: w(0), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Reason: "pool workers has 1 of 3 machines"},
-				{Name: w(2), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Reason: "pool workers has 1 of 3 machines"},
+				{Name: w(0), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Reason: "pool workers has 1 of 3 machines"},
+				{Name: w(2), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Reason: "pool workers has 1 of 3 machines"},
 			}},
 		},
 		{
@@ -184,7 +185,7 @@ func TestDecide(t *testing.T) {
 			verdicts: with(upAll, w(1), failed),
 			now:      t0,
 			want: Plan{
-				Creates: []Create{{Name: w(3), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
+				Creates: []Create{{Name: w(3), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
 				Next:    replacing(w(1), w(3), failed.Reason, t0),
 			},
 		},
@@ -211,7 +212,7 @@ func TestDecide(t *testing.T) {
 			state:    replacing(w(1), w(3), failed.Reason, before),
 			now:      t0,
 			want: Plan{
-				Creates: []Create{{Name: w(3), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
+				Creates: []Create{{Name: w(3), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
 				Next:    replacing(w(1), w(3), failed.Reason, before),
 			},
 		},
@@ -321,7 +322,7 @@ func TestDecide(t *testing.T) {
 			now:    t0,
 			policy: Policy{KeepFailed: true},
 			want: Plan{
-				Creates:             []Create{{Name: w(4), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-2", Replaces: w(0), Reason: "rollout: image img-1, want img-2"}},
+				Creates:             []Create{{Name: w(4), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-2", Replaces: w(0), Reason: "rollout: image img-1, want img-2"}},
 				StopInsteadOfDelete: []Delete{{Name: w(3), Pool: "workers", Reason: "replacement of prod-workers-0 failed: not up within 10m0s"}},
 				Next: RemediationState{
 					InFlight: []Replacement{{Old: w(0), New: w(4), Pool: "workers", Rollout: true, Reason: "rollout: image img-1, want img-2", Started: t0}},
@@ -360,7 +361,7 @@ func TestDecide(t *testing.T) {
 			now:      t0,
 			policy:   Policy{KeepFailed: true},
 			want: Plan{
-				Creates:             []Create{{Name: w(4), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
+				Creates:             []Create{{Name: w(4), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
 				StopInsteadOfDelete: []Delete{{Name: w(3), Pool: "workers", Reason: "replacement of prod-workers-1 failed: not up within 10m0s"}},
 				Next: RemediationState{
 					InFlight: []Replacement{{Old: w(1), New: w(4), Pool: "workers", Reason: failed.Reason, Started: t0}},
@@ -389,7 +390,7 @@ func TestDecide(t *testing.T) {
 			state:    RemediationState{Attempts: map[string][]time.Time{w(1): {t0.Add(-30 * time.Second)}}},
 			now:      t0,
 			want: Plan{
-				Creates: []Create{{Name: w(3), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
+				Creates: []Create{{Name: w(3), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
 				Next: RemediationState{
 					InFlight: []Replacement{{Old: w(1), New: w(3), Pool: "workers", Reason: failed.Reason, Started: t0}},
 					Attempts: map[string][]time.Time{w(1): {t0.Add(-30 * time.Second), t0}},
@@ -433,8 +434,8 @@ func TestDecide(t *testing.T) {
 			policy: Policy{MaxInFlight: 5},
 			want: Plan{
 				Creates: []Create{
-					{Name: w(5), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Replaces: w(0), Reason: failed.Reason},
-					{Name: w(6), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-1", Replaces: w(2), Reason: failed.Reason},
+					{Name: w(5), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Replaces: w(0), Reason: failed.Reason},
+					{Name: w(6), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Replaces: w(2), Reason: failed.Reason},
 				},
 				Blocked: []Block{
 					{Pool: cp, Reason: "2 of 3 machines unhealthy, more than maxUnhealthy 40% allows (1): nothing is replaced, a partition is no reason to replace the fleet"},
@@ -470,7 +471,7 @@ func TestDecide(t *testing.T) {
 			now: t0,
 			want: Plan{
 				Creates: []Create{
-					{Name: c(3), Pool: cp, Role: provisioner.RoleControlPlane, Image: "cp-1", Replaces: c(2), Reason: failed.Reason},
+					{Name: c(3), Pool: cp, Role: v1alpha1.RoleControlPlane, Image: "cp-1", Replaces: c(2), Reason: failed.Reason},
 				},
 				Blocked: []Block{
 					{Pool: "workers", Machine: w(3), Reason: "prod-workers-3 waits: 1 replacement under way, maxInFlight 1: " + failed.Reason},
@@ -493,7 +494,7 @@ func TestDecide(t *testing.T) {
 			policy: Policy{MaxInFlight: 3},
 			want: Plan{
 				Creates: []Create{
-					{Name: c(5), Pool: cp, Role: provisioner.RoleControlPlane, Image: "cp-1", Replaces: c(1), Reason: failed.Reason},
+					{Name: c(5), Pool: cp, Role: v1alpha1.RoleControlPlane, Image: "cp-1", Replaces: c(1), Reason: failed.Reason},
 				},
 				Blocked: []Block{
 					{Pool: cp, Machine: c(3), Reason: "prod-control-plane-3 waits: the control plane replaces one machine at a time: " + failed.Reason},
@@ -523,7 +524,7 @@ func TestDecide(t *testing.T) {
 			observed: steady, verdicts: upAll,
 			now: t0,
 			want: Plan{
-				Creates: []Create{{Name: w(3), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-2", Replaces: w(0), Reason: "rollout: image img-1, want img-2"}},
+				Creates: []Create{{Name: w(3), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-2", Replaces: w(0), Reason: "rollout: image img-1, want img-2"}},
 				Next: RemediationState{
 					InFlight: []Replacement{{Old: w(0), New: w(3), Pool: "workers", Rollout: true, Reason: "rollout: image img-1, want img-2", Started: t0}},
 					Attempts: map[string][]time.Time{w(0): {t0}},
@@ -582,7 +583,7 @@ func TestDecide(t *testing.T) {
 			verdicts: with(upAll, w(2), failed),
 			now:      t0,
 			want: Plan{
-				Creates: []Create{{Name: w(3), Pool: "workers", Role: provisioner.RoleWorker, Image: "img-2", Replaces: w(2), Reason: failed.Reason}},
+				Creates: []Create{{Name: w(3), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-2", Replaces: w(2), Reason: failed.Reason}},
 				Next:    replacing(w(2), w(3), failed.Reason, t0),
 			},
 		},
@@ -627,8 +628,8 @@ func BenchmarkDecide1000(b *testing.B) {
 		vs[name("workers", i)] = failed
 	}
 	d := Desired{Cluster: "prod", Groups: []Group{
-		{Pool: cp, Role: provisioner.RoleControlPlane, Count: 3, Image: "cp-1"},
-		{Pool: "workers", Role: provisioner.RoleWorker, Count: 997, Image: "img-2", MaxUnavailable: 10},
+		{Pool: cp, Role: v1alpha1.RoleControlPlane, Count: 3, Image: "cp-1"},
+		{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 997, Image: "img-2", MaxUnavailable: 10},
 	}}
 	for b.Loop() {
 		Decide(d, ms, vs, RemediationState{}, t0, Policy{MaxInFlight: 5})
@@ -636,7 +637,7 @@ func BenchmarkDecide1000(b *testing.B) {
 }
 
 func ExampleDecide() {
-	d := Desired{Cluster: "prod", Groups: []Group{{Pool: "workers", Role: provisioner.RoleWorker, Count: 2, Image: "img-1", MaxUnavailable: 1}}}
+	d := Desired{Cluster: "prod", Groups: []Group{{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 2, Image: "img-1", MaxUnavailable: 1}}}
 	observed := []provisioner.Machine{
 		{Name: "prod-workers-0", Cluster: "prod", Pool: "workers", Image: "img-1", State: provisioner.StateRunning},
 		{Name: "prod-workers-1", Cluster: "prod", Pool: "workers", Image: "img-1", State: provisioner.StateStopped},

@@ -20,7 +20,7 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/internal/state"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // ErrConfig is a data source configuration that Configure rejects.
@@ -93,15 +93,15 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 	}
 	switch c.Role {
 	case "":
-		add("role: required (%s or %s)", ignition.RoleControlPlane, ignition.RoleWorker)
-	case ignition.RoleControlPlane, ignition.RoleWorker:
+		add("role: required (%s or %s)", v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
+	case v1alpha1.RoleControlPlane, v1alpha1.RoleWorker:
 	default:
-		add("role: %q is not %s or %s", c.Role, ignition.RoleControlPlane, ignition.RoleWorker)
+		add("role: %q is not %s or %s", c.Role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 	}
 	if c.Node == "" {
 		add("node: required")
 	}
-	if c.Pool != "" && c.Role == ignition.RoleControlPlane {
+	if c.Pool != "" && c.Role == v1alpha1.RoleControlPlane {
 		add("pool: %q set for a control-plane node; pools are for workers", c.Pool)
 	}
 	if c.Target != "" && !slices.Contains([]string{"aws", "vsphere", "metal", "qemu"}, c.Target) {
@@ -139,7 +139,7 @@ func Render(c Config, now time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("kiln-ignition: %w", err)
 	}
 	pool := c.Pool
-	if c.Role == ignition.RoleWorker && pool == "" {
+	if c.Role == v1alpha1.RoleWorker && pool == "" {
 		if len(cluster.Spec.NodePools) != 1 {
 			return nil, fmt.Errorf("kiln-ignition: pool: required: cluster %s has %d node pools", cluster.Metadata.Name, len(cluster.Spec.NodePools))
 		}
