@@ -20,7 +20,6 @@ const NodeNamePlaceholder = "@@KILN_NODE_NAME@@"
 //go:embed templates/*.bu.tmpl
 var files embed.FS
 
-
 // Source returns the Butane template of a role.
 func Source(role string) ([]byte, error) {
 	if strings.HasPrefix(role, "_") {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/state"
 )
 
 func newDelete(g *globals) *cobra.Command {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/state/atomicfile"
 	"github.com/kiln-dev/kiln/state"
+	"github.com/kiln-dev/kiln/state/atomicfile"
 )
 
 func newInit(g *globals) *cobra.Command {

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // Version information, set with -ldflags -X by the Makefile.

@@ -16,9 +16,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // State store buckets.

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // fakeBMC is a Redfish service with real state, for there is no BMC here: systems with a power state
