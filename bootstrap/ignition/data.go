@@ -119,7 +119,7 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 	if len(taints) > 0 {
 		d.KubeletFlags = append(d.KubeletFlags, "--register-with-taints="+strings.Join(taints, ","))
 	}
-	if spec.Provider.Name != v1alpha1.ProviderAWS {
+	if !r.in.Placement.ExternalFirewall {
 		intent, err := firewall.NewIntent(c)
 		if err != nil {
 			return nil, fmt.Errorf("ignition: %w", err)

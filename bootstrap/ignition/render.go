@@ -41,10 +41,26 @@ type Input struct {
 	// Token is the bootstrap token nodes join with; it must be in Secrets.BootstrapTokens so that the
 	// control plane knows it.
 	Token secrets.BootstrapToken
-	// Target whose size limit applies (aws, vsphere, metal, qemu). Defaults to the spec's provider.
-	Target string
+	// Placement is what the provider that places the nodes does for them, as the provider declares it
+	// (each provider package's Placement). Rendering reads it and never asks which provider it is. The
+	// zero value: every node loads its firewall, and no channel limits a config's size.
+	Placement Placement
 	// BinDir in the image. Defaults to DefaultBinDir.
 	BinDir string
+}
+
+// Placement is what a provider does for the machines it places, as far as their configs are concerned.
+// Each provider declares its own next to its Provider implementation; the composition root (the CLI)
+// passes it in.
+type Placement struct {
+	// ExternalFirewall: the provider enforces the cluster's firewall intent outside the nodes (cloud
+	// security groups), so the nodes do not load it themselves. False: each node loads its role's
+	// nftables ruleset before its network comes up.
+	ExternalFirewall bool
+	// Channels: per role, the channel that carries a config to a machine, whose size limit every config
+	// of that role must fit. A role without one has no limit kiln knows of (a stub fetches its config,
+	// or the channel holds any size).
+	Channels map[string]lint.Limit
 }
 
 // Node is one machine to render a config for.
@@ -86,9 +102,6 @@ func New(in Input) (*Renderer, error) {
 	}
 	if in.Secrets == nil {
 		return nil, errors.New("ignition: no cluster secrets")
-	}
-	if in.Target == "" {
-		in.Target = in.Cluster.Spec.Provider.Name
 	}
 	if in.BinDir == "" {
 		in.BinDir = DefaultBinDir
@@ -203,13 +216,7 @@ func (r *Renderer) translate(c *compiled, role, pool string) error {
 		return fmt.Errorf("ignition: butane template %s: translated config is invalid: %w: %s", role, err, strings.TrimSpace(prpt.String()))
 	}
 	c.cfg = cfg
-	target := r.in.Target
-	if target == v1alpha1.ProviderAWS && role == v1alpha1.RoleControlPlane {
-		// It carries secrets, so the AWS provider never puts it into user-data: the instance gets a
-		// small stub that fetches it from S3 (provisioner/aws), and user-data's limit does not bind it.
-		target = ""
-	}
-	c.linter = lint.NewLinter(lint.Policy{Role: role, Target: target, Forbidden: ForbiddenSecrets(role, r.in.Secrets)}, cfg)
+	c.linter = lint.NewLinter(lint.Policy{Role: role, Channel: r.in.Placement.Channels[role], Forbidden: ForbiddenSecrets(role, r.in.Secrets)}, cfg)
 	ph := []byte(butane.NodeNamePlaceholder)
 	for i, f := range cfg.Storage.Files {
 		src := f.Contents.Source

@@ -248,16 +248,20 @@ func TestRenderErrors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-	t.Run("control plane for AWS goes through S3, not user-data: no 16 KiB limit", func(t *testing.T) {
+	t.Run("a role without a channel has no size limit; one with a channel is held to it", func(t *testing.T) {
 		in := fixture(t)
-		in.Target = "aws"
+		in.Placement = Placement{Channels: map[string]lint.Limit{v1alpha1.RoleWorker: lint.Limits["aws"]}}
 		cfg, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane})
 		if err != nil || len(cfg) <= 16<<10 {
 			t.Fatalf("got %d bytes, %v; want a config over 16 KiB and no error", len(cfg), err)
 		}
-		// The same config as user-data is refused by the lint.
-		if err := lint.Bytes(cfg, lint.Policy{Role: v1alpha1.RoleControlPlane, Target: "aws"}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit of 16.0 KiB (16384 bytes)") {
+		// The same config through the channel is refused by the lint.
+		if err := lint.Bytes(cfg, lint.Policy{Role: v1alpha1.RoleControlPlane, Channel: lint.Limits["aws"]}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit of 16.0 KiB (16384 bytes)") {
 			t.Fatalf("lint as AWS user-data: %v", err)
+		}
+		in.Placement.Channels[v1alpha1.RoleControlPlane] = lint.Limits["aws"]
+		if _, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit") {
+			t.Fatalf("control plane held to the AWS user-data channel: got %v, want the size finding", err)
 		}
 	})
 }
@@ -373,20 +377,26 @@ func BenchmarkRender(b *testing.B) {
 	})
 }
 
-// On AWS the security groups are the firewall; everywhere else the node loads the intent itself.
-func TestFirewallByProvider(t *testing.T) {
+// Where the provider enforces the intent outside the nodes (security groups), the nodes do not load it;
+// everywhere else each node loads it itself. The provider's name plays no part: an AWS spec rendered for
+// a placement with a host firewall gets one.
+func TestFirewallByPlacement(t *testing.T) {
 	for _, tc := range []struct {
-		provider string
-		want     bool
+		name      string
+		provider  string
+		placement Placement
+		want      bool
 	}{
-		{provider: v1alpha1.ProviderQEMU, want: true},
-		{provider: v1alpha1.ProviderAWS, want: false},
+		{name: "host firewall", provider: v1alpha1.ProviderQEMU, want: true},
+		{name: "external firewall", provider: v1alpha1.ProviderAWS, placement: Placement{ExternalFirewall: true}, want: false},
+		{name: "aws spec, host firewall", provider: v1alpha1.ProviderAWS, want: true},
 	} {
-		t.Run(tc.provider, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			in := fixture(t)
 			c := *in.Cluster
 			c.Spec.Provider = v1alpha1.Provider{Name: tc.provider, AWS: &v1alpha1.AWSProvider{Region: "eu-central-1"}}
 			in.Cluster = &c
+			in.Placement = tc.placement
 			raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
 			if err != nil {
 				t.Fatal(err)

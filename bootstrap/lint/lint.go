@@ -38,8 +38,9 @@ type Policy struct {
 	// Role of the machine the config is for: control-plane or worker. A worker holds no private key
 	// at all and no encryption configuration. Empty checks only what holds for every role.
 	Role string
-	// Target the config is delivered through; its size limit applies (see Limits). Empty: no limit.
-	Target string
+	// Channel the config is delivered through; its size limit applies (see Limits). The zero value:
+	// no limit.
+	Channel Limit
 	// Forbidden values, for example the cluster's CA key for a worker (see ForbiddenSecrets).
 	Forbidden []Secret
 }
@@ -140,7 +141,7 @@ func keyOf(r types.Resource) sourceKey {
 // Config lints a parsed config whose serialised size is size bytes.
 func (l *Linter) Config(cfg types.Config, size int) error {
 	var fs []Finding
-	fs = append(fs, checkSize(size, l.policy.Target)...)
+	fs = append(fs, checkSize(size, l.policy.Channel)...)
 	fs = append(fs, checkSources(cfg)...)
 	fs = append(fs, l.checkSecrets(cfg)...)
 	if len(fs) == 0 {
@@ -149,9 +150,8 @@ func (l *Linter) Config(cfg types.Config, size int) error {
 	return &Error{Findings: fs}
 }
 
-func checkSize(size int, target string) []Finding {
-	lim, ok := Limits[target]
-	if !ok {
+func checkSize(size int, lim Limit) []Finding {
+	if lim.Bytes <= 0 {
 		return nil
 	}
 	n := size

@@ -70,7 +70,7 @@ func TestBytes(t *testing.T) {
 		{
 			name:   "plain config passes",
 			config: config(file("/etc/hostname", "node-0\n")),
-			policy: Policy{Role: v1alpha1.RoleWorker, Target: "aws"},
+			policy: Policy{Role: v1alpha1.RoleWorker, Channel: Limits["aws"]},
 		},
 		{
 			name:   "https with hash passes",
@@ -141,18 +141,18 @@ func TestBytes(t *testing.T) {
 		{
 			name:   "over the AWS user-data limit",
 			config: config(file("/opt/big", strings.Repeat("x", 17<<10))),
-			policy: Policy{Target: "aws"},
+			policy: Policy{Channel: Limits["aws"]},
 			want:   []Finding{{Message: "config is 17.3 KiB (17686 bytes), over the AWS user-data limit of 16.0 KiB (16384 bytes)"}},
 		},
 		{
 			name:   "within the vSphere limit",
 			config: config(file("/opt/big", strings.Repeat("x", 40<<10))),
-			policy: Policy{Target: "vsphere"},
+			policy: Policy{Channel: Limits["vsphere"]},
 		},
 		{
 			name:   "over the vSphere limit once base64-encoded",
 			config: config(file("/opt/big", strings.Repeat("x", 50<<10))),
-			policy: Policy{Target: "vsphere"},
+			policy: Policy{Channel: Limits["vsphere"]},
 			want:   []Finding{{Message: "config is 67.0 KiB (68640 bytes), over the vSphere guestinfo (base64) limit of 64.0 KiB (65536 bytes)"}},
 		},
 	}
@@ -208,6 +208,6 @@ func FuzzLint(f *testing.F) {
 	f.Add(config(remote("/x", "https://a/b", nil)))
 	f.Add([]byte(`{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"a.service","contents":"[Unit]"}]}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		_ = Bytes(raw, Policy{Role: v1alpha1.RoleWorker, Target: "aws", Forbidden: []Secret{{Name: "k", Value: []byte("0123456789")}}})
+		_ = Bytes(raw, Policy{Role: v1alpha1.RoleWorker, Channel: Limits["aws"], Forbidden: []Secret{{Name: "k", Value: []byte("0123456789")}}})
 	})
 }

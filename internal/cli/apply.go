@@ -272,7 +272,11 @@ func (n *nodeRenderer) render(cr reconcile.Create) ([]byte, error) {
 		return nil, err
 	}
 	if n.r == nil || n.token != tok.ID {
-		r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Target: n.c.Spec.Provider.Name})
+		pl, err := placement(n.c.Spec.Provider.Name)
+		if err != nil {
+			return nil, err
+		}
+		r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Placement: pl})
 		if err != nil {
 			return nil, err
 		}

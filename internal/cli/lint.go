@@ -59,7 +59,7 @@ The exit code is 1 when there is a finding.`,
 			if err != nil {
 				return err
 			}
-			p := lint.Policy{Role: role, Target: target}
+			p := lint.Policy{Role: role, Channel: lint.Limits[target]}
 			if specPath != "" {
 				if role == "" {
 					return errors.New("-f needs --role: which secrets a config may hold depends on the role")

@@ -4,11 +4,14 @@ import (
 	"context"
 
 	"fmt"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"os"
 	"path/filepath"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/onprem/metal"
 	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
 	"github.com/kiln-dev/kiln/provisioner"
@@ -31,6 +34,23 @@ func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster, specPath st
 		return qemu.New(qemu.FromSpec(c, filepath.Join(g.stateDir, "qemu"), filepath.Dir(specPath)))
 	default:
 		return nil, fmt.Errorf("spec.provider.name: provider %q cannot place machines in this build of kiln", name)
+	}
+}
+
+// placement returns what the named provider does for the configs of its machines, as the provider
+// declares it; rendering reads it and never asks which provider it is.
+func placement(provider string) (ignition.Placement, error) {
+	switch provider {
+	case v1alpha1.ProviderAWS:
+		return awsprovider.Placement(), nil
+	case v1alpha1.ProviderVSphere:
+		return vsphere.Placement(), nil
+	case v1alpha1.ProviderQEMU:
+		return qemu.Placement(), nil
+	case v1alpha1.ProviderMetal:
+		return metal.Placement(), nil
+	default:
+		return ignition.Placement{}, fmt.Errorf("provider %q: unknown (want %s)", provider, "aws, vsphere, metal or qemu")
 	}
 }
 

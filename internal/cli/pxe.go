@@ -358,7 +358,7 @@ func pxeRenderer(st *state.Store, c *v1alpha1.Cluster) (*ignition.Renderer, time
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Target: v1alpha1.ProviderMetal})
+	r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: metal.Placement()})
 	if err != nil {
 		return nil, time.Time{}, err
 	}

@@ -61,7 +61,14 @@ at all), and a size that fits the target. The output holds a bootstrap token: -o
 			if err != nil {
 				return err
 			}
-			r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Target: target})
+			if target == "" {
+				target = c.Spec.Provider.Name
+			}
+			pl, err := placement(target)
+			if err != nil {
+				return fmt.Errorf("--target: %w", err)
+			}
+			r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: pl})
 			if err != nil {
 				return err
 			}
@@ -86,7 +93,7 @@ at all), and a size that fits the target. The output holds a bootstrap token: -o
 	f.StringVar(&node, "node", "", "node name (a DNS label), e.g. demo-workers-0")
 	f.StringVar(&pool, "pool", "", "node pool of a worker (default: the only pool)")
 	f.StringVarP(&out, "output", "o", "", "file to write (mode 0600); default standard output")
-	f.StringVar(&target, "target", "", "delivery target whose size limit applies: aws, vsphere, metal, qemu (default: the spec's provider)")
+	f.StringVar(&target, "target", "", "render for this provider's placement (its firewall and delivery channel with its size limit): aws, vsphere, metal, qemu (default: the spec's provider)")
 	cmd.MarkFlagRequired("role")
 	cmd.MarkFlagRequired("node")
 	return cmd

@@ -63,7 +63,7 @@ func renderDemo(t testing.TB) rendered {
 			return
 		}
 		b.BootstrapTokens = append(b.BootstrapTokens, tok)
-		in := ignition.Input{Cluster: c, Secrets: b, Token: tok}
+		in := ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: Placement()}
 		r, err := ignition.New(in)
 		if err != nil {
 			renderErr = err
@@ -73,14 +73,8 @@ func renderDemo(t testing.TB) rendered {
 		if renderOut.worker, renderErr = r.Render(ignition.Node{Name: "demo-workers-0", Role: v1alpha1.RoleWorker, Pool: "workers"}); renderErr != nil {
 			return
 		}
-		// A control-plane config reaches its node through S3, where AWS's 16 KiB user-data limit does
-		// not apply: render it without that limit.
-		in.Target = "metal"
-		r, err = ignition.New(in)
-		if err != nil {
-			renderErr = err
-			return
-		}
+		// A control-plane config reaches its node through S3: the AWS placement holds only workers to
+		// user-data's 16 KiB.
 		renderOut.controlPlane, renderErr = r.Render(ignition.Node{Name: "demo-control-plane-0", Role: v1alpha1.RoleControlPlane})
 	})
 	if renderErr != nil {
@@ -184,7 +178,7 @@ func TestCreateWorkerAndControlPlane(t *testing.T) {
 		if !bytes.Equal(ud, r.worker) {
 			t.Fatalf("worker user-data (%d bytes) is not its rendered config (%d bytes)", len(ud), len(r.worker))
 		}
-		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Target: "aws", Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
+		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Channel: lint.Limits["aws"], Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
 			t.Fatalf("worker user-data fails the worker lint: %v", err)
 		}
 		for _, secret := range []struct {
@@ -207,7 +201,7 @@ func TestCreateWorkerAndControlPlane(t *testing.T) {
 		if len(ud) > 2048 {
 			t.Errorf("stub is %d bytes", len(ud))
 		}
-		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Target: "aws", Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
+		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Channel: lint.Limits["aws"], Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
 			t.Fatalf("the stub must hold no key at all, and pass https + hash: %v", err)
 		}
 		cfg, _, err := v3_5.Parse(ud)

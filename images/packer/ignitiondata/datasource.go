@@ -19,6 +19,7 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/state"
 )
@@ -41,9 +42,13 @@ type Config struct {
 	Node string `mapstructure:"node" required:"true"`
 	// The node pool of a worker. Defaults to the spec's only pool.
 	Pool string `mapstructure:"pool"`
-	// The delivery target whose size limit applies: `aws` (user-data, 16 KiB), `vsphere` (guestinfo,
-	// 64 KiB), `metal` or `qemu`. Defaults to the spec's provider.
+	// The delivery channel whose size limit the config must fit: `aws` (user-data, 16 KiB), `vsphere`
+	// (guestinfo, 64 KiB), `metal` or `qemu` (no limit). Defaults to the spec's provider.
 	Target string `mapstructure:"target"`
+	// Leave the node's own firewall out, because something outside the node (cloud security groups)
+	// enforces the cluster's firewall intent. Defaults to `false`: the node loads its role's nftables
+	// ruleset.
+	ExternalFirewall bool `mapstructure:"external_firewall"`
 }
 
 // DatasourceOutput is what the data source returns.
@@ -158,7 +163,15 @@ func Render(c Config, now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kiln-ignition: %w", err)
 	}
-	r, err := ignition.New(ignition.Input{Cluster: cluster, Secrets: b, Token: tok, Target: c.Target})
+	target := c.Target
+	if target == "" {
+		target = cluster.Spec.Provider.Name
+	}
+	pl := ignition.Placement{ExternalFirewall: c.ExternalFirewall}
+	if lim, ok := lint.Limits[target]; ok {
+		pl.Channels = map[string]lint.Limit{c.Role: lim}
+	}
+	r, err := ignition.New(ignition.Input{Cluster: cluster, Secrets: b, Token: tok, Placement: pl})
 	if err != nil {
 		return nil, fmt.Errorf("kiln-ignition: %w", err)
 	}

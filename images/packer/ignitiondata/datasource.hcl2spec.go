@@ -24,6 +24,7 @@ type FlatConfig struct {
 	Node                *string           `mapstructure:"node" required:"true" cty:"node" hcl:"node"`
 	Pool                *string           `mapstructure:"pool" cty:"pool" hcl:"pool"`
 	Target              *string           `mapstructure:"target" cty:"target" hcl:"target"`
+	ExternalFirewall    *bool             `mapstructure:"external_firewall" cty:"external_firewall" hcl:"external_firewall"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -52,6 +53,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"node":                       &hcldec.AttrSpec{Name: "node", Type: cty.String, Required: false},
 		"pool":                       &hcldec.AttrSpec{Name: "pool", Type: cty.String, Required: false},
 		"target":                     &hcldec.AttrSpec{Name: "target", Type: cty.String, Required: false},
+		"external_firewall":          &hcldec.AttrSpec{Name: "external_firewall", Type: cty.Bool, Required: false},
 	}
 	return s
 }

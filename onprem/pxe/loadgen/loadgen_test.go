@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/onprem/metal"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 )
 
@@ -46,7 +47,7 @@ func startServer(tb testing.TB, n, assetMB int) server {
 		tb.Fatal(err)
 	}
 	b.BootstrapTokens = append(b.BootstrapTokens, tok)
-	r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Target: v1alpha1.ProviderMetal})
+	r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: metal.Placement()})
 	if err != nil {
 		tb.Fatal(err)
 	}
