@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/vmware/govmomi/vim25/soap"
+	utilwait "k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
@@ -61,15 +62,21 @@ func (r Retry) withDefaults() Retry {
 	return r
 }
 
-// delay is the wait after failed attempt n (from 1).
+// backoff is r as a wait.Backoff: the base duration d/2 jittered by a factor of 1 is a random
+// duration in [d/2, d), and the cap stops the doubling at Max. retryDo counts the Attempts; Steps
+// only keeps the doubling going until the cap.
+func (r Retry) backoff() utilwait.Backoff {
+	return utilwait.Backoff{Duration: r.Initial / 2, Factor: 2, Jitter: 1, Steps: math.MaxInt32, Cap: r.Max / 2}
+}
+
+// delay is the wait after failed attempt n (from 1), as retryDo's backoff steps it.
 func (r Retry) delay(n int) time.Duration {
-	d := r.Initial
-	for i := 1; i < n && d < r.Max; i++ {
-		d *= 2
+	next := r.backoff().DelayFunc()
+	var d time.Duration
+	for range n {
+		d = next()
 	}
-	d = min(d, r.Max)
-	half := d / 2
-	return half + rand.N(d-half+1)
+	return d
 }
 
 // String describes c without its password.

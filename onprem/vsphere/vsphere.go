@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
@@ -435,24 +434,28 @@ func (p *Provider) forget(image string) {
 // p.retry.Attempts times, waiting a jittered exponential backoff between attempts. Its error says
 // what vCenter said.
 func (p *Provider) retryDo(ctx context.Context, op func() error) error {
-	for attempt := 1; ; attempt++ {
-		err := describe(op())
+	var last, final error
+	attempt := 0
+	err := p.retry.backoff().DelayFunc().Until(ctx, true, true, func(context.Context) (bool, error) {
+		attempt++
+		last = describe(op())
 		switch {
-		case err == nil:
-			return nil
-		case !transient(err):
-			return err
+		case last == nil:
+			return true, nil
+		case !transient(last):
+			final = last
 		case attempt >= p.retry.Attempts:
-			return fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err)
+			final = fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, last)
+		default:
+			return false, nil
 		}
-		t := time.NewTimer(p.retry.delay(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w while retrying after: %w", ctx.Err(), err)
-		case <-t.C:
-		}
+		return false, final
+	})
+	if err != nil && final == nil {
+		// The context ended while waiting to try again.
+		return fmt.Errorf("%w while retrying after: %w", err, last)
 	}
+	return err
 }
 
 func (p *Provider) powerOn(ctx context.Context, ref types.ManagedObjectReference) error {

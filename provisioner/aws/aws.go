@@ -1,7 +1,6 @@
 package aws
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -293,24 +292,4 @@ func wrap(err error, format string, args ...any) error {
 		}
 	}
 	return fmt.Errorf("aws: %s: %w", op, err)
-}
-
-// poll calls check every PollInterval until it reports done, an error, or PollAttempts run out.
-func (p *Provider) poll(ctx context.Context, what string, check func() (bool, error)) error {
-	for i := 0; ; i++ {
-		done, err := check()
-		if err != nil || done {
-			return err
-		}
-		if i+1 >= p.opts.PollAttempts {
-			return fmt.Errorf("aws: %s: still not done after %d checks %v apart: %w", what, p.opts.PollAttempts, p.opts.PollInterval, ErrTimeout)
-		}
-		t := time.NewTimer(p.opts.PollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("aws: %s: %w", what, ctx.Err())
-		case <-t.C:
-		}
-	}
 }

@@ -123,21 +123,23 @@ func (p *Provider) run(ctx context.Context, spec provisioner.MachineSpec, in *ec
 	if apiCode(err) != "IdempotentParameterMismatch" {
 		return ec2types.Instance{}, wrap(err, "run instance %q", spec.Name)
 	}
-	var found *ec2types.Instance
-	err = p.poll(ctx, fmt.Sprintf("find instance %q by its client token", spec.Name), func() (bool, error) {
-		ins, err := p.describe(ctx, []ec2types.Filter{filter("client-token", aws.ToString(in.ClientToken))})
-		if err != nil {
-			return false, wrap(err, "find instance %q by its client token", spec.Name)
-		}
-		if len(ins) > 0 {
-			found = &ins[0]
-		}
-		return found != nil, nil
+	// The instance may not be visible yet (EC2 is eventually consistent): wait with EC2's
+	// InstanceExists waiter.
+	what := fmt.Sprintf("find instance %q by its client token", spec.Name)
+	find := &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{filter("client-token", aws.ToString(in.ClientToken))}}
+	found, err := ec2.NewInstanceExistsWaiter(p.ec2).WaitForOutput(ctx, find, p.waitBudget(), func(o *ec2.InstanceExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = p.opts.PollInterval, p.opts.PollInterval
+		o.Retryable = capChecks(p, what, o.Retryable)
 	})
 	if err != nil {
-		return ec2types.Instance{}, err
+		return ec2types.Instance{}, waited(ctx, what, err)
 	}
-	return *found, nil
+	for _, r := range found.Reservations {
+		if len(r.Instances) > 0 {
+			return r.Instances[0], nil
+		}
+	}
+	return ec2types.Instance{}, fmt.Errorf("aws: %s: DescribeInstances returned reservations without instances", what)
 }
 
 func nextToken(token, terminated string) string {
@@ -301,7 +303,7 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return p.poll(ctx, fmt.Sprintf("stop instance %q", name), func() (bool, error) {
+	return p.poll(ctx, fmt.Sprintf("stop instance %q", name), func(ctx context.Context) (bool, error) {
 		ins, err := p.byName(ctx, name, "pending", "running")
 		if err != nil {
 			return false, wrap(err, "find instance %q", name)

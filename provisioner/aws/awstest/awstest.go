@@ -381,6 +381,26 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, service stri
 	}, elbEnvelope{result: action + "Result", body: out})
 }
 
+// action answers one Query action, with the server's lock held.
+type action func(s *Server, p params) (any, error)
+
+// actions map the names of Query actions to their handlers.
+type actions map[string]action
+
+// merge joins tables of actions; an action in two of them is a mistake.
+func merge(tables ...actions) actions {
+	out := actions{}
+	for _, t := range tables {
+		for name, h := range t {
+			if _, dup := out[name]; dup {
+				panic("awstest: action " + name + " is handled twice")
+			}
+			out[name] = h
+		}
+	}
+	return out
+}
+
 // ec2Meta is embedded in every EC2 answer.
 type ec2Meta struct {
 	RequestID string `xml:"requestId"`
@@ -570,23 +590,6 @@ func (p params) int(key string, def int) (int, error) {
 	return n, nil
 }
 
-// tags are a resource's tags.
-type tags map[string]string
-
-// tagsFrom reads TagSpecification.N for the resource type, EC2's way of tagging on create.
-func tagsFrom(p params, resourceType string) (tags, error) {
-	t := tags{}
-	for _, spec := range p.items("TagSpecification") {
-		if rt := spec.get("ResourceType"); rt != resourceType {
-			return nil, badRequest("InvalidParameterValue", "TagSpecification resource type %q is not %q", rt, resourceType)
-		}
-		for _, tag := range spec.items("Tag") {
-			t[tag.get("Key")] = tag.get("Value")
-		}
-	}
-	return t, nil
-}
-
 // filter is one Filter.N of a Describe call.
 type filter struct {
 	name   string
@@ -660,28 +663,6 @@ func page(p params, n int) (from, to int, next string, err error) {
 		}
 	}
 	return from, to, next, nil
-}
-
-type xmlTag struct {
-	Key   string `xml:"key"`
-	Value string `xml:"value"`
-}
-
-func (t tags) xml() []xmlTag {
-	var out []xmlTag
-	for k, v := range t {
-		out = append(out, xmlTag{Key: k, Value: v})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out
-}
-
-func (t tags) clone() tags {
-	out := tags{}
-	for k, v := range t {
-		out[k] = v
-	}
-	return out
 }
 
 // CertificatePEM is the fake's TLS certificate, for clients configured by a CA bundle file

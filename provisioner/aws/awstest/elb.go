@@ -124,144 +124,171 @@ func elbTags(p params) (tags, error) {
 	return t, nil
 }
 
+var elbActions = actions{
+	"CreateLoadBalancer":    (*Server).createLoadBalancer,
+	"DescribeLoadBalancers": (*Server).describeLoadBalancers,
+	"DeleteLoadBalancer":    (*Server).deleteLoadBalancer,
+	"CreateTargetGroup":     (*Server).createTargetGroup,
+	"DescribeTargetGroups":  (*Server).describeTargetGroups,
+	"DeleteTargetGroup":     (*Server).deleteTargetGroup,
+	"CreateListener":        (*Server).createListener,
+	"DescribeListeners":     (*Server).describeListeners,
+	"DeleteListener":        (*Server).deleteListener,
+	"RegisterTargets":       (*Server).registerTargets,
+	"DeregisterTargets":     (*Server).deregisterTargets,
+	"DescribeTargetHealth":  (*Server).describeTargetHealth,
+	"DescribeTags":          (*Server).describeELBTags,
+}
+
+// elbAction answers one Elastic Load Balancing action with the server's lock held.
 func (s *Server) elbAction(action string, p params) (any, error) {
+	h, found := elbActions[action]
+	if !found {
+		return nil, badRequest("InvalidAction", "Could not find operation %s for version 2015-12-01", action)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch action {
-	case "CreateLoadBalancer":
-		return s.createLoadBalancer(p)
-	case "DescribeLoadBalancers":
-		names := p.list("Names")
-		var out []xmlLB
-		for _, arn := range sortedKeys(s.elb.lbs) {
-			lb := s.elb.lbs[arn]
-			if len(names) == 0 || slices.Contains(names, lb.name) {
-				out = append(out, s.lbXML(lb))
-			}
+	return h(s, p)
+}
+
+func (s *Server) describeLoadBalancers(p params) (any, error) {
+	names := p.list("Names")
+	var out []xmlLB
+	for _, arn := range sortedKeys(s.elb.lbs) {
+		lb := s.elb.lbs[arn]
+		if len(names) == 0 || slices.Contains(names, lb.name) {
+			out = append(out, s.lbXML(lb))
 		}
-		for _, n := range names {
-			if !slices.ContainsFunc(out, func(x xmlLB) bool { return x.Name == n }) {
-				return nil, badRequest("LoadBalancerNotFound", "Load balancers '[%s]' not found", n)
-			}
-		}
-		return struct {
-			LBs []xmlLB `xml:"LoadBalancers>member"`
-		}{out}, nil
-	case "DeleteLoadBalancer":
-		arn := p.get("LoadBalancerArn")
-		if _, ok := s.elb.lbs[arn]; ok {
-			for k, l := range s.elb.listeners {
-				if l.lb == arn {
-					delete(s.elb.listeners, k)
-				}
-			}
-			delete(s.elb.lbs, arn)
-		}
-		return nil, nil
-	case "CreateTargetGroup":
-		return s.createTargetGroup(p)
-	case "DescribeTargetGroups":
-		names := p.list("Names")
-		lbArn := p.get("LoadBalancerArn")
-		var out []xmlTG
-		for _, arn := range sortedKeys(s.elb.groups) {
-			x := s.tgXML(s.elb.groups[arn])
-			if (len(names) == 0 || slices.Contains(names, x.Name)) && (lbArn == "" || slices.Contains(x.LBs, lbArn)) {
-				out = append(out, x)
-			}
-		}
-		for _, n := range names {
-			if !slices.ContainsFunc(out, func(x xmlTG) bool { return x.Name == n }) {
-				return nil, badRequest("TargetGroupNotFound", "One or more target groups not found")
-			}
-		}
-		return struct {
-			TGs []xmlTG `xml:"TargetGroups>member"`
-		}{out}, nil
-	case "DeleteTargetGroup":
-		arn := p.get("TargetGroupArn")
-		for _, l := range s.elb.listeners {
-			if l.target == arn {
-				return nil, badRequest("ResourceInUse", "Target group '%s' is currently in use by a listener or a rule", arn)
-			}
-		}
-		delete(s.elb.groups, arn)
-		return nil, nil
-	case "CreateListener":
-		return s.createListener(p)
-	case "DescribeListeners":
-		lbArn := p.get("LoadBalancerArn")
-		if _, ok := s.elb.lbs[lbArn]; !ok {
-			return nil, badRequest("LoadBalancerNotFound", "Load balancer '%s' not found", lbArn)
-		}
-		var out []xmlListener
-		for _, arn := range sortedKeys(s.elb.listeners) {
-			l := s.elb.listeners[arn]
-			if l.lb == lbArn {
-				out = append(out, xmlListener{ARN: l.arn, LB: l.lb, Port: l.port, Protocol: l.protocol,
-					Actions: []xmlAction{{Type: "forward", TargetGroup: l.target}}})
-			}
-		}
-		return struct {
-			Listeners []xmlListener `xml:"Listeners>member"`
-		}{out}, nil
-	case "DeleteListener":
-		arn := p.get("ListenerArn")
-		if _, ok := s.elb.listeners[arn]; !ok {
-			return nil, badRequest("ListenerNotFound", "Listener '%s' not found", arn)
-		}
-		delete(s.elb.listeners, arn)
-		return nil, nil
-	case "RegisterTargets", "DeregisterTargets":
-		return s.changeTargets(action, p)
-	case "DescribeTargetHealth":
-		tg, ok := s.elb.groups[p.get("TargetGroupArn")]
-		if !ok {
-			return nil, badRequest("TargetGroupNotFound", "Target groups '%s' not found", p.get("TargetGroupArn"))
-		}
-		type target struct {
-			ID   string `xml:"Target>Id"`
-			Port int    `xml:"Target>Port"`
-			// The fake runs no health checks: a registered running instance is healthy.
-			State string `xml:"TargetHealth>State"`
-		}
-		var out []target
-		for _, id := range sortedKeys(tg.targets) {
-			state := "unused"
-			if in := s.ec2.instances[id]; in != nil && in.State == "running" {
-				state = "healthy"
-			}
-			out = append(out, target{ID: id, Port: tg.targets[id], State: state})
-		}
-		return struct {
-			Targets []target `xml:"TargetHealthDescriptions>member"`
-		}{out}, nil
-	case "DescribeTags":
-		type desc struct {
-			ARN  string      `xml:"ResourceArn"`
-			Tags []xmlELBTag `xml:"Tags>member"`
-		}
-		var out []desc
-		for _, arn := range p.list("ResourceArns") {
-			var t tags
-			if lb, ok := s.elb.lbs[arn]; ok {
-				t = lb.tags
-			} else if tg, ok := s.elb.groups[arn]; ok {
-				t = tg.tags
-			} else {
-				return nil, badRequest("LoadBalancerNotFound", "Load balancer '%s' not found", arn)
-			}
-			d := desc{ARN: arn}
-			for _, kv := range t.xml() {
-				d.Tags = append(d.Tags, xmlELBTag(kv))
-			}
-			out = append(out, d)
-		}
-		return struct {
-			Descs []desc `xml:"TagDescriptions>member"`
-		}{out}, nil
 	}
-	return nil, badRequest("InvalidAction", "Could not find operation %s for version 2015-12-01", action)
+	for _, n := range names {
+		if !slices.ContainsFunc(out, func(x xmlLB) bool { return x.Name == n }) {
+			return nil, badRequest("LoadBalancerNotFound", "Load balancers '[%s]' not found", n)
+		}
+	}
+	return struct {
+		LBs []xmlLB `xml:"LoadBalancers>member"`
+	}{out}, nil
+}
+
+func (s *Server) deleteLoadBalancer(p params) (any, error) {
+	arn := p.get("LoadBalancerArn")
+	if _, ok := s.elb.lbs[arn]; ok {
+		for k, l := range s.elb.listeners {
+			if l.lb == arn {
+				delete(s.elb.listeners, k)
+			}
+		}
+		delete(s.elb.lbs, arn)
+	}
+	return nil, nil
+}
+
+func (s *Server) describeTargetGroups(p params) (any, error) {
+	names := p.list("Names")
+	lbArn := p.get("LoadBalancerArn")
+	var out []xmlTG
+	for _, arn := range sortedKeys(s.elb.groups) {
+		x := s.tgXML(s.elb.groups[arn])
+		if (len(names) == 0 || slices.Contains(names, x.Name)) && (lbArn == "" || slices.Contains(x.LBs, lbArn)) {
+			out = append(out, x)
+		}
+	}
+	for _, n := range names {
+		if !slices.ContainsFunc(out, func(x xmlTG) bool { return x.Name == n }) {
+			return nil, badRequest("TargetGroupNotFound", "One or more target groups not found")
+		}
+	}
+	return struct {
+		TGs []xmlTG `xml:"TargetGroups>member"`
+	}{out}, nil
+}
+
+func (s *Server) deleteTargetGroup(p params) (any, error) {
+	arn := p.get("TargetGroupArn")
+	for _, l := range s.elb.listeners {
+		if l.target == arn {
+			return nil, badRequest("ResourceInUse", "Target group '%s' is currently in use by a listener or a rule", arn)
+		}
+	}
+	delete(s.elb.groups, arn)
+	return nil, nil
+}
+
+func (s *Server) describeListeners(p params) (any, error) {
+	lbArn := p.get("LoadBalancerArn")
+	if _, ok := s.elb.lbs[lbArn]; !ok {
+		return nil, badRequest("LoadBalancerNotFound", "Load balancer '%s' not found", lbArn)
+	}
+	var out []xmlListener
+	for _, arn := range sortedKeys(s.elb.listeners) {
+		l := s.elb.listeners[arn]
+		if l.lb == lbArn {
+			out = append(out, xmlListener{ARN: l.arn, LB: l.lb, Port: l.port, Protocol: l.protocol,
+				Actions: []xmlAction{{Type: "forward", TargetGroup: l.target}}})
+		}
+	}
+	return struct {
+		Listeners []xmlListener `xml:"Listeners>member"`
+	}{out}, nil
+}
+
+func (s *Server) deleteListener(p params) (any, error) {
+	arn := p.get("ListenerArn")
+	if _, ok := s.elb.listeners[arn]; !ok {
+		return nil, badRequest("ListenerNotFound", "Listener '%s' not found", arn)
+	}
+	delete(s.elb.listeners, arn)
+	return nil, nil
+}
+
+func (s *Server) describeTargetHealth(p params) (any, error) {
+	tg, ok := s.elb.groups[p.get("TargetGroupArn")]
+	if !ok {
+		return nil, badRequest("TargetGroupNotFound", "Target groups '%s' not found", p.get("TargetGroupArn"))
+	}
+	type target struct {
+		ID   string `xml:"Target>Id"`
+		Port int    `xml:"Target>Port"`
+		// The fake runs no health checks: a registered running instance is healthy.
+		State string `xml:"TargetHealth>State"`
+	}
+	var out []target
+	for _, id := range sortedKeys(tg.targets) {
+		state := "unused"
+		if in := s.ec2.instances[id]; in != nil && in.State == "running" {
+			state = "healthy"
+		}
+		out = append(out, target{ID: id, Port: tg.targets[id], State: state})
+	}
+	return struct {
+		Targets []target `xml:"TargetHealthDescriptions>member"`
+	}{out}, nil
+}
+
+func (s *Server) describeELBTags(p params) (any, error) {
+	type desc struct {
+		ARN  string      `xml:"ResourceArn"`
+		Tags []xmlELBTag `xml:"Tags>member"`
+	}
+	var out []desc
+	for _, arn := range p.list("ResourceArns") {
+		var t tags
+		if lb, ok := s.elb.lbs[arn]; ok {
+			t = lb.tags
+		} else if tg, ok := s.elb.groups[arn]; ok {
+			t = tg.tags
+		} else {
+			return nil, badRequest("LoadBalancerNotFound", "Load balancer '%s' not found", arn)
+		}
+		d := desc{ARN: arn}
+		for _, kv := range t.xml() {
+			d.Tags = append(d.Tags, xmlELBTag(kv))
+		}
+		out = append(out, d)
+	}
+	return struct {
+		Descs []desc `xml:"TagDescriptions>member"`
+	}{out}, nil
 }
 
 func (s *Server) createLoadBalancer(p params) (any, error) {
@@ -417,7 +444,12 @@ func (s *Server) createListener(p params) (any, error) {
 	}{[]xmlListener{{ARN: l.arn, LB: l.lb, Port: l.port, Protocol: l.protocol, Actions: []xmlAction{{Type: "forward", TargetGroup: tg.arn}}}}}, nil
 }
 
-func (s *Server) changeTargets(action string, p params) (any, error) {
+func (s *Server) registerTargets(p params) (any, error) { return s.changeTargets(true, p) }
+
+func (s *Server) deregisterTargets(p params) (any, error) { return s.changeTargets(false, p) }
+
+// changeTargets registers, or deregisters, the Targets of the target group TargetGroupArn names.
+func (s *Server) changeTargets(register bool, p params) (any, error) {
 	tg, ok := s.elb.groups[p.get("TargetGroupArn")]
 	if !ok {
 		return nil, badRequest("TargetGroupNotFound", "Target group '%s' not found", p.get("TargetGroupArn"))
@@ -432,7 +464,7 @@ func (s *Server) changeTargets(action string, p params) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if action == "DeregisterTargets" {
+		if !register {
 			delete(tg.targets, id)
 			continue
 		}

@@ -1,0 +1,128 @@
+package awstest
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+var subnetActions = actions{
+	"CreateSubnet":    (*Server).createSubnet,
+	"DescribeSubnets": (*Server).describeSubnets,
+	"DeleteSubnet":    (*Server).deleteSubnet,
+}
+
+type subnet struct {
+	id, vpc, az string
+	cidr        netip.Prefix
+	mapPublicIP bool
+	nextIP      int
+	tags        tags
+}
+
+type xmlSubnet struct {
+	ID          string   `xml:"subnetId"`
+	VpcID       string   `xml:"vpcId"`
+	CIDR        string   `xml:"cidrBlock"`
+	AZ          string   `xml:"availabilityZone"`
+	State       string   `xml:"state"`
+	MapPublicIP bool     `xml:"mapPublicIpOnLaunch"`
+	Available   int      `xml:"availableIpAddressCount"`
+	Tags        []xmlTag `xml:"tagSet>item"`
+}
+
+func (sn *subnet) xml() xmlSubnet {
+	return xmlSubnet{ID: sn.id, VpcID: sn.vpc, CIDR: sn.cidr.String(), AZ: sn.az, State: "available",
+		MapPublicIP: sn.mapPublicIP, Available: (1 << (32 - sn.cidr.Bits())) - 5 - sn.nextIP, Tags: sn.tags.xml()}
+}
+
+func overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
+
+func (s *Server) createSubnet(p params) (any, error) {
+	v, ok := s.ec2.vpcs[p.get("VpcId")]
+	if !ok {
+		return nil, notFound("InvalidVpcID.NotFound", "vpc ID", p.get("VpcId"))
+	}
+	cidr, err := parseCIDR("cidrBlock", p.get("CidrBlock"))
+	if err != nil {
+		return nil, err
+	}
+	if !v.cidr.Contains(cidr.Addr()) || cidr.Bits() < v.cidr.Bits() || cidr.Bits() > 28 {
+		return nil, badRequest("InvalidSubnet.Range", "The CIDR '%s' is invalid for the VPC %s (%s).", cidr, v.id, v.cidr)
+	}
+	for _, sn := range s.ec2.subnets {
+		if sn.vpc == v.id && overlaps(sn.cidr, cidr) {
+			return nil, badRequest("InvalidSubnet.Conflict", "The CIDR '%s' conflicts with another subnet (%s)", cidr, sn.id)
+		}
+	}
+	az := p.get("AvailabilityZone")
+	if !strings.HasPrefix(az, Region) || len(az) != len(Region)+1 {
+		return nil, badRequest("InvalidParameterValue", "Value (%s) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: %sa, %sb, %sc.", az, Region, Region, Region)
+	}
+	t, err := tagsFrom(p, "subnet")
+	if err != nil {
+		return nil, err
+	}
+	sn := &subnet{id: s.id("subnet"), vpc: v.id, az: az, cidr: cidr, tags: t}
+	s.ec2.subnets[sn.id] = sn
+	return &struct {
+		ec2Meta
+		Subnet xmlSubnet `xml:"subnet"`
+	}{Subnet: sn.xml()}, nil
+}
+
+func (s *Server) describeSubnets(p params) (any, error) {
+	fs := filtersFrom(p)
+	ids := p.list("SubnetId")
+	var out []xmlSubnet
+	for _, id := range sortedKeys(s.ec2.subnets) {
+		sn := s.ec2.subnets[id]
+		if len(ids) > 0 && !slices.Contains(ids, id) {
+			continue
+		}
+		ok, err := match(fs, sn.tags, map[string][]string{"vpc-id": {sn.vpc}, "subnet-id": {sn.id},
+			"availability-zone": {sn.az}, "cidr-block": {sn.cidr.String()}, "state": {"available"}})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, sn.xml())
+		}
+	}
+	from, to, next, err := page(p, len(out))
+	if err != nil {
+		return nil, err
+	}
+	return &struct {
+		ec2Meta
+		Subnets []xmlSubnet `xml:"subnetSet>item"`
+		Next    string      `xml:"nextToken,omitempty"`
+	}{Subnets: out[from:to], Next: next}, nil
+}
+
+func (s *Server) deleteSubnet(p params) (any, error) {
+	id := p.get("SubnetId")
+	if _, ok := s.ec2.subnets[id]; !ok {
+		return nil, notFound("InvalidSubnetID.NotFound", "subnet ID", id)
+	}
+	for _, in := range s.ec2.instances {
+		if in.SubnetID == id && in.State != "terminated" {
+			return nil, badRequest("DependencyViolation", "The subnet '%s' has dependencies and cannot be deleted (instance %s).", id, in.ID)
+		}
+	}
+	for _, n := range s.ec2.nats {
+		if n.subnet == id && n.state != "deleted" {
+			return nil, badRequest("DependencyViolation", "The subnet '%s' has dependencies and cannot be deleted (NAT gateway %s).", id, n.id)
+		}
+	}
+	for _, lb := range s.elb.lbs {
+		if slices.Contains(lb.subnets, id) {
+			return nil, badRequest("DependencyViolation", "The subnet '%s' has dependencies and cannot be deleted (load balancer %s).", id, lb.name)
+		}
+	}
+	for _, rt := range s.ec2.tables {
+		rt.associations = slices.DeleteFunc(rt.associations, func(a association) bool { return a.subnet == id })
+	}
+	delete(s.ec2.subnets, id)
+	return okReturn(), nil
+}
