@@ -279,7 +279,7 @@ func (s *Store) Create(bucket, key string, v any) error {
 // Get decodes the JSON value under bucket/key into v. It returns ErrNotFound if there is none and
 // ErrTampered if the value does not authenticate.
 func (s *Store) Get(bucket, key string, v any) error {
-	if err := checkName(bucket, key); err != nil {
+	if err := CheckName(bucket, key); err != nil {
 		return err
 	}
 	var plain []byte
@@ -300,7 +300,7 @@ func (s *Store) Get(bucket, key string, v any) error {
 // one transaction. If fn returns an error nothing is stored and Modify returns it. It returns
 // ErrNotFound if there is no value.
 func (s *Store) Modify(bucket, key string, v any, fn func() error) error {
-	if err := checkName(bucket, key); err != nil {
+	if err := CheckName(bucket, key); err != nil {
 		return err
 	}
 	return s.guard(func() error {
@@ -335,7 +335,7 @@ func callFn(fn func() error) error {
 
 // Delete removes bucket/key; it returns ErrNotFound if there is nothing to remove.
 func (s *Store) Delete(bucket, key string) error {
-	if err := checkName(bucket, key); err != nil {
+	if err := CheckName(bucket, key); err != nil {
 		return err
 	}
 	return s.guard(func() error {
@@ -354,7 +354,7 @@ func (s *Store) Delete(bucket, key string) error {
 
 // List returns the keys in bucket in byte order; a bucket that does not exist has none.
 func (s *Store) List(bucket string) ([]string, error) {
-	if err := checkName(bucket, "-"); err != nil {
+	if err := CheckName(bucket, "-"); err != nil {
 		return nil, err
 	}
 	var keys []string
@@ -450,9 +450,11 @@ func aad(bucket, key string) []byte {
 	return []byte(aadPrefix + bucket + "/" + key)
 }
 
-// checkName refuses names that bbolt cannot store or that would make the additional data ambiguous: a
-// bucket name holds no "/", so aadPrefix+bucket+"/"+key names exactly one bucket and key.
-func checkName(bucket, key string) error {
+// CheckName refuses names that bbolt cannot store or that would make the additional data ambiguous: a
+// bucket name holds no "/", so aadPrefix+bucket+"/"+key names exactly one bucket and key. Every
+// method of Store applies it first (List to the bucket alone); another implementation applies it too,
+// so that what one store accepts the other does.
+func CheckName(bucket, key string) error {
 	switch {
 	case bucket == "":
 		return errors.New("state: empty bucket name")
@@ -467,7 +469,7 @@ func checkName(bucket, key string) error {
 }
 
 func encode(bucket, key string, v any) ([]byte, error) {
-	if err := checkName(bucket, key); err != nil {
+	if err := CheckName(bucket, key); err != nil {
 		return nil, err
 	}
 	b, err := json.Marshal(v)

@@ -16,9 +16,16 @@ import (
 // Bucket is the state-store bucket of secrets bundles, one per cluster name.
 const Bucket = "secrets"
 
+// TokenStore is what JoinToken needs of the state store: the bundle to read, and its bootstrap tokens
+// to change.
+type TokenStore interface {
+	state.Getter
+	state.Modifier
+}
+
 // Save stores a new cluster's bundle. If the cluster already has one it fails with state.ErrExists and
 // changes nothing: secrets are generated once and never silently replaced.
-func Save(s *state.Store, cluster string, b *Bundle) error {
+func Save(s state.Creator, cluster string, b *Bundle) error {
 	if b == nil || len(b.ClusterCA.CertPEM) == 0 || len(b.EncryptionKey) != EncryptionKeySize || len(b.SSH.AuthorizedKeys) == 0 {
 		return fmt.Errorf("secrets: save %s: %w", cluster, ErrIncomplete)
 	}
@@ -32,7 +39,7 @@ func Save(s *state.Store, cluster string, b *Bundle) error {
 }
 
 // Load reads a cluster's bundle; state.ErrNotFound if it has none.
-func Load(s *state.Store, cluster string) (*Bundle, error) {
+func Load(s state.Getter, cluster string) (*Bundle, error) {
 	var b Bundle
 	if err := s.Get(Bucket, cluster, &b); err != nil {
 		return nil, fmt.Errorf("secrets: load %s: %w", cluster, err)
@@ -45,7 +52,7 @@ func Load(s *state.Store, cluster string) (*Bundle, error) {
 // stored (b came from Load); if it is not, Update fails with ErrKeyMaterialChanged and stores nothing,
 // so a regenerated bundle can never replace a cluster's CAs and keys. It returns state.ErrNotFound if
 // the cluster has no secrets.
-func Update(s *state.Store, cluster string, b *Bundle) error {
+func Update(s state.Modifier, cluster string, b *Bundle) error {
 	if b == nil {
 		return fmt.Errorf("secrets: update %s: %w", cluster, ErrIncomplete)
 	}
@@ -82,7 +89,7 @@ func keyMaterial(b *Bundle) ([]byte, error) {
 // spec.security.bootstrapTokenTTL left, adding and storing a new one (described by description) when
 // there is none; expired tokens are dropped then. It is what every renderer of a joining node's
 // config calls, so that a render never hands out a token about to expire.
-func JoinToken(s *state.Store, c *v1alpha1.Cluster, now time.Time, description string) (*Bundle, BootstrapToken, error) {
+func JoinToken(s TokenStore, c *v1alpha1.Cluster, now time.Time, description string) (*Bundle, BootstrapToken, error) {
 	name := c.Metadata.Name
 	b, err := Load(s, name)
 	if err != nil {

@@ -1,23 +1,32 @@
 package secrets
 
 import (
+	"bytes"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/state"
+	"github.com/kiln-dev/kiln/state/statetest"
 )
 
-func openStore(t *testing.T) *state.Store {
-	t.Helper()
+func stateKey() []byte {
 	key := make([]byte, state.KeySize)
 	for i := range key {
 		key[i] = byte(i)
 	}
-	s, err := state.Open(filepath.Join(t.TempDir(), "state.db"), key)
+	return key
+}
+
+func openStore(t *testing.T, path string) *state.Store {
+	t.Helper()
+	s, err := state.Open(path, stateKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,8 +34,38 @@ func openStore(t *testing.T) *state.Store {
 	return s
 }
 
+// TestSaveLoadStateFile keeps a bundle in a real state file: it outlives the process, and none of its
+// secrets is on disk in the clear.
+func TestSaveLoadStateFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), state.FileName)
+	s := openStore(t, path)
+	b := mustGenerate(t, cluster("prod"), seeded(1))
+	if err := Save(s, "prod", b); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, secret := range map[string][]byte{"encryption key": b.EncryptionKey, "cluster CA key": b.ClusterCA.KeyPEM} {
+		if bytes.Contains(raw, secret) {
+			t.Errorf("the state file holds the %s in the clear", name)
+		}
+	}
+	got, err := Load(openStore(t, path), "prod")
+	if err != nil {
+		t.Fatalf("Load after reopening: %v", err)
+	}
+	if diff := cmp.Diff(*b, *got); diff != "" {
+		t.Errorf("Load after reopening (-saved +loaded):\n%s", diff)
+	}
+}
+
 func TestSaveLoad(t *testing.T) {
-	s := openStore(t)
+	s := statetest.NewEmpty()
 	b := mustGenerate(t, cluster("prod"), seeded(1))
 	if err := Save(s, "prod", b); err != nil {
 		t.Fatalf("Save: %v", err)
@@ -64,10 +103,7 @@ func TestSaveLoad(t *testing.T) {
 }
 
 func TestUpdate(t *testing.T) {
-	s := openStore(t)
-	if err := Save(s, "prod", mustGenerate(t, cluster("prod"), seeded(1))); err != nil {
-		t.Fatal(err)
-	}
+	s := statetest.NewFixed(t, statetest.Values{Bucket: {"prod": mustGenerate(t, cluster("prod"), seeded(1))}})
 	now := t0.Add(time.Hour)
 
 	b, err := Load(s, "prod")
@@ -122,5 +158,76 @@ func TestUpdate(t *testing.T) {
 
 	if err := Update(s, "nope", b); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("Update(unknown cluster) = %v, want state.ErrNotFound", err)
+	}
+}
+
+func TestJoinToken(t *testing.T) {
+	c := cluster("prod", func(c *v1alpha1.Cluster) { c.Spec.Security.BootstrapTokenTTL = v1alpha1.Duration{Duration: time.Hour} })
+	s := statetest.NewFixed(t, statetest.Values{Bucket: {"prod": mustGenerate(t, c, seeded(1))}})
+
+	// The first render mints a token and stores it.
+	_, first, err := JoinToken(s, c, t0, "kiln node join")
+	if err != nil {
+		t.Fatalf("JoinToken: %v", err)
+	}
+	if !first.Expires.Equal(t0.Add(time.Hour)) || first.Description != "kiln node join" {
+		t.Errorf("new token expires %v (%q), want %v", first.Expires, first.Description, t0.Add(time.Hour))
+	}
+	stored, err := Load(s, "prod")
+	if err != nil || len(stored.BootstrapTokens) != 1 || stored.BootstrapTokens[0] != first {
+		t.Fatalf("stored tokens %+v, %v; want the new one", stored.BootstrapTokens, err)
+	}
+	// While it has half its lifetime left it is the one handed out.
+	if _, tok, err := JoinToken(s, c, t0.Add(30*time.Minute), "kiln node join"); err != nil || tok != first {
+		t.Errorf("JoinToken at +30m = %v, %v; want the first token", tok.ID, err)
+	}
+	// Then a new one is minted, and the first, not expired yet, kept.
+	_, second, err := JoinToken(s, c, t0.Add(31*time.Minute), "kiln node join")
+	if err != nil || second == first {
+		t.Fatalf("JoinToken at +31m = %v, %v; want a new token", second.ID, err)
+	}
+	if stored, err := Load(s, "prod"); err != nil || len(stored.BootstrapTokens) != 2 {
+		t.Errorf("stored tokens at +31m: %+v, %v; want the first and the second", stored.BootstrapTokens, err)
+	}
+	// Once expired, it is dropped with the next mint.
+	if _, _, err := JoinToken(s, c, t0.Add(2*time.Hour), "kiln node join"); err != nil {
+		t.Fatal(err)
+	}
+	stored, err = Load(s, "prod")
+	if err != nil || len(stored.BootstrapTokens) != 1 || stored.BootstrapTokens[0] == first || stored.BootstrapTokens[0] == second {
+		t.Errorf("stored tokens after both expired: %+v, %v; want only a third", stored.BootstrapTokens, err)
+	}
+
+	if _, _, err := JoinToken(statetest.NewEmpty(), c, t0, "kiln node join"); !errors.Is(err, state.ErrNotFound) ||
+		!strings.Contains(err.Error(), "kiln init prod") {
+		t.Errorf("JoinToken without secrets = %v, want state.ErrNotFound and a hint to run kiln init", err)
+	}
+}
+
+// TestStoreErrors: a state store that fails is reported with what was being done to which cluster,
+// never swallowed.
+func TestStoreErrors(t *testing.T) {
+	errDisk := errors.New("input/output error")
+	broken := statetest.Broken{Err: errDisk}
+	c := cluster("prod", func(c *v1alpha1.Cluster) { c.Spec.Security.BootstrapTokenTTL = v1alpha1.Duration{Duration: time.Hour} })
+	b := mustGenerate(t, c, seeded(1))
+	tests := []struct {
+		name    string
+		call    func() error
+		subject string
+	}{
+		{name: "save", call: func() error { return Save(broken, "prod", b) }, subject: "secrets: save prod: "},
+		{name: "load", call: func() error { _, err := Load(broken, "prod"); return err }, subject: "secrets: load prod: "},
+		{name: "update", call: func() error { return Update(broken, "prod", b) }, subject: "secrets: update prod: "},
+		{name: "join token", call: func() error { _, _, err := JoinToken(broken, c, t0, "join"); return err },
+			subject: "cluster prod: secrets: load prod: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if !errors.Is(err, errDisk) || !strings.Contains(err.Error(), tc.subject+errDisk.Error()) {
+				t.Errorf("error = %v, want %q wrapping the store's error", err, tc.subject+errDisk.Error())
+			}
+		})
 	}
 }

@@ -2,17 +2,14 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/onprem/metal"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/state"
@@ -180,96 +178,29 @@ func runPXEServe(ctx context.Context, g *globals, o pxeServeOptions) error {
 		return err
 	}
 
-	// Everything from the state store at once, then let it go so that 'kiln get machines' can read
-	// it while the server runs: the recorder flushes by opening it briefly.
-	rec := pxe.NewRecorder(nil)
-	st, err := g.openState()
-	if err != nil {
-		return err
-	}
-	if err := pxe.SaveInventory(st, inv); err != nil {
-		st.Close()
-		return err
-	}
-	key, err := pxe.URLKey(st, func(b []byte) error { _, err := rand.Read(b); return err })
-	if err == nil {
-		err = rec.Load(st)
-	}
-	if err != nil {
-		st.Close()
-		return err
-	}
-	if cfg.Leases != nil {
-		for _, r := range rec.Snapshot() {
-			if r.IP != "" {
-				cfg.Leases.Restore(r.MAC, net.ParseIP(r.IP))
-			}
-		}
-	}
-	renderer, expires, err := pxeRenderer(st, c)
-	st.Close()
-	if err != nil {
-		return err
-	}
-	cache := pxe.NewIgnitionCache(func(m *pxe.Machine) ([]byte, error) { return renderMachine(renderer, m) })
-	start := time.Now()
-	if err := cache.Prerender(inv.Machines, runtime.GOMAXPROCS(0)); err != nil {
-		return err
-	}
-	log.Info("rendered ignition", "machines", len(inv.Machines), "took", time.Since(start).Round(time.Millisecond))
-	src := &allocatedSource{next: &swappableSource{cur: cache}}
-	if st, err := g.openState(); err == nil {
-		err = src.reload(st)
-		st.Close()
-		if err != nil {
-			return err
-		}
-	} else {
-		return err
-	}
-
-	cfg.HTTP = pxe.HTTPConfig{BaseURL: o.baseURL, Inventory: inv, Ignition: src, Recorder: rec, URLKey: key,
-		AssetsDir: o.assets, IPXEDir: o.ipxeDir}
-	cfg.Flush = func() error {
-		st, err := g.openState()
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		return errors.Join(rec.Flush(st), src.reload(st))
-	}
-
-	// Render again, with a fresh bootstrap token, before the one in the configs runs out.
-	go func() {
-		for {
-			wait := time.Until(expires)/2 + time.Second
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
+	// The boot service reads everything from the state store at once, then lets it go so that 'kiln
+	// get machines' can read it while the server runs: the records are flushed by opening it briefly.
+	svc := pxe.NewService(pxe.ServiceConfig{
+		Inventory: inv,
+		Open: func() (pxe.Store, error) {
 			st, err := g.openState()
 			if err != nil {
-				log.Error("renew bootstrap token", "err", err)
-				continue
+				return nil, err
 			}
-			r, exp, err := pxeRenderer(st, c)
-			st.Close()
-			if err != nil {
-				log.Error("renew bootstrap token", "err", err)
-				continue
-			}
-			next := pxe.NewIgnitionCache(func(m *pxe.Machine) ([]byte, error) { return renderMachine(r, m) })
-			if err := next.Prerender(inv.Machines, 1); err != nil {
-				log.Error("render ignition", "err", err)
-				continue
-			}
-			src.next.set(next)
-			expires = exp
-		}
-	}()
-
-	return pxe.Run(ctx, cfg, func(a pxe.Addrs) {
+			return st, nil
+		},
+		Renderer: func(st pxe.Store, now time.Time) (pxe.RenderFunc, time.Time, error) {
+			return pxeRenderer(st, c, now)
+		},
+		Allocated: metal.AllocatedIgnition,
+		Leases:    cfg.Leases,
+		Logger:    log,
+	})
+	if err := svc.Load(); err != nil {
+		return err
+	}
+	cfg.HTTP = pxe.HTTPConfig{BaseURL: o.baseURL, Inventory: inv, AssetsDir: o.assets, IPXEDir: o.ipxeDir}
+	return svc.Serve(ctx, cfg, func(a pxe.Addrs) {
 		log.Info("serving", "http", a.HTTP.String(), "base", o.baseURL, "tftp", addrString(a.TFTP),
 			"dhcp", o.dhcpMode, "machines", len(inv.Machines))
 	})
@@ -351,10 +282,10 @@ func pxeDHCP(cfg *pxe.Config, o pxeServeOptions) error {
 	return nil
 }
 
-// pxeRenderer returns a renderer with a bootstrap token valid for at least half its lifetime, and when
-// that token expires.
-func pxeRenderer(st *state.Store, c *v1alpha1.Cluster) (*ignition.Renderer, time.Time, error) {
-	b, tok, err := joinToken(st, c, time.Now())
+// pxeRenderer renders the machines' configs with a bootstrap token valid for at least half its
+// lifetime at now, and says when that token expires.
+func pxeRenderer(st secrets.TokenStore, c *v1alpha1.Cluster, now time.Time) (pxe.RenderFunc, time.Time, error) {
+	b, tok, err := joinToken(st, c, now)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -362,7 +293,7 @@ func pxeRenderer(st *state.Store, c *v1alpha1.Cluster) (*ignition.Renderer, time
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	return r, tok.Expires, nil
+	return func(m *pxe.Machine) ([]byte, error) { return renderMachine(r, m) }, tok.Expires, nil
 }
 
 func renderMachine(r *ignition.Renderer, m *pxe.Machine) ([]byte, error) {
@@ -371,67 +302,6 @@ func renderMachine(r *ignition.Renderer, m *pxe.Machine) ([]byte, error) {
 		n.Pool = m.Pool
 	}
 	return r.Render(n)
-}
-
-// swappableSource serves from one cache until a newer one replaces it.
-type swappableSource struct {
-	mu  sync.RWMutex
-	cur *pxe.IgnitionCache
-}
-
-func (s *swappableSource) set(c *pxe.IgnitionCache) {
-	s.mu.Lock()
-	s.cur = c
-	s.mu.Unlock()
-}
-
-func (s *swappableSource) Ignition(ctx context.Context, m *pxe.Machine) ([]byte, error) {
-	s.mu.RLock()
-	c := s.cur
-	s.mu.RUnlock()
-	return c.Ignition(ctx, m)
-}
-
-// allocatedSource serves a machine that the metal provider allocated the config the provisioner
-// rendered for it, and every other machine its config rendered from the inventory. The allocations are
-// read from the state store at start and whenever the boot records are flushed (a machine's DHCP
-// answer is flushed long before its kernel asks for Ignition).
-type allocatedSource struct {
-	next *swappableSource
-
-	mu    sync.RWMutex
-	byMAC map[string][]byte
-}
-
-func (s *allocatedSource) reload(st *state.Store) error {
-	names, err := st.List(metal.BucketMachines)
-	if err != nil {
-		return err
-	}
-	byMAC := make(map[string][]byte, len(names))
-	for _, n := range names {
-		var a metal.Allocation
-		if err := st.Get(metal.BucketMachines, n, &a); err != nil {
-			return fmt.Errorf("metal allocation %s: %w", n, err)
-		}
-		if len(a.Ignition) > 0 && !a.Stopped {
-			byMAC[a.MAC] = a.Ignition
-		}
-	}
-	s.mu.Lock()
-	s.byMAC = byMAC
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *allocatedSource) Ignition(ctx context.Context, m *pxe.Machine) ([]byte, error) {
-	s.mu.RLock()
-	cfg, ok := s.byMAC[m.MAC]
-	s.mu.RUnlock()
-	if ok {
-		return cfg, nil
-	}
-	return s.next.Ignition(ctx, m)
 }
 
 // machineView is one machine as 'kiln get machines' prints it.

@@ -9,7 +9,6 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/atomicfile"
 )
 
@@ -101,6 +100,6 @@ at all), and a size that fits the target. The output holds a bootstrap token: -o
 
 // joinToken returns the cluster's secrets and a bootstrap token with at least half its lifetime
 // left (secrets.JoinToken).
-func joinToken(st *state.Store, c *v1alpha1.Cluster, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error) {
+func joinToken(st secrets.TokenStore, c *v1alpha1.Cluster, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error) {
 	return secrets.JoinToken(st, c, now, "kiln node join")
 }

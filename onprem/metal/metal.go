@@ -47,15 +47,25 @@ type Allocation struct {
 // ErrNoFreeMachine is returned when the inventory has no free machine of the role and pool.
 var ErrNoFreeMachine = errors.New("metal: no free machine in the inventory")
 
+// Store is what the provider needs of the state store: its allocations and claims, taken with
+// create-if-absent, changed with Modify and released with Delete, and the inventory and boot records
+// of onprem/pxe, read.
+type Store interface {
+	state.Reader
+	state.Creator
+	state.Modifier
+	state.Deleter
+}
+
 // Provider is the bare-metal provisioner.Provider.
 type Provider struct {
-	st    *state.Store
+	st    Store
 	power Power
 	now   func() time.Time
 }
 
 // New returns a provider over the inventory and allocations in st, controlling power with power.
-func New(st *state.Store, power Power) *Provider {
+func New(st Store, power Power) *Provider {
 	return &Provider{st: st, power: power, now: time.Now}
 }
 
@@ -71,13 +81,13 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 	}
 	if a, ok, err := p.get(spec.Name); err != nil || ok {
 		if err != nil {
-			return provisioner.Machine{}, err
+			return provisioner.Machine{}, fmt.Errorf("metal: create %s: %w", spec.Name, err)
 		}
 		return p.machine(a, nil), nil
 	}
 	inv, err := pxe.LoadInventory(p.st)
 	if err != nil {
-		return provisioner.Machine{}, err
+		return provisioner.Machine{}, fmt.Errorf("metal: create %s: %w", spec.Name, err)
 	}
 	for i := range inv.Machines {
 		m := &inv.Machines[i]
@@ -92,7 +102,7 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 			continue
 		}
 		if err != nil {
-			return provisioner.Machine{}, err
+			return provisioner.Machine{}, fmt.Errorf("metal: create %s: claim %s (%s): %w", spec.Name, m.Name, m.MAC, err)
 		}
 		a := Allocation{Name: spec.Name, Cluster: spec.Cluster, Role: spec.Role, Pool: spec.Pool, Image: spec.Image,
 			MAC: m.MAC, Host: m.Name, Created: p.now().UTC(), Ignition: spec.Ignition}
@@ -102,11 +112,11 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 			if errors.Is(err, state.ErrExists) {
 				won, _, err := p.get(spec.Name)
 				if err != nil {
-					return provisioner.Machine{}, err
+					return provisioner.Machine{}, fmt.Errorf("metal: create %s: %w", spec.Name, err)
 				}
 				return p.machine(won, nil), nil
 			}
-			return provisioner.Machine{}, err
+			return provisioner.Machine{}, fmt.Errorf("metal: create %s on %s: %w", spec.Name, m.Name, err)
 		}
 		if err := p.power.BootPXE(ctx, m); err != nil {
 			// The machine stays allocated (the BMC may have acted): a retry of Create returns it, a
@@ -124,17 +134,20 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	a, ok, err := p.get(name)
-	if err != nil || !ok {
-		return err
+	if err != nil {
+		return fmt.Errorf("metal: delete %s: %w", name, err)
+	}
+	if !ok {
+		return nil
 	}
 	if err := p.off(ctx, a); err != nil {
 		return err
 	}
 	if err := p.st.Delete(BucketMachines, name); err != nil && !errors.Is(err, state.ErrNotFound) {
-		return err
+		return fmt.Errorf("metal: delete %s: %w", name, err)
 	}
 	if err := p.st.Delete(BucketClaims, a.MAC); err != nil && !errors.Is(err, state.ErrNotFound) {
-		return err
+		return fmt.Errorf("metal: delete %s: release %s: %w", name, a.MAC, err)
 	}
 	return nil
 }
@@ -145,17 +158,24 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 		return err
 	}
 	a, ok, err := p.get(name)
-	if err != nil || !ok {
-		return err
+	if err != nil {
+		return fmt.Errorf("metal: stop %s: %w", name, err)
+	}
+	if !ok {
+		return nil
 	}
 	if err := p.off(ctx, a); err != nil {
 		return err
 	}
 	var cur Allocation
-	return p.st.Modify(BucketMachines, name, &cur, func() error {
+	err = p.st.Modify(BucketMachines, name, &cur, func() error {
 		cur.Stopped = true
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("metal: stop %s: %w", name, err)
+	}
+	return nil
 }
 
 // List implements provisioner.Provider: the allocations of the cluster, with the state the boot
@@ -166,11 +186,11 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provisioner.Mach
 	}
 	names, err := p.st.List(BucketMachines)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metal: list %s: %w", cluster, err)
 	}
 	recs, err := pxe.LoadRecords(p.st)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metal: list %s: %w", cluster, err)
 	}
 	byMAC := map[string]*pxe.Record{}
 	for i := range recs {
@@ -180,7 +200,7 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provisioner.Mach
 	for _, n := range names {
 		a, ok, err := p.get(n)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("metal: list %s: allocation %s: %w", cluster, n, err)
 		}
 		if ok && a.Cluster == cluster {
 			out = append(out, p.machine(a, byMAC[a.MAC]))
@@ -196,13 +216,16 @@ func (p *Provider) get(name string) (Allocation, bool, error) {
 	if errors.Is(err, state.ErrNotFound) {
 		return a, false, nil
 	}
-	return a, err == nil, err
+	if err != nil {
+		return a, false, err
+	}
+	return a, true, nil
 }
 
 func (p *Provider) off(ctx context.Context, a Allocation) error {
 	inv, err := pxe.LoadInventory(p.st)
 	if err != nil {
-		return err
+		return fmt.Errorf("metal: power off %s: %w", a.Name, err)
 	}
 	m, ok := inv.Lookup(a.MAC)
 	if !ok {
@@ -228,4 +251,25 @@ func (p *Provider) machine(a Allocation, rec *pxe.Record) provisioner.Machine {
 		m.State = provisioner.StateStopped
 	}
 	return m
+}
+
+// AllocatedIgnition returns, by MAC, the configs the provisioner rendered for the machines it was
+// given that are not stopped: what the boot server serves them in place of the configs it renders
+// from the inventory.
+func AllocatedIgnition(st state.Reader) (map[string][]byte, error) {
+	names, err := st.List(BucketMachines)
+	if err != nil {
+		return nil, fmt.Errorf("metal: allocations: %w", err)
+	}
+	byMAC := make(map[string][]byte, len(names))
+	for _, n := range names {
+		var a Allocation
+		if err := st.Get(BucketMachines, n, &a); err != nil {
+			return nil, fmt.Errorf("metal: allocation %s: %w", n, err)
+		}
+		if len(a.Ignition) > 0 && !a.Stopped {
+			byMAC[a.MAC] = a.Ignition
+		}
+	}
+	return byMAC, nil
 }

@@ -1,7 +1,6 @@
 package metal
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
-	"github.com/kiln-dev/kiln/state"
+	"github.com/kiln-dev/kiln/state/statetest"
 )
 
 // fakeBMC is a Redfish service with real state, for there is no BMC here: systems with a power state
@@ -144,7 +145,7 @@ func (b *fakeBMC) system(id string) fakeSystem {
 }
 
 // newPool makes a state store with an inventory of control-plane and worker machines on bmc.
-func newPool(t *testing.T, bmc *fakeBMC, controlPlanes, workers int) *state.Store {
+func newPool(t *testing.T, bmc *fakeBMC, controlPlanes, workers int) *statetest.Memory {
 	t.Helper()
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "bmc-password")
@@ -167,15 +168,7 @@ func newPool(t *testing.T, bmc *fakeBMC, controlPlanes, workers int) *state.Stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := state.Open(filepath.Join(dir, "state.db"), bytes.Repeat([]byte{3}, state.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := pxe.SaveInventory(st, inv); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return statetest.NewFixed(t, statetest.Values{pxe.BucketInventory: {pxe.InventoryKey: inv}})
 }
 
 func TestContract(t *testing.T) {
@@ -262,5 +255,118 @@ func TestBMCErrorsKeepPasswordOut(t *testing.T) {
 	q := New(st, BMCs{})
 	if err := q.Delete(context.Background(), "demo-workers-0"); !errors.Is(err, ErrNoBMC) {
 		t.Fatalf("delete without a driver: %v", err)
+	}
+}
+
+// TestCreateSkipsClaimedMachines: a machine claimed in the store, by a create that has not recorded
+// its allocation yet or by one that crashed before it could, is never given to another name.
+func TestCreateSkipsClaimedMachines(t *testing.T) {
+	bmc := newFakeBMC(t, 3)
+	st := newPool(t, bmc, 1, 2)
+	if err := st.Create(BucketClaims, "52:54:00:00:01:01", "demo-workers-other"); err != nil {
+		t.Fatal(err)
+	}
+	p := New(st, BMCs{Redfish: &Redfish{}})
+	spec := provisioner.MachineSpec{Cluster: "demo", Name: "demo-workers-0", Role: "worker", Pool: "workers"}
+	m, err := p.Create(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a Allocation
+	if err := st.Get(BucketMachines, spec.Name, &a); err != nil || a.Host != "node2" || m.Name != spec.Name {
+		t.Fatalf("allocation %+v, %v; want node2, node1 being claimed", a, err)
+	}
+	var holder string
+	if err := st.Get(BucketClaims, "52:54:00:00:01:01", &holder); err != nil || holder != "demo-workers-other" {
+		t.Errorf("claim of node1 = %q, %v; want it left to its holder", holder, err)
+	}
+	if s := bmc.system("node1"); s.PXEBoots != 0 || s.Power != "Off" {
+		t.Errorf("node1, claimed by another, was booted: %+v", s)
+	}
+	if _, err := p.Create(context.Background(), provisioner.MachineSpec{Cluster: "demo", Name: "demo-workers-1", Role: "worker", Pool: "workers"}); !errors.Is(err, ErrNoFreeMachine) {
+		t.Errorf("second create with the only other worker claimed = %v, want ErrNoFreeMachine", err)
+	}
+}
+
+// failAllocation is a store whose allocations cannot be recorded: the claim before them can.
+type failAllocation struct {
+	*statetest.Memory
+	err error
+}
+
+func (f failAllocation) Create(bucket, key string, v any) error {
+	if bucket == BucketMachines {
+		return f.err
+	}
+	return f.Memory.Create(bucket, key, v)
+}
+
+func TestCreateReleasesTheClaimWhenTheAllocationFails(t *testing.T) {
+	bmc := newFakeBMC(t, 2)
+	errDisk := errors.New("no space left on device")
+	st := failAllocation{Memory: newPool(t, bmc, 1, 1), err: errDisk}
+	_, err := New(st, BMCs{Redfish: &Redfish{}}).Create(context.Background(),
+		provisioner.MachineSpec{Cluster: "demo", Name: "demo-workers-0", Role: "worker", Pool: "workers"})
+	if want := "metal: create demo-workers-0 on node1: no space left on device"; !errors.Is(err, errDisk) || err.Error() != want {
+		t.Fatalf("Create = %v, want %q", err, want)
+	}
+	if keys, _ := st.List(BucketClaims); len(keys) != 0 {
+		t.Errorf("claims left after a failed create: %v", keys)
+	}
+	if s := bmc.system("node1"); s.PXEBoots != 0 {
+		t.Errorf("node1 booted although its allocation was not recorded: %+v", s)
+	}
+}
+
+func TestAllocatedIgnition(t *testing.T) {
+	st := statetest.NewFixed(t, statetest.Values{BucketMachines: {
+		"demo-workers-a": Allocation{Name: "demo-workers-a", MAC: "52:54:00:00:01:01", Ignition: []byte(`{"a":1}`)},
+		"demo-workers-b": Allocation{Name: "demo-workers-b", MAC: "52:54:00:00:01:02", Ignition: []byte(`{"b":1}`), Stopped: true},
+		"demo-workers-c": Allocation{Name: "demo-workers-c", MAC: "52:54:00:00:01:03"},
+	}})
+	got, err := AllocatedIgnition(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string][]byte{"52:54:00:00:01:01": []byte(`{"a":1}`)}, got); diff != "" {
+		t.Errorf("AllocatedIgnition (-want +got):\n%s", diff)
+	}
+	if got, err := AllocatedIgnition(statetest.NewEmpty()); err != nil || len(got) != 0 {
+		t.Errorf("AllocatedIgnition of an empty store = %v, %v", got, err)
+	}
+	bad := statetest.NewFixed(t, statetest.Values{BucketMachines: {"demo-workers-a": "not an allocation"}})
+	if _, err := AllocatedIgnition(bad); err == nil || !strings.HasPrefix(err.Error(), "metal: allocation demo-workers-a: ") {
+		t.Errorf("AllocatedIgnition with a damaged allocation = %v", err)
+	}
+}
+
+// TestStoreErrors: a state store that fails is reported with what the provider was doing to which
+// machine, never swallowed.
+func TestStoreErrors(t *testing.T) {
+	errDisk := errors.New("input/output error")
+	p := New(statetest.Broken{Err: errDisk}, BMCs{Redfish: &Redfish{}})
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{name: "create", call: func() error {
+			_, err := p.Create(ctx, provisioner.MachineSpec{Cluster: "demo", Name: "demo-workers-0", Role: "worker", Pool: "workers"})
+			return err
+		}, want: "metal: create demo-workers-0: input/output error"},
+		{name: "delete", call: func() error { return p.Delete(ctx, "demo-workers-0") }, want: "metal: delete demo-workers-0: input/output error"},
+		{name: "stop", call: func() error { return p.Stop(ctx, "demo-workers-0") }, want: "metal: stop demo-workers-0: input/output error"},
+		{name: "list", call: func() error { _, err := p.List(ctx, "demo"); return err }, want: "metal: list demo: input/output error"},
+		{name: "allocated ignition", call: func() error { _, err := AllocatedIgnition(statetest.Broken{Err: errDisk}); return err },
+			want: "metal: allocations: input/output error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if !errors.Is(err, errDisk) || err.Error() != tc.want {
+				t.Errorf("error = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

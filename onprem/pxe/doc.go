@@ -7,6 +7,8 @@
 // MachineInventory): machines are matched against groups, which point to profiles (kernel, initrd, kernel
 // arguments). An unknown machine gets nothing. Every boot step of every machine (DHCP answered, script
 // served, kernel and initrd fetched, Ignition fetched) is recorded and kept in the state store.
+// Service holds the server's state between the sockets and the store: the machines' configs, rendered
+// ahead and again before their bootstrap token runs out, the boot records, and the URL key.
 //
 // Decisions are pure functions apart from the sockets: Policy.Decide answers a DHCP request,
 // Inventory.Match picks a machine's profile, and Script renders its iPXE script.

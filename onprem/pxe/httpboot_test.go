@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-dev/kiln/state"
+	"github.com/kiln-dev/kiln/state/statetest"
 )
 
 // fakeRender stands in for bootstrap/ignition in handler tests: a config that names its machine,
@@ -242,11 +242,7 @@ func TestIgnitionCache(t *testing.T) {
 func TestRunServesAndFlushes(t *testing.T) {
 	inv := testInventory(t)
 	rec := NewRecorder(nil)
-	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"), bytes.Repeat([]byte{7}, state.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := statetest.NewEmpty()
 	var flushes atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -76,10 +76,10 @@ func NewRecorder(now func() time.Time) *Recorder {
 }
 
 // Load adds the records kept in the store (from earlier runs).
-func (r *Recorder) Load(st *state.Store) error {
+func (r *Recorder) Load(st state.Reader) error {
 	keys, err := st.List(BucketRecords)
 	if err != nil {
-		return err
+		return fmt.Errorf("pxe: boot records: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -155,7 +155,7 @@ func (r *Recorder) Dirty() bool {
 
 // Flush writes the records changed since the last flush to the store. Records that could not be
 // written stay dirty.
-func (r *Recorder) Flush(st *state.Store) error {
+func (r *Recorder) Flush(st state.Putter) error {
 	r.mu.Lock()
 	pending := make([]Record, 0, len(r.dirty))
 	for mac := range r.dirty {
@@ -166,7 +166,7 @@ func (r *Recorder) Flush(st *state.Store) error {
 	var errs []error
 	for _, rec := range pending {
 		if err := st.Put(BucketRecords, rec.MAC, rec); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("pxe: boot record %s: %w", rec.MAC, err))
 			r.mu.Lock()
 			r.dirty[rec.MAC] = true
 			r.mu.Unlock()
@@ -185,12 +185,15 @@ func (rec *Record) clone() Record {
 }
 
 // SaveInventory stores the inventory in the state store, replacing the one there.
-func SaveInventory(st *state.Store, inv *Inventory) error {
-	return st.Put(BucketInventory, InventoryKey, inv)
+func SaveInventory(st state.Putter, inv *Inventory) error {
+	if err := st.Put(BucketInventory, InventoryKey, inv); err != nil {
+		return fmt.Errorf("pxe: save inventory: %w", err)
+	}
+	return nil
 }
 
 // LoadInventory returns the inventory in the state store; state.ErrNotFound if none was loaded.
-func LoadInventory(st *state.Store) (*Inventory, error) {
+func LoadInventory(st state.Getter) (*Inventory, error) {
 	var inv Inventory
 	if err := st.Get(BucketInventory, InventoryKey, &inv); err != nil {
 		return nil, fmt.Errorf("pxe: inventory: %w", err)
@@ -199,7 +202,7 @@ func LoadInventory(st *state.Store) (*Inventory, error) {
 }
 
 // LoadRecords returns every boot record in the store, sorted by MAC.
-func LoadRecords(st *state.Store) ([]Record, error) {
+func LoadRecords(st state.Reader) ([]Record, error) {
 	r := NewRecorder(nil)
 	if err := r.Load(st); err != nil {
 		return nil, err
@@ -207,17 +210,23 @@ func LoadRecords(st *state.Store) ([]Record, error) {
 	return r.Snapshot(), nil
 }
 
+// URLKeyStore is what URLKey needs of the state store: the key to read, or to create once.
+type URLKeyStore interface {
+	state.Getter
+	state.Creator
+}
+
 // URLKey returns the secret that signs the machines' Ignition URLs, creating it on first use.
-func URLKey(st *state.Store, random func([]byte) error) ([]byte, error) {
+func URLKey(st URLKeyStore, random func([]byte) error) ([]byte, error) {
 	var key []byte
 	err := st.Get(BucketInventory, urlKeyName, &key)
 	if errors.Is(err, state.ErrNotFound) {
 		key = make([]byte, 32)
 		if err := random(key); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("pxe: new url key: %w", err)
 		}
 		if err := st.Create(BucketInventory, urlKeyName, key); err != nil && !errors.Is(err, state.ErrExists) {
-			return nil, err
+			return nil, fmt.Errorf("pxe: new url key: %w", err)
 		}
 		err = st.Get(BucketInventory, urlKeyName, &key)
 	}
