@@ -27,8 +27,17 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
+	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/drain"
+	"github.com/kiln-dev/kiln/provisioner/providertest"
+	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
+
+// memory keeps an executor's memory between passes.
+type memory struct{ m converge.Memory }
+
+func (s *memory) Load(context.Context) (converge.Memory, error)   { return s.m, nil }
+func (s *memory) Save(_ context.Context, m converge.Memory) error { s.m = m; return nil }
 
 const spec = `apiVersion: kiln.dev/v1alpha1
 kind: Cluster
@@ -362,6 +371,64 @@ func TestDrainOnAPIServer(t *testing.T) {
 		r, err = fast.Drain(t.Context(), deadNode)
 		if err != nil || r.Ready || !slices.Equal(r.Evicted, []string{ns + "/slow-1"}) {
 			t.Fatalf("Drain of the node not Ready: %+v, %v; want slow-1 evicted and not waited for", r, err)
+		}
+	})
+
+	t.Run("the executor drains before a delete, and a budget holds the delete", func(t *testing.T) {
+		ctx := t.Context()
+		mem := providertest.NewMemory(nil)
+		d := reconcile.Desired{Cluster: "exe", Groups: []reconcile.Group{
+			{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 2, Image: "img-1", MaxUnavailable: 1},
+		}}
+		// KubeNodes, as kiln apply wires it when it has a kubeconfig.
+		e := &converge.Executor{Provider: mem.New(), Desired: d, Store: &memory{}, Nodes: converge.KubeNodes{Client: c, DrainTimeout: 3 * time.Second},
+			Ignition: func(context.Context, reconcile.Create) ([]byte, error) { return []byte(`{}`), nil }}
+		pass := func() converge.Report {
+			t.Helper()
+			r, err := e.Pass(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		pass() // creates exe-workers-0 and -1; their kubelets would register their Nodes
+		node(t, c, "exe-workers-0", true)
+		node(t, c, "exe-workers-1", true)
+		if r := pass(); !r.Converged(d) {
+			t.Fatalf("not converged: %+v", r.Plan)
+		}
+		running(t, c, "queue-0", "exe-workers-1", "queue", 0, nil)
+		budget(t, c, "queue", 1, 1)
+
+		d.Groups[0].Count = 1
+		e.Desired = d
+		r := pass()
+		if len(r.Actions) != 1 || r.Actions[0].Op != "hold" || !strings.Contains(r.Actions[0].Reason, "The disruption budget queue needs 1 healthy pods") {
+			t.Fatalf("scaled down with a budget: %+v, want the delete of exe-workers-1 held by the budget", r.Actions)
+		}
+		if len(mem.Machines()) != 2 || !cordoned(t, c, "exe-workers-1") {
+			t.Fatalf("after the hold: machines %v, cordoned %v; want both machines, exe-workers-1 cordoned", mem.Machines(), cordoned(t, c, "exe-workers-1"))
+		}
+
+		if err := c.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, "queue", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r = pass()
+		var got []string
+		for _, a := range r.Actions {
+			got = append(got, a.Op+" "+a.Machine)
+		}
+		if strings.Join(got, ", ") != "drain exe-workers-1, delete exe-workers-1, delete-node exe-workers-1" {
+			t.Fatalf("without the budget: %v, want drain, delete, delete-node", got)
+		}
+		if _, err := c.CoreV1().Nodes().Get(ctx, "exe-workers-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the Node of the deleted machine: %v, want not found", err)
+		}
+		if got := podsOn(t, c, "exe-workers-1"); len(got) != 0 {
+			t.Errorf("pods of the deleted machine: %v", got)
 		}
 	})
 
