@@ -14,6 +14,8 @@ import (
 	"unicode"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 // Limits checked by Validate.
@@ -52,41 +54,41 @@ var (
 
 // Validate checks the values of c, which SetDefaults has usually filled first, and returns every
 // finding with its path. The findings have no line and column; Decode adds them.
-func Validate(c *Cluster) []Finding {
-	var fs []Finding
+func Validate(c *Cluster) []strictyaml.Finding {
+	var fs []strictyaml.Finding
 	for _, is := range validate(c) {
-		fs = append(fs, Finding{Path: is.path, Severity: is.sev, Message: is.msg})
+		fs = append(fs, is.Finding())
 	}
 	return fs
 }
 
 // validate returns the findings about c in the order of its fields.
-func validate(c *Cluster) []issue {
+func validate(c *Cluster) []strictyaml.Issue {
 	v := &validator{}
 	v.cluster(c)
 	return v.issues
 }
 
 type validator struct {
-	issues []issue
+	issues []strictyaml.Issue
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...)})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityError, Message: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) warnf(path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityWarning, msg: fmt.Sprintf(format, args...)})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityWarning, Message: fmt.Sprintf(format, args...)})
 }
 
 // errorAfter reports a problem that follows from the values at deps as much as from the one at path.
 func (v *validator) errorAfter(deps []string, path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...), deps: deps})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityError, Message: fmt.Sprintf(format, args...), Deps: deps})
 }
 
 // keyErrorf reports a problem with the key of a map entry, pointing at the key.
 func (v *validator) keyErrorf(path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...), atKey: true})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityError, Message: fmt.Sprintf(format, args...), AtKey: true})
 }
 
 // required reports path missing if s is empty and says whether it is set.
@@ -163,18 +165,18 @@ func (v *validator) provider(path string, p *Provider, nodes int) {
 	}
 	for _, b := range blocks {
 		if b.set && b.name != p.Name {
-			v.keyErrorf(fieldPath(path, b.name), "set, but provider.name is %q: only the %s block may be set", p.Name, p.Name)
+			v.keyErrorf(strictyaml.FieldPath(path, b.name), "set, but provider.name is %q: only the %s block may be set", p.Name, p.Name)
 		}
 	}
 	switch p.Name {
 	case ProviderAWS:
-		v.aws(fieldPath(path, ProviderAWS), deref(p.AWS))
+		v.aws(strictyaml.FieldPath(path, ProviderAWS), deref(p.AWS))
 	case ProviderVSphere:
-		v.vsphere(fieldPath(path, ProviderVSphere), deref(p.VSphere))
+		v.vsphere(strictyaml.FieldPath(path, ProviderVSphere), deref(p.VSphere))
 	case ProviderMetal:
-		v.metal(fieldPath(path, ProviderMetal), deref(p.Metal))
+		v.metal(strictyaml.FieldPath(path, ProviderMetal), deref(p.Metal))
 	case ProviderQEMU:
-		v.qemu(fieldPath(path, ProviderQEMU), deref(p.QEMU), nodes)
+		v.qemu(strictyaml.FieldPath(path, ProviderQEMU), deref(p.QEMU), nodes)
 	}
 }
 
@@ -202,12 +204,12 @@ func (v *validator) aws(path string, a AWSProvider) {
 	}
 	seen := map[string]int{}
 	for i, z := range a.AvailabilityZones {
-		p := indexPath(path+".availabilityZones", i)
+		p := strictyaml.IndexPath(path+".availabilityZones", i)
 		switch first, dup := seen[z]; {
 		case z == "":
 			v.errorf(p, "required")
 		case dup:
-			v.errorf(p, "duplicate availability zone %s, also at %s", quote(z), indexPath(path+".availabilityZones", first))
+			v.errorf(p, "duplicate availability zone %s, also at %s", quote(z), strictyaml.IndexPath(path+".availabilityZones", first))
 		case regionOK && !strings.HasPrefix(z, a.Region):
 			v.errorAfter([]string{path + ".region"}, p, "availability zone %s is not in region %q", quote(z), a.Region)
 		}
@@ -261,7 +263,7 @@ func (v *validator) network(path string, n *Network) {
 	}
 	subs := make([]netip.Prefix, 0, min(len(n.PrivateSubnets), MaxPrivateSubnets))
 	for i, s := range n.PrivateSubnets[:min(len(n.PrivateSubnets), MaxPrivateSubnets)] {
-		p := indexPath(path+".privateSubnets", i)
+		p := strictyaml.IndexPath(path+".privateSubnets", i)
 		sub, ok := v.cidr(p, s)
 		subs = append(subs, sub) // the zero Prefix if not ok; it overlaps nothing
 		if !ok {
@@ -273,7 +275,7 @@ func (v *validator) network(path string, n *Network) {
 		}
 		for j, other := range subs[:i] {
 			if other.IsValid() && other.Overlaps(sub) {
-				v.errorf(p, "%s overlaps %s (%s)", sub, indexPath(path+".privateSubnets", j), other)
+				v.errorf(p, "%s overlaps %s (%s)", sub, strictyaml.IndexPath(path+".privateSubnets", j), other)
 				break
 			}
 		}
@@ -299,16 +301,16 @@ func (v *validator) network(path string, n *Network) {
 		}
 		for _, b := range ranges[:i] {
 			if b.ok && a.p.Overlaps(b.p) {
-				v.issues = append(v.issues, issue{
-					path: a.path,
-					sev:  SeverityError,
-					msg:  fmt.Sprintf("%s overlaps %s (%s)", a.p, b.path, b.p),
-					alt: &issue{
-						path: b.path,
-						sev:  SeverityError,
-						msg:  fmt.Sprintf("%s overlaps %s (%s)", b.p, a.path, a.p),
+				v.issues = append(v.issues, strictyaml.Issue{
+					Path:     a.path,
+					Severity: strictyaml.SeverityError,
+					Message:  fmt.Sprintf("%s overlaps %s (%s)", a.p, b.path, b.p),
+					Alt: &strictyaml.Issue{
+						Path:     b.path,
+						Severity: strictyaml.SeverityError,
+						Message:  fmt.Sprintf("%s overlaps %s (%s)", b.p, a.path, a.p),
 					},
-					deps: []string{b.path},
+					Deps: []string{b.path},
 				})
 			}
 		}
@@ -337,7 +339,7 @@ func (v *validator) network(path string, n *Network) {
 	}
 
 	for i, s := range n.AdminCIDRs {
-		p := indexPath(path+".adminCIDRs", i)
+		p := strictyaml.IndexPath(path+".adminCIDRs", i)
 		if c, ok := v.cidr(p, s); ok && c.Bits() == 0 {
 			v.warnf(p, "%s lets the whole internet reach SSH on the nodes", c)
 		}
@@ -359,7 +361,7 @@ func (v *validator) egress(path string, e *Egress, lbAddress string) {
 		v.errorf(path+".policy", "unknown egress policy %s, want %s or %s", quote(e.Policy), EgressOpen, EgressRestricted)
 	}
 	for i, s := range e.AllowedCIDRs {
-		p := indexPath(path+".allowedCIDRs", i)
+		p := strictyaml.IndexPath(path+".allowedCIDRs", i)
 		if c, ok := v.cidr(p, s); ok && c.Bits() == 0 && e.Policy == EgressRestricted {
 			v.warnf(p, "%s allows every destination: restricted egress is then as open as open", c)
 		}
@@ -370,7 +372,7 @@ func (v *validator) egress(path string, e *Egress, lbAddress string) {
 // kiln's firewall intent.
 func (v *validator) ingress(path string, rules []IngressRule) {
 	for i, r := range rules {
-		rp := indexPath(path, i)
+		rp := strictyaml.IndexPath(path, i)
 		ok := true
 		switch r.Protocol {
 		case "tcp", "udp":
@@ -395,7 +397,7 @@ func (v *validator) ingress(path string, rules []IngressRule) {
 		}
 		anywhere := false
 		for j, s := range r.FromCIDRs {
-			c, cok := v.cidr(indexPath(rp+".fromCIDRs", j), s)
+			c, cok := v.cidr(strictyaml.IndexPath(rp+".fromCIDRs", j), s)
 			ok = ok && cok
 			anywhere = anywhere || (cok && c.Bits() == 0)
 		}
@@ -462,11 +464,11 @@ func (v *validator) controlPlane(path string, cp *ControlPlane) {
 func (v *validator) nodePools(path string, pools []NodePool) {
 	names := map[string]int{}
 	for i, p := range pools {
-		pp := indexPath(path, i)
+		pp := strictyaml.IndexPath(path, i)
 		if v.required(pp+".name", p.Name) {
 			v.dnsLabel(pp+".name", p.Name, maxDNSLabelLength)
 			if first, dup := names[p.Name]; dup {
-				v.errorf(pp+".name", "duplicate pool name %s, also at %s", quote(p.Name), indexPath(path, first))
+				v.errorf(pp+".name", "duplicate pool name %s, also at %s", quote(p.Name), strictyaml.IndexPath(path, first))
 			} else {
 				names[p.Name] = i
 			}
@@ -480,7 +482,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 		}
 		v.ingress(pp+".ingress", p.Ingress)
 		for _, k := range sortedKeys(p.Labels) {
-			lp := keyPath(pp+".labels", k)
+			lp := strictyaml.KeyPath(pp+".labels", k)
 			if msg := qualifiedNameProblem(k); msg != "" {
 				v.keyErrorf(lp, "label key %s", msg)
 			}
@@ -491,7 +493,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 		type keyEffect struct{ key, effect string }
 		taints := map[keyEffect]int{}
 		for j, t := range p.Taints {
-			tp := indexPath(pp+".taints", j)
+			tp := strictyaml.IndexPath(pp+".taints", j)
 			if v.required(tp+".key", t.Key) {
 				if msg := qualifiedNameProblem(t.Key); msg != "" {
 					v.errorf(tp+".key", "taint key %s", msg)
@@ -504,7 +506,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 			case "NoSchedule", "PreferNoSchedule", "NoExecute":
 				ke := keyEffect{t.Key, t.Effect}
 				if first, dup := taints[ke]; dup {
-					v.errorf(tp, "duplicate taint %s:%s, also at %s", t.Key, t.Effect, indexPath(pp+".taints", first))
+					v.errorf(tp, "duplicate taint %s:%s, also at %s", t.Key, t.Effect, strictyaml.IndexPath(pp+".taints", first))
 				} else {
 					taints[ke] = j
 				}
@@ -535,7 +537,7 @@ func (v *validator) ssh(path string, s *SSH) {
 	}
 	for i, k := range s.AuthorizedKeys {
 		if msg := authorizedKeyProblem(k); msg != "" {
-			v.errorf(indexPath(path+".authorizedKeys", i), "%s", msg)
+			v.errorf(strictyaml.IndexPath(path+".authorizedKeys", i), "%s", msg)
 		}
 	}
 }
@@ -592,7 +594,7 @@ func (v *validator) security(path string, s *Security) {
 		v.warnf(ps+".defaults.enforce", "privileged lets any pod run in namespaces without their own level")
 	}
 	for _, ns := range sortedKeys(s.PodSecurity.Namespaces) {
-		np := keyPath(ps+".namespaces", ns)
+		np := strictyaml.KeyPath(ps+".namespaces", ns)
 		if !dnsLabel.MatchString(ns) || len(ns) > maxDNSLabelLength {
 			v.keyErrorf(np, "%s is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", quote(ns), maxDNSLabelLength)
 		}
@@ -775,7 +777,7 @@ func labelValueProblem(s string) string {
 }
 
 // quote quotes a value from the spec for a message, shortened if it is long.
-func quote(s string) string { return strconv.Quote(truncate(s)) }
+func quote(s string) string { return strictyaml.Quote(s) }
 
 // formatDuration writes d without zero units: 1h rather than 1h0m0s.
 func formatDuration(d time.Duration) string {
