@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 
 	"github.com/kiln-dev/kiln/api/strictyaml"
 )
@@ -27,13 +28,12 @@ const (
 	// MaxControlPlaneCount is the largest etcd membership worth having.
 	MaxControlPlaneCount = 7
 	// MinRSAKeyBits is the smallest RSA key accepted for SSH.
-	MinRSAKeyBits         = 3072
-	MinBootstrapTokenTTL  = time.Minute
-	MaxBootstrapTokenTTL  = 24 * time.Hour
-	maxLabelValueLength   = 63
-	maxDNSLabelLength     = 63
-	maxDNSSubdomainLength = 253
-	maxLinuxUserLength    = 32
+	MinRSAKeyBits        = 3072
+	MinBootstrapTokenTTL = time.Minute
+	MaxBootstrapTokenTTL = 24 * time.Hour
+	maxLinuxUserLength   = 32
+	// maxLabelKeyNameLength is the limit of the name part of a label key (apimachinery's, unexported).
+	maxLabelKeyNameLength = 63
 	// maxIngressReasonLength leaves room in a 128-byte nftables comment for kiln's prefix.
 	maxIngressReasonLength = 96
 )
@@ -42,8 +42,6 @@ const (
 var providerNames = []string{ProviderAWS, ProviderVSphere, ProviderMetal, ProviderQEMU}
 
 var (
-	dnsLabel          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	labelName         = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
 	linuxUser         = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
 	kubernetesVersion = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
 	awsRegion         = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
@@ -466,7 +464,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 	for i, p := range pools {
 		pp := strictyaml.IndexPath(path, i)
 		if v.required(pp+".name", p.Name) {
-			v.dnsLabel(pp+".name", p.Name, maxDNSLabelLength)
+			v.dnsLabel(pp+".name", p.Name, content.DNS1123LabelMaxLength)
 			if first, dup := names[p.Name]; dup {
 				v.errorf(pp+".name", "duplicate pool name %s, also at %s", quote(p.Name), strictyaml.IndexPath(path, first))
 			} else {
@@ -595,8 +593,8 @@ func (v *validator) security(path string, s *Security) {
 	}
 	for _, ns := range sortedKeys(s.PodSecurity.Namespaces) {
 		np := strictyaml.KeyPath(ps+".namespaces", ns)
-		if !dnsLabel.MatchString(ns) || len(ns) > maxDNSLabelLength {
-			v.keyErrorf(np, "%s is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", quote(ns), maxDNSLabelLength)
+		if len(content.IsDNS1123Label(ns)) > 0 {
+			v.keyErrorf(np, "%s is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", quote(ns), content.DNS1123LabelMaxLength)
 		}
 		l := s.PodSecurity.Namespaces[ns]
 		if l == (PodSecurityLevels{}) {
@@ -708,15 +706,29 @@ func (h Health) MaxUnhealthyCount(total int) int {
 	return n
 }
 
-// dnsLabel checks that s is a DNS label of at most max characters.
+// The checks of names, label keys and values below are apimachinery's (package content, the one its
+// util/validation now forwards to), so that kiln accepts what the API server accepts. kiln keeps its own
+// messages, which say what is wrong in the user's terms and which part of a key it is, and one rule of
+// its own: every label of a DNS name, including a label key's prefix, has at most 63 characters, as DNS
+// requires; apimachinery limits only the whole name, to 253.
+
+// dnsLabel checks that s is a DNS label of at most max characters (max is at most 63). A label that is
+// both malformed and too long is reported malformed.
 func (v *validator) dnsLabel(path, s string, max int) {
-	if !dnsLabel.MatchString(s) {
+	if !isDNSLabelForm(s) {
 		v.errorf(path, "%s is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", quote(s))
 		return
 	}
 	if len(s) > max {
 		v.errorf(path, "%s is %d characters long, at most %d", quote(s), len(s), max)
 	}
+}
+
+// isDNSLabelForm reports whether s has the form of a DNS label, whatever its length: apimachinery
+// reports a label that is too long and one that is malformed as two problems.
+func isDNSLabelForm(s string) bool {
+	errs := content.IsDNS1123Label(s)
+	return len(errs) == 0 || (len(errs) == 1 && len(s) > content.DNS1123LabelMaxLength)
 }
 
 // dnsSubdomain checks that s is a lowercase DNS name.
@@ -727,19 +739,18 @@ func (v *validator) dnsSubdomain(path, s string) {
 }
 
 func dnsSubdomainProblem(s string) string {
-	if len(s) > maxDNSSubdomainLength {
-		return fmt.Sprintf("is longer than %d characters", maxDNSSubdomainLength)
+	if len(s) > content.DNS1123SubdomainMaxLength {
+		return fmt.Sprintf("is longer than %d characters", content.DNS1123SubdomainMaxLength)
 	}
-	for _, l := range strings.Split(s, ".") {
-		if !dnsLabel.MatchString(l) || len(l) > maxDNSLabelLength {
-			return "is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')"
-		}
+	longLabel := slices.ContainsFunc(strings.Split(s, "."), func(l string) bool { return len(l) > content.DNS1123LabelMaxLength })
+	if len(content.IsDNS1123Subdomain(s)) > 0 || longLabel {
+		return "is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')"
 	}
 	return ""
 }
 
 func isDNSLabel(s string) bool {
-	return dnsLabel.MatchString(s) && len(s) <= MaxClusterNameLength
+	return len(content.IsDNS1123Label(s)) == 0 && len(s) <= MaxClusterNameLength
 }
 
 // qualifiedNameProblem says what is wrong with a Kubernetes label or taint key ("[prefix/]name"), or "".
@@ -748,6 +759,9 @@ func qualifiedNameProblem(k string) string {
 	if !hasPrefix {
 		name, prefix = prefix, ""
 	}
+	if len(content.IsLabelKey(k)) == 0 && (!hasPrefix || dnsSubdomainProblem(prefix) == "") {
+		return ""
+	}
 	switch {
 	case hasPrefix && prefix == "":
 		return fmt.Sprintf("%s has an empty prefix before '/'", quote(k))
@@ -755,25 +769,21 @@ func qualifiedNameProblem(k string) string {
 		return fmt.Sprintf("%s has a prefix that is not a DNS name (lowercase, e.g. example.com/)", quote(k))
 	case name == "":
 		return fmt.Sprintf("%s has an empty name", quote(k))
-	case len(name) > maxLabelValueLength:
-		return fmt.Sprintf("%s has a name longer than %d characters", quote(k), maxLabelValueLength)
-	case !labelName.MatchString(name):
-		return fmt.Sprintf("%s is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)", quote(k))
+	case len(name) > maxLabelKeyNameLength:
+		return fmt.Sprintf("%s has a name longer than %d characters", quote(k), maxLabelKeyNameLength)
 	}
-	return ""
+	return fmt.Sprintf("%s is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)", quote(k))
 }
 
 // labelValueProblem says what is wrong with a Kubernetes label value, or "".
 func labelValueProblem(s string) string {
 	switch {
-	case s == "":
+	case len(content.IsLabelValue(s)) == 0:
 		return ""
-	case len(s) > maxLabelValueLength:
-		return fmt.Sprintf("%s is longer than %d characters", quote(s), maxLabelValueLength)
-	case !labelName.MatchString(s):
-		return fmt.Sprintf("%s may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit", quote(s))
+	case len(s) > content.LabelValueMaxLength:
+		return fmt.Sprintf("%s is longer than %d characters", quote(s), content.LabelValueMaxLength)
 	}
-	return ""
+	return fmt.Sprintf("%s may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit", quote(s))
 }
 
 // quote quotes a value from the spec for a message, shortened if it is long.

@@ -60,6 +60,11 @@ func TestValidateRules(t *testing.T) {
 			want: []strictyaml.Finding{errAt("metadata.name", 4, 9, `"`+strings.Repeat("a", 41)+`" is 41 characters long, at most 40`)},
 		},
 		{
+			name: "name too long and not a DNS label reports the form",
+			doc:  strings.Replace(minimal, "name: demo", "name: "+strings.Repeat("a", 40)+"_", 1),
+			want: []strictyaml.Finding{errAt("metadata.name", 4, 9, quote(strings.Repeat("a", 40)+"_")+` is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`)},
+		},
+		{
 			name: "name of 40 characters",
 			doc:  strings.Replace(minimal, "name: demo", "name: "+strings.Repeat("a", 40), 1),
 		},
@@ -228,6 +233,22 @@ func TestValidateRules(t *testing.T) {
 			},
 		},
 		{
+			// apimachinery's subdomain check limits only the whole name, to 253 characters; kiln keeps
+			// DNS's limit of 63 characters a label too.
+			name: "DNS name limits",
+			doc: minimal + "  network:\n    clusterDomain: " + strings.Repeat("a", 64) + ".local\n" +
+				"    apiEndpoint:\n      loadBalancerName: " + strings.Repeat("abcdefghi.", 25) + "abcd\n",
+			want: []strictyaml.Finding{
+				errAt("spec.network.clusterDomain", 13, 20, quote(strings.Repeat("a", 64)+".local")+` is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')`),
+				errAt("spec.network.apiEndpoint.loadBalancerName", 15, 25, quote(strings.Repeat("abcdefghi.", 25)+"abcd")+" is longer than 253 characters"),
+			},
+		},
+		{
+			name: "DNS names at the limits",
+			doc: minimal + "  network:\n    clusterDomain: " + strings.Repeat("a", 63) + ".local\n" +
+				"    apiEndpoint:\n      loadBalancerName: " + strings.Repeat("abcdefghi.", 25) + "abc\n",
+		},
+		{
 			name: "API endpoint address and port",
 			doc:  minimal + "  network:\n    apiEndpoint:\n      address: 10.0.0.256\n      port: 65536\n",
 			want: []strictyaml.Finding{
@@ -356,6 +377,42 @@ func TestValidateRules(t *testing.T) {
 				errAt("spec.nodePools[0].taints[5].effect", 22, 11, "required, one of NoSchedule, PreferNoSchedule, NoExecute"),
 				errAt("spec.nodePools[0].taints[5].key", 22, 17, `taint key "bad key" is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)`),
 				errAt("spec.nodePools[0].taints[5].value", 22, 35, `taint value "a b" may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit`),
+			},
+		},
+		{
+			// apimachinery's label key check accepts a prefix with a label longer than 63 characters (it
+			// limits only the whole prefix, to 253); kiln keeps DNS's limit.
+			name: "label and taint key limits",
+			doc: minimal + "  nodePools:\n    - name: a\n      count: 1\n      image: x\n      labels:\n" +
+				"        " + strings.Repeat("n", 63) + ": " + strings.Repeat("v", 63) + "\n" +
+				"        example.com/" + strings.Repeat("n", 63) + ": x\n" +
+				"        " + strings.Repeat("n", 64) + ": x\n" +
+				"        a/b/c: x\n" +
+				"        example.com/: x\n" +
+				"        " + strings.Repeat("a", 64) + ".example.com/role: x\n" +
+				"      taints:\n" +
+				"        - {key: " + strings.Repeat("a", 64) + ".example.com/gpu, effect: NoSchedule}\n",
+			want: []strictyaml.Finding{
+				errAt("spec.nodePools[0].labels."+strings.Repeat("n", 64), 19, 9, `label key "`+strings.Repeat("n", 64)+`" has a name longer than 63 characters`),
+				errAt(`spec.nodePools[0].labels["a/b/c"]`, 20, 9, `label key "a/b/c" is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)`),
+				errAt(`spec.nodePools[0].labels["example.com/"]`, 21, 9, `label key "example.com/" has an empty name`),
+				errAt(`spec.nodePools[0].labels["`+strings.Repeat("a", 64)+`.example.com/role"]`, 22, 9, `label key `+quote(strings.Repeat("a", 64)+".example.com/role")+` has a prefix that is not a DNS name (lowercase, e.g. example.com/)`),
+				errAt("spec.nodePools[0].taints[0].key", 24, 17, `taint key `+quote(strings.Repeat("a", 64)+".example.com/gpu")+` has a prefix that is not a DNS name (lowercase, e.g. example.com/)`),
+			},
+		},
+		{
+			name: "DNS label limits: the form is reported before the length",
+			doc: minimal + "  nodePools:\n" +
+				"    - name: " + strings.Repeat("a", 63) + "\n      count: 1\n      image: x\n" +
+				"    - name: " + strings.Repeat("b", 64) + "\n      count: 1\n      image: x\n" +
+				"    - name: C" + strings.Repeat("c", 63) + "\n      count: 1\n      image: x\n" +
+				"  security:\n    podSecurity:\n      namespaces:\n" +
+				"        " + strings.Repeat("n", 63) + ": {enforce: baseline}\n" +
+				"        " + strings.Repeat("n", 64) + ": {enforce: baseline}\n",
+			want: []strictyaml.Finding{
+				errAt("spec.nodePools[1].name", 16, 13, quote(strings.Repeat("b", 64))+" is 64 characters long, at most 63"),
+				errAt("spec.nodePools[2].name", 19, 13, quote("C"+strings.Repeat("c", 63))+` is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`),
+				errAt("spec.security.podSecurity.namespaces."+strings.Repeat("n", 64), 26, 9, quote(strings.Repeat("n", 64))+` is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)`),
 			},
 		},
 
