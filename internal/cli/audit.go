@@ -127,7 +127,7 @@ It prints one line per check and exits non-zero if any fails. Nothing is written
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	return cmd
 }
 
@@ -244,7 +244,7 @@ exits non-zero when the node differs from the intent.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	f.StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	f.StringVar(&sshAddr, "ssh", "", "compare the ruleset of the node at HOST[:PORT] (default port 22) with the intent")
 	f.StringVarP(&keyPath, "identity", "i", "", "SSH private key (default: the cluster's generated key from the state store)")
 	f.StringVar(&user, "user", "", "SSH user, who must be allowed 'sudo -n nft' (default spec.ssh.user)")
@@ -252,6 +252,9 @@ exits non-zero when the node differs from the intent.`,
 	f.StringVar(&role, "role", "", "the node's role, control-plane or worker (required with --ssh)")
 	f.StringVar(&pool, "pool", "", "the node pool of a worker (default: the only pool)")
 	f.DurationVar(&timeout, "timeout", sshexec.DefaultTimeout, "how long the SSH connection and command may take")
+	completeFlag(cmd, "role", roles...)
+	cmd.MarkFlagFilename("identity")
+	cmd.MarkFlagFilename("known-hosts")
 	return cmd
 }
 

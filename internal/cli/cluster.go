@@ -84,6 +84,6 @@ admin.conf that 'kiln controlplane run' prints.`,
 	f := cmd.Flags()
 	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (default $KUBECONFIG, then ~/.kube/config)")
-	f.StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -94,6 +95,7 @@ installed: packer finds them in PACKER_PLUGIN_PATH.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&target, "target", "qemu", "qemu, aws or vsphere")
+	completeFlag(cmd, "target", slices.Sorted(maps.Keys(templates.Targets))...)
 	f.StringVar(&packerPath, "packer", envOr("KILN_PACKER", "packer"), "the packer binary (env KILN_PACKER)")
 	f.StringArrayVar(&vars, "var", nil, "template variable NAME=VALUE (repeatable; the template's header lists them)")
 	f.StringArrayVar(&varFiles, "var-file", nil, "Packer variables file (repeatable)")
