@@ -169,7 +169,7 @@ func (c *Client) errorf(format string, args ...any) error {
 
 // wrap says that err came from the exchange's timeout when it did.
 func (c *Client) wrap(ctx context.Context, err error) error {
-	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) || errors.Is(err, os.ErrDeadlineExceeded) {
+	if (!c.deadline.IsZero() && !time.Now().Before(c.deadline)) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return c.errorf("%w: no end of the exchange within %v: %w", ErrTimeout, c.timeout, err)
 	}
 	if ctx.Err() != nil {
