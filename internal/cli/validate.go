@@ -69,7 +69,7 @@ The exit code is 1 when the spec is invalid.`,
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec to check")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	return cmd
 }
