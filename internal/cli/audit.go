@@ -25,7 +25,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/internal/sshexec"
+	"github.com/kiln-dev/kiln/sshexec"
 )
 
 func newAudit(g *globals) *cobra.Command {

@@ -21,7 +21,7 @@ import (
 	"github.com/kiln-dev/kiln/images/harden"
 	"github.com/kiln-dev/kiln/images/packer/hardening"
 	"github.com/kiln-dev/kiln/images/templates"
-	"github.com/kiln-dev/kiln/internal/sshexec"
+	"github.com/kiln-dev/kiln/sshexec"
 )
 
 func newImage(g *globals) *cobra.Command {

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/kiln-dev/kiln/internal/sshexec/sshexectest"
+	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
 
 // sshMachine is an SSH server on loopback that lets in one client key and answers the audit's

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/kiln-dev/kiln/internal/sshexec"
-	"github.com/kiln-dev/kiln/internal/sshexec/sshexectest"
+	"github.com/kiln-dev/kiln/sshexec"
+	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
 
 // knownHosts writes lines into a known_hosts file and returns its path.
