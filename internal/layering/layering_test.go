@@ -20,7 +20,7 @@ var layers = []struct {
 	name     string
 	prefixes []string
 }{
-	{"foundation: the spec and the state store", []string{"api/", "state"}},
+	{"foundation: the spec, the state store, SSH execution", []string{"api/", "state", "sshexec"}},
 	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane"}},
 	{"images and the provisioner core", []string{"images/", "provisioner"}},
 	{"providers and boot services", []string{"provisioner/aws", "onprem/"}},
@@ -33,7 +33,7 @@ var providers = []string{"provisioner/aws", "onprem/vsphere", "onprem/qemu", "on
 
 // testTooling are packages that exist for tests: any test may use them, no binary contains them.
 var testTooling = []string{"internal/testtool", "internal/golden", "internal/ignitiontest", "internal/layering",
-	"provisioner/providertest", "provisioner/aws/awstest", "images/packer/packertest", "state/statetest"}
+	"provisioner/providertest", "provisioner/aws/awstest", "images/packer/packertest", "state/statetest", "sshexec/sshexectest"}
 
 type pkg struct {
 	ImportPath string
