@@ -63,7 +63,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "a Node registered in the second the token was issued joined with it",
-			o: Observed{Stored: []secrets.BootstrapToken{token("aaaaaa", "demo-workers-0", t0.Add(300 * time.Millisecond))}, Machines: machines, Reachable: true,
+			o: Observed{Stored: []secrets.BootstrapToken{token("aaaaaa", "demo-workers-0", t0.Add(300*time.Millisecond))}, Machines: machines, Reachable: true,
 				Nodes: map[string]Node{"demo-workers-0": ready(t0)}},
 			want: Plan{Forget: []Deletion{{ID: "aaaaaa", Machine: "demo-workers-0", Reason: ReasonJoined}}},
 		},
