@@ -228,4 +228,3 @@ func TestTokensOnARealAPI(t *testing.T) {
 	})
 	t.Logf("%d objects applied by the cluster init; control plane ready in %v", len(cp.Applied), cp.APIReady)
 }
-
