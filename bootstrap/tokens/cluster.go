@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +20,6 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/clusterapply"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/state"
 )
 
 // Labels of the Secrets that Cluster.Apply makes.
@@ -130,14 +130,56 @@ func (c *Cluster) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Ensure gives machine (of pool) its own bootstrap token, minted from rand if it has none with half
-// its lifetime left (secrets.MachineToken), and, when the cluster is reachable (k is not nil), applies
-// it to the cluster: call it before the machine is created, and create the machine only if it
-// succeeds. It returns the bundle that holds the token, to render the machine's config from. With k
-// nil (the API is not up yet) the token is only stored: a control-plane node rendered from the bundle
-// carries it in its first-boot manifests, and the first Sync that reaches the API applies it.
-func Ensure(ctx context.Context, s state.Modifier, k *Cluster, c *v1alpha1.Cluster, machine, pool string, now time.Time, rand io.Reader) (*secrets.Bundle, secrets.BootstrapToken, error) {
-	b, t, err := secrets.MachineToken(s, c, machine, pool, now, rand)
+// Store keeps a cluster's tokens: StateStore over an open state store, or one that opens the state
+// store for each call, so as not to hold it while Ensure and Sync wait for the cluster.
+type Store interface {
+	// MachineToken returns machine's own token and the bundle that holds it, minting one if need be
+	// (secrets.MachineToken).
+	MachineToken(c *v1alpha1.Cluster, machine, pool string, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error)
+	// Tokens returns the cluster's stored tokens.
+	Tokens(cluster string) ([]secrets.BootstrapToken, error)
+	// Forget removes the tokens with the given ids (secrets.ForgetTokens).
+	Forget(cluster string, ids ...string) error
+}
+
+// StateStore is a Store over the state store State, minting tokens from Rand (crypto/rand.Reader if
+// nil).
+type StateStore struct {
+	State secrets.TokenStore
+	Rand  io.Reader
+}
+
+// MachineToken implements Store.
+func (s StateStore) MachineToken(c *v1alpha1.Cluster, machine, pool string, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error) {
+	r := s.Rand
+	if r == nil {
+		r = rand.Reader
+	}
+	return secrets.MachineToken(s.State, c, machine, pool, now, r)
+}
+
+// Tokens implements Store.
+func (s StateStore) Tokens(cluster string) ([]secrets.BootstrapToken, error) {
+	b, err := secrets.Load(s.State, cluster)
+	if err != nil {
+		return nil, err
+	}
+	return b.BootstrapTokens, nil
+}
+
+// Forget implements Store.
+func (s StateStore) Forget(cluster string, ids ...string) error {
+	return secrets.ForgetTokens(s.State, cluster, ids...)
+}
+
+// Ensure gives machine (of pool) its own bootstrap token, minted if it has none with half its
+// lifetime left, and, when the cluster is reachable (k is not nil), applies it to the cluster: call
+// it before the machine is created, and create the machine only if it succeeds. It returns the bundle
+// that holds the token, to render the machine's config from. With k nil (the API is not up yet) the
+// token is only stored: a control-plane node rendered from the bundle carries it in its first-boot
+// manifests, and the first Sync that reaches the API applies it.
+func Ensure(ctx context.Context, s Store, k *Cluster, c *v1alpha1.Cluster, machine, pool string, now time.Time) (*secrets.Bundle, secrets.BootstrapToken, error) {
+	b, t, err := s.MachineToken(c, machine, pool, now)
 	if err != nil {
 		return nil, secrets.BootstrapToken{}, err
 	}
@@ -153,13 +195,13 @@ func Ensure(ctx context.Context, s state.Modifier, k *Cluster, c *v1alpha1.Clust
 // Nodes (when k is not nil), decides (Decide, with machines as the provider lists them), deletes,
 // applies and then forgets, and returns the plan. A token is forgotten only once its Secret is gone
 // from the cluster. It carries on past a failed action and returns every error joined.
-func Sync(ctx context.Context, s secrets.TokenStore, k *Cluster, c *v1alpha1.Cluster, machines []string, now time.Time, p Policy) (Plan, error) {
+func Sync(ctx context.Context, s Store, k *Cluster, c *v1alpha1.Cluster, machines []string, now time.Time, p Policy) (Plan, error) {
 	name := c.Metadata.Name
-	b, err := secrets.Load(s, name)
+	stored, err := s.Tokens(name)
 	if err != nil {
 		return Plan{}, fmt.Errorf("tokens: %w", err)
 	}
-	o := Observed{Cluster: name, Stored: b.BootstrapTokens, Machines: machines}
+	o := Observed{Cluster: name, Stored: stored, Machines: machines}
 	if k != nil {
 		if o.InCluster, err = k.Tokens(ctx); err != nil {
 			return Plan{}, err
@@ -189,7 +231,7 @@ func Sync(ctx context.Context, s secrets.TokenStore, k *Cluster, c *v1alpha1.Clu
 			forget = append(forget, d.ID)
 		}
 	}
-	if err := secrets.ForgetTokens(s, name, forget...); err != nil {
+	if err := s.Forget(name, forget...); err != nil {
 		errs = append(errs, err)
 	}
 	return plan, errors.Join(errs...)

@@ -67,7 +67,7 @@ func TestTokensOnARealAPI(t *testing.T) {
 
 	// The first control-plane node is rendered before there is an API: its token is only stored, and
 	// its first-boot manifests carry it.
-	b, cp0, err := Ensure(ctx, s, nil, c, "tok-control-plane-0", "control-plane", start, rand.Reader)
+	b, cp0, err := Ensure(ctx, StateStore{State: s}, nil, c, "tok-control-plane-0", "control-plane", start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +139,10 @@ func TestTokensOnARealAPI(t *testing.T) {
 	var w0, g0 secrets.BootstrapToken
 	t.Run("applied before the machine is created, one per machine", func(t *testing.T) {
 		var err error
-		if _, w0, err = Ensure(ctx, s, k, c, "tok-workers-0", "workers", time.Now(), rand.Reader); err != nil {
+		if _, w0, err = Ensure(ctx, StateStore{State: s}, k, c, "tok-workers-0", "workers", time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if _, g0, err = Ensure(ctx, s, k, c, "tok-gpu-0", "gpu", time.Now(), rand.Reader); err != nil {
+		if _, g0, err = Ensure(ctx, StateStore{State: s}, k, c, "tok-gpu-0", "gpu", time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if w0.ID == g0.ID || w0.Secret == g0.Secret {
@@ -154,18 +154,18 @@ func TestTokensOnARealAPI(t *testing.T) {
 			t.Errorf("the workers' token is in the gpu pool's group: %v", groups)
 		}
 		// Ensure again (a create repeated after a crash): the same token, still good.
-		if _, again, err := Ensure(ctx, s, k, c, "tok-workers-0", "workers", time.Now(), rand.Reader); err != nil || again != w0 {
+		if _, again, err := Ensure(ctx, StateStore{State: s}, k, c, "tok-workers-0", "workers", time.Now()); err != nil || again != w0 {
 			t.Errorf("Ensure again = %s, %v; want %s", again.ID, err, w0.ID)
 		}
 	})
 
 	t.Run("not applied, refused; applied by the next Sync", func(t *testing.T) {
-		_, late, err := Ensure(ctx, s, nil, c, "tok-workers-1", "workers", time.Now(), rand.Reader)
+		_, late, err := Ensure(ctx, StateStore{State: s}, nil, c, "tok-workers-1", "workers", time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		unauthorized(t, late, "stored, not applied")
-		plan, err := Sync(ctx, s, k, c, []string{"tok-control-plane-0", "tok-workers-0", "tok-workers-1", "tok-gpu-0"}, time.Now(), Policy{})
+		plan, err := Sync(ctx, StateStore{State: s}, k, c, []string{"tok-control-plane-0", "tok-workers-0", "tok-workers-1", "tok-gpu-0"}, time.Now(), Policy{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ func TestTokensOnARealAPI(t *testing.T) {
 
 	t.Run("expired", func(t *testing.T) {
 		// Minted two hours ago with the spec's one-hour TTL: the API takes the Secret and refuses the token.
-		_, old, err := Ensure(ctx, s, k, c, "tok-workers-2", "workers", time.Now().Add(-2*time.Hour), rand.Reader)
+		_, old, err := Ensure(ctx, StateStore{State: s}, k, c, "tok-workers-2", "workers", time.Now().Add(-2*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestTokensOnARealAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		// tok-gpu-0 is deleted: the provider lists it no more.
-		plan, err := Sync(ctx, s, k, c, []string{"tok-control-plane-0", "tok-workers-0", "tok-workers-1"}, time.Now(), Policy{Grace: time.Nanosecond})
+		plan, err := Sync(ctx, StateStore{State: s}, k, c, []string{"tok-control-plane-0", "tok-workers-0", "tok-workers-1"}, time.Now(), Policy{Grace: time.Nanosecond})
 		if err != nil {
 			t.Fatal(err)
 		}

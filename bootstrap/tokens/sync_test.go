@@ -77,12 +77,12 @@ func TestEnsureAndSync(t *testing.T) {
 	k := &Cluster{Name: "demo", Client: client}
 
 	// Out of reach: stored only.
-	_, early, err := Ensure(ctx, s, nil, c, "demo-control-plane-0", "control-plane", t0, rand.Reader)
+	_, early, err := Ensure(ctx, StateStore{State: s}, nil, c, "demo-control-plane-0", "control-plane", t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Reachable: stored and applied before the machine is created.
-	b, w0, err := Ensure(ctx, s, k, c, "demo-workers-0", "workers", t0, rand.Reader)
+	b, w0, err := Ensure(ctx, StateStore{State: s}, k, c, "demo-workers-0", "workers", t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestEnsureAndSync(t *testing.T) {
 
 	// The API is up: the early token is applied, the orphan deleted.
 	machines := []string{"demo-control-plane-0", "demo-workers-0"}
-	plan, err := Sync(ctx, s, k, c, machines, t0.Add(time.Minute), Policy{})
+	plan, err := Sync(ctx, StateStore{State: s}, k, c, machines, t0.Add(time.Minute), Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,14 +139,14 @@ func TestEnsureAndSync(t *testing.T) {
 	client.PrependReactor("delete", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errDenied
 	})
-	if _, err := Sync(ctx, s, k, c, machines, t0.Add(6*time.Minute), Policy{}); !errors.Is(err, errDenied) || !strings.Contains(err.Error(), "delete bootstrap token "+w0.ID) {
+	if _, err := Sync(ctx, StateStore{State: s}, k, c, machines, t0.Add(6*time.Minute), Policy{}); !errors.Is(err, errDenied) || !strings.Contains(err.Error(), "delete bootstrap token "+w0.ID) {
 		t.Errorf("Sync with a failing delete = %v", err)
 	}
 	if diff := cmp.Diff(sorted(early.ID, w0.ID), storedIDs(t, s)); diff != "" {
 		t.Errorf("stored tokens after a failed delete (-want +got):\n%s", diff)
 	}
 	client.ReactionChain = client.ReactionChain[1:]
-	if _, err := Sync(ctx, s, k, c, machines, t0.Add(7*time.Minute), Policy{}); err != nil {
+	if _, err := Sync(ctx, StateStore{State: s}, k, c, machines, t0.Add(7*time.Minute), Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(sorted(early.ID), storedIDs(t, s)); diff != "" {
@@ -157,7 +157,7 @@ func TestEnsureAndSync(t *testing.T) {
 	}
 
 	// The control plane is deleted: its token goes too; someone else's stays.
-	if _, err := Sync(ctx, s, k, c, nil, t0.Add(8*time.Minute), Policy{}); err != nil {
+	if _, err := Sync(ctx, StateStore{State: s}, k, c, nil, t0.Add(8*time.Minute), Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	if ids := storedIDs(t, s); len(ids) != 0 {
@@ -175,7 +175,7 @@ func sorted(ids ...string) []string {
 
 func TestSyncErrors(t *testing.T) {
 	c, _ := testCluster(t)
-	if _, err := Sync(t.Context(), statetest.NewEmpty(), nil, c, nil, t0, Policy{}); err == nil || !strings.Contains(err.Error(), "secrets: load demo") {
+	if _, err := Sync(t.Context(), StateStore{State: statetest.NewEmpty()}, nil, c, nil, t0, Policy{}); err == nil || !strings.Contains(err.Error(), "secrets: load demo") {
 		t.Errorf("Sync without secrets = %v", err)
 	}
 	_, s := testCluster(t)
@@ -184,13 +184,13 @@ func TestSyncErrors(t *testing.T) {
 		return true, nil, errors.New("forbidden")
 	})
 	k := &Cluster{Name: "demo", Client: client}
-	if _, err := Sync(t.Context(), s, k, c, nil, t0, Policy{}); err == nil || !strings.Contains(err.Error(), "tokens: list bootstrap tokens of demo: forbidden") {
+	if _, err := Sync(t.Context(), StateStore{State: s}, k, c, nil, t0, Policy{}); err == nil || !strings.Contains(err.Error(), "tokens: list bootstrap tokens of demo: forbidden") {
 		t.Errorf("Sync with a failing list = %v", err)
 	}
 	client.PrependReactor("patch", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("quota")
 	})
-	_, tok, err := Ensure(context.Background(), s, k, c, "demo-workers-0", "workers", t0, rand.Reader)
+	_, tok, err := Ensure(context.Background(), StateStore{State: s}, k, c, "demo-workers-0", "workers", t0)
 	if err == nil || !strings.Contains(err.Error(), "quota") || tok.ID != "" {
 		t.Errorf("Ensure with a failing apply = %v, %v; want the error and no token", tok.ID, err)
 	}
