@@ -122,11 +122,12 @@ func tokenTTL(c *v1alpha1.Cluster) time.Duration {
 }
 
 // MachineToken returns machine's own bootstrap token, with cluster c's bundle that now holds it: the
-// token stored for the machine if it has at least half of spec.security.bootstrapTokenTTL left (a
-// create repeated after a crash gets the token it was rendered with), else a new one, made from rand
-// and stored in place of the machine's old one. Tokens that have expired at now are dropped. The
-// bundle is read and changed in one transaction, so that concurrent renders neither lose a token nor
-// give one machine two. pool is the machine's node pool, or "control-plane".
+// latest token stored for the machine if it has at least half of spec.security.bootstrapTokenTTL left
+// (a create repeated after a crash gets the token it was rendered with), else a new one, made from
+// rand and stored. A machine's older tokens, expired or not, stay in the store until they are deleted
+// from the cluster and forgotten (bootstrap/tokens), so that none is lost track of. The bundle is read
+// and changed in one transaction, so that concurrent renders neither lose a token nor give one
+// machine two. pool is the machine's node pool, or "control-plane".
 func MachineToken(s state.Modifier, c *v1alpha1.Cluster, machine, pool string, now time.Time, rand io.Reader) (*Bundle, BootstrapToken, error) {
 	name := c.Metadata.Name
 	if machine == "" {
@@ -138,14 +139,15 @@ func MachineToken(s state.Modifier, c *v1alpha1.Cluster, machine, pool string, n
 		tok BootstrapToken
 	)
 	err := s.Modify(Bucket, name, &b, func() error {
-		b.BootstrapTokens = slices.DeleteFunc(b.BootstrapTokens, func(t BootstrapToken) bool { return t.Expired(now) })
+		found := false
 		for _, t := range b.BootstrapTokens {
-			if t.Machine == machine && t.Expires.Sub(now) >= ttl/2 {
-				tok = t
-				return nil
+			if t.Machine == machine && (!found || t.Expires.After(tok.Expires)) {
+				tok, found = t, true
 			}
 		}
-		b.BootstrapTokens = slices.DeleteFunc(b.BootstrapTokens, func(t BootstrapToken) bool { return t.Machine == machine })
+		if found && tok.Expires.Sub(now) >= ttl/2 {
+			return nil
+		}
 		var err error
 		tok, err = b.AddBootstrapToken(rand, now, ttl, "kiln: joins machine "+machine)
 		if err != nil {

@@ -277,12 +277,15 @@ func TestMachineToken(t *testing.T) {
 	if again := mint(t, "prod-workers-0", "workers", t0.Add(30*time.Minute)); again != w0 {
 		t.Errorf("the same machine 30m later got %s, want its token %s", again.ID, w0.ID)
 	}
-	// Later, a new one in its place.
+	// Later, a new one; the old one is kept until it is deleted from the cluster and forgotten.
 	renewed := mint(t, "prod-workers-0", "workers", t0.Add(31*time.Minute))
 	if renewed.ID == w0.ID {
 		t.Errorf("the same machine 31m later got its old token %s", w0.ID)
 	}
-	if diff := cmp.Diff([]string{"prod-workers-1=" + w1.ID, "prod-workers-0=" + renewed.ID}, ids(t)); diff != "" {
+	if again := mint(t, "prod-workers-0", "workers", t0.Add(32*time.Minute)); again != renewed {
+		t.Errorf("the same machine 32m later got %s, want its latest token %s", again.ID, renewed.ID)
+	}
+	if diff := cmp.Diff([]string{"prod-workers-0=" + w0.ID, "prod-workers-1=" + w1.ID, "prod-workers-0=" + renewed.ID}, ids(t)); diff != "" {
 		t.Errorf("stored tokens (-want +got):\n%s", diff)
 	}
 	// A machine's token is never handed out as the shared one, and the shared one is no machine's.
@@ -293,17 +296,17 @@ func TestMachineToken(t *testing.T) {
 	if shared.Machine != "" || shared.ID == w1.ID || shared.ID == renewed.ID {
 		t.Errorf("JoinToken handed out %#v, a machine's token", shared)
 	}
-	// Expired tokens are dropped with the next mint: a node made after the first tokens expired gets
-	// a fresh one.
+	// A node made after the first tokens expired gets a fresh one. The expired machines' tokens stay
+	// until they are forgotten; an expired shared one goes with the next mint.
 	late := mint(t, "prod-workers-2", "workers", t0.Add(3*time.Hour))
 	if late.Expired(t0.Add(3*time.Hour)) || late.Expires.Sub(t0.Add(3*time.Hour)) != time.Hour {
 		t.Errorf("a token made at +3h expires at %v", late.Expires)
 	}
-	if diff := cmp.Diff([]string{"prod-workers-2=" + late.ID}, ids(t)); diff != "" {
+	if diff := cmp.Diff([]string{"prod-workers-0=" + w0.ID, "prod-workers-1=" + w1.ID, "prod-workers-0=" + renewed.ID, "prod-workers-2=" + late.ID}, ids(t)); diff != "" {
 		t.Errorf("stored tokens at +3h (-want +got):\n%s", diff)
 	}
 
-	if err := ForgetTokens(s, "prod", late.ID, "absent"); err != nil {
+	if err := ForgetTokens(s, "prod", w0.ID, w1.ID, renewed.ID, late.ID, "absent"); err != nil {
 		t.Fatal(err)
 	}
 	if got := ids(t); len(got) != 0 {

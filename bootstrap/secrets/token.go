@@ -111,8 +111,10 @@ func (b *Bundle) ValidBootstrapToken(now time.Time, minRemaining time.Duration) 
 	return best, found
 }
 
-// AddBootstrapToken makes a new token (with an id no other token of the bundle has), drops the tokens
-// that have expired at now, and adds the new one. Persist the change with Update.
+// AddBootstrapToken makes a new token (with an id no other token of the bundle has), drops the shared
+// tokens that have expired at now, and adds the new one. Persist the change with Update. Machines'
+// tokens are kept, expired or not: they are forgotten once their Secret is gone from the cluster
+// (bootstrap/tokens).
 func (b *Bundle) AddBootstrapToken(rand io.Reader, now time.Time, ttl time.Duration, description string) (BootstrapToken, error) {
 	var t BootstrapToken
 	for range 16 {
@@ -121,7 +123,7 @@ func (b *Bundle) AddBootstrapToken(rand io.Reader, now time.Time, ttl time.Durat
 			return BootstrapToken{}, err
 		}
 		if !slices.ContainsFunc(b.BootstrapTokens, func(o BootstrapToken) bool { return o.ID == t.ID }) {
-			b.BootstrapTokens = slices.DeleteFunc(b.BootstrapTokens, func(o BootstrapToken) bool { return o.Expired(now) })
+			b.BootstrapTokens = slices.DeleteFunc(b.BootstrapTokens, func(o BootstrapToken) bool { return o.Machine == "" && o.Expired(now) })
 			b.BootstrapTokens = append(b.BootstrapTokens, t)
 			return t, nil
 		}

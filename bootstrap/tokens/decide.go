@@ -22,10 +22,11 @@ import (
 
 // Reasons of a Deletion.
 const (
-	ReasonExpired = "expired"
-	ReasonJoined  = "its Node joined"
-	ReasonGone    = "its machine is gone"
-	ReasonOrphan  = "kiln's, and not in the state store"
+	ReasonExpired  = "expired"
+	ReasonReplaced = "its machine has a newer one"
+	ReasonJoined   = "its Node joined"
+	ReasonGone     = "its machine is gone"
+	ReasonOrphan   = "kiln's, and not in the state store"
 )
 
 // DefaultGrace is how long a token is kept for a machine that the provider does not list (yet).
@@ -96,6 +97,8 @@ func (p Plan) Empty() bool { return len(p.Apply)+len(p.Delete)+len(p.Forget) == 
 // forget:
 //
 //   - an expired token is forgotten and deleted;
+//   - a machine's token is forgotten and deleted once the machine has a newer one (a render late in
+//     the old one's life mints a new one);
 //   - a machine's token is forgotten and deleted once a Ready Node of the machine's name, registered
 //     after the token was issued, exists, or once the provider no longer lists the machine (and the
 //     token is older than the grace period);
@@ -123,6 +126,12 @@ func Decide(o Observed, now time.Time, p Policy) Plan {
 		}
 		plan.Forget = append(plan.Forget, d)
 	}
+	latest := map[string]secrets.BootstrapToken{}
+	for _, t := range o.Stored {
+		if l, ok := latest[t.Machine]; t.Machine != "" && (!ok || t.Expires.After(l.Expires)) {
+			latest[t.Machine] = t
+		}
+	}
 	stored := map[string]bool{}
 	for _, t := range o.Stored {
 		stored[t.ID] = true
@@ -130,6 +139,8 @@ func Decide(o Observed, now time.Time, p Policy) Plan {
 		case t.Expired(now):
 			drop(t, ReasonExpired)
 		case !o.Reachable || t.Machine == "":
+		case latest[t.Machine].ID != t.ID:
+			drop(t, ReasonReplaced)
 		case joined(o.Nodes, t):
 			drop(t, ReasonJoined)
 		case !slices.Contains(o.Machines, t.Machine) && (t.Issued.IsZero() || now.Sub(t.Issued) >= grace):

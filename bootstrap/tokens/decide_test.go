@@ -84,6 +84,15 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "a machine's older token goes once it has a newer one",
+			o: Observed{Stored: []secrets.BootstrapToken{w0, token("aaaaa2", "demo-workers-0", t0.Add(20*time.Minute))}, Machines: machines, Reachable: true,
+				InCluster: in("aaaaaa", "aaaaa2")},
+			want: Plan{
+				Delete: []Deletion{{ID: "aaaaaa", Machine: "demo-workers-0", Reason: ReasonReplaced}},
+				Forget: []Deletion{{ID: "aaaaaa", Machine: "demo-workers-0", Reason: ReasonReplaced}},
+			},
+		},
+		{
 			name: "a shared token is left alone until it expires",
 			o:    Observed{Stored: []secrets.BootstrapToken{shared}, Reachable: true, Nodes: map[string]Node{"": ready(now)}},
 			want: Plan{},
