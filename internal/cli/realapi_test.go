@@ -53,11 +53,12 @@ func whoAmI(ctx context.Context, t *testing.T, cfg *rest.Config) (string, []stri
 //
 //   - the kubeconfigs kiln issues authenticate as their user in their groups; an unbound user gets 403
 //     listing Secrets, --admin gets 200, and an expired certificate 401;
+//
 //   - a machine created two token lifetimes after the cluster's first tokens were minted (and had
 //     expired) gets a fresh token of its own, applied to the cluster before the machine was created,
 //     that authenticates; the expired ones are gone from the store and the cluster.
 //
-//	CI=true go test -count=1 -run TestAccessAndTokensOnARealAPI -v ./internal/cli
+//     CI=true go test -count=1 -run TestAccessAndTokensOnARealAPI -v ./internal/cli
 func TestAccessAndTokensOnARealAPI(t *testing.T) {
 	controlplanetest.Binaries(t) // skip early when the programs are missing
 	ctx := t.Context()
