@@ -50,8 +50,11 @@ func newApply(g *globals) *cobra.Command {
 endpoint and firewall (on providers that make them), then runs passes until every machine of the
 control plane and of each node pool exists, runs the pool's image and is up:
 
-  - a missing machine is created with its Ignition config (rendered for it, with a fresh bootstrap
-    token);
+  - a missing machine is created with its Ignition config, rendered for it with a bootstrap token of
+    its own, which is applied to the cluster before the machine is created (once the cluster's API
+    answers; the first control plane carries its own in its first-boot manifests) and deleted from
+    the cluster and the state store once the machine's Node is Ready, once the machine is gone, or
+    once it expired;
   - a failed machine (gone, stopped, in error, not up within spec.health.nodeStartupTimeout, or with
     its probes failing for longer than spec.health.unhealthyTimeout) is replaced: the new machine is
     created first, the old one deleted once the new one is up;
@@ -64,6 +67,10 @@ control plane and of each node pool exists, runs the pool's image and is up:
 Without --watch, apply returns once the cluster has converged (or fails after --timeout). With
 --watch it keeps converging and healing until interrupted, logging every action (as the root's
 --log-format and --log-level say: kiln --log-format json apply --watch for structured events).
+
+A machine is up when its Node is Ready, once the cluster's API answers kiln (at the address the
+provider forwards it to, else the spec's endpoint, with a short-lived certificate of kiln's own);
+before that, when its probes (SSH) pass.
 
 What apply remembers between passes (replacements under way, probe history) is kept in the state
 store, so that an apply killed at any point continues where it stopped, without duplicate machines.`,
@@ -84,7 +91,7 @@ store, so that an apply killed at any point continues where it stopped, without 
 	f.IntVar(&o.concurrency, "concurrency", 4, "provider calls and probes at once")
 	f.Float64Var(&o.qps, "qps", 10, "most provider calls per second")
 	f.BoolVar(&o.keepFailed, "keep-failed", false, "power failed machines off and keep them for forensics instead of deleting them")
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "also judge machines by their Node's Ready condition, read with this kubeconfig")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "read the Nodes' Ready condition with this kubeconfig (default: a short-lived certificate of kiln's own, once the API answers)")
 	return cmd
 }
 
@@ -123,6 +130,8 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 		}
 		return err
 	}
+	// Machines are judged by their Node's Ready condition once the API answers, by their probes before.
+	e.Nodes = keeper
 	if o.kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
 		if err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -207,6 +209,7 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 		return cfg
 	}
 
+	var replacement secrets.BootstrapToken
 	t.Run("a machine created after the first tokens expired gets a fresh one, in the cluster, that authenticates", func(t *testing.T) {
 		// The first control plane's token, minted two lifetimes ago, is in the cluster from its
 		// first-boot manifests, and expired.
@@ -248,15 +251,16 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 			t.Errorf("its Secret: labels %v, expiration %s", sec.Labels, sec.Data["expiration"])
 		}
 		var (
-			user   string
-			groups []string
+			user    string
+			groups  []string
+			authErr error
 		)
-		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, settle, true, func(context.Context) (bool, error) {
-			user, groups, err = whoAmI(ctx, t, bearer(tok))
-			return err == nil, nil
+		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, settle, true, func(context.Context) (bool, error) {
+			user, groups, authErr = whoAmI(ctx, t, bearer(tok))
+			return authErr == nil, nil
 		})
-		if err != nil {
-			t.Fatalf("the replacement's token does not authenticate: %v", err)
+		if authErr != nil {
+			t.Fatalf("the replacement's token does not authenticate: %v", authErr)
 		}
 		if user != "system:bootstrap:"+own.ID || !slices.Contains(groups, kubecfg.BootstrappersGroup) || !slices.Contains(groups, tokens.PoolGroup("workers")) {
 			t.Errorf("the replacement's token authenticates as %s in %v", user, groups)
@@ -270,6 +274,43 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 			if _, err := adminClient.CoreV1().Secrets("kube-system").Get(ctx, kubecfg.BootstrapTokenSecretPrefix+old.ID, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				t.Errorf("the expired token of %s is still in the cluster: %v", m, err)
 			}
+		}
+		replacement = own
+	})
+
+	t.Run("once the machine's Node is Ready, apply sees it and deletes the token", func(t *testing.T) {
+		if replacement.ID == "" {
+			t.Skip("no replacement was made")
+		}
+		node, err := adminClient.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "late-workers-2"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		if _, err := adminClient.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// apply's own view of the Nodes, with its own certificate.
+		p, err := g.newProvider(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, keeper := g.executor(c, p, slog.New(slog.DiscardHandler), applyOptions{})
+		nodes, err := keeper.NodeReady(ctx)
+		if err != nil || !nodes["late-workers-2"].Known || !nodes["late-workers-2"].Ready {
+			t.Errorf("apply's view of the Nodes: %v, %v; want late-workers-2 Ready", nodes, err)
+		}
+		kilnG(t, "apply", "--interval", "1ms", "--timeout", "60s")
+		if left := loadBundle(t, dir, "late").BootstrapTokens; len(left) != 0 {
+			t.Errorf("the store keeps %v after the Node joined", left)
+		}
+		var authErr error
+		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, settle, true, func(context.Context) (bool, error) {
+			_, _, authErr = whoAmI(ctx, t, bearer(replacement.String()))
+			return apierrors.IsUnauthorized(authErr), nil
+		})
+		if !apierrors.IsUnauthorized(authErr) {
+			t.Errorf("the token of a machine whose Node joined: %v, want 401", authErr)
 		}
 	})
 }

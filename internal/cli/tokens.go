@@ -18,6 +18,8 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/bootstrap/tokens"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/converge"
+	"github.com/kiln-dev/kiln/provisioner/health"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 	"github.com/kiln-dev/kiln/state"
 )
@@ -110,6 +112,17 @@ func (k *tokenKeeper) cleanupTokens(ctx context.Context) error {
 		k.log.Debug("bootstrap token forgotten", "machine", d.Machine, "token", d.ID, "reason", d.Reason)
 	}
 	return err
+}
+
+// NodeReady implements converge.NodeLister with apply's own certificate: the Ready condition of the
+// cluster's Nodes once the API answers kiln, and no Node before, so that machines are judged by their
+// probes (SSH) until then.
+func (k *tokenKeeper) NodeReady(ctx context.Context) (map[string]health.Condition, error) {
+	kc, err := k.cluster(ctx)
+	if err != nil || kc == nil {
+		return nil, err
+	}
+	return converge.KubeNodes{Client: kc.Client}.NodeReady(ctx)
 }
 
 // cluster returns the cluster's API as package tokens uses it, or nil while it does not answer kiln:
