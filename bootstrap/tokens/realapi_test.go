@@ -2,13 +2,19 @@ package tokens
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
@@ -153,6 +160,9 @@ func TestTokensOnARealAPI(t *testing.T) {
 		if _, groups, _ := who(t, w0); slices.Contains(groups, PoolGroup("gpu")) {
 			t.Errorf("the workers' token is in the gpu pool's group: %v", groups)
 		}
+		// kiln's TLS-bootstrap bindings hold for a machine's token: its kubelet's CSR is approved and
+		// signed.
+		csrApproved(t, cp, b.ClusterCA.CertPEM, w0, "system:node:tok-workers-0")
 		// Ensure again (a create repeated after a crash): the same token, still good.
 		if _, again, err := Ensure(ctx, StateStore{State: s}, k, c, "tok-workers-0", "workers", time.Now()); err != nil || again != w0 {
 			t.Errorf("Ensure again = %s, %v; want %s", again.ID, err, w0.ID)
@@ -227,4 +237,52 @@ func TestTokensOnARealAPI(t *testing.T) {
 		}
 	})
 	t.Logf("%d objects applied by the cluster init; control plane ready in %v", len(cp.Applied), cp.APIReady)
+}
+
+// csrApproved creates a kubelet client CSR for node with token tok, as a kubelet's TLS bootstrap does,
+// and waits until the controller manager has approved and signed it.
+func csrApproved(t *testing.T, cp *controlplane.ControlPlane, caPEM []byte, tok secrets.BootstrapToken, node string) {
+	t.Helper()
+	ctx := t.Context()
+	cfg := controlplanetest.Config(cp, caPEM)
+	cfg.BearerToken = tok.String()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "node-csr-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("a kubelet CSR with token %s: %v", tok.ID, err)
+	}
+	var (
+		status certificatesv1.CertificateSigningRequestStatus
+		getErr error
+	)
+	_ = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var got *certificatesv1.CertificateSigningRequest
+		if got, getErr = cs.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{}); getErr == nil {
+			status = got.Status
+		}
+		return getErr == nil && len(status.Certificate) > 0, nil
+	})
+	if getErr != nil || len(status.Certificate) == 0 {
+		t.Fatalf("the CSR of token %s was not approved and signed: %v (%+v)", tok.ID, getErr, status.Conditions)
+	}
 }
