@@ -114,13 +114,19 @@ func (k *tokenKeeper) cleanupTokens(ctx context.Context) error {
 	return err
 }
 
+// errNotAnswering: the cluster's API does not answer kiln yet.
+var errNotAnswering = errors.New("the cluster's API does not answer kiln yet")
+
 // NodeReady implements converge.NodeLister with apply's own certificate: the Ready condition of the
-// cluster's Nodes once the API answers kiln, and no Node before, so that machines are judged by their
-// probes (SSH) until then.
+// cluster's Nodes once the API answers kiln; before, errNotAnswering, so that the executor judges
+// machines by their probes (SSH).
 func (k *tokenKeeper) NodeReady(ctx context.Context) (map[string]health.Condition, error) {
 	kc, err := k.cluster(ctx)
-	if err != nil || kc == nil {
+	if err != nil {
 		return nil, err
+	}
+	if kc == nil {
+		return nil, errNotAnswering
 	}
 	return converge.KubeNodes{Client: kc.Client}.NodeReady(ctx)
 }
