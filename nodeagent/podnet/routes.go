@@ -100,7 +100,9 @@ func WantedRoutes(self NodeInfo, nodes []NodeInfo) (want []Route, skipped []Skip
 	slices.SortStableFunc(nodes, func(a, b NodeInfo) int { return cmp.Compare(a.Name, b.Name) })
 	owner := map[netip.Prefix]string{}
 	for _, n := range nodes {
-		skip := func(format string, args ...any) { skipped = append(skipped, Skip{Node: n.Name, Reason: fmt.Sprintf(format, args...)}) }
+		skip := func(format string, args ...any) {
+			skipped = append(skipped, Skip{Node: n.Name, Reason: fmt.Sprintf(format, args...)})
+		}
 		switch {
 		case n.Name == self.Name:
 			continue
