@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -183,6 +184,17 @@ func (a *Agent) Run(ctx context.Context, client kubernetes.Interface) error {
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, n any) { enqueue(n) },
 		DeleteFunc: enqueue,
+	}); err != nil {
+		return fmt.Errorf("podnet: watch nodes: %w", err)
+	}
+	// A list or watch that fails (the API away, the credential refused) is retried by the informer
+	// with backoff; say so, and say what is needed when it is refused.
+	if err := informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			log.Error("cannot list and watch Nodes: the node's credential needs the ClusterRole kiln:podnet bound to group system:nodes (kubecfg.PodNetworkRBAC, applied by the cluster init)", "err", err)
+			return
+		}
+		log.Warn("list or watch of Nodes failed; retrying", "err", err)
 	}); err != nil {
 		return fmt.Errorf("podnet: watch nodes: %w", err)
 	}
