@@ -22,6 +22,7 @@ var layers = []struct {
 }{
 	{"foundation: the spec and the state store", []string{"api/", "state"}},
 	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane"}},
+	{"node agents: the services kiln-node runs on a node (pod network, later the reboot coordinator)", []string{"nodeagent/"}},
 	{"images and the provisioner core", []string{"images/", "provisioner"}},
 	{"providers and boot services", []string{"provisioner/aws", "onprem/"}},
 	{"the command line", []string{"internal/cli"}},
@@ -145,11 +146,11 @@ func TestProvidersDoNotImportEachOther(t *testing.T) {
 	}
 }
 
-// Nothing under api/, bootstrap/ or the provisioner core depends, even indirectly, on a provider or
-// the CLI; nothing but cmd/kiln imports the CLI.
+// Nothing under api/, bootstrap/, nodeagent/ or the provisioner core depends, even indirectly, on a
+// provider or the CLI; nothing but cmd/kiln imports the CLI.
 func TestCoreDependsOnNoProvider(t *testing.T) {
 	for _, p := range list(t) {
-		core := under(p.ImportPath, "api/", "bootstrap/", "butane", "state") ||
+		core := under(p.ImportPath, "api/", "bootstrap/", "butane", "state", "nodeagent/") ||
 			(under(p.ImportPath, "provisioner") && !under(p.ImportPath, "provisioner/aws"))
 		for _, dep := range p.Deps {
 			if !strings.HasPrefix(dep, module) {
