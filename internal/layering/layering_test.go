@@ -21,8 +21,10 @@ var layers = []struct {
 	prefixes []string
 }{
 	{"foundation: the spec and the state store", []string{"api/", "state"}},
-	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane"}},
+	// Node agents run on the nodes; rendering (bootstrap) starts them with their units, so it may read
+	// their units, paths and flags, and they need nothing of kiln's.
 	{"node agents: the services kiln-node runs on a node (pod network, later the reboot coordinator)", []string{"nodeagent/"}},
+	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane"}},
 	{"images and the provisioner core", []string{"images/", "provisioner"}},
 	{"providers and boot services", []string{"provisioner/aws", "onprem/"}},
 	{"the command line", []string{"internal/cli"}},

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-dev/kiln/nodeagent/podnet"
 )
 
 func run(t *testing.T, ctx context.Context, args ...string) (code int, stdout, stderr string) {
@@ -69,5 +72,43 @@ func TestPodnetWaitsForTheKubeconfig(t *testing.T) {
 	}
 	if line.Msg != "waiting" || line.Node != "n1" || !strings.Contains(line.Why, "no kubeconfig at "+kubeconfig) {
 		t.Errorf("log %+v, want that it waits for %s", line, kubeconfig)
+	}
+}
+
+// The unit Ignition installs runs a command line that kiln-node's flags accept, with the cluster's
+// pod range and the defaults a node needs.
+func TestPodnetUnitCommandLine(t *testing.T) {
+	unit, err := podnet.Unit(netip.MustParsePrefix("10.244.0.0/16"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			args = strings.Fields(v)
+		}
+	}
+	if len(args) < 2 || args[0] != podnet.BinaryPath {
+		t.Fatalf("ExecStart %q does not run %s", args, podnet.BinaryPath)
+	}
+	cmd, rest, err := NewRoot().Find(args[1:])
+	if err != nil || cmd.Name() != "podnet" {
+		t.Fatalf("%q: command %v, %v", args, cmd.Name(), err)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.ValidateRequiredFlags(); err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{
+		"cluster-cidr": "10.244.0.0/16",
+		"kubeconfig":   DefaultKubeconfig,
+		"cni-dir":      podnet.DefaultCNIDir,
+		"interface":    "",
+	} {
+		if got := cmd.Flag(flag).Value.String(); got != want {
+			t.Errorf("--%s=%q, want %q", flag, got, want)
+		}
 	}
 }
