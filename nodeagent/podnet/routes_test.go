@@ -1,7 +1,6 @@
 package podnet
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"slices"
@@ -301,8 +300,8 @@ func FuzzPlanRoutes(f *testing.F) {
 		}
 		var current []Route
 		for i := 0; i+2 < len(routeBytes) && len(current) < 16; i += 3 {
-			r := Route{Dst: prefixOf(routeBytes[i]), Via: addrOf(routeBytes[i+1]), Protocol: int(binary.BigEndian.Uint16([]byte{0, routeBytes[i+2]}) % 4)}
-			if r.Protocol == 3 {
+			r := Route{Dst: prefixOf(routeBytes[i]), Via: addrOf(routeBytes[i+1]), Protocol: int(routeBytes[i+2] % 4)}
+			if r.Protocol == 3 { // 0 unspec, 1 redirect, 2 kernel, or the agent's own
 				r.Protocol = RouteProtocol
 			}
 			current = append(current, r)
