@@ -88,7 +88,7 @@ func TestQuickstart(t *testing.T) {
 	}
 	node := ignitiontest.Apply(t, cfg)
 	key := filepath.Join(t.TempDir(), "id")
-	export := exec.Command(bin, "ssh-key", "-f", filepath.Join(demo, "cluster.yaml"), "-o", key)
+	export := exec.Command(bin, "ssh-key", "-f", filepath.Join(demo, "cluster.yaml"), "--output-file", key)
 	export.Env = append(env(), "KILN_STATE_DIR="+filepath.Join(demo, "state"))
 	if out, err := export.CombinedOutput(); err != nil {
 		t.Fatalf("ssh-key: %v\n%s", err, out)

@@ -47,7 +47,7 @@ step "kiln validate"
 "$KILN" validate -f "$SPEC"
 
 step "kiln render ignition + lint (what the worker boots with)"
-"$KILN" render ignition -f "$SPEC" --role worker --pool workers --node demo-workers-0 -o "$DEMO/ignition/demo-workers-0.ign"
+"$KILN" render ignition -f "$SPEC" --role worker --pool workers --node demo-workers-0 --output-file "$DEMO/ignition/demo-workers-0.ign"
 "$KILN" lint ignition "$DEMO/ignition/demo-workers-0.ign" --role worker -f "$SPEC"
 
 step "kiln apply: boot the nodes, wait until each answers on SSH"
@@ -73,7 +73,7 @@ grep -E '"msg":"(create|delete)"' "$DEMO/watch.log" || true
 "$KILN" get nodes -f "$SPEC" -o wide
 
 step "log in to the new worker with the cluster's key"
-"$KILN" ssh-key -f "$SPEC" -o "$DEMO/id_demo"
+"$KILN" ssh-key -f "$SPEC" --output-file "$DEMO/id_demo"
 ssh_addr=$("$KILN" get nodes -f "$SPEC" -o wide | awk '$1 == "demo-workers-1" { print $8 }')
 ssh -i "$DEMO/id_demo" -p "${ssh_addr##*:}" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
 	-o LogLevel=ERROR -o BatchMode=yes kiln@127.0.0.1 'echo "logged in to $(hostname) as $(id -un)"'

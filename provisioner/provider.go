@@ -2,6 +2,7 @@ package provisioner
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
@@ -133,4 +134,21 @@ type NetworkDeleter interface {
 // a later pass until it succeeds.
 type Joiner interface {
 	Joined(ctx context.Context, name string) error
+}
+
+// Addresser is the capability of providers that give a machine its private address before it is
+// created, so that the address can be rendered into the machine's config (etcd's and the API server's
+// advertise addresses, the endpoint's backends). Reserving the same name again returns the same
+// address; Delete releases it. Find it by type assertion on a Provider.
+type Addresser interface {
+	Reserve(ctx context.Context, cluster, name string) (netip.Addr, error)
+}
+
+// APIReacher is the capability of providers whose cluster API endpoint is reached from kiln's host at
+// an address of their own (the local QEMU provider forwards a loopback port to the control plane's
+// API endpoint). Without it, kiln dials the spec's endpoint (network.apiEndpoint) directly.
+type APIReacher interface {
+	// APIAddress returns the host:port at which kiln's host reaches the cluster's API endpoint, and
+	// ErrNotReachable (wrapped) while no control-plane machine forwards it.
+	APIAddress(ctx context.Context, cluster string) (string, error)
 }

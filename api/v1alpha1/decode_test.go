@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 // Pieces of test specs. head is lines 1-5; after it, qemu is lines 6-7, cp lines 8-9 and gen lines
@@ -29,11 +31,11 @@ const (
 )
 
 // findingsOf decodes doc and returns every finding: those of the *Error if it fails, else the warnings.
-func findingsOf(t *testing.T, doc string) []Finding {
+func findingsOf(t *testing.T, doc string) []strictyaml.Finding {
 	t.Helper()
 	c, warnings, err := DecodeWithWarnings([]byte(doc), "test.yaml")
 	if err != nil {
-		var e *Error
+		var e *strictyaml.Error
 		if !errors.As(err, &e) {
 			t.Fatalf("error is %T, want *Error: %v", err, err)
 		}
@@ -51,19 +53,19 @@ func findingsOf(t *testing.T, doc string) []Finding {
 	return warnings
 }
 
-func errAt(path string, line, col int, msg string) Finding {
-	return Finding{Path: path, Line: line, Column: col, Severity: SeverityError, Message: msg}
+func errAt(path string, line, col int, msg string) strictyaml.Finding {
+	return strictyaml.Finding{Path: path, Line: line, Column: col, Severity: strictyaml.SeverityError, Message: msg}
 }
 
-func warnAt(path string, line, col int, msg string) Finding {
-	return Finding{Path: path, Line: line, Column: col, Severity: SeverityWarning, Message: msg}
+func warnAt(path string, line, col int, msg string) strictyaml.Finding {
+	return strictyaml.Finding{Path: path, Line: line, Column: col, Severity: strictyaml.SeverityWarning, Message: msg}
 }
 
 func TestDecodeFindings(t *testing.T) {
 	tests := []struct {
 		name string
 		doc  string
-		want []Finding
+		want []strictyaml.Finding
 	}{
 		{
 			name: "minimal spec",
@@ -72,27 +74,27 @@ func TestDecodeFindings(t *testing.T) {
 		{
 			name: "empty input",
 			doc:  "",
-			want: []Finding{errAt("", 0, 0, "empty document: want a Cluster spec")},
+			want: []strictyaml.Finding{errAt("", 0, 0, "empty document: want a Cluster spec")},
 		},
 		{
 			name: "only comments and separators",
 			doc:  "# a comment\n---\n---\n",
-			want: []Finding{errAt("", 0, 0, "empty document: want a Cluster spec")},
+			want: []strictyaml.Finding{errAt("", 0, 0, "empty document: want a Cluster spec")},
 		},
 		{
 			name: "syntax error with its line",
 			doc:  head + "  provider:\n    name: qemu\n   bad: [\n",
-			want: []Finding{errAt("", 8, 0, "invalid YAML: did not find expected key")},
+			want: []strictyaml.Finding{errAt("", 8, 0, "invalid YAML: did not find expected key")},
 		},
 		{
 			name: "unknown anchor",
 			doc:  head + "  provider: *nothing\n",
-			want: []Finding{errAt("", 6, 0, "invalid YAML: unknown anchor 'nothing' referenced")},
+			want: []strictyaml.Finding{errAt("", 6, 0, "invalid YAML: unknown anchor 'nothing' referenced")},
 		},
 		{
 			name: "two documents",
 			doc:  minimal + "---\n" + minimal,
-			want: []Finding{errAt("", 12, 1, "a second YAML document: a spec file holds exactly one cluster")},
+			want: []strictyaml.Finding{errAt("", 12, 1, "a second YAML document: a spec file holds exactly one cluster")},
 		},
 		{
 			name: "a trailing empty document is fine",
@@ -101,117 +103,117 @@ func TestDecodeFindings(t *testing.T) {
 		{
 			name: "root is a sequence",
 			doc:  "- apiVersion: kiln.dev/v1alpha1\n",
-			want: []Finding{errAt("", 1, 1, "expected a mapping (a Cluster spec), got a sequence")},
+			want: []strictyaml.Finding{errAt("", 1, 1, "expected a mapping (a Cluster spec), got a sequence")},
 		},
 		{
 			name: "root is null",
 			doc:  "~\n",
-			want: []Finding{errAt("", 1, 1, "expected a mapping (a Cluster spec), got null")},
+			want: []strictyaml.Finding{errAt("", 1, 1, "expected a mapping (a Cluster spec), got null")},
 		},
 		{
 			name: "unknown field with a suggestion hides the missing field it meant",
 			doc:  head + qemu + "  contrlPlane:\n    image: kiln.qcow2\n" + gen,
-			want: []Finding{errAt("spec.contrlPlane", 8, 3, `unknown field "contrlPlane", did you mean "controlPlane"?`)},
+			want: []strictyaml.Finding{errAt("spec.contrlPlane", 8, 3, `unknown field "contrlPlane", did you mean "controlPlane"?`)},
 		},
 		{
 			name: "unknown field suggestion ignores case",
 			doc:  minimal + "  nodepools: []\n",
-			want: []Finding{errAt("spec.nodepools", 12, 3, `unknown field "nodepools", did you mean "nodePools"?`)},
+			want: []strictyaml.Finding{errAt("spec.nodepools", 12, 3, `unknown field "nodepools", did you mean "nodePools"?`)},
 		},
 		{
 			name: "unknown field without a close match lists the known ones",
 			doc:  minimal + "  replicas: 3\n",
-			want: []Finding{errAt("spec.replicas", 12, 3, `unknown field "replicas" (known: kubernetesVersion, provider, network, controlPlane, nodePools, ssh, security, health)`)},
+			want: []strictyaml.Finding{errAt("spec.replicas", 12, 3, `unknown field "replicas" (known: kubernetesVersion, provider, network, controlPlane, nodePools, ssh, security, health)`)},
 		},
 		{
 			name: "unknown field next to the field it resembles",
 			doc:  head + qemu + "  controlPlane:\n    image: kiln.qcow2\n    imag: other\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.imag", 10, 5, `unknown field "imag", did you mean "image"?`)},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.imag", 10, 5, `unknown field "imag", did you mean "image"?`)},
 		},
 		{
 			name: "integer field given a word",
 			doc:  head + qemu + "  controlPlane:\n    count: three\n    image: kiln.qcow2\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.count", 9, 12, `expected an integer, got string "three"`)},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.count", 9, 12, `expected an integer, got string "three"`)},
 		},
 		{
 			name: "integer field given a float",
 			doc:  minimal + "  nodePools:\n    - name: a\n      count: 1.5\n      image: x\n",
-			want: []Finding{errAt("spec.nodePools[0].count", 14, 14, "expected an integer, got float 1.5")},
+			want: []strictyaml.Finding{errAt("spec.nodePools[0].count", 14, 14, "expected an integer, got float 1.5")},
 		},
 		{
 			name: "integer out of range",
 			doc:  minimal + "  nodePools:\n    - name: a\n      count: 99999999999999999999\n      image: x\n",
-			want: []Finding{errAt("spec.nodePools[0].count", 14, 14, "expected an integer, got float 99999999999999999999")},
+			want: []strictyaml.Finding{errAt("spec.nodePools[0].count", 14, 14, "expected an integer, got float 99999999999999999999")},
 		},
 		{
 			name: "string field given a number suggests quoting",
 			doc:  minimal + "  kubernetesVersion: 1.30\n",
-			want: []Finding{errAt("spec.kubernetesVersion", 12, 22, `expected a string, got float 1.30 (quote it: "1.30")`)},
+			want: []strictyaml.Finding{errAt("spec.kubernetesVersion", 12, 22, `expected a string, got float 1.30 (quote it: "1.30")`)},
 		},
 		{
 			name: "string field given a bool",
 			doc:  minimal + "  nodePools:\n    - name: a\n      count: 1\n      image: x\n      labels:\n        gpu: true\n",
-			want: []Finding{errAt(`spec.nodePools[0].labels.gpu`, 17, 14, `expected a string, got bool true (quote it: "true")`)},
+			want: []strictyaml.Finding{errAt(`spec.nodePools[0].labels.gpu`, 17, 14, `expected a string, got bool true (quote it: "true")`)},
 		},
 		{
 			name: "bool field given a string",
 			doc:  head + qemu + cp + "  ssh:\n    generate: yes\n",
-			want: []Finding{errAt("spec.ssh.generate", 11, 15, `expected true or false, got string "yes"`)},
+			want: []strictyaml.Finding{errAt("spec.ssh.generate", 11, 15, `expected true or false, got string "yes"`)},
 		},
 		{
 			name: "sequence field given a scalar",
 			doc:  minimal + "  network:\n    adminCIDRs: 10.0.0.0/8\n",
-			want: []Finding{errAt("spec.network.adminCIDRs", 13, 17, `expected a sequence, got string "10.0.0.0/8"`)},
+			want: []strictyaml.Finding{errAt("spec.network.adminCIDRs", 13, 17, `expected a sequence, got string "10.0.0.0/8"`)},
 		},
 		{
 			name: "mapping field given a scalar",
 			doc:  minimal + "  network: private\n",
-			want: []Finding{errAt("spec.network", 12, 12, `expected a mapping, got string "private"`)},
+			want: []strictyaml.Finding{errAt("spec.network", 12, 12, `expected a mapping, got string "private"`)},
 		},
 		{
 			name: "mapping field given a sequence",
 			doc:  minimal + "  security:\n    podSecurity:\n      namespaces: [default]\n",
-			want: []Finding{errAt("spec.security.podSecurity.namespaces", 14, 19, "expected a mapping, got a sequence")},
+			want: []strictyaml.Finding{errAt("spec.security.podSecurity.namespaces", 14, 19, "expected a mapping, got a sequence")},
 		},
 		{
 			name: "pointer block given a scalar",
 			doc:  head + "  provider:\n    name: qemu\n    qemu: fast\n" + cp + gen,
-			want: []Finding{errAt("spec.provider.qemu", 8, 11, `expected a mapping, got string "fast"`)},
+			want: []strictyaml.Finding{errAt("spec.provider.qemu", 8, 11, `expected a mapping, got string "fast"`)},
 		},
 		{
 			name: "duration given a number",
 			doc:  minimal + "  security:\n    bootstrapTokenTTL: 3600\n",
-			want: []Finding{errAt("spec.security.bootstrapTokenTTL", 13, 24, `not a duration (want e.g. 90s, 10m, 1h): "3600"`)},
+			want: []strictyaml.Finding{errAt("spec.security.bootstrapTokenTTL", 13, 24, `not a duration (want e.g. 90s, 10m, 1h): "3600"`)},
 		},
 		{
 			name: "duration given a mapping",
 			doc:  minimal + "  health:\n    unhealthyTimeout: {minutes: 5}\n",
-			want: []Finding{errAt("spec.health.unhealthyTimeout", 13, 23, "expected a string, got a mapping")},
+			want: []strictyaml.Finding{errAt("spec.health.unhealthyTimeout", 13, 23, "expected a string, got a mapping")},
 		},
 		{
 			name: "a wrong value is reported once, not again by validation",
 			doc:  head + qemu + "  controlPlane:\n    image: [a, b]\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.image", 9, 12, "expected a string, got a sequence")},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.image", 9, 12, "expected a string, got a sequence")},
 		},
 		{
 			name: "wrong types in the ssh block do not also fail the exactly-one rule",
 			doc:  head + qemu + cp + "  ssh:\n    generate: 1\n",
-			want: []Finding{errAt("spec.ssh.generate", 11, 15, "expected true or false, got integer 1")},
+			want: []strictyaml.Finding{errAt("spec.ssh.generate", 11, 15, "expected true or false, got integer 1")},
 		},
 		{
 			name: "duplicate key",
 			doc:  head + qemu + "  controlPlane:\n    image: a.qcow2\n    image: b.qcow2\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.image", 10, 5, `duplicate key "image", first at line 9`)},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.image", 10, 5, `duplicate key "image", first at line 9`)},
 		},
 		{
 			name: "duplicate map key",
 			doc:  minimal + "  security:\n    podSecurity:\n      namespaces:\n        default: {enforce: restricted}\n        default: {enforce: baseline}\n",
-			want: []Finding{errAt("spec.security.podSecurity.namespaces.default", 16, 9, `duplicate key "default", first at line 15`)},
+			want: []strictyaml.Finding{errAt("spec.security.podSecurity.namespaces.default", 16, 9, `duplicate key "default", first at line 15`)},
 		},
 		{
 			name: "key that is not a scalar",
 			doc:  minimal + "  nodePools:\n    - name: a\n      count: 1\n      image: x\n      labels:\n        [a, b]: c\n",
-			want: []Finding{errAt("spec.nodePools[0].labels", 17, 9, "expected a string key, got a sequence")},
+			want: []strictyaml.Finding{errAt("spec.nodePools[0].labels", 17, 9, "expected a string key, got a sequence")},
 		},
 		{
 			name: "null values are absent values",
@@ -224,7 +226,7 @@ func TestDecodeFindings(t *testing.T) {
 		{
 			name: "unsupported tag",
 			doc:  minimal + "  kubernetesVersion: !version v1.37.2\n",
-			want: []Finding{errAt("spec.kubernetesVersion", 12, 22, `unsupported YAML tag "!version"`)},
+			want: []strictyaml.Finding{errAt("spec.kubernetesVersion", 12, 22, `unsupported YAML tag "!version"`)},
 		},
 		{
 			name: "anchors and aliases",
@@ -250,7 +252,7 @@ func TestDecodeFindings(t *testing.T) {
 		{
 			name: "merge key needs a mapping",
 			doc:  minimal + "  nodePools:\n    - <<: [1]\n      name: b\n      count: 1\n      image: x\n",
-			want: []Finding{errAt("spec.nodePools[0]", 13, 12, "merge key needs a mapping or a sequence of mappings")},
+			want: []strictyaml.Finding{errAt("spec.nodePools[0]", 13, 12, "merge key needs a mapping or a sequence of mappings")},
 		},
 		{
 			name: "problems under an alias point at the anchored value",
@@ -260,7 +262,7 @@ func TestDecodeFindings(t *testing.T) {
 				"      count: x\n" +
 				"      image: kiln.qcow2\n" +
 				"    - *pool\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.nodePools[1].name", 14, 13, `duplicate pool name "a", also at spec.nodePools[0]`),
 				errAt("spec.nodePools[0].count", 15, 14, `expected an integer, got string "x"`),
 				errAt("spec.nodePools[1].count", 15, 14, `expected an integer, got string "x"`),
@@ -269,7 +271,7 @@ func TestDecodeFindings(t *testing.T) {
 		{
 			name: "explicit zero replaced by a default is a warning",
 			doc:  head + qemu + "  controlPlane:\n    count: 0\n    image: kiln.qcow2\n" + gen + "  network:\n    nodeCIDR: \"\"\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				warnAt("spec.controlPlane.count", 9, 12, "0 is replaced by the default, 1"),
 				warnAt("spec.network.nodeCIDR", 14, 15, `"" is replaced by the default, "10.0.0.0/16"`),
 			},
@@ -277,13 +279,13 @@ func TestDecodeFindings(t *testing.T) {
 		{
 			name: "zero duration replaced by a default is a warning",
 			doc:  minimal + "  health:\n    unhealthyTimeout: 0s\n",
-			want: []Finding{warnAt("spec.health.unhealthyTimeout", 13, 23, "0s is replaced by the default, 5m")},
+			want: []strictyaml.Finding{warnAt("spec.health.unhealthyTimeout", 13, 23, "0s is replaced by the default, 5m")},
 		},
 		{
 			name: "findings are sorted by line and column",
 			doc: head + "  provider:\n    name: qemu\n  controlPlane:\n    count: 2\n    image: x\n" + gen +
 				"  kubernetesVersion: latest\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.controlPlane.count", 9, 12, "must be odd: etcd needs a majority of its members for quorum, so 2 members tolerate 0 failures, no more than 1; use 1 or 3"),
 				errAt("spec.kubernetesVersion", 13, 22, `"latest" is not a Kubernetes version (want e.g. v1.37.2)`),
 			},
@@ -380,46 +382,6 @@ func TestDecodeResult(t *testing.T) {
 	}
 }
 
-func TestErrorMessage(t *testing.T) {
-	tests := []struct {
-		name string
-		err  *Error
-		want string
-	}{
-		{
-			name: "file, position, path",
-			err: &Error{File: "cluster.yaml", Findings: []Finding{
-				errAt("spec.controlPlane.count", 9, 12, "must be odd"),
-				warnAt("spec.network.adminCIDRs[0]", 14, 9, "0.0.0.0/0 lets the whole internet reach SSH on the nodes"),
-			}},
-			want: "cluster.yaml:9:12: spec.controlPlane.count: must be odd\n" +
-				"cluster.yaml:14:9: spec.network.adminCIDRs[0]: warning: 0.0.0.0/0 lets the whole internet reach SSH on the nodes",
-		},
-		{
-			name: "unknown position and no path",
-			err:  &Error{File: "cluster.yaml", Findings: []Finding{errAt("", 0, 0, "empty document")}},
-			want: "cluster.yaml: empty document",
-		},
-		{
-			name: "line without column",
-			err:  &Error{File: "cluster.yaml", Findings: []Finding{errAt("", 3, 0, "invalid YAML: bad")}},
-			want: "cluster.yaml:3: invalid YAML: bad",
-		},
-		{
-			name: "no file name",
-			err:  &Error{Findings: []Finding{errAt("kind", 2, 7, "unsupported kind")}},
-			want: "2:7: kind: unsupported kind",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.err.Error(); got != tc.want {
-				t.Errorf("Error() =\n%s\nwant\n%s", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestDecodeErrorFormat(t *testing.T) {
 	doc := head + qemu + "  controlPlane:\n    count: 4\n    image: x\n" + gen + "  network:\n    adminCIDRs: [0.0.0.0/0]\n"
 	_, err := Decode([]byte(doc), "cluster.yaml")
@@ -427,53 +389,5 @@ func TestDecodeErrorFormat(t *testing.T) {
 		"cluster.yaml:14:18: spec.network.adminCIDRs[0]: warning: 0.0.0.0/0 lets the whole internet reach SSH on the nodes"
 	if err == nil || err.Error() != want {
 		t.Errorf("Decode error =\n%v\nwant\n%s", err, want)
-	}
-}
-
-func TestPathHelpers(t *testing.T) {
-	tests := []struct {
-		name, path, parent string
-	}{
-		{name: "top level", path: "spec", parent: ""},
-		{name: "field", path: "spec.network.nodeCIDR", parent: "spec.network"},
-		{name: "element", path: "spec.nodePools[1]", parent: "spec.nodePools"},
-		{name: "field of element", path: "spec.nodePools[1].count", parent: "spec.nodePools[1]"},
-		{name: "plain key", path: "spec.security.podSecurity.namespaces.kube-system", parent: "spec.security.podSecurity.namespaces"},
-		{name: "quoted key", path: keyPath("spec.nodePools[0].labels", "example.com/role"), parent: "spec.nodePools[0].labels"},
-		{name: "quoted key with brackets and quotes", path: keyPath("a", `x["y"].z`), parent: "a"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := parentPath(tc.path); got != tc.parent {
-				t.Errorf("parentPath(%q) = %q, want %q", tc.path, got, tc.parent)
-			}
-			if !isWithin(tc.path, tc.parent) {
-				t.Errorf("isWithin(%q, %q) = false", tc.path, tc.parent)
-			}
-		})
-	}
-	if isWithin("spec.networks", "spec.network") {
-		t.Errorf("isWithin(spec.networks, spec.network) = true")
-	}
-}
-
-func TestSuggest(t *testing.T) {
-	known := []string{"kubernetesVersion", "provider", "network", "controlPlane", "nodePools", "ssh", "security", "health"}
-	tests := []struct {
-		name, in, want string
-	}{
-		{name: "missing letter", in: "contrlPlane", want: "controlPlane"},
-		{name: "swapped letters", in: "netwrok", want: "network"},
-		{name: "case", in: "NODEPOOLS", want: "nodePools"},
-		{name: "too far", in: "replicas", want: ""},
-		{name: "short", in: "sh", want: "ssh"},
-		{name: "non-ASCII", in: "héalth", want: "health"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := suggest(tc.in, known); got != tc.want {
-				t.Errorf("suggest(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 // TestFirewallFields covers spec.network.egress and spec.nodePools[].ingress: the choices that open or
@@ -18,7 +19,7 @@ func TestFirewallFields(t *testing.T) {
 	tests := []struct {
 		name string
 		doc  string
-		want []Finding
+		want []strictyaml.Finding
 	}{
 		{
 			name: "restricted egress with an allowed range and the load balancer's address",
@@ -32,18 +33,18 @@ func TestFirewallFields(t *testing.T) {
 		{
 			name: "unknown policy",
 			doc:  minimal + "  network:\n    egress: {policy: closed}\n",
-			want: []Finding{errAt("spec.network.egress.policy", 13, 22, `unknown egress policy "closed", want open or restricted`)},
+			want: []strictyaml.Finding{errAt("spec.network.egress.policy", 13, 22, `unknown egress policy "closed", want open or restricted`)},
 		},
 		{
 			name: "allowed ranges of an open policy are ignored",
 			doc:  minimal + "  network:\n    egress:\n      allowedCIDRs: [192.0.2.53/32]\n",
-			want: []Finding{warnAt("spec.network.egress.allowedCIDRs", 14, 21, "ignored: the egress policy is open (set policy: restricted to limit egress to these)")},
+			want: []strictyaml.Finding{warnAt("spec.network.egress.allowedCIDRs", 14, 21, "ignored: the egress policy is open (set policy: restricted to limit egress to these)")},
 		},
 		{
 			name: "restricted without the load balancer's address, everything allowed, a bad range",
 			doc: minimal + "  network:\n    egress:\n      policy: restricted\n" +
 				"      allowedCIDRs: [0.0.0.0/0, 10.1.2.3/8]\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				warnAt("spec.network.egress.policy", 14, 15, "restricted egress without spec.network.apiEndpoint.address: the nodes reach the API load balancer only if it is in nodeCIDR or allowedCIDRs"),
 				warnAt("spec.network.egress.allowedCIDRs[0]", 15, 22, "0.0.0.0/0 allows every destination: restricted egress is then as open as open"),
 				errAt("spec.network.egress.allowedCIDRs[1]", 15, 33, `"10.1.2.3/8" has host bits set: the network is 10.0.0.0/8`),
@@ -53,26 +54,26 @@ func TestFirewallFields(t *testing.T) {
 			name: "restricted egress is not enforced on aws",
 			doc: strings.Replace(minimal, qemu, "  provider:\n    name: aws\n    aws: {region: eu-west-1}\n", 1) +
 				"  network:\n    apiEndpoint: {address: 10.0.0.10}\n    egress: {policy: restricted}\n",
-			want: []Finding{warnAt("spec.network.egress.policy", 15, 22, "not enforced on aws: nodes there have no node firewall, and the security groups leave egress to the NAT gateway")},
+			want: []strictyaml.Finding{warnAt("spec.network.egress.policy", 15, 22, "not enforced on aws: nodes there have no node firewall, and the security groups leave egress to the NAT gateway")},
 		},
 		{
 			name: "a NodePort range from anywhere is a warning",
 			doc: minimal + pool +
 				"        - {protocol: tcp, port: 30000, endPort: 32767, fromCIDRs: [0.0.0.0/0], reason: public services}\n",
-			want: []Finding{warnAt("spec.nodePools[0].ingress[0]", 17, 11, "opens tcp 30000-32767 on the pool's nodes from anywhere, beyond kiln's firewall intent")},
+			want: []strictyaml.Finding{warnAt("spec.nodePools[0].ingress[0]", 17, 11, "opens tcp 30000-32767 on the pool's nodes from anywhere, beyond kiln's firewall intent")},
 		},
 		{
 			name: "one port from a load balancer is a warning too",
 			doc: minimal + pool +
 				"        - {protocol: udp, port: 4789, fromCIDRs: [10.0.5.0/24, 10.0.6.0/24]}\n",
-			want: []Finding{warnAt("spec.nodePools[0].ingress[0]", 17, 11, "opens udp 4789 on the pool's nodes from 10.0.5.0/24, 10.0.6.0/24, beyond kiln's firewall intent")},
+			want: []strictyaml.Finding{warnAt("spec.nodePools[0].ingress[0]", 17, 11, "opens udp 4789 on the pool's nodes from 10.0.5.0/24, 10.0.6.0/24, beyond kiln's firewall intent")},
 		},
 		{
 			name: "every field wrong",
 			doc: minimal + pool +
 				"        - {protocol: sctp, port: 0, endPort: 70000, fromCIDRs: [], reason: \"say \\\"hi\\\"\"}\n" +
 				"        - {port: 80, endPort: 79, fromCIDRs: [nowhere]}\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.nodePools[0].ingress[0].protocol", 17, 22, `unknown protocol "sctp", want tcp or udp`),
 				errAt("spec.nodePools[0].ingress[0].port", 17, 34, "must be a port from 1 to 65535, got 0"),
 				errAt("spec.nodePools[0].ingress[0].endPort", 17, 46, "must be from port (0) to 65535, got 70000"),

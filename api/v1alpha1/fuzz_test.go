@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 // FuzzDecode checks that Decode never panics, that it fails only with an *Error that has findings, and
@@ -22,8 +23,8 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Decode(data, "fuzz.yaml")
 		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) || len(e.Findings) == 0 || !hasErrors(e.Findings) {
+			var e *strictyaml.Error
+			if !errors.As(err, &e) || len(e.Findings) == 0 || !strictyaml.HasErrors(e.Findings) {
 				t.Fatalf("Decode error is not an *Error with error findings: %#v", err)
 			}
 			if c != nil {

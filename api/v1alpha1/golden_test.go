@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden and the fixture seeds in testdata/fuzz/FuzzDecode")
@@ -30,7 +31,7 @@ func render(t *testing.T, data []byte, name string) string {
 	t.Helper()
 	c, warnings, err := DecodeWithWarnings(data, name)
 	if err != nil {
-		var e *Error
+		var e *strictyaml.Error
 		if !errors.As(err, &e) {
 			t.Fatalf("error is %T, want *Error: %v", err, err)
 		}
@@ -38,7 +39,7 @@ func render(t *testing.T, data []byte, name string) string {
 	}
 	var b strings.Builder
 	for _, w := range warnings {
-		fmt.Fprintf(&b, "# %s\n", w.format(name))
+		fmt.Fprintf(&b, "# %s\n", w.Format(name))
 	}
 	out, err := Marshal(c)
 	if err != nil {

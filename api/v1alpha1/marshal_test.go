@@ -2,12 +2,12 @@ package v1alpha1
 
 import (
 	"os"
-	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 func TestStarterRoundTrip(t *testing.T) {
@@ -120,15 +120,9 @@ func TestMarshalQuotesAmbiguousStrings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			root, findings := parseDocument(out)
-			if root == nil {
-				t.Fatalf("parse %s: %v", out, findings)
-			}
-			d := &decoder{values: map[string]position{}, keys: map[string]position{}, budget: maxValues}
 			var got Cluster
-			d.decode(root, reflectValue(&got), "")
-			if len(d.findings) > 0 {
-				t.Fatalf("decode %s: %v", out, d.findings)
+			if _, findings := strictyaml.Decode(out, &got, decodeOptions); len(findings) > 0 {
+				t.Fatalf("decode %s: %v", out, findings)
 			}
 			if v := got.Spec.NodePools[0].Labels["k"]; v != tc.value {
 				t.Errorf("label value after Marshal and decode = %q, want %q\n%s", v, tc.value, out)
@@ -136,5 +130,3 @@ func TestMarshalQuotesAmbiguousStrings(t *testing.T) {
 		})
 	}
 }
-
-func reflectValue(c *Cluster) reflect.Value { return reflect.ValueOf(c).Elem() }

@@ -1,6 +1,7 @@
 // Package v1alpha1 is the kiln cluster spec, apiVersion kiln.dev/v1alpha1: the types a user writes in
-// cluster.yaml, their strict decoding (every finding with its YAML path and line:column), defaults and
-// validation. It imports nothing else of kiln.
+// cluster.yaml, their defaults and validation, and Decode and Marshal, which read and write a Cluster
+// through api/strictyaml (every finding with its YAML path and line:column). It imports nothing of kiln
+// outside api/.
 package v1alpha1
 
 import (
@@ -279,6 +280,9 @@ type Duration struct {
 
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// MarshalYAML writes the duration as a spec does, without zero units: 1h rather than 1h0m0s.
+func (d Duration) MarshalYAML() (any, error) { return formatDuration(d.Duration), nil }
 
 // UnmarshalText reads a Go duration string.
 func (d *Duration) UnmarshalText(b []byte) error {

@@ -14,6 +14,9 @@ import (
 	"unicode"
 
 	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/api/validate/content"
+
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 // Limits checked by Validate.
@@ -25,13 +28,12 @@ const (
 	// MaxControlPlaneCount is the largest etcd membership worth having.
 	MaxControlPlaneCount = 7
 	// MinRSAKeyBits is the smallest RSA key accepted for SSH.
-	MinRSAKeyBits         = 3072
-	MinBootstrapTokenTTL  = time.Minute
-	MaxBootstrapTokenTTL  = 24 * time.Hour
-	maxLabelValueLength   = 63
-	maxDNSLabelLength     = 63
-	maxDNSSubdomainLength = 253
-	maxLinuxUserLength    = 32
+	MinRSAKeyBits        = 3072
+	MinBootstrapTokenTTL = time.Minute
+	MaxBootstrapTokenTTL = 24 * time.Hour
+	maxLinuxUserLength   = 32
+	// maxLabelKeyNameLength is the limit of the name part of a label key (apimachinery's, unexported).
+	maxLabelKeyNameLength = 63
 	// maxIngressReasonLength leaves room in a 128-byte nftables comment for kiln's prefix.
 	maxIngressReasonLength = 96
 )
@@ -40,8 +42,6 @@ const (
 var providerNames = []string{ProviderAWS, ProviderVSphere, ProviderMetal, ProviderQEMU}
 
 var (
-	dnsLabel          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	labelName         = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
 	linuxUser         = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
 	kubernetesVersion = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
 	awsRegion         = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
@@ -52,41 +52,41 @@ var (
 
 // Validate checks the values of c, which SetDefaults has usually filled first, and returns every
 // finding with its path. The findings have no line and column; Decode adds them.
-func Validate(c *Cluster) []Finding {
-	var fs []Finding
+func Validate(c *Cluster) []strictyaml.Finding {
+	var fs []strictyaml.Finding
 	for _, is := range validate(c) {
-		fs = append(fs, Finding{Path: is.path, Severity: is.sev, Message: is.msg})
+		fs = append(fs, is.Finding())
 	}
 	return fs
 }
 
 // validate returns the findings about c in the order of its fields.
-func validate(c *Cluster) []issue {
+func validate(c *Cluster) []strictyaml.Issue {
 	v := &validator{}
 	v.cluster(c)
 	return v.issues
 }
 
 type validator struct {
-	issues []issue
+	issues []strictyaml.Issue
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...)})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityError, Message: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) warnf(path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityWarning, msg: fmt.Sprintf(format, args...)})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityWarning, Message: fmt.Sprintf(format, args...)})
 }
 
 // errorAfter reports a problem that follows from the values at deps as much as from the one at path.
 func (v *validator) errorAfter(deps []string, path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...), deps: deps})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityError, Message: fmt.Sprintf(format, args...), Deps: deps})
 }
 
 // keyErrorf reports a problem with the key of a map entry, pointing at the key.
 func (v *validator) keyErrorf(path, format string, args ...any) {
-	v.issues = append(v.issues, issue{path: path, sev: SeverityError, msg: fmt.Sprintf(format, args...), atKey: true})
+	v.issues = append(v.issues, strictyaml.Issue{Path: path, Severity: strictyaml.SeverityError, Message: fmt.Sprintf(format, args...), AtKey: true})
 }
 
 // required reports path missing if s is empty and says whether it is set.
@@ -163,18 +163,18 @@ func (v *validator) provider(path string, p *Provider, nodes int) {
 	}
 	for _, b := range blocks {
 		if b.set && b.name != p.Name {
-			v.keyErrorf(fieldPath(path, b.name), "set, but provider.name is %q: only the %s block may be set", p.Name, p.Name)
+			v.keyErrorf(strictyaml.FieldPath(path, b.name), "set, but provider.name is %q: only the %s block may be set", p.Name, p.Name)
 		}
 	}
 	switch p.Name {
 	case ProviderAWS:
-		v.aws(fieldPath(path, ProviderAWS), deref(p.AWS))
+		v.aws(strictyaml.FieldPath(path, ProviderAWS), deref(p.AWS))
 	case ProviderVSphere:
-		v.vsphere(fieldPath(path, ProviderVSphere), deref(p.VSphere))
+		v.vsphere(strictyaml.FieldPath(path, ProviderVSphere), deref(p.VSphere))
 	case ProviderMetal:
-		v.metal(fieldPath(path, ProviderMetal), deref(p.Metal))
+		v.metal(strictyaml.FieldPath(path, ProviderMetal), deref(p.Metal))
 	case ProviderQEMU:
-		v.qemu(fieldPath(path, ProviderQEMU), deref(p.QEMU), nodes)
+		v.qemu(strictyaml.FieldPath(path, ProviderQEMU), deref(p.QEMU), nodes)
 	}
 }
 
@@ -202,12 +202,12 @@ func (v *validator) aws(path string, a AWSProvider) {
 	}
 	seen := map[string]int{}
 	for i, z := range a.AvailabilityZones {
-		p := indexPath(path+".availabilityZones", i)
+		p := strictyaml.IndexPath(path+".availabilityZones", i)
 		switch first, dup := seen[z]; {
 		case z == "":
 			v.errorf(p, "required")
 		case dup:
-			v.errorf(p, "duplicate availability zone %s, also at %s", quote(z), indexPath(path+".availabilityZones", first))
+			v.errorf(p, "duplicate availability zone %s, also at %s", quote(z), strictyaml.IndexPath(path+".availabilityZones", first))
 		case regionOK && !strings.HasPrefix(z, a.Region):
 			v.errorAfter([]string{path + ".region"}, p, "availability zone %s is not in region %q", quote(z), a.Region)
 		}
@@ -261,7 +261,7 @@ func (v *validator) network(path string, n *Network) {
 	}
 	subs := make([]netip.Prefix, 0, min(len(n.PrivateSubnets), MaxPrivateSubnets))
 	for i, s := range n.PrivateSubnets[:min(len(n.PrivateSubnets), MaxPrivateSubnets)] {
-		p := indexPath(path+".privateSubnets", i)
+		p := strictyaml.IndexPath(path+".privateSubnets", i)
 		sub, ok := v.cidr(p, s)
 		subs = append(subs, sub) // the zero Prefix if not ok; it overlaps nothing
 		if !ok {
@@ -273,7 +273,7 @@ func (v *validator) network(path string, n *Network) {
 		}
 		for j, other := range subs[:i] {
 			if other.IsValid() && other.Overlaps(sub) {
-				v.errorf(p, "%s overlaps %s (%s)", sub, indexPath(path+".privateSubnets", j), other)
+				v.errorf(p, "%s overlaps %s (%s)", sub, strictyaml.IndexPath(path+".privateSubnets", j), other)
 				break
 			}
 		}
@@ -299,16 +299,16 @@ func (v *validator) network(path string, n *Network) {
 		}
 		for _, b := range ranges[:i] {
 			if b.ok && a.p.Overlaps(b.p) {
-				v.issues = append(v.issues, issue{
-					path: a.path,
-					sev:  SeverityError,
-					msg:  fmt.Sprintf("%s overlaps %s (%s)", a.p, b.path, b.p),
-					alt: &issue{
-						path: b.path,
-						sev:  SeverityError,
-						msg:  fmt.Sprintf("%s overlaps %s (%s)", b.p, a.path, a.p),
+				v.issues = append(v.issues, strictyaml.Issue{
+					Path:     a.path,
+					Severity: strictyaml.SeverityError,
+					Message:  fmt.Sprintf("%s overlaps %s (%s)", a.p, b.path, b.p),
+					Alt: &strictyaml.Issue{
+						Path:     b.path,
+						Severity: strictyaml.SeverityError,
+						Message:  fmt.Sprintf("%s overlaps %s (%s)", b.p, a.path, a.p),
 					},
-					deps: []string{b.path},
+					Deps: []string{b.path},
 				})
 			}
 		}
@@ -337,7 +337,7 @@ func (v *validator) network(path string, n *Network) {
 	}
 
 	for i, s := range n.AdminCIDRs {
-		p := indexPath(path+".adminCIDRs", i)
+		p := strictyaml.IndexPath(path+".adminCIDRs", i)
 		if c, ok := v.cidr(p, s); ok && c.Bits() == 0 {
 			v.warnf(p, "%s lets the whole internet reach SSH on the nodes", c)
 		}
@@ -359,7 +359,7 @@ func (v *validator) egress(path string, e *Egress, lbAddress string) {
 		v.errorf(path+".policy", "unknown egress policy %s, want %s or %s", quote(e.Policy), EgressOpen, EgressRestricted)
 	}
 	for i, s := range e.AllowedCIDRs {
-		p := indexPath(path+".allowedCIDRs", i)
+		p := strictyaml.IndexPath(path+".allowedCIDRs", i)
 		if c, ok := v.cidr(p, s); ok && c.Bits() == 0 && e.Policy == EgressRestricted {
 			v.warnf(p, "%s allows every destination: restricted egress is then as open as open", c)
 		}
@@ -370,7 +370,7 @@ func (v *validator) egress(path string, e *Egress, lbAddress string) {
 // kiln's firewall intent.
 func (v *validator) ingress(path string, rules []IngressRule) {
 	for i, r := range rules {
-		rp := indexPath(path, i)
+		rp := strictyaml.IndexPath(path, i)
 		ok := true
 		switch r.Protocol {
 		case "tcp", "udp":
@@ -395,7 +395,7 @@ func (v *validator) ingress(path string, rules []IngressRule) {
 		}
 		anywhere := false
 		for j, s := range r.FromCIDRs {
-			c, cok := v.cidr(indexPath(rp+".fromCIDRs", j), s)
+			c, cok := v.cidr(strictyaml.IndexPath(rp+".fromCIDRs", j), s)
 			ok = ok && cok
 			anywhere = anywhere || (cok && c.Bits() == 0)
 		}
@@ -462,11 +462,11 @@ func (v *validator) controlPlane(path string, cp *ControlPlane) {
 func (v *validator) nodePools(path string, pools []NodePool) {
 	names := map[string]int{}
 	for i, p := range pools {
-		pp := indexPath(path, i)
+		pp := strictyaml.IndexPath(path, i)
 		if v.required(pp+".name", p.Name) {
-			v.dnsLabel(pp+".name", p.Name, maxDNSLabelLength)
+			v.dnsLabel(pp+".name", p.Name, content.DNS1123LabelMaxLength)
 			if first, dup := names[p.Name]; dup {
-				v.errorf(pp+".name", "duplicate pool name %s, also at %s", quote(p.Name), indexPath(path, first))
+				v.errorf(pp+".name", "duplicate pool name %s, also at %s", quote(p.Name), strictyaml.IndexPath(path, first))
 			} else {
 				names[p.Name] = i
 			}
@@ -480,7 +480,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 		}
 		v.ingress(pp+".ingress", p.Ingress)
 		for _, k := range sortedKeys(p.Labels) {
-			lp := keyPath(pp+".labels", k)
+			lp := strictyaml.KeyPath(pp+".labels", k)
 			if msg := qualifiedNameProblem(k); msg != "" {
 				v.keyErrorf(lp, "label key %s", msg)
 			}
@@ -491,7 +491,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 		type keyEffect struct{ key, effect string }
 		taints := map[keyEffect]int{}
 		for j, t := range p.Taints {
-			tp := indexPath(pp+".taints", j)
+			tp := strictyaml.IndexPath(pp+".taints", j)
 			if v.required(tp+".key", t.Key) {
 				if msg := qualifiedNameProblem(t.Key); msg != "" {
 					v.errorf(tp+".key", "taint key %s", msg)
@@ -504,7 +504,7 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 			case "NoSchedule", "PreferNoSchedule", "NoExecute":
 				ke := keyEffect{t.Key, t.Effect}
 				if first, dup := taints[ke]; dup {
-					v.errorf(tp, "duplicate taint %s:%s, also at %s", t.Key, t.Effect, indexPath(pp+".taints", first))
+					v.errorf(tp, "duplicate taint %s:%s, also at %s", t.Key, t.Effect, strictyaml.IndexPath(pp+".taints", first))
 				} else {
 					taints[ke] = j
 				}
@@ -535,7 +535,7 @@ func (v *validator) ssh(path string, s *SSH) {
 	}
 	for i, k := range s.AuthorizedKeys {
 		if msg := authorizedKeyProblem(k); msg != "" {
-			v.errorf(indexPath(path+".authorizedKeys", i), "%s", msg)
+			v.errorf(strictyaml.IndexPath(path+".authorizedKeys", i), "%s", msg)
 		}
 	}
 }
@@ -592,9 +592,9 @@ func (v *validator) security(path string, s *Security) {
 		v.warnf(ps+".defaults.enforce", "privileged lets any pod run in namespaces without their own level")
 	}
 	for _, ns := range sortedKeys(s.PodSecurity.Namespaces) {
-		np := keyPath(ps+".namespaces", ns)
-		if !dnsLabel.MatchString(ns) || len(ns) > maxDNSLabelLength {
-			v.keyErrorf(np, "%s is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", quote(ns), maxDNSLabelLength)
+		np := strictyaml.KeyPath(ps+".namespaces", ns)
+		if len(content.IsDNS1123Label(ns)) > 0 {
+			v.keyErrorf(np, "%s is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters)", quote(ns), content.DNS1123LabelMaxLength)
 		}
 		l := s.PodSecurity.Namespaces[ns]
 		if l == (PodSecurityLevels{}) {
@@ -706,15 +706,29 @@ func (h Health) MaxUnhealthyCount(total int) int {
 	return n
 }
 
-// dnsLabel checks that s is a DNS label of at most max characters.
+// The checks of names, label keys and values below are apimachinery's (package content, the one its
+// util/validation now forwards to), so that kiln accepts what the API server accepts. kiln keeps its own
+// messages, which say what is wrong in the user's terms and which part of a key it is, and one rule of
+// its own: every label of a DNS name, including a label key's prefix, has at most 63 characters, as DNS
+// requires; apimachinery limits only the whole name, to 253.
+
+// dnsLabel checks that s is a DNS label of at most max characters (max is at most 63). A label that is
+// both malformed and too long is reported malformed.
 func (v *validator) dnsLabel(path, s string, max int) {
-	if !dnsLabel.MatchString(s) {
+	if !isDNSLabelForm(s) {
 		v.errorf(path, "%s is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", quote(s))
 		return
 	}
 	if len(s) > max {
 		v.errorf(path, "%s is %d characters long, at most %d", quote(s), len(s), max)
 	}
+}
+
+// isDNSLabelForm reports whether s has the form of a DNS label, whatever its length: apimachinery
+// reports a label that is too long and one that is malformed as two problems.
+func isDNSLabelForm(s string) bool {
+	errs := content.IsDNS1123Label(s)
+	return len(errs) == 0 || (len(errs) == 1 && len(s) > content.DNS1123LabelMaxLength)
 }
 
 // dnsSubdomain checks that s is a lowercase DNS name.
@@ -725,19 +739,18 @@ func (v *validator) dnsSubdomain(path, s string) {
 }
 
 func dnsSubdomainProblem(s string) string {
-	if len(s) > maxDNSSubdomainLength {
-		return fmt.Sprintf("is longer than %d characters", maxDNSSubdomainLength)
+	if len(s) > content.DNS1123SubdomainMaxLength {
+		return fmt.Sprintf("is longer than %d characters", content.DNS1123SubdomainMaxLength)
 	}
-	for _, l := range strings.Split(s, ".") {
-		if !dnsLabel.MatchString(l) || len(l) > maxDNSLabelLength {
-			return "is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')"
-		}
+	longLabel := slices.ContainsFunc(strings.Split(s, "."), func(l string) bool { return len(l) > content.DNS1123LabelMaxLength })
+	if len(content.IsDNS1123Subdomain(s)) > 0 || longLabel {
+		return "is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')"
 	}
 	return ""
 }
 
 func isDNSLabel(s string) bool {
-	return dnsLabel.MatchString(s) && len(s) <= MaxClusterNameLength
+	return len(content.IsDNS1123Label(s)) == 0 && len(s) <= MaxClusterNameLength
 }
 
 // qualifiedNameProblem says what is wrong with a Kubernetes label or taint key ("[prefix/]name"), or "".
@@ -746,6 +759,9 @@ func qualifiedNameProblem(k string) string {
 	if !hasPrefix {
 		name, prefix = prefix, ""
 	}
+	if len(content.IsLabelKey(k)) == 0 && (!hasPrefix || dnsSubdomainProblem(prefix) == "") {
+		return ""
+	}
 	switch {
 	case hasPrefix && prefix == "":
 		return fmt.Sprintf("%s has an empty prefix before '/'", quote(k))
@@ -753,29 +769,25 @@ func qualifiedNameProblem(k string) string {
 		return fmt.Sprintf("%s has a prefix that is not a DNS name (lowercase, e.g. example.com/)", quote(k))
 	case name == "":
 		return fmt.Sprintf("%s has an empty name", quote(k))
-	case len(name) > maxLabelValueLength:
-		return fmt.Sprintf("%s has a name longer than %d characters", quote(k), maxLabelValueLength)
-	case !labelName.MatchString(name):
-		return fmt.Sprintf("%s is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)", quote(k))
+	case len(name) > maxLabelKeyNameLength:
+		return fmt.Sprintf("%s has a name longer than %d characters", quote(k), maxLabelKeyNameLength)
 	}
-	return ""
+	return fmt.Sprintf("%s is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)", quote(k))
 }
 
 // labelValueProblem says what is wrong with a Kubernetes label value, or "".
 func labelValueProblem(s string) string {
 	switch {
-	case s == "":
+	case len(content.IsLabelValue(s)) == 0:
 		return ""
-	case len(s) > maxLabelValueLength:
-		return fmt.Sprintf("%s is longer than %d characters", quote(s), maxLabelValueLength)
-	case !labelName.MatchString(s):
-		return fmt.Sprintf("%s may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit", quote(s))
+	case len(s) > content.LabelValueMaxLength:
+		return fmt.Sprintf("%s is longer than %d characters", quote(s), content.LabelValueMaxLength)
 	}
-	return ""
+	return fmt.Sprintf("%s may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit", quote(s))
 }
 
 // quote quotes a value from the spec for a message, shortened if it is long.
-func quote(s string) string { return strconv.Quote(truncate(s)) }
+func quote(s string) string { return strictyaml.Quote(s) }
 
 // formatDuration writes d without zero units: 1h rather than 1h0m0s.
 func formatDuration(d time.Duration) string {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kiln-dev/kiln/api/strictyaml"
 )
 
 // TestValidateRules has a case for every validation rule, decoded from YAML so that the path and the
@@ -14,18 +15,18 @@ func TestValidateRules(t *testing.T) {
 	tests := []struct {
 		name string
 		doc  string
-		want []Finding
+		want []strictyaml.Finding
 	}{
 		// apiVersion, kind, metadata.
 		{
 			name: "wrong apiVersion",
 			doc:  strings.Replace(minimal, "kiln.dev/v1alpha1", "kiln.dev/v1", 1),
-			want: []Finding{errAt("apiVersion", 1, 13, `unsupported apiVersion "kiln.dev/v1", want "kiln.dev/v1alpha1"`)},
+			want: []strictyaml.Finding{errAt("apiVersion", 1, 13, `unsupported apiVersion "kiln.dev/v1", want "kiln.dev/v1alpha1"`)},
 		},
 		{
 			name: "a document of another kind reports only that",
 			doc:  "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("apiVersion", 1, 13, `unsupported apiVersion "apps/v1", want "kiln.dev/v1alpha1"`),
 				errAt("kind", 2, 7, `unsupported kind "Deployment", want "Cluster"`),
 			},
@@ -33,7 +34,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "missing apiVersion and kind point at the document",
 			doc:  strings.TrimPrefix(minimal, "apiVersion: kiln.dev/v1alpha1\nkind: Cluster\n"),
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("apiVersion", 1, 1, `required, want "kiln.dev/v1alpha1"`),
 				errAt("kind", 1, 1, `required, want "Cluster"`),
 			},
@@ -41,22 +42,27 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "wrong kind",
 			doc:  strings.Replace(minimal, "kind: Cluster", "kind: Machine", 1),
-			want: []Finding{errAt("kind", 2, 7, `unsupported kind "Machine", want "Cluster"`)},
+			want: []strictyaml.Finding{errAt("kind", 2, 7, `unsupported kind "Machine", want "Cluster"`)},
 		},
 		{
 			name: "missing name points at metadata",
 			doc:  strings.Replace(minimal, "metadata:\n  name: demo\n", "metadata: {}\n", 1),
-			want: []Finding{errAt("metadata.name", 3, 11, "required")},
+			want: []strictyaml.Finding{errAt("metadata.name", 3, 11, "required")},
 		},
 		{
 			name: "name not a DNS label",
 			doc:  strings.Replace(minimal, "name: demo", "name: Demo_1", 1),
-			want: []Finding{errAt("metadata.name", 4, 9, `"Demo_1" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`)},
+			want: []strictyaml.Finding{errAt("metadata.name", 4, 9, `"Demo_1" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`)},
 		},
 		{
 			name: "name too long",
 			doc:  strings.Replace(minimal, "name: demo", "name: "+strings.Repeat("a", 41), 1),
-			want: []Finding{errAt("metadata.name", 4, 9, `"`+strings.Repeat("a", 41)+`" is 41 characters long, at most 40`)},
+			want: []strictyaml.Finding{errAt("metadata.name", 4, 9, `"`+strings.Repeat("a", 41)+`" is 41 characters long, at most 40`)},
+		},
+		{
+			name: "name too long and not a DNS label reports the form",
+			doc:  strings.Replace(minimal, "name: demo", "name: "+strings.Repeat("a", 40)+"_", 1),
+			want: []strictyaml.Finding{errAt("metadata.name", 4, 9, quote(strings.Repeat("a", 40)+"_")+` is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`)},
 		},
 		{
 			name: "name of 40 characters",
@@ -65,35 +71,35 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "kubernetesVersion not a version",
 			doc:  minimal + "  kubernetesVersion: 1.37\n",
-			want: []Finding{errAt("spec.kubernetesVersion", 12, 22, `expected a string, got float 1.37 (quote it: "1.37")`)},
+			want: []strictyaml.Finding{errAt("spec.kubernetesVersion", 12, 22, `expected a string, got float 1.37 (quote it: "1.37")`)},
 		},
 		{
 			name: "kubernetesVersion without v",
 			doc:  minimal + "  kubernetesVersion: \"1.37.2\"\n",
-			want: []Finding{errAt("spec.kubernetesVersion", 12, 22, `"1.37.2" is not a Kubernetes version (want e.g. v1.37.2)`)},
+			want: []strictyaml.Finding{errAt("spec.kubernetesVersion", 12, 22, `"1.37.2" is not a Kubernetes version (want e.g. v1.37.2)`)},
 		},
 
 		// spec.provider.
 		{
 			name: "unknown provider lists the allowed ones",
 			doc:  head + "  provider:\n    name: gcp\n" + cp + gen,
-			want: []Finding{errAt("spec.provider.name", 7, 11, `unknown provider "gcp", want one of aws, vsphere, metal, qemu`)},
+			want: []strictyaml.Finding{errAt("spec.provider.name", 7, 11, `unknown provider "gcp", want one of aws, vsphere, metal, qemu`)},
 		},
 		{
 			name: "missing provider name",
 			doc:  head + "  provider: {}\n" + cp + gen,
-			want: []Finding{errAt("spec.provider.name", 6, 13, "required, one of aws, vsphere, metal, qemu")},
+			want: []strictyaml.Finding{errAt("spec.provider.name", 6, 13, "required, one of aws, vsphere, metal, qemu")},
 		},
 		{
 			name: "missing provider",
 			doc:  head + cp + gen,
-			want: []Finding{errAt("spec.provider.name", 6, 3, "required, one of aws, vsphere, metal, qemu")},
+			want: []strictyaml.Finding{errAt("spec.provider.name", 6, 3, "required, one of aws, vsphere, metal, qemu")},
 		},
 		{
 			name: "only the block of the provider may be set",
 			doc: head + "  provider:\n    name: qemu\n    qemu: {cpus: 4}\n" +
 				"    aws:\n      region: eu-west-1\n    vsphere: {}\n" + cp + gen,
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.provider.aws", 9, 5, `set, but provider.name is "qemu": only the qemu block may be set`),
 				errAt("spec.provider.vsphere", 11, 5, `set, but provider.name is "qemu": only the qemu block may be set`),
 			},
@@ -101,23 +107,23 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "aws needs a region",
 			doc:  head + "  provider:\n    name: aws\n" + cp + gen,
-			want: []Finding{errAt("spec.provider.aws.region", 7, 5, "required")},
+			want: []strictyaml.Finding{errAt("spec.provider.aws.region", 7, 5, "required")},
 		},
 		{
 			name: "aws region name",
 			doc:  head + "  provider:\n    name: aws\n    aws:\n      region: Frankfurt\n" + cp + gen,
-			want: []Finding{errAt("spec.provider.aws.region", 9, 15, `"Frankfurt" is not an AWS region name (want e.g. eu-west-1)`)},
+			want: []strictyaml.Finding{errAt("spec.provider.aws.region", 9, 15, `"Frankfurt" is not an AWS region name (want e.g. eu-west-1)`)},
 		},
 		{
 			name: "aws needs two availability zones",
 			doc:  head + "  provider:\n    name: aws\n    aws:\n      region: eu-west-1\n      availabilityZones: [eu-west-1a]\n" + cp + gen,
-			want: []Finding{errAt("spec.provider.aws.availabilityZones", 10, 26, "need at least 2 availability zones, got 1: nodes in one zone fail together")},
+			want: []strictyaml.Finding{errAt("spec.provider.aws.availabilityZones", 10, 26, "need at least 2 availability zones, got 1: nodes in one zone fail together")},
 		},
 		{
 			name: "aws availability zones in the region, once each",
 			doc: head + "  provider:\n    name: aws\n    aws:\n      region: eu-west-1\n" +
 				"      availabilityZones:\n        - eu-west-1a\n        - us-east-1a\n        - eu-west-1a\n        - \"\"\n" + cp + gen,
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.provider.aws.availabilityZones[1]", 12, 11, `availability zone "us-east-1a" is not in region "eu-west-1"`),
 				errAt("spec.provider.aws.availabilityZones[2]", 13, 11, `duplicate availability zone "eu-west-1a", also at spec.provider.aws.availabilityZones[0]`),
 				errAt("spec.provider.aws.availabilityZones[3]", 14, 11, "required"),
@@ -127,7 +133,7 @@ func TestValidateRules(t *testing.T) {
 			name: "aws VPC ID and instance type",
 			doc: head + "  provider:\n    name: aws\n    aws:\n      region: us-east-1\n" +
 				"      vpcID: vpc-xyz\n      instanceType: large\n" + cp + gen,
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.provider.aws.vpcID", 10, 14, `"vpc-xyz" is not a VPC ID (want vpc- and 8 or 17 hex digits)`),
 				errAt("spec.provider.aws.instanceType", 11, 21, `"large" is not an instance type (want e.g. m6i.large)`),
 			},
@@ -135,7 +141,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "vsphere required fields point at the block",
 			doc:  head + "  provider:\n    name: vsphere\n    vsphere:\n      server: vc.example.com\n" + cp + gen,
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.provider.vsphere.datacenter", 9, 7, "required"),
 				errAt("spec.provider.vsphere.datastore", 9, 7, "required"),
 				errAt("spec.provider.vsphere.network", 9, 7, "required"),
@@ -144,13 +150,13 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "metal boot server URL",
 			doc:  head + "  provider:\n    name: metal\n    metal:\n      bootServerURL: ftp://boot\n" + cp + gen,
-			want: []Finding{errAt("spec.provider.metal.bootServerURL", 9, 22, `"ftp://boot" is not an http or https URL`)},
+			want: []strictyaml.Finding{errAt("spec.provider.metal.bootServerURL", 9, 22, `"ftp://boot" is not an http or https URL`)},
 		},
 		{
 			name: "qemu sizes and ports",
 			doc: head + "  provider:\n    name: qemu\n    qemu:\n      memoryMiB: -1\n      cpus: -2\n" +
 				"      sshPortBase: 70000\n" + cp + gen,
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.provider.qemu.memoryMiB", 9, 18, "must be positive, got -1"),
 				errAt("spec.provider.qemu.cpus", 10, 13, "must be positive, got -2"),
 				errAt("spec.provider.qemu.sshPortBase", 11, 20, "must be a port from 1 to 65535, got 70000"),
@@ -160,14 +166,14 @@ func TestValidateRules(t *testing.T) {
 			name: "qemu ports for every node",
 			doc: head + "  provider:\n    name: qemu\n    qemu:\n      sshPortBase: 65534\n" + cp + gen +
 				"  nodePools:\n    - name: a\n      count: 2\n      image: x\n",
-			want: []Finding{errAt("spec.provider.qemu.sshPortBase", 9, 20, "3 nodes need ports 65534 to 65536, beyond 65535")},
+			want: []strictyaml.Finding{errAt("spec.provider.qemu.sshPortBase", 9, 20, "3 nodes need ports 65534 to 65536, beyond 65535")},
 		},
 
 		// spec.network.
 		{
 			name: "CIDRs that do not parse",
 			doc:  minimal + "  network:\n    nodeCIDR: 10.0.0.0/33\n    podCIDR: 10.244.0.1\n    serviceCIDR: services\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.nodeCIDR", 13, 15, `"10.0.0.0/33" is not a CIDR (want e.g. 10.0.0.0/16 or fd00::/64)`),
 				errAt("spec.network.podCIDR", 14, 14, `"10.244.0.1" is an address, not a CIDR (for this address alone write 10.244.0.1/32)`),
 				errAt("spec.network.serviceCIDR", 15, 18, `"services" is not a CIDR (want e.g. 10.0.0.0/16 or fd00::/64)`),
@@ -176,7 +182,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "CIDRs with host bits set",
 			doc:  minimal + "  network:\n    nodeCIDR: 10.0.0.1/16\n    podCIDR: fd00::1/64\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.nodeCIDR", 13, 15, `"10.0.0.1/16" has host bits set: the network is 10.0.0.0/16`),
 				errAt("spec.network.podCIDR", 14, 14, `"fd00::1/64" has host bits set: the network is fd00::/64`),
 			},
@@ -189,7 +195,7 @@ func TestValidateRules(t *testing.T) {
 			name: "private subnets inside nodeCIDR, not overlapping",
 			doc: minimal + "  network:\n    nodeCIDR: 10.0.0.0/16\n    privateSubnets:\n" +
 				"      - 10.0.0.0/24\n      - 10.1.0.0/24\n      - 10.0.0.128/25\n      - 10.0.0.0/15\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.privateSubnets[1]", 16, 9, "10.1.0.0/24 is not inside spec.network.nodeCIDR 10.0.0.0/16"),
 				errAt("spec.network.privateSubnets[2]", 17, 9, "10.0.0.128/25 overlaps spec.network.privateSubnets[0] (10.0.0.0/24)"),
 				errAt("spec.network.privateSubnets[3]", 18, 9, "10.0.0.0/15 is not inside spec.network.nodeCIDR 10.0.0.0/16"),
@@ -198,17 +204,17 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "pod and node CIDRs overlap",
 			doc:  minimal + "  network:\n    nodeCIDR: 10.0.0.0/16\n    podCIDR: 10.0.128.0/17\n",
-			want: []Finding{errAt("spec.network.podCIDR", 14, 14, "10.0.128.0/17 overlaps spec.network.nodeCIDR (10.0.0.0/16)")},
+			want: []strictyaml.Finding{errAt("spec.network.podCIDR", 14, 14, "10.0.128.0/17 overlaps spec.network.nodeCIDR (10.0.0.0/16)")},
 		},
 		{
 			name: "an overlap with a default points at the value in the file",
 			doc:  minimal + "  network:\n    podCIDR: 10.96.0.0/16\n",
-			want: []Finding{errAt("spec.network.podCIDR", 13, 14, "10.96.0.0/16 overlaps spec.network.serviceCIDR (10.96.0.0/12)")},
+			want: []strictyaml.Finding{errAt("spec.network.podCIDR", 13, 14, "10.96.0.0/16 overlaps spec.network.serviceCIDR (10.96.0.0/12)")},
 		},
 		{
 			name: "service CIDR overlaps node and pod CIDRs",
 			doc:  minimal + "  network:\n    serviceCIDR: 10.0.0.0/8\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.serviceCIDR", 13, 18, "10.0.0.0/8 overlaps spec.network.nodeCIDR (10.0.0.0/16)"),
 				errAt("spec.network.serviceCIDR", 13, 18, "10.0.0.0/8 overlaps spec.network.podCIDR (10.244.0.0/16)"),
 			},
@@ -216,20 +222,36 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "one IP family",
 			doc:  minimal + "  network:\n    podCIDR: fd00::/56\n",
-			want: []Finding{errAt("spec.network.podCIDR", 13, 14, "fd00::/56 is IPv6 but spec.network.nodeCIDR is IPv4: a single-stack cluster uses one IP family")},
+			want: []strictyaml.Finding{errAt("spec.network.podCIDR", 13, 14, "fd00::/56 is IPv6 but spec.network.nodeCIDR is IPv4: a single-stack cluster uses one IP family")},
 		},
 		{
 			name: "cluster domain and load balancer name",
 			doc:  minimal + "  network:\n    clusterDomain: Cluster.Local\n    apiEndpoint:\n      loadBalancerName: api_server\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.clusterDomain", 13, 20, `"Cluster.Local" is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')`),
 				errAt("spec.network.apiEndpoint.loadBalancerName", 15, 25, `"api_server" is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')`),
 			},
 		},
 		{
+			// apimachinery's subdomain check limits only the whole name, to 253 characters; kiln keeps
+			// DNS's limit of 63 characters a label too.
+			name: "DNS name limits",
+			doc: minimal + "  network:\n    clusterDomain: " + strings.Repeat("a", 64) + ".local\n" +
+				"    apiEndpoint:\n      loadBalancerName: " + strings.Repeat("abcdefghi.", 25) + "abcd\n",
+			want: []strictyaml.Finding{
+				errAt("spec.network.clusterDomain", 13, 20, quote(strings.Repeat("a", 64)+".local")+` is not a DNS name (labels of lowercase letters, digits and '-', separated by '.')`),
+				errAt("spec.network.apiEndpoint.loadBalancerName", 15, 25, quote(strings.Repeat("abcdefghi.", 25)+"abcd")+" is longer than 253 characters"),
+			},
+		},
+		{
+			name: "DNS names at the limits",
+			doc: minimal + "  network:\n    clusterDomain: " + strings.Repeat("a", 63) + ".local\n" +
+				"    apiEndpoint:\n      loadBalancerName: " + strings.Repeat("abcdefghi.", 25) + "abc\n",
+		},
+		{
 			name: "API endpoint address and port",
 			doc:  minimal + "  network:\n    apiEndpoint:\n      address: 10.0.0.256\n      port: 65536\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.apiEndpoint.address", 14, 16, `"10.0.0.256" is not an IP address`),
 				errAt("spec.network.apiEndpoint.port", 15, 13, "must be a port from 1 to 65535, got 65536"),
 			},
@@ -237,7 +259,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "API endpoint address unspecified, port negative",
 			doc:  minimal + "  network:\n    apiEndpoint:\n      address: \"::\"\n      port: -1\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.apiEndpoint.address", 14, 16, ":: is the unspecified address"),
 				errAt("spec.network.apiEndpoint.port", 15, 13, "must be a port from 1 to 65535, got -1"),
 			},
@@ -245,12 +267,12 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "API endpoint address with a zone",
 			doc:  minimal + "  network:\n    apiEndpoint:\n      address: fe80::1%eth0\n",
-			want: []Finding{errAt("spec.network.apiEndpoint.address", 14, 16, `"fe80::1%eth0" has a zone; want an address without one`)},
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 14, 16, `"fe80::1%eth0" has a zone; want an address without one`)},
 		},
 		{
 			name: "admin CIDRs",
 			doc:  minimal + "  network:\n    adminCIDRs:\n      - 192.0.2.10\n      - 0.0.0.0/0\n      - \"::/0\"\n      - 192.0.2.0/33\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.network.adminCIDRs[0]", 14, 9, `"192.0.2.10" is an address, not a CIDR (for this address alone write 192.0.2.10/32)`),
 				warnAt("spec.network.adminCIDRs[1]", 15, 9, "0.0.0.0/0 lets the whole internet reach SSH on the nodes"),
 				warnAt("spec.network.adminCIDRs[2]", 16, 9, "::/0 lets the whole internet reach SSH on the nodes"),
@@ -262,22 +284,22 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "control plane count 2 is even",
 			doc:  head + qemu + "  controlPlane:\n    count: 2\n    image: x\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.count", 9, 12, "must be odd: etcd needs a majority of its members for quorum, so 2 members tolerate 0 failures, no more than 1; use 1 or 3")},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.count", 9, 12, "must be odd: etcd needs a majority of its members for quorum, so 2 members tolerate 0 failures, no more than 1; use 1 or 3")},
 		},
 		{
 			name: "control plane count 6 is even",
 			doc:  head + qemu + "  controlPlane:\n    count: 6\n    image: x\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.count", 9, 12, "must be odd: etcd needs a majority of its members for quorum, so 6 members tolerate 2 failures, no more than 5; use 5 or 7")},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.count", 9, 12, "must be odd: etcd needs a majority of its members for quorum, so 6 members tolerate 2 failures, no more than 5; use 5 or 7")},
 		},
 		{
 			name: "control plane count above 7",
 			doc:  head + qemu + "  controlPlane:\n    count: 9\n    image: x\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.count", 9, 12, "must be an odd number from 1 to 7, got 9")},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.count", 9, 12, "must be an odd number from 1 to 7, got 9")},
 		},
 		{
 			name: "control plane count negative",
 			doc:  head + qemu + "  controlPlane:\n    count: -3\n    image: x\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.count", 9, 12, "must be an odd number from 1 to 7, got -3")},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.count", 9, 12, "must be an odd number from 1 to 7, got -3")},
 		},
 		{
 			name: "control plane counts 1 to 7 that are odd",
@@ -286,12 +308,12 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "control plane image required",
 			doc:  head + qemu + "  controlPlane:\n    count: 3\n" + gen,
-			want: []Finding{errAt("spec.controlPlane.image", 9, 5, "required")},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.image", 9, 5, "required")},
 		},
 		{
 			name: "missing control plane points at spec",
 			doc:  head + qemu + gen,
-			want: []Finding{errAt("spec.controlPlane.image", 6, 3, "required")},
+			want: []strictyaml.Finding{errAt("spec.controlPlane.image", 6, 3, "required")},
 		},
 
 		// spec.nodePools.
@@ -302,7 +324,7 @@ func TestValidateRules(t *testing.T) {
 				"    - name: b\n      count: 1\n      image: x\n" +
 				"    - name: b\n      count: 1\n      image: x\n" +
 				"    - count: 1\n      image: x\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.nodePools[0].name", 13, 13, `"Workers" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`),
 				errAt("spec.nodePools[2].name", 19, 13, `duplicate pool name "b", also at spec.nodePools[1]`),
 				errAt("spec.nodePools[3].name", 22, 7, "required"),
@@ -311,7 +333,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "pool counts and image",
 			doc:  minimal + "  nodePools:\n    - name: a\n      count: -1\n      maxUnavailable: -2\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.nodePools[0].image", 13, 7, "required"),
 				errAt("spec.nodePools[0].count", 14, 14, "must be 0 or more, got -1"),
 				errAt("spec.nodePools[0].maxUnavailable", 15, 23, "must be 0 or more, got -2"),
@@ -331,7 +353,7 @@ func TestValidateRules(t *testing.T) {
 				"        tier: \"" + strings.Repeat("v", 64) + "\"\n" +
 				"        zone: eu west\n" +
 				"        empty: \"\"\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt(`spec.nodePools[0].labels["Example.com/role"]`, 18, 9, `label key "Example.com/role" has a prefix that is not a DNS name (lowercase, e.g. example.com/)`),
 				errAt(`spec.nodePools[0].labels["/role"]`, 19, 9, `label key "/role" has an empty prefix before '/'`),
 				errAt(`spec.nodePools[0].labels.role-`, 20, 9, `label key "role-" is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)`),
@@ -348,7 +370,7 @@ func TestValidateRules(t *testing.T) {
 				"        - {effect: NoExecute}\n" +
 				"        - {key: gpu, effect: Evict}\n" +
 				"        - {key: \"bad key\", value: \"a b\"}\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.nodePools[0].taints[1]", 18, 11, "duplicate taint gpu:NoSchedule, also at spec.nodePools[0].taints[0]"),
 				errAt("spec.nodePools[0].taints[3].key", 20, 11, "required"),
 				errAt("spec.nodePools[0].taints[4].effect", 21, 30, `unknown effect "Evict", want one of NoSchedule, PreferNoSchedule, NoExecute`),
@@ -357,27 +379,63 @@ func TestValidateRules(t *testing.T) {
 				errAt("spec.nodePools[0].taints[5].value", 22, 35, `taint value "a b" may only hold letters, digits, '-', '_' and '.', starting and ending with a letter or digit`),
 			},
 		},
+		{
+			// apimachinery's label key check accepts a prefix with a label longer than 63 characters (it
+			// limits only the whole prefix, to 253); kiln keeps DNS's limit.
+			name: "label and taint key limits",
+			doc: minimal + "  nodePools:\n    - name: a\n      count: 1\n      image: x\n      labels:\n" +
+				"        " + strings.Repeat("n", 63) + ": " + strings.Repeat("v", 63) + "\n" +
+				"        example.com/" + strings.Repeat("n", 63) + ": x\n" +
+				"        " + strings.Repeat("n", 64) + ": x\n" +
+				"        a/b/c: x\n" +
+				"        example.com/: x\n" +
+				"        " + strings.Repeat("a", 64) + ".example.com/role: x\n" +
+				"      taints:\n" +
+				"        - {key: " + strings.Repeat("a", 64) + ".example.com/gpu, effect: NoSchedule}\n",
+			want: []strictyaml.Finding{
+				errAt("spec.nodePools[0].labels."+strings.Repeat("n", 64), 19, 9, `label key "`+strings.Repeat("n", 64)+`" has a name longer than 63 characters`),
+				errAt(`spec.nodePools[0].labels["a/b/c"]`, 20, 9, `label key "a/b/c" is not a qualified name ([prefix/]name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)`),
+				errAt(`spec.nodePools[0].labels["example.com/"]`, 21, 9, `label key "example.com/" has an empty name`),
+				errAt(`spec.nodePools[0].labels["`+strings.Repeat("a", 64)+`.example.com/role"]`, 22, 9, `label key `+quote(strings.Repeat("a", 64)+".example.com/role")+` has a prefix that is not a DNS name (lowercase, e.g. example.com/)`),
+				errAt("spec.nodePools[0].taints[0].key", 24, 17, `taint key `+quote(strings.Repeat("a", 64)+".example.com/gpu")+` has a prefix that is not a DNS name (lowercase, e.g. example.com/)`),
+			},
+		},
+		{
+			name: "DNS label limits: the form is reported before the length",
+			doc: minimal + "  nodePools:\n" +
+				"    - name: " + strings.Repeat("a", 63) + "\n      count: 1\n      image: x\n" +
+				"    - name: " + strings.Repeat("b", 64) + "\n      count: 1\n      image: x\n" +
+				"    - name: C" + strings.Repeat("c", 63) + "\n      count: 1\n      image: x\n" +
+				"  security:\n    podSecurity:\n      namespaces:\n" +
+				"        " + strings.Repeat("n", 63) + ": {enforce: baseline}\n" +
+				"        " + strings.Repeat("n", 64) + ": {enforce: baseline}\n",
+			want: []strictyaml.Finding{
+				errAt("spec.nodePools[1].name", 16, 13, quote(strings.Repeat("b", 64))+" is 64 characters long, at most 63"),
+				errAt("spec.nodePools[2].name", 19, 13, quote("C"+strings.Repeat("c", 63))+` is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`),
+				errAt("spec.security.podSecurity.namespaces."+strings.Repeat("n", 64), 26, 9, quote(strings.Repeat("n", 64))+` is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)`),
+			},
+		},
 
 		// spec.ssh.
 		{
 			name: "ssh needs a key source",
 			doc:  head + qemu + cp + "  ssh:\n    user: admin\n",
-			want: []Finding{errAt("spec.ssh", 11, 5, "set generate: true or give authorizedKeys")},
+			want: []strictyaml.Finding{errAt("spec.ssh", 11, 5, "set generate: true or give authorizedKeys")},
 		},
 		{
 			name: "missing ssh points at spec",
 			doc:  head + qemu + cp,
-			want: []Finding{errAt("spec.ssh", 6, 3, "set generate: true or give authorizedKeys")},
+			want: []strictyaml.Finding{errAt("spec.ssh", 6, 3, "set generate: true or give authorizedKeys")},
 		},
 		{
 			name: "ssh generate and keys",
 			doc:  head + qemu + cp + "  ssh:\n    generate: true\n    authorizedKeys:\n      - " + keyED25519 + "\n",
-			want: []Finding{errAt("spec.ssh", 11, 5, "set either generate: true or authorizedKeys, not both")},
+			want: []strictyaml.Finding{errAt("spec.ssh", 11, 5, "set either generate: true or authorizedKeys, not both")},
 		},
 		{
 			name: "ssh generate false and an empty list",
 			doc:  head + qemu + cp + "  ssh:\n    generate: false\n    authorizedKeys: []\n",
-			want: []Finding{errAt("spec.ssh", 11, 5, "set generate: true or give authorizedKeys")},
+			want: []strictyaml.Finding{errAt("spec.ssh", 11, 5, "set generate: true or give authorizedKeys")},
 		},
 		{
 			name: "accepted key types",
@@ -398,7 +456,7 @@ func TestValidateRules(t *testing.T) {
 				"      - ssh-ed25519 AAAA\n" +
 				"      - \"\"\n" +
 				"      - |\n        " + keyED25519 + "\n        " + keyECDSA256 + "\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.ssh.authorizedKeys[0]", 12, 9, "RSA key of 2048 bits is too short, need at least 3072 (or use ed25519)"),
 				errAt("spec.ssh.authorizedKeys[1]", 13, 9, "DSA keys are insecure and OpenSSH no longer accepts them; use ed25519"),
 				errAt("spec.ssh.authorizedKeys[2]", 14, 9, "ssh-ed25519-cert-v01@openssh.com is a certificate, not a public key; give the plain public key"),
@@ -410,17 +468,17 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "ssh user root",
 			doc:  head + qemu + cp + "  ssh:\n    user: root\n    generate: true\n",
-			want: []Finding{errAt("spec.ssh.user", 11, 11, "must not be root: the admin user is an unprivileged account that uses sudo")},
+			want: []strictyaml.Finding{errAt("spec.ssh.user", 11, 11, "must not be root: the admin user is an unprivileged account that uses sudo")},
 		},
 		{
 			name: "ssh user not a Linux user name",
 			doc:  head + qemu + cp + "  ssh:\n    user: Admin\n    generate: true\n",
-			want: []Finding{errAt("spec.ssh.user", 11, 11, `"Admin" is not a Linux user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most 32 characters)`)},
+			want: []strictyaml.Finding{errAt("spec.ssh.user", 11, 11, `"Admin" is not a Linux user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most 32 characters)`)},
 		},
 		{
 			name: "ssh user too long",
 			doc:  head + qemu + cp + "  ssh:\n    user: " + strings.Repeat("u", 33) + "\n    generate: true\n",
-			want: []Finding{errAt("spec.ssh.user", 11, 11, `"`+strings.Repeat("u", 33)+`" is not a Linux user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most 32 characters)`)},
+			want: []strictyaml.Finding{errAt("spec.ssh.user", 11, 11, `"`+strings.Repeat("u", 33)+`" is not a Linux user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most 32 characters)`)},
 		},
 
 		// spec.security.
@@ -428,7 +486,7 @@ func TestValidateRules(t *testing.T) {
 			name: "pod security levels",
 			doc: minimal + "  security:\n    podSecurity:\n      defaults:\n        enforce: strict\n        warn: privileged\n" +
 				"      namespaces:\n        kube-system: {enforce: privileged, audit: none}\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.security.podSecurity.defaults.enforce", 15, 18, `unknown level "strict", want one of privileged, baseline, restricted`),
 				errAt("spec.security.podSecurity.namespaces.kube-system.audit", 18, 51, `unknown level "none", want one of privileged, baseline, restricted`),
 			},
@@ -436,12 +494,12 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "privileged by default",
 			doc:  minimal + "  security:\n    podSecurity:\n      defaults:\n        enforce: privileged\n",
-			want: []Finding{warnAt("spec.security.podSecurity.defaults.enforce", 15, 18, "privileged lets any pod run in namespaces without their own level")},
+			want: []strictyaml.Finding{warnAt("spec.security.podSecurity.defaults.enforce", 15, 18, "privileged lets any pod run in namespaces without their own level")},
 		},
 		{
 			name: "namespace names",
 			doc:  minimal + "  security:\n    podSecurity:\n      namespaces:\n        Kube_System: {enforce: privileged}\n        empty: {}\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.security.podSecurity.namespaces.Kube_System", 15, 9, `"Kube_System" is not a namespace name (a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)`),
 				warnAt("spec.security.podSecurity.namespaces.empty", 16, 16, "no level set, the namespace gets the defaults"),
 			},
@@ -449,37 +507,37 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "identity encryption",
 			doc:  minimal + "  security:\n    encryption:\n      provider: identity\n",
-			want: []Finding{errAt("spec.security.encryption.provider", 14, 17, "identity would store Secrets unencrypted; use secretbox, aesgcm or aescbc")},
+			want: []strictyaml.Finding{errAt("spec.security.encryption.provider", 14, 17, "identity would store Secrets unencrypted; use secretbox, aesgcm or aescbc")},
 		},
 		{
 			name: "unknown encryption provider",
 			doc:  minimal + "  security:\n    encryption:\n      provider: kms\n",
-			want: []Finding{errAt("spec.security.encryption.provider", 14, 17, `unknown provider "kms", want one of aescbc, aesgcm, secretbox`)},
+			want: []strictyaml.Finding{errAt("spec.security.encryption.provider", 14, 17, `unknown provider "kms", want one of aescbc, aesgcm, secretbox`)},
 		},
 		{
 			name: "aescbc encryption",
 			doc:  minimal + "  security:\n    encryption:\n      provider: aescbc\n",
-			want: []Finding{warnAt("spec.security.encryption.provider", 14, 17, "aescbc is open to padding oracle attacks; secretbox or aesgcm are recommended")},
+			want: []strictyaml.Finding{warnAt("spec.security.encryption.provider", 14, 17, "aescbc is open to padding oracle attacks; secretbox or aesgcm are recommended")},
 		},
 		{
 			name: "aesgcm encryption",
 			doc:  minimal + "  security:\n    encryption:\n      provider: aesgcm\n",
-			want: []Finding{warnAt("spec.security.encryption.provider", 14, 17, "aesgcm keys must be rotated before about 200000 writes; secretbox needs no rotation")},
+			want: []strictyaml.Finding{warnAt("spec.security.encryption.provider", 14, 17, "aesgcm keys must be rotated before about 200000 writes; secretbox needs no rotation")},
 		},
 		{
 			name: "audit off",
 			doc:  minimal + "  security:\n    audit:\n      enabled: false\n",
-			want: []Finding{warnAt("spec.security.audit.enabled", 14, 16, "the API server keeps no audit log")},
+			want: []strictyaml.Finding{warnAt("spec.security.audit.enabled", 14, 16, "the API server keeps no audit log")},
 		},
 		{
 			name: "bootstrap token TTL too short",
 			doc:  minimal + "  security:\n    bootstrapTokenTTL: 30s\n",
-			want: []Finding{errAt("spec.security.bootstrapTokenTTL", 13, 24, "must be from 1m to 24h, got 30s")},
+			want: []strictyaml.Finding{errAt("spec.security.bootstrapTokenTTL", 13, 24, "must be from 1m to 24h, got 30s")},
 		},
 		{
 			name: "bootstrap token TTL too long",
 			doc:  minimal + "  security:\n    bootstrapTokenTTL: 24h1s\n",
-			want: []Finding{errAt("spec.security.bootstrapTokenTTL", 13, 24, "must be from 1m to 24h, got 24h0m1s")},
+			want: []strictyaml.Finding{errAt("spec.security.bootstrapTokenTTL", 13, 24, "must be from 1m to 24h, got 24h0m1s")},
 		},
 		{
 			name: "bootstrap token TTL at the limits",
@@ -490,7 +548,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "timeouts negative",
 			doc:  minimal + "  health:\n    nodeStartupTimeout: -10m\n    unhealthyTimeout: -1s\n",
-			want: []Finding{
+			want: []strictyaml.Finding{
 				errAt("spec.health.nodeStartupTimeout", 13, 25, "must be positive, got -10m"),
 				errAt("spec.health.unhealthyTimeout", 14, 23, "must be positive, got -1s"),
 			},
@@ -498,32 +556,32 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "maxUnhealthy above 100%",
 			doc:  minimal + "  health:\n    maxUnhealthy: 101%\n",
-			want: []Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"101%" is not a percentage from 0% to 100%`)},
+			want: []strictyaml.Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"101%" is not a percentage from 0% to 100%`)},
 		},
 		{
 			name: "maxUnhealthy not a number",
 			doc:  minimal + "  health:\n    maxUnhealthy: half\n",
-			want: []Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"half" is neither a percentage like "40%" nor a count of nodes`)},
+			want: []strictyaml.Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"half" is neither a percentage like "40%" nor a count of nodes`)},
 		},
 		{
 			name: "maxUnhealthy negative",
 			doc:  minimal + "  health:\n    maxUnhealthy: -1\n",
-			want: []Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"-1" is neither a percentage like "40%" nor a count of nodes`)},
+			want: []strictyaml.Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"-1" is neither a percentage like "40%" nor a count of nodes`)},
 		},
 		{
 			name: "maxUnhealthy fraction of a percent",
 			doc:  minimal + "  health:\n    maxUnhealthy: 12.5%\n",
-			want: []Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"12.5%" is neither a percentage like "40%" nor a count of nodes`)},
+			want: []strictyaml.Finding{errAt("spec.health.maxUnhealthy", 13, 19, `"12.5%" is neither a percentage like "40%" nor a count of nodes`)},
 		},
 		{
 			name: "maxUnhealthy zero",
 			doc:  minimal + "  health:\n    maxUnhealthy: 0%\n",
-			want: []Finding{warnAt("spec.health.maxUnhealthy", 13, 19, "0% stops all remediation as soon as one node is unhealthy")},
+			want: []strictyaml.Finding{warnAt("spec.health.maxUnhealthy", 13, 19, "0% stops all remediation as soon as one node is unhealthy")},
 		},
 		{
 			name: "maxUnhealthy 100%",
 			doc:  minimal + "  health:\n    maxUnhealthy: 100%\n",
-			want: []Finding{warnAt("spec.health.maxUnhealthy", 13, 19, "100% never stops remediation, even when a partition makes every node look unhealthy")},
+			want: []strictyaml.Finding{warnAt("spec.health.maxUnhealthy", 13, 19, "100% never stops remediation, even when a partition makes every node look unhealthy")},
 		},
 		{
 			name: "maxUnhealthy count",
@@ -544,7 +602,7 @@ func TestValidateWithoutDecode(t *testing.T) {
 	tests := []struct {
 		name string
 		c    *Cluster
-		want []Finding
+		want []strictyaml.Finding
 	}{
 		{
 			name: "starter",
@@ -553,7 +611,7 @@ func TestValidateWithoutDecode(t *testing.T) {
 		{
 			name: "zero cluster",
 			c:    &Cluster{},
-			want: []Finding{
+			want: []strictyaml.Finding{
 				{Path: "apiVersion", Message: `required, want "kiln.dev/v1alpha1"`},
 				{Path: "kind", Message: `required, want "Cluster"`},
 				{Path: "metadata.name", Message: "required"},

@@ -2,8 +2,8 @@
 // and flags kiln renders for a control-plane node keep the cluster's security promises: TLS from the
 // private CA, authentication with 401 for the rest, RBAC with 403, Pod Security admission per
 // namespace, and Secrets encrypted at rest in etcd; and that `kiln cluster secure` brings drifted
-// namespace labels and RBAC bindings back. The control plane is started by package controlplane, the
-// code behind `kiln controlplane run`.
+// namespace labels and RBAC bindings back (package clusterapply). The control plane is started by
+// package controlplane, the code behind `kiln controlplane run`.
 //
 // It holds only a test. Run it as root with the Kubernetes binaries from hack/tools.sh and Debian's
 // etcd-server and etcd-client installed (hack/tools.sh deps):

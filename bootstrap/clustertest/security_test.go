@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/clusterapply"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
@@ -321,13 +322,13 @@ func TestControlPlaneSecurity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		manifests, err := controlplane.SecureManifests(in.Cluster)
+		manifests, err := clusterapply.SecureManifests(in.Cluster)
 		if err != nil {
 			t.Fatal(err)
 		}
 		secure := func(t *testing.T) map[string]string {
 			t.Helper()
-			changes, err := controlplane.Apply(ctx, rc, manifests...)
+			changes, err := clusterapply.Apply(ctx, rc, manifests...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -339,11 +340,11 @@ func TestControlPlaneSecurity(t *testing.T) {
 		}
 		want := map[string]string{}
 		for ns := range in.Cluster.Spec.Security.PodSecurity.Namespaces {
-			want["Namespace "+ns] = controlplane.Unchanged
+			want["Namespace "+ns] = clusterapply.Unchanged
 		}
 		for _, b := range []string{"kiln:kubelet-bootstrap", "kiln:node-autoapprove-bootstrap",
 			"kiln:node-autoapprove-certificate-rotation", "kiln:apiserver-kubelet-client", "kiln:cluster-admins"} {
-			want["ClusterRoleBinding "+b] = controlplane.Unchanged
+			want["ClusterRoleBinding "+b] = clusterapply.Unchanged
 		}
 		// Right after the node's cluster init there is nothing to change.
 		if diff := cmp.Diff(want, secure(t)); diff != "" {
@@ -380,8 +381,8 @@ func TestControlPlaneSecurity(t *testing.T) {
 			t.Fatalf("deleting kiln:node-autoapprove-bootstrap: %d %s (%v)", code, body, err)
 		}
 
-		want["Namespace restricted-ns"] = controlplane.Configured
-		want["ClusterRoleBinding kiln:node-autoapprove-bootstrap"] = controlplane.Created
+		want["Namespace restricted-ns"] = clusterapply.Configured
+		want["ClusterRoleBinding kiln:node-autoapprove-bootstrap"] = clusterapply.Created
 		if diff := cmp.Diff(want, secure(t)); diff != "" {
 			t.Errorf("cluster secure after the drift (-want +got):\n%s", diff)
 		}
@@ -397,7 +398,7 @@ func TestControlPlaneSecurity(t *testing.T) {
 
 		// And once more: nothing left to change.
 		for k := range want {
-			want[k] = controlplane.Unchanged
+			want[k] = clusterapply.Unchanged
 		}
 		if diff := cmp.Diff(want, secure(t)); diff != "" {
 			t.Errorf("cluster secure a second time (-want +got):\n%s", diff)

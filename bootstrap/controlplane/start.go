@@ -22,9 +22,11 @@ import (
 	"time"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/clusterapply"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
@@ -53,7 +55,8 @@ type Options struct {
 	// Progress, if set, receives one line per step and, while waiting, the reason a component is not
 	// ready yet.
 	Progress io.Writer
-	// ReadyTimeout bounds the wait for etcd and for kube-apiserver. Defaults to DefaultReadyTimeout.
+	// ReadyTimeout caps the wait for etcd and for kube-apiserver, each; Start's ctx bounds the whole
+	// start. Defaults to DefaultReadyTimeout.
 	ReadyTimeout time.Duration
 }
 
@@ -66,7 +69,7 @@ type ControlPlane struct {
 	// AdminKubeconfig is the path of a kubeconfig of kiln's admin (cluster-admin) for APIURL.
 	AdminKubeconfig string
 	// Applied is what the cluster init applied (namespaces, RBAC bindings, bootstrap tokens).
-	Applied []Change
+	Applied []clusterapply.Change
 	// EtcdReady and APIReady are how long etcd took to answer its health check after it was started,
 	// and kube-apiserver its /readyz after it was started.
 	EtcdReady, APIReady time.Duration
@@ -89,7 +92,8 @@ type process struct {
 // the rendered flags adjusted to loopback (see Node.Commands). When kube-apiserver answers /readyz it
 // applies /etc/kubernetes/kiln/ with the node's one-time cluster-init credential and removes that
 // credential, as the node's kiln-cluster-init.service does, then starts kube-controller-manager and
-// kube-scheduler. On error, whatever was started is stopped.
+// kube-scheduler. ctx bounds the start (not the components, which run until Stop); on error,
+// whatever was started is stopped.
 func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPlane, err error) {
 	if opts.Dir == "" {
 		return nil, errors.New("controlplane: no directory")
@@ -197,7 +201,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 		return cp, err
 	}
 	progress("started etcd, listening on %s", cp.EtcdURL)
-	if err := waitReady(ctx, etcd, opts.ReadyTimeout, progress, func() error {
+	if err := waitReady(ctx, etcd, opts.ReadyTimeout, progress, func(ctx context.Context) error {
 		return etcdHealthy(ctx, etcdClient, cp.EtcdURL+"/health")
 	}); err != nil {
 		return cp, err
@@ -216,7 +220,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 		return cp, err
 	}
 	progress("started kube-apiserver, listening on %s", cp.APIURL)
-	if err := waitReady(ctx, api, opts.ReadyTimeout, progress, func() error {
+	if err := waitReady(ctx, api, opts.ReadyTimeout, progress, func(ctx context.Context) error {
 		return apiReady(ctx, adminClient, cp.APIURL+"/readyz")
 	}); err != nil {
 		return cp, err
@@ -240,7 +244,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 
 // clusterInit applies the node's /etc/kubernetes/kiln/ manifests, in file name order, with its
 // cluster-init kubeconfig, then removes the kubeconfig: what kiln-cluster-init.service does.
-func clusterInit(ctx context.Context, dir string, node *Node) ([]Change, error) {
+func clusterInit(ctx context.Context, dir string, node *Node) ([]clusterapply.Change, error) {
 	conf, err := os.ReadFile(under(dir, clusterInitKubeconfig))
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: cluster init: %w", err)
@@ -267,7 +271,7 @@ func clusterInit(ctx context.Context, dir string, node *Node) ([]Change, error) 
 	if len(manifests) == 0 {
 		return nil, fmt.Errorf("controlplane: cluster init: %s: %w", manifestsDir, ErrNotRendered)
 	}
-	changes, err := Apply(ctx, rc, manifests...)
+	changes, err := clusterapply.Apply(ctx, rc, manifests...)
 	if err != nil {
 		return changes, fmt.Errorf("controlplane: cluster init: %w", err)
 	}
@@ -363,32 +367,47 @@ func (cp *ControlPlane) Pids() []int {
 	return pids
 }
 
-// waitReady polls ready until it succeeds, p exits, ctx is done or timeout passes. Every 5 s it
-// reports why p is not ready yet.
-func waitReady(ctx context.Context, p *process, timeout time.Duration, progress func(string, ...any), ready func() error) error {
+// readyPoll is how often waitReady asks a component whether it is ready; progressEvery, how often it
+// says why one is not ready yet.
+const (
+	readyPoll     = 100 * time.Millisecond
+	progressEvery = 5 * time.Second
+)
+
+// waitReady polls ready until it succeeds, p exits, or ctx is done or timeout has passed, whichever
+// is first (the budget is the caller's ctx, capped at timeout). Every 5 s it reports why p is not
+// ready yet.
+func waitReady(ctx context.Context, p *process, timeout time.Duration, progress func(string, ...any), ready func(context.Context) error) error {
 	start := time.Now()
-	deadline := start.Add(timeout)
 	lastReport := start
-	for {
-		err := ready()
-		if err == nil {
-			return nil
+	var notReady error
+	err := wait.PollUntilContextTimeout(ctx, readyPoll, timeout, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-p.done:
+			return false, exitError(p)
+		default:
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("controlplane: %s not ready after %v: %v; the last lines of %s:\n%s", p.name, timeout, err, p.log, tail(p.log, 20))
+		if notReady = ready(ctx); notReady == nil {
+			return true, nil
 		}
-		if time.Since(lastReport) >= 5*time.Second {
-			progress("waiting for %s (%v): %v", p.name, time.Since(start).Round(time.Second), err)
+		if time.Since(lastReport) >= progressEvery {
+			progress("waiting for %s (%v): %v", p.name, time.Since(start).Round(time.Second), notReady)
 			lastReport = time.Now()
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("controlplane: waiting for %s: %w", p.name, ctx.Err())
-		case <-p.done:
-			return exitError(p)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrExited):
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("controlplane: waiting for %s: %w", p.name, ctx.Err())
 	}
+	if notReady == nil {
+		notReady = err
+	}
+	return fmt.Errorf("controlplane: %s not ready after %v: %w; the last lines of %s:\n%s", p.name, timeout, notReady, p.log, tail(p.log, 20))
 }
 
 func etcdHealthy(ctx context.Context, hc *http.Client, url string) error {

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/kiln-dev/kiln/api/strictyaml"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
 
@@ -146,7 +147,7 @@ func TestNewIntent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(tc.network)
 			for _, f := range v1alpha1.Validate(c) {
-				if f.Severity == v1alpha1.SeverityError {
+				if f.Severity == strictyaml.SeverityError {
 					t.Fatalf("test spec is invalid: %s", f)
 				}
 			}

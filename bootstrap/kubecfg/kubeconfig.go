@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode"
 
-	"sigs.k8s.io/yaml"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 )
 
 // KubeconfigInput is what a kubeconfig holds: one cluster, one user, one context joining them.
@@ -30,72 +30,43 @@ type KubeconfigInput struct {
 	Token string
 }
 
-// kubeconfig is the subset of clientcmd's v1 Config that kiln writes.
-type kubeconfig struct {
-	APIVersion     string              `json:"apiVersion"`
-	Kind           string              `json:"kind"`
-	Clusters       []kubeconfigCluster `json:"clusters"`
-	Contexts       []kubeconfigContext `json:"contexts"`
-	CurrentContext string              `json:"current-context"`
-	Users          []kubeconfigUser    `json:"users"`
-}
-
-type kubeconfigCluster struct {
-	Name    string `json:"name"`
-	Cluster struct {
-		Server                   string `json:"server"`
-		CertificateAuthorityData []byte `json:"certificate-authority-data"`
-	} `json:"cluster"`
-}
-
-type kubeconfigContext struct {
-	Name    string `json:"name"`
-	Context struct {
-		Cluster string `json:"cluster"`
-		User    string `json:"user"`
-	} `json:"context"`
-}
-
-type kubeconfigUser struct {
-	Name string `json:"name"`
-	User struct {
-		ClientCertificateData []byte `json:"client-certificate-data,omitempty"`
-		ClientKeyData         []byte `json:"client-key-data,omitempty"`
-		Token                 string `json:"token,omitempty"`
-	} `json:"user"`
-}
-
 // Kubeconfig renders a kubeconfig with every credential embedded (certificate-authority-data,
 // client-certificate-data, client-key-data or token), never a file path, so that it is one
 // self-contained file. Its one context, "<user>@<cluster>", is the current context. The server must be
 // https, CAPEM must hold at least one certificate, and a client certificate must match its key. The
 // result holds the credential: treat it as a secret.
+//
+// It is client-go's clientcmd v1 Config, written without the fields kiln leaves unset (not even
+// clientcmd's empty "preferences: {}").
 func Kubeconfig(k KubeconfigInput) ([]byte, error) {
 	if err := k.check(); err != nil {
 		return nil, err
 	}
 	contextName := k.User + "@" + k.ClusterName
-	var cl kubeconfigCluster
-	cl.Name = k.ClusterName
-	cl.Cluster.Server = k.Server
-	cl.Cluster.CertificateAuthorityData = k.CAPEM
-	var ctx kubeconfigContext
-	ctx.Name = contextName
-	ctx.Context.Cluster = k.ClusterName
-	ctx.Context.User = k.User
-	var u kubeconfigUser
-	u.Name = k.User
-	u.User.ClientCertificateData = k.ClientCertPEM
-	u.User.ClientKeyData = k.ClientKeyPEM
-	u.User.Token = k.Token
-	b, err := yaml.Marshal(kubeconfig{
-		APIVersion:     "v1",
-		Kind:           "Config",
-		Clusters:       []kubeconfigCluster{cl},
-		Contexts:       []kubeconfigContext{ctx},
+	b, err := marshalSet(clientcmdv1.Config{
+		APIVersion: "v1",
+		Kind:       "Config",
+		Clusters: []clientcmdv1.NamedCluster{{
+			Name: k.ClusterName,
+			Cluster: clientcmdv1.Cluster{
+				Server:                   k.Server,
+				CertificateAuthorityData: k.CAPEM,
+			},
+		}},
+		AuthInfos: []clientcmdv1.NamedAuthInfo{{
+			Name: k.User,
+			AuthInfo: clientcmdv1.AuthInfo{
+				ClientCertificateData: k.ClientCertPEM,
+				ClientKeyData:         k.ClientKeyPEM,
+				Token:                 k.Token,
+			},
+		}},
+		Contexts: []clientcmdv1.NamedContext{{
+			Name:    contextName,
+			Context: clientcmdv1.Context{Cluster: k.ClusterName, AuthInfo: k.User},
+		}},
 		CurrentContext: contextName,
-		Users:          []kubeconfigUser{u},
-	})
+	}, clientcmdv1.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("kubecfg: kubeconfig %q: %w", contextName, err)
 	}

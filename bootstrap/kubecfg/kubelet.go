@@ -6,8 +6,9 @@ import (
 	"path"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/yaml"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 )
 
 // ContainerRuntimeEndpoint is containerd's CRI socket, the runtime of every kiln node.
@@ -24,38 +25,13 @@ type KubeletInput struct {
 	ClientCAFile string
 }
 
-// kubeletConfiguration is the subset of kubelet.config.k8s.io/v1beta1 KubeletConfiguration that kiln
-// sets (field names as in k8s.io/kubelet/config/v1beta1). Fields have no omitempty: every value kiln
-// relies on is written, not left to a default.
-type kubeletConfiguration struct {
-	APIVersion     string `json:"apiVersion"`
-	Kind           string `json:"kind"`
-	Authentication struct {
-		Anonymous struct {
-			Enabled bool `json:"enabled"`
-		} `json:"anonymous"`
-		Webhook struct {
-			Enabled bool `json:"enabled"`
-		} `json:"webhook"`
-		X509 struct {
-			ClientCAFile string `json:"clientCAFile"`
-		} `json:"x509"`
-	} `json:"authentication"`
-	Authorization struct {
-		Mode string `json:"mode"`
-	} `json:"authorization"`
-	CgroupDriver             string   `json:"cgroupDriver"`
-	ClusterDNS               []string `json:"clusterDNS"`
-	ClusterDomain            string   `json:"clusterDomain"`
-	ContainerRuntimeEndpoint string   `json:"containerRuntimeEndpoint"`
-	EventRecordQPS           int32    `json:"eventRecordQPS"`
-	MakeIPTablesUtilChains   bool     `json:"makeIPTablesUtilChains"`
-	ProtectKernelDefaults    bool     `json:"protectKernelDefaults"`
-	ReadOnlyPort             int32    `json:"readOnlyPort"`
-	RotateCertificates       bool     `json:"rotateCertificates"`
-	ServerTLSBootstrap       bool     `json:"serverTLSBootstrap"`
-	TLSCipherSuites          []string `json:"tlsCipherSuites"`
-	TLSMinVersion            string   `json:"tlsMinVersion"`
+// kubeletConfigFile is the KubeletConfiguration as kiln writes it. v1beta1 leaves out a readOnlyPort of
+// 0 (omitempty), which is how the port is turned off; kiln writes it, so that the file says the port is
+// off rather than leaving it to a default. This field, at the shallower depth, is the one encoding/json
+// writes and reads.
+type kubeletConfigFile struct {
+	kubeletv1beta1.KubeletConfiguration
+	ReadOnlyPort int32 `json:"readOnlyPort"`
 }
 
 // KubeletConfig renders the kubelet's KubeletConfiguration (its --config file): no anonymous requests,
@@ -87,27 +63,37 @@ func KubeletConfig(in KubeletInput) ([]byte, error) {
 		return nil, err
 	}
 
-	c := kubeletConfiguration{
-		APIVersion:               "kubelet.config.k8s.io/v1beta1",
-		Kind:                     "KubeletConfiguration",
-		CgroupDriver:             "systemd",
-		ClusterDNS:               []string{dns},
-		ClusterDomain:            domain,
-		ContainerRuntimeEndpoint: ContainerRuntimeEndpoint,
-		EventRecordQPS:           5,
-		MakeIPTablesUtilChains:   true,
-		ProtectKernelDefaults:    true,
-		ReadOnlyPort:             0,
-		RotateCertificates:       true,
-		ServerTLSBootstrap:       true,
-		TLSCipherSuites:          TLSCipherSuites,
-		TLSMinVersion:            TLSMinVersion,
+	// Every value kiln relies on is set, not left to a default: for the anonymous and webhook switches
+	// the defaults of the flags and of the file differ.
+	c := kubeletConfigFile{
+		KubeletConfiguration: kubeletv1beta1.KubeletConfiguration{
+			TypeMeta: metav1.TypeMeta{
+				APIVersion: kubeletv1beta1.SchemeGroupVersion.String(),
+				Kind:       "KubeletConfiguration",
+			},
+			Authentication: kubeletv1beta1.KubeletAuthentication{
+				Anonymous: kubeletv1beta1.KubeletAnonymousAuthentication{Enabled: new(false)},
+				Webhook:   kubeletv1beta1.KubeletWebhookAuthentication{Enabled: new(true)},
+				X509:      kubeletv1beta1.KubeletX509Authentication{ClientCAFile: clientCA},
+			},
+			Authorization: kubeletv1beta1.KubeletAuthorization{
+				Mode: kubeletv1beta1.KubeletAuthorizationModeWebhook,
+			},
+			CgroupDriver:             "systemd",
+			ClusterDNS:               []string{dns},
+			ClusterDomain:            domain,
+			ContainerRuntimeEndpoint: ContainerRuntimeEndpoint,
+			EventRecordQPS:           new(int32(5)),
+			MakeIPTablesUtilChains:   new(true),
+			ProtectKernelDefaults:    true,
+			RotateCertificates:       true,
+			ServerTLSBootstrap:       true,
+			TLSCipherSuites:          TLSCipherSuites,
+			TLSMinVersion:            TLSMinVersion,
+		},
+		ReadOnlyPort: 0,
 	}
-	c.Authentication.Anonymous.Enabled = false
-	c.Authentication.Webhook.Enabled = true
-	c.Authentication.X509.ClientCAFile = clientCA
-	c.Authorization.Mode = "Webhook"
-	b, err := yaml.Marshal(c)
+	b, err := marshalSet(c, kubeletv1beta1.KubeletConfiguration{})
 	if err != nil {
 		return nil, fmt.Errorf("kubecfg: kubelet config: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	cliflag "k8s.io/component-base/cli/flag"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -17,7 +18,7 @@ func TestKubeletConfig(t *testing.T) {
 	}
 	golden(t, "kubelet-config.yaml", data)
 
-	var c kubeletConfiguration
+	var c kubeletv1beta1.KubeletConfiguration
 	strict(t, data, &c)
 
 	// Every setting is written out, not left to the kubelet's defaults (which, for the anonymous and
@@ -72,7 +73,7 @@ func TestKubeletConfigInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c kubeletConfiguration
+	var c kubeletv1beta1.KubeletConfiguration
 	strict(t, data, &c)
 	if got := []string{c.ClusterDNS[0], c.ClusterDomain, c.Authentication.X509.ClientCAFile}; !cmp.Equal(got, []string{"fd00:10:96::a", "example.internal", "/srv/pki/ca.crt"}) {
 		t.Errorf("got %v", got)

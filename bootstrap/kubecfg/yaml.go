@@ -2,7 +2,9 @@ package kubecfg
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"fmt"
+	"reflect"
 
 	"sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -16,6 +18,65 @@ func mustMarshal(obj any) []byte {
 		panic(fmt.Sprintf("kubecfg: marshal %T: %v", obj, err))
 	}
 	return b
+}
+
+// marshalSet writes obj, a value of an upstream configuration type, as YAML holding only what differs
+// from zero, a value of the same type with nothing set. encoding/json writes struct-typed fields whether
+// or not they are omitempty (durations as "0s", logging options, kubeconfig preferences), and a file that
+// lists every knob at its zero value says nothing about what kiln chose. A value that kiln sets is kept
+// even where it equals a default (a pointer to false is not nil); to write a zero that the type's
+// omitempty would drop, wrap the type in a struct whose own field of the same JSON name has no
+// omitempty (encoding/json prefers the shallower field). Keys are sorted, as sigs.k8s.io/yaml writes
+// them.
+func marshalSet(obj, zero any) ([]byte, error) {
+	set, err := jsonObject(obj)
+	if err != nil {
+		return nil, err
+	}
+	unset, err := jsonObject(zero)
+	if err != nil {
+		return nil, err
+	}
+	dropUnset(set, unset)
+	return yaml.Marshal(set)
+}
+
+// jsonObject is v as encoding/json writes it, read back as a JSON object; numbers stay exact.
+func jsonObject(v any) (map[string]any, error) {
+	b, err := stdjson.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	dec := stdjson.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// dropUnset deletes from set every entry that unset has with the same value, descending into objects
+// that both have and deleting those left empty. Arrays are compared whole.
+func dropUnset(set, unset map[string]any) {
+	for k, v := range set {
+		u, ok := unset[k]
+		if !ok {
+			continue
+		}
+		vm, vIsObject := v.(map[string]any)
+		um, uIsObject := u.(map[string]any)
+		if vIsObject && uIsObject {
+			dropUnset(vm, um)
+			if len(vm) == 0 {
+				delete(set, k)
+			}
+			continue
+		}
+		if reflect.DeepEqual(v, u) {
+			delete(set, k)
+		}
+	}
 }
 
 // joinDocuments joins YAML documents into one multi-document stream.

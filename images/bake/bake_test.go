@@ -371,9 +371,9 @@ func TestBake(t *testing.T) {
 		t.Fatalf("the qemu starter spec does not admit SSH from 10.0.2.2 (QEMU's gateway): %v\n%s", err, data)
 	}
 	ign := filepath.Join(cdir, "worker.ign")
-	kiln(t, "render", "ignition", "-f", spec, "--role", "worker", "--node", "bake-workers-0", "-o", ign)
+	kiln(t, "render", "ignition", "-f", spec, "--role", "worker", "--node", "bake-workers-0", "--output-file", ign)
 	clusterKey := filepath.Join(cdir, "id_kiln")
-	kiln(t, "ssh-key", "-f", spec, "-o", clusterKey)
+	kiln(t, "ssh-key", "-f", spec, "--output-file", clusterKey)
 	pemKey, err := os.ReadFile(clusterKey)
 	if err != nil {
 		t.Fatal(err)

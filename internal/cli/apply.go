@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -39,7 +38,6 @@ type applyOptions struct {
 	concurrency int
 	qps         float64
 	keepFailed  bool
-	logFormat   string
 	kubeconfig  string
 }
 
@@ -64,7 +62,8 @@ control plane and of each node pool exists, runs the pool's image and is up:
     one replacement is under way at once, and a machine is tried at most 3 times with backoff.
 
 Without --watch, apply returns once the cluster has converged (or fails after --timeout). With
---watch it keeps converging and healing until interrupted, logging every action.
+--watch it keeps converging and healing until interrupted, logging every action (as the root's
+--log-format and --log-level say: kiln --log-format json apply --watch for structured events).
 
 What apply remembers between passes (replacements under way, probe history) is kept in the state
 store, so that an apply killed at any point continues where it stopped, without duplicate machines.`,
@@ -85,26 +84,12 @@ store, so that an apply killed at any point continues where it stopped, without 
 	f.IntVar(&o.concurrency, "concurrency", 4, "provider calls and probes at once")
 	f.Float64Var(&o.qps, "qps", 10, "most provider calls per second")
 	f.BoolVar(&o.keepFailed, "keep-failed", false, "power failed machines off and keep them for forensics instead of deleting them")
-	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "also judge machines by their Node's Ready condition, read with this kubeconfig")
 	return cmd
 }
 
-func newLogger(w io.Writer, format string) (*slog.Logger, error) {
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
-	}
-	return nil, fmt.Errorf("--log-format %s: unknown format (want text or json)", format)
-}
-
 func runApply(ctx context.Context, g *globals, o applyOptions) error {
-	log, err := newLogger(g.errOut, o.logFormat)
-	if err != nil {
-		return err
-	}
+	log := g.log
 	c, _, err := g.loadCluster(o.specPath)
 	if err != nil {
 		return err

@@ -1,9 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -17,7 +17,6 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/sshexec"
 )
 
 func newAudit(g *globals) *cobra.Command {
@@ -127,7 +127,7 @@ It prints one line per check and exits non-zero if any fails. Nothing is written
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	return cmd
 }
 
@@ -244,14 +244,17 @@ exits non-zero when the node differs from the intent.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	f.StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	f.StringVar(&sshAddr, "ssh", "", "compare the ruleset of the node at HOST[:PORT] (default port 22) with the intent")
 	f.StringVarP(&keyPath, "identity", "i", "", "SSH private key (default: the cluster's generated key from the state store)")
 	f.StringVar(&user, "user", "", "SSH user, who must be allowed 'sudo -n nft' (default spec.ssh.user)")
 	f.StringVar(&knownHosts, "known-hosts", "", "known_hosts file holding the node's host key (default ~/.ssh/known_hosts)")
 	f.StringVar(&role, "role", "", "the node's role, control-plane or worker (required with --ssh)")
 	f.StringVar(&pool, "pool", "", "the node pool of a worker (default: the only pool)")
-	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long the SSH connection and command may take")
+	f.DurationVar(&timeout, "timeout", sshexec.DefaultTimeout, "how long the SSH connection and command may take")
+	completeFlag(cmd, "role", roles...)
+	cmd.MarkFlagFilename("identity")
+	cmd.MarkFlagFilename("known-hosts")
 	return cmd
 }
 
@@ -324,27 +327,24 @@ func auditNode(ctx context.Context, g *globals, o auditNodeOptions) error {
 		}
 		o.knownHosts = filepath.Join(home, ".ssh", "known_hosts")
 	}
-	hostKeys, err := knownhosts.New(o.knownHosts)
-	if err != nil {
-		return fmt.Errorf("--known-hosts: %w (add the node's host key after checking its fingerprint)", err)
-	}
 	addr := o.addr
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(strings.Trim(addr, "[]"), "22")
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	live, err := sshOutput(ctx, addr, &ssh.ClientConfig{
-		User:            o.user,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: hostKeys,
-		Timeout:         o.timeout,
-	}, nodeRulesetCommand)
+	client, err := sshexec.Dial(ctx, addr, sshexec.Config{User: o.user, Signer: signer, KnownHosts: o.knownHosts, Timeout: o.timeout})
+	if errors.Is(err, sshexec.ErrKnownHostsFile) {
+		return fmt.Errorf("--known-hosts: %w (add the node's host key after checking its fingerprint)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	live, err := client.Run(ctx, nodeRulesetCommand)
 	if err != nil {
 		return err
 	}
 	rules := intent.Node(o.role, o.pool)
-	res, err := firewall.Compare(rules, live)
+	res, err := firewall.Compare(rules, live.Stdout)
 	if err != nil {
 		return fmt.Errorf("%s@%s: %w", o.user, addr, err)
 	}
@@ -376,37 +376,6 @@ func auditNode(ctx context.Context, g *globals, o auditNodeOptions) error {
 	}
 	fmt.Fprintf(g.errOut, "%s: table inet %s matches the %s intent (%d rules)\n", addr, firewall.Table, what, res.Rules)
 	return nil
-}
-
-// sshOutput runs command on the host at addr and returns its standard output.
-func sshOutput(ctx context.Context, addr string, cfg *ssh.ClientConfig, command string) ([]byte, error) {
-	d := net.Dialer{Timeout: cfg.Timeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("ssh %s: %w", addr, err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("ssh %s@%s: %w", cfg.User, addr, err)
-	}
-	client := ssh.NewClient(cc, chans, reqs)
-	defer client.Close()
-	sess, err := client.NewSession()
-	if err != nil {
-		return nil, fmt.Errorf("ssh %s@%s: %w", cfg.User, addr, err)
-	}
-	defer sess.Close()
-	var out, errOut bytes.Buffer
-	sess.Stdout = &out
-	sess.Stderr = &errOut
-	if err := sess.Run(command); err != nil {
-		return nil, fmt.Errorf("ssh %s@%s: %s: %w: %s", cfg.User, addr, command, err, strings.TrimSpace(errOut.String()))
-	}
-	return out.Bytes(), nil
 }
 
 func orDefault(s, def string) string {

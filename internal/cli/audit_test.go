@@ -161,7 +161,7 @@ func TestAuditNetworkSSH(t *testing.T) {
 	inNode(nft, "-f", rulesetFile)
 
 	// sshd: its own host key and config, the cluster's public key for root, in the foreground.
-	mustKiln(t, dir, "ssh-key", "-o", "id_cluster")
+	mustKiln(t, dir, "ssh-key", "--output-file", "id_cluster")
 	keyPEM, err := os.ReadFile(filepath.Join(dir, "id_cluster"))
 	if err != nil {
 		t.Fatal(err)

@@ -42,8 +42,8 @@ func TestInitRenderLint(t *testing.T) {
 		t.Fatalf("state file: %v %v", fi, err)
 	}
 	mustKiln(t, dir, "validate")
-	mustKiln(t, dir, "render", "ignition", "--role", "worker", "--node", "demo-workers-0", "-o", "w0.ign")
-	mustKiln(t, dir, "render", "ignition", "--role", "control-plane", "--node", "demo-control-plane-0", "-o", "cp0.ign")
+	mustKiln(t, dir, "render", "ignition", "--role", "worker", "--node", "demo-workers-0", "--output-file", "w0.ign")
+	mustKiln(t, dir, "render", "ignition", "--role", "control-plane", "--node", "demo-control-plane-0", "--output-file", "cp0.ign")
 	for _, f := range []string{"w0.ign", "cp0.ign"} {
 		raw, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
@@ -72,7 +72,7 @@ func TestInitRenderLint(t *testing.T) {
 		t.Errorf("lint did not name the cluster CA key:\n%s", out)
 	}
 
-	mustKiln(t, dir, "ssh-key", "-o", "id_demo")
+	mustKiln(t, dir, "ssh-key", "--output-file", "id_demo")
 	if key, err := os.ReadFile(filepath.Join(dir, "id_demo")); err != nil || !bytes.Contains(key, []byte("OPENSSH PRIVATE KEY")) {
 		t.Fatalf("ssh-key: %v", err)
 	}

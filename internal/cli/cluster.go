@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kiln-dev/kiln/bootstrap/controlplane"
+	"github.com/kiln-dev/kiln/bootstrap/clusterapply"
 )
 
 func newCluster(g *globals) *cobra.Command {
@@ -43,7 +43,7 @@ admin.conf that 'kiln controlplane run' prints.`,
 			if err != nil {
 				return err
 			}
-			manifests, err := controlplane.SecureManifests(c)
+			manifests, err := clusterapply.SecureManifests(c)
 			if err != nil {
 				return err
 			}
@@ -53,7 +53,7 @@ admin.conf that 'kiln controlplane run' prints.`,
 			if err != nil {
 				return fmt.Errorf("kubeconfig: %w", err)
 			}
-			changes, err := controlplane.Apply(cmd.Context(), rc, manifests...)
+			changes, err := clusterapply.Apply(cmd.Context(), rc, manifests...)
 			if format != "text" {
 				if perr := printStructured(g.out, format, changes); perr != nil {
 					return perr
@@ -73,7 +73,7 @@ admin.conf that 'kiln controlplane run' prints.`,
 			}
 			n := 0
 			for _, ch := range changes {
-				if ch.Action != controlplane.Unchanged {
+				if ch.Action != clusterapply.Unchanged {
 					n++
 				}
 			}
@@ -84,6 +84,6 @@ admin.conf that 'kiln controlplane run' prints.`,
 	f := cmd.Flags()
 	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (default $KUBECONFIG, then ~/.kube/config)")
-	f.StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	return cmd
 }

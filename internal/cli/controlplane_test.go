@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-dev/kiln/bootstrap/clusterapply"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/internal/testtool"
 )
@@ -97,7 +98,7 @@ func TestControlPlaneRunAndSecure(t *testing.T) {
 
 	// The node's cluster init applied the namespaces already: nothing to change...
 	sec := mustKiln(t, dir, "cluster", "secure", "--kubeconfig", kubeconfig, "-o", "json")
-	var changes []controlplane.Change
+	var changes []clusterapply.Change
 	if err := json.Unmarshal([]byte(sec), &changes); err != nil {
 		t.Fatalf("cluster secure -o json: %v\n%s", err, sec)
 	}
@@ -105,7 +106,7 @@ func TestControlPlaneRunAndSecure(t *testing.T) {
 		t.Errorf("cluster secure applied %d objects, want 7: %v", len(changes), changes)
 	}
 	for _, ch := range changes {
-		if ch.Action != controlplane.Unchanged {
+		if ch.Action != clusterapply.Unchanged {
 			t.Errorf("right after the cluster init: %s", ch)
 		}
 	}

@@ -1,10 +1,11 @@
 package cli
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -16,11 +17,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kiln-dev/kiln/images/harden"
 	"github.com/kiln-dev/kiln/images/packer/hardening"
 	"github.com/kiln-dev/kiln/images/templates"
+	"github.com/kiln-dev/kiln/sshexec"
 )
 
 func newImage(g *globals) *cobra.Command {
@@ -94,6 +95,7 @@ installed: packer finds them in PACKER_PLUGIN_PATH.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&target, "target", "qemu", "qemu, aws or vsphere")
+	completeFlag(cmd, "target", slices.Sorted(maps.Keys(templates.Targets))...)
 	f.StringVar(&packerPath, "packer", envOr("KILN_PACKER", "packer"), "the packer binary (env KILN_PACKER)")
 	f.StringArrayVar(&vars, "var", nil, "template variable NAME=VALUE (repeatable; the template's header lists them)")
 	f.StringArrayVar(&varFiles, "var-file", nil, "Packer variables file (repeatable)")
@@ -142,8 +144,8 @@ func newImageAudit(g *globals) *cobra.Command {
 		Long: `audit logs in to HOST over SSH (key only: -i FILE, or the cluster's generated key from the state
 store with -f cluster.yaml), reads the effective sshd configuration (sudo sshd -T) and the apt
 configuration (apt-config dump), compares them with kiln's hardening profile and prints every drift.
-It exits non-zero when there is one. The host key is checked against --known-hosts unless
---insecure-ignore-host-key is given.`,
+It exits non-zero when there is one. The host key must be in --known-hosts (an unknown or changed
+key is an error) unless --insecure-ignore-host-key is given; --timeout bounds the whole exchange.`,
 		Example: `  kiln image audit 10.0.1.12 -f cluster.yaml --known-hosts ~/.ssh/known_hosts
   kiln image audit 127.0.0.1 -p 2222 -l kiln -i ~/.ssh/kiln-demo --insecure-ignore-host-key`,
 		Args: cobra.ExactArgs(1),
@@ -176,7 +178,7 @@ It exits non-zero when there is one. The host key is checked against --known-hos
 	f.BoolVar(&o.insecureHostKey, "insecure-ignore-host-key", false, "accept any host key (prints its fingerprint)")
 	f.StringSliceVar(&o.allowGroups, "allow-groups", nil, "the allow_groups the image was baked with")
 	f.StringVar(&o.rebootTime, "automatic-reboot-time", "", "the automatic_reboot_time the image was baked with (default 02:00)")
-	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "SSH connection timeout")
+	f.DurationVar(&o.timeout, "timeout", sshexec.DefaultTimeout, "how long the SSH connection and the audit's commands may take")
 	return cmd
 }
 
@@ -226,43 +228,24 @@ func (g *globals) auditSigner(o *auditOptions, specGiven bool) (ssh.Signer, stri
 
 // auditHost logs in and returns every drift of the machine from the profile, one line each.
 func auditHost(ctx context.Context, o auditOptions, user string, signer ssh.Signer, warn io.Writer) ([]string, error) {
-	hostKey := ssh.HostKeyCallback(func(_ string, _ net.Addr, key ssh.PublicKey) error {
-		fmt.Fprintf(warn, "kiln: warning: host key %s not checked (--insecure-ignore-host-key)\n", ssh.FingerprintSHA256(key))
-		return nil
-	})
-	if !o.insecureHostKey {
-		cb, err := knownhosts.New(o.knownHosts)
-		if err != nil {
-			return nil, fmt.Errorf("--known-hosts: %w (or pass --insecure-ignore-host-key)", err)
+	cfg := sshexec.Config{User: user, Signer: signer, KnownHosts: o.knownHosts, Timeout: o.timeout}
+	if o.insecureHostKey {
+		cfg.InsecureHostKey = func(_ string, key ssh.PublicKey) {
+			fmt.Fprintf(warn, "kiln: warning: host key %s not checked (--insecure-ignore-host-key)\n", ssh.FingerprintSHA256(key))
 		}
-		hostKey = cb
 	}
 	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
-	client, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
-		User:            user,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: hostKey,
-		Timeout:         o.timeout,
-	})
+	client, err := sshexec.Dial(ctx, addr, cfg)
+	if errors.Is(err, sshexec.ErrKnownHostsFile) {
+		return nil, fmt.Errorf("--known-hosts: %w (or pass --insecure-ignore-host-key)", err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("ssh %s@%s: %w", user, addr, err)
+		return nil, err
 	}
 	defer client.Close()
 	run := func(cmd string) ([]byte, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		s, err := client.NewSession()
-		if err != nil {
-			return nil, fmt.Errorf("ssh %s: %w", addr, err)
-		}
-		defer s.Close()
-		var out, errOut bytes.Buffer
-		s.Stdout, s.Stderr = &out, &errOut
-		if err := s.Run(cmd); err != nil {
-			return nil, fmt.Errorf("%s on %s: %w: %s", cmd, addr, err, strings.TrimSpace(errOut.String()))
-		}
-		return out.Bytes(), nil
+		res, err := client.Run(ctx, cmd)
+		return res.Stdout, err
 	}
 	osRelease, err := run("cat /etc/os-release")
 	if err != nil {

@@ -13,86 +13,16 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
 
-// sshMachine is an SSH server on loopback (golang.org/x/crypto/ssh) that accepts one client key and
-// answers the audit's commands with the outputs of a real machine (images/harden's captured fixtures).
-type sshMachine struct {
-	addr    string
-	hostKey ssh.PublicKey
-	// outputs maps a command line to its stdout; any other command exits 127.
-	outputs map[string]string
-}
-
-func newSSHMachine(t *testing.T, client ssh.PublicKey, outputs map[string]string) *sshMachine {
+// sshMachine is an SSH server on loopback that lets in one client key and answers the audit's
+// commands with the outputs of a real machine (images/harden's captured fixtures); any other command
+// exits 127.
+func sshMachine(t *testing.T, client ssh.PublicKey, outputs map[string]string) *sshexectest.Server {
 	t.Helper()
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-		if string(k.Marshal()) != string(client.Marshal()) {
-			return nil, fmt.Errorf("unknown key")
-		}
-		return nil, nil
-	}}
-	cfg.AddHostKey(hostSigner)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	m := &sshMachine{addr: ln.Addr().String(), hostKey: hostSigner.PublicKey(), outputs: outputs}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go m.serve(c, cfg)
-		}
-	}()
-	return m
-}
-
-func (m *sshMachine) serve(c net.Conn, cfg *ssh.ServerConfig) {
-	defer c.Close()
-	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
-	if err != nil {
-		return
-	}
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		ch, reqs, err := nc.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer ch.Close()
-			for r := range reqs {
-				if r.Type != "exec" {
-					r.Reply(false, nil)
-					continue
-				}
-				var p struct{ Command string }
-				ssh.Unmarshal(r.Payload, &p)
-				r.Reply(true, nil)
-				status := uint32(0)
-				if out, ok := m.outputs[p.Command]; ok {
-					ch.Write([]byte(out))
-				} else {
-					fmt.Fprintf(ch.Stderr(), "sh: %s: not found\n", p.Command)
-					status = 127
-				}
-				ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
-				return
-			}
-		}()
-	}
+	return sshexectest.Start(t, sshexectest.Config{ClientKeys: []ssh.PublicKey{client}, Handler: sshexectest.Commands(outputs)})
 }
 
 func hardenFixture(t *testing.T, name string) string {
@@ -130,25 +60,25 @@ func TestImageAudit(t *testing.T) {
 	dir := t.TempDir()
 	key, pub := clientKey(t, dir)
 	osRelease := "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n"
-	hardened := newSSHMachine(t, pub, map[string]string{
+	hardened := sshMachine(t, pub, map[string]string{
 		"cat /etc/os-release": osRelease,
 		"sudo -n sshd -T":     hardenFixture(t, "sshd-T-hardened.txt"),
 		"apt-config dump":     hardenFixture(t, "apt-config-dump-hardened.txt"),
 	})
-	stock := newSSHMachine(t, pub, map[string]string{
+	stock := sshMachine(t, pub, map[string]string{
 		"cat /etc/os-release": osRelease,
 		"sudo -n sshd -T":     hardenFixture(t, "sshd-T-debian12-stock.txt"),
 		"apt-config dump":     hardenFixture(t, "apt-config-dump-debian12-stock.txt"),
 	})
-	noSudo := newSSHMachine(t, pub, map[string]string{"cat /etc/os-release": osRelease})
+	noSudo := sshMachine(t, pub, map[string]string{"cat /etc/os-release": osRelease})
 	knownHosts := filepath.Join(dir, "known_hosts")
-	line := knownhosts.Line([]string{knownhosts.Normalize(hardened.addr)}, hardened.hostKey) + "\n" +
-		knownhosts.Line([]string{knownhosts.Normalize(stock.addr)}, hardened.hostKey) + "\n"
+	line := knownhosts.Line([]string{knownhosts.Normalize(hardened.Addr)}, hardened.HostKey) + "\n" +
+		knownhosts.Line([]string{knownhosts.Normalize(stock.Addr)}, hardened.HostKey) + "\n"
 	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	audit := func(m *sshMachine, extra ...string) (int, string, string) {
-		host, port, _ := net.SplitHostPort(m.addr)
+	audit := func(m *sshexectest.Server, extra ...string) (int, string, string) {
+		host, port, _ := net.SplitHostPort(m.Addr)
 		args := append([]string{"image", "audit", host, "-p", port, "-i", key}, extra...)
 		return kiln(t, dir, args...)
 	}
@@ -196,7 +126,7 @@ func TestImageAudit(t *testing.T) {
 	t.Run("wrong key", func(t *testing.T) {
 		other := t.TempDir()
 		otherKey, _ := clientKey(t, other)
-		host, port, _ := net.SplitHostPort(hardened.addr)
+		host, port, _ := net.SplitHostPort(hardened.Addr)
 		code, _, errOut := kiln(t, dir, "image", "audit", host, "-p", port, "-i", otherKey, "--insecure-ignore-host-key")
 		if code == 0 || !strings.Contains(errOut, "unable to authenticate") {
 			t.Fatalf("exit %d, want an authentication failure: %s", code, errOut)

@@ -45,6 +45,7 @@ secrets.`,
 	cmd.Flags().StringVar(&image, "image", "", "image every node boots (for qemu a qcow2 path); defaults to "+v1alpha1.StarterImage)
 	cmd.Flags().IntVar(&workers, "workers", 2, "machines of the starter's node pool")
 	cmd.Flags().StringVar(&keysPath, "ssh-authorized-keys", "", "use the public keys in this file instead of generating an SSH key pair")
+	completeFlag(cmd, "provider", providers...)
 	return cmd
 }
 
@@ -119,7 +120,7 @@ func runInit(g *globals, name, specPath, provider, keysPath, image string, worke
 	}
 	fmt.Fprintf(g.out, "cluster %s initialised\n  spec:    %s\n  secrets: %s (encrypted)\n", name, specPath, stateFile(g.stateDir))
 	if c.Spec.SSH.Generate {
-		fmt.Fprintf(g.out, "  ssh:     a new ed25519 key pair; export the private key with 'kiln ssh-key -f %s -o FILE'\n", specPath)
+		fmt.Fprintf(g.out, "  ssh:     a new ed25519 key pair; export the private key with 'kiln ssh-key -f %s --output-file FILE'\n", specPath)
 	} else {
 		fmt.Fprintf(g.out, "  ssh:     %d authorized key(s) of yours\n", len(c.Spec.SSH.AuthorizedKeys))
 	}
@@ -163,12 +164,22 @@ func setStarterProvider(c *v1alpha1.Cluster, provider string) error {
 }
 
 func newSSHKey(g *globals) *cobra.Command {
-	var specPath, outPath string
+	var specPath, deprecatedOut, outPath string
 	cmd := &cobra.Command{
-		Use:   "ssh-key",
-		Short: "Export the cluster's generated SSH private key to a file (mode 0600)",
-		Args:  cobra.NoArgs,
+		Use:     "ssh-key --output-file FILE",
+		Short:   "Export the cluster's generated SSH private key to a file (mode 0600)",
+		Example: `  kiln ssh-key -f cluster.yaml --output-file ~/.ssh/kiln-demo`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("output") {
+				var err error
+				if outPath, err = resolveOutputFile(g.errOut, &deprecatedOut, outPath); err != nil {
+					return err
+				}
+			}
+			if outPath == "" {
+				return errors.New("--output-file is required: the file to write the private key to")
+			}
 			c, b, err := g.loadCluster(specPath)
 			if err != nil {
 				return err
@@ -184,7 +195,9 @@ func newSSHKey(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	cmd.Flags().StringVarP(&outPath, "output", "o", "", "file to write the private key to (must not exist)")
-	cmd.MarkFlagRequired("output")
+	addOutputFileFlag(cmd, &outPath, "file to write the private key to (must not exist)")
+	// -o FILE of earlier releases, for one more release; ssh-key has no output formats.
+	cmd.Flags().StringVarP(&deprecatedOut, "output", "o", "", "deprecated: use --output-file")
+	cmd.Flags().MarkHidden("output")
 	return cmd
 }

@@ -102,6 +102,8 @@ The exit code is 1 when there is a finding.`,
 	f.StringVar(&role, "role", "", "role of the machine the config is for: control-plane or worker")
 	f.StringVar(&target, "target", "", "delivery target whose size limit applies: aws or vsphere (metal and qemu have none)")
 	f.StringVarP(&specPath, "file", "f", "", "cluster spec: also check against that cluster's secrets")
-	f.StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	completeFlag(cmd, "role", roles...)
+	completeFlag(cmd, "target", ignitionTargets...)
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	return cmd
 }

@@ -104,7 +104,7 @@ and yaml print everything.`,
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, wide, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatWide, formatJSON, formatYAML)
 	return cmd
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -85,7 +84,6 @@ type pxeServeOptions struct {
 	leaseTime             time.Duration
 	tftp                  string
 	flushEvery            time.Duration
-	logLevel              string
 	refreshIgnitionPeriod time.Duration
 }
 
@@ -131,7 +129,7 @@ memory. Every boot step is recorded in the state store: see 'kiln get machines'.
 	f.DurationVar(&o.leaseTime, "lease-time", time.Hour, "full DHCP: lease time")
 	f.StringVar(&o.tftp, "tftp", "", "TFTP listen address, e.g. :69 (default off)")
 	f.DurationVar(&o.flushEvery, "flush-every", time.Second, "how often boot records are written to the state store")
-	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	completeFlag(cmd, "dhcp", "off", "proxy", "full")
 	return cmd
 }
 
@@ -161,11 +159,7 @@ func runPXEServe(ctx context.Context, g *globals, o pxeServeOptions) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
+	log := g.log
 
 	cfg := pxe.Config{HTTPAddr: o.listen, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TFTPAddr: o.tftp,
 		FlushEvery: o.flushEvery, Logger: log}
@@ -387,7 +381,7 @@ yaml print everything.`,
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, wide, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatWide, formatJSON, formatYAML)
 	return cmd
 }
 

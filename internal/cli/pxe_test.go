@@ -116,11 +116,15 @@ func TestPXEServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var errOut pxeLogBuffer
-	g := &globals{stateDir: filepath.Join(dir, "state"), out: io.Discard, errOut: &errOut}
+	log, err := newLogger(&errOut, "text", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &globals{stateDir: filepath.Join(dir, "state"), out: io.Discard, errOut: &errOut, log: log}
 	done := make(chan error, 1)
 	go func() {
 		done <- runPXEServe(ctx, g, pxeServeOptions{specPath: filepath.Join(dir, "cluster.yaml"), invPath: filepath.Join(dir, "machines.yaml"),
-			listen: addr, baseURL: base, assets: filepath.Join(dir, "assets"), dhcpMode: "off", flushEvery: 20 * time.Millisecond, logLevel: "info"})
+			listen: addr, baseURL: base, assets: filepath.Join(dir, "assets"), dhcpMode: "off", flushEvery: 20 * time.Millisecond})
 	}()
 	for !strings.Contains(errOut.String(), "msg=serving") {
 		select {

@@ -23,7 +23,7 @@ func newRender(g *globals) *cobra.Command {
 
 func newRenderIgnition(g *globals) *cobra.Command {
 	var (
-		specPath, role, node, pool, out, target string
+		specPath, role, node, pool, format, outFile, target string
 	)
 	cmd := &cobra.Command{
 		Use:   "ignition",
@@ -36,11 +36,16 @@ authorization, Pod Security admission, Secrets encrypted at rest, audit logging)
 
 Every config is validated with Ignition's own validator and linted: no remote source without https
 and a verification hash, no secret on a machine that must not hold it (a worker holds no private key
-at all), and a size that fits the target. The output holds a bootstrap token: -o writes it 0600.`,
-		Example: `  kiln render ignition -f cluster.yaml --role control-plane --node demo-control-plane-0 -o cp0.ign
-  kiln render ignition -f cluster.yaml --role worker --pool workers --node demo-workers-0 -o w0.ign`,
+at all), and a size that fits the target. The output holds a bootstrap token: --output-file writes
+it 0600. (-o FILE, which earlier releases took, still works for one release, with a notice.)`,
+		Example: `  kiln render ignition -f cluster.yaml --role control-plane --node demo-control-plane-0 --output-file cp0.ign
+  kiln render ignition -f cluster.yaml --role worker --pool workers --node demo-workers-0 --output-file w0.ign`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := resolveOutputFile(g.errOut, &format, outFile, formatJSON)
+			if err != nil {
+				return err
+			}
 			c, err := loadSpec(specPath)
 			if err != nil {
 				return err
@@ -91,8 +96,11 @@ at all), and a size that fits the target. The output holds a bootstrap token: -o
 	f.StringVar(&role, "role", "", "node role: control-plane or worker")
 	f.StringVar(&node, "node", "", "node name (a DNS label), e.g. demo-workers-0")
 	f.StringVar(&pool, "pool", "", "node pool of a worker (default: the only pool)")
-	f.StringVarP(&out, "output", "o", "", "file to write (mode 0600); default standard output")
+	addFormatFlag(cmd, &format, formatJSON) // an Ignition config is JSON
+	addOutputFileFlag(cmd, &outFile, "file to write (mode 0600); default standard output")
 	f.StringVar(&target, "target", "", "render for this provider's placement (its firewall and delivery channel with its size limit): aws, vsphere, metal, qemu (default: the spec's provider)")
+	completeFlag(cmd, "role", roles...)
+	completeFlag(cmd, "target", ignitionTargets...)
 	cmd.MarkFlagRequired("role")
 	cmd.MarkFlagRequired("node")
 	return cmd

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -21,11 +22,16 @@ var (
 	Commit  = "unknown"
 )
 
-// globals are the flags every command shares.
+// globals are the flags every command shares, and what the root makes of them before any command
+// runs.
 type globals struct {
-	stateDir string
-	out      io.Writer
-	errOut   io.Writer
+	stateDir  string
+	logFormat string
+	logLevel  string
+	// log is the logger of --log-format and --log-level, writing to errOut.
+	log    *slog.Logger
+	out    io.Writer
+	errOut io.Writer
 	// newProvider, when set (by tests), replaces the provider the spec names.
 	newProvider func(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error)
 }
@@ -50,13 +56,21 @@ The state store is a file (state.db, mode 0600) in --state-dir; its values are e
 key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 bytes) when set.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			g.out = cmd.OutOrStdout()
 			g.errOut = cmd.ErrOrStderr()
+			log, err := newLogger(g.errOut, g.logFormat, g.logLevel)
+			if err != nil {
+				return err
+			}
+			g.log = log
+			return nil
 		},
 	}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", state.DefaultDir(),
 		"directory of the state store (env KILN_STATE_DIR)")
+	root.MarkPersistentFlagDirname("state-dir")
+	addLogFlags(root, g)
 	root.AddCommand(
 		newInit(g),
 		newValidate(g),
@@ -73,6 +87,7 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		newDelete(g),
 		newVersion(g),
 	)
+	requireKnownCommands(root)
 	return root
 }
 
@@ -85,6 +100,10 @@ func run(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// Cobra adds its 'completion' command (bash, zsh, fish, powershell) as the command line runs,
+	// writing to the output set just now; added here, it is a command group like the others.
+	root.InitDefaultCompletionCmd(args...)
+	requireKnownCommands(root)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(stderr, "kiln: "+err.Error())
 		return 1

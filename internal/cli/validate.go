@@ -7,13 +7,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/strictyaml"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
 
 type validateResult struct {
-	File     string             `json:"file"`
-	Valid    bool               `json:"valid"`
-	Findings []v1alpha1.Finding `json:"findings"`
+	File     string               `json:"file"`
+	Valid    bool                 `json:"valid"`
+	Findings []strictyaml.Finding `json:"findings"`
 }
 
 func newValidate(g *globals) *cobra.Command {
@@ -41,7 +42,7 @@ The exit code is 1 when the spec is invalid.`,
 			}
 			_, warnings, err := v1alpha1.DecodeWithWarnings(data, specPath)
 			res := validateResult{File: specPath, Valid: err == nil && !(strict && len(warnings) > 0)}
-			var verr *v1alpha1.Error
+			var verr *strictyaml.Error
 			switch {
 			case errors.As(err, &verr):
 				res.Findings = verr.Findings
@@ -68,7 +69,7 @@ The exit code is 1 when the spec is invalid.`,
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec to check")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	return cmd
 }

@@ -29,6 +29,6 @@ func newVersion(g *globals) *cobra.Command {
 			return printStructured(g.out, format, v)
 		},
 	}
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
+	addFormatFlag(cmd, &format, formatText, formatJSON, formatYAML)
 	return cmd
 }

@@ -20,7 +20,7 @@ var layers = []struct {
 	name     string
 	prefixes []string
 }{
-	{"foundation: the spec and the state store", []string{"api/", "state"}},
+	{"foundation: the spec, the state store, SSH execution", []string{"api/", "state", "sshexec"}},
 	// Node agents run on the nodes; rendering (bootstrap) starts them with their units, so it may read
 	// their units, paths and flags, and they need nothing of kiln's.
 	{"node agents: the services kiln-node runs on a node (pod network, later the reboot coordinator)", []string{"nodeagent/"}},
@@ -36,7 +36,7 @@ var providers = []string{"provisioner/aws", "onprem/vsphere", "onprem/qemu", "on
 
 // testTooling are packages that exist for tests: any test may use them, no binary contains them.
 var testTooling = []string{"internal/testtool", "internal/golden", "internal/ignitiontest", "internal/layering",
-	"provisioner/providertest", "provisioner/aws/awstest", "images/packer/packertest", "state/statetest"}
+	"provisioner/providertest", "provisioner/aws/awstest", "images/packer/packertest", "state/statetest", "sshexec/sshexectest"}
 
 type pkg struct {
 	ImportPath string

@@ -202,7 +202,9 @@ func TestRetryStopsWhenCancelled(t *testing.T) {
 	p := h.newProviderWith(t, cfg)
 	h.faults(&simulator.FaultInjectionRule{MethodName: "PowerOnVM_Task", ObjectType: "*", ObjectName: "*", Probability: 1,
 		FaultType: simulator.FaultTypeGeneric, Message: "host busy"})
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	// Long enough for the clone to land under load; the hour-long backoff after the first PowerOn fault
+	// is what the deadline must cut short.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
 	_, err := p.Create(ctx, h.spec("rt", "workers", 0))

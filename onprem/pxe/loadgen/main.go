@@ -11,10 +11,10 @@ import (
 	"github.com/kiln-dev/kiln/onprem/pxe"
 )
 
-// Main is kiln-pxe-load's command line: a boot storm of every machine of an inventory against a
+// Main is kiln-bootstorm's command line: a boot storm of every machine of an inventory against a
 // boot server on this machine. It returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("kiln-pxe-load", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kiln-bootstorm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	base := fs.String("url", "http://127.0.0.1:8080", "boot server (a loopback address)")
 	inv := fs.String("i", "machines.yaml", "inventory whose machines to simulate")
@@ -27,12 +27,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	data, err := os.ReadFile(*inv)
 	if err != nil {
-		fmt.Fprintln(stderr, "kiln-pxe-load:", err)
+		fmt.Fprintln(stderr, "kiln-bootstorm:", err)
 		return 1
 	}
 	i, err := pxe.DecodeInventory(data, *inv)
 	if err != nil {
-		fmt.Fprintln(stderr, "kiln-pxe-load:", err)
+		fmt.Fprintln(stderr, "kiln-bootstorm:", err)
 		return 1
 	}
 	cfg := Config{BaseURL: *base, Rounds: *rounds, Asset: *asset, Timeout: *timeout, Rate: *rate}
@@ -42,7 +42,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	res, err := Run(context.Background(), cfg)
 	fmt.Fprintln(stdout, res)
 	if err != nil {
-		fmt.Fprintln(stderr, "kiln-pxe-load:", err)
+		fmt.Fprintln(stderr, "kiln-bootstorm:", err)
 		return 1
 	}
 	if res.Errors > 0 {

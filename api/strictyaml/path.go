@@ -1,32 +1,32 @@
-package v1alpha1
+package strictyaml
 
 import (
 	"strconv"
 	"strings"
 )
 
-// Paths name a value in a spec the way a user reads it: fields joined with dots ("spec.network.nodeCIDR"),
-// sequence elements by index ("spec.nodePools[1]"), map entries by key, after a dot when the key is
-// plain ("spec.security.podSecurity.namespaces.kube-system") and quoted in brackets otherwise
-// ("spec.nodePools[0].labels[\"example.com/role\"]").
+// Paths name a value in a document the way a user reads it: fields joined with dots
+// ("spec.network.nodeCIDR"), sequence elements by index ("spec.nodePools[1]"), map entries by key, after
+// a dot when the key is plain ("spec.security.podSecurity.namespaces.kube-system") and quoted in brackets
+// otherwise ("spec.nodePools[0].labels[\"example.com/role\"]"). The document itself is the empty path.
 
-// fieldPath is the path of field name in the mapping at p.
-func fieldPath(p, name string) string {
+// FieldPath is the path of field name in the mapping at p.
+func FieldPath(p, name string) string {
 	if p == "" {
 		return name
 	}
 	return p + "." + name
 }
 
-// indexPath is the path of element i of the sequence at p.
-func indexPath(p string, i int) string {
+// IndexPath is the path of element i of the sequence at p.
+func IndexPath(p string, i int) string {
 	return p + "[" + strconv.Itoa(i) + "]"
 }
 
-// keyPath is the path of the entry key in the map at p.
-func keyPath(p, key string) string {
+// KeyPath is the path of the entry key in the map at p.
+func KeyPath(p, key string) string {
 	if isPlainKey(key) {
-		return fieldPath(p, key)
+		return FieldPath(p, key)
 	}
 	return p + "[" + strconv.Quote(key) + "]"
 }

@@ -1,4 +1,4 @@
-// Command kiln-pxe-load simulates a boot storm against a kiln boot server on this machine: every
+// Command kiln-bootstorm simulates a boot storm against a kiln boot server on this machine: every
 // machine of an inventory fetches its iPXE script and Ignition (and optionally an asset) at once.
 package main
 

@@ -1,4 +1,4 @@
-package controlplane
+package clusterapply
 
 import (
 	"bytes"
@@ -60,7 +60,7 @@ func lower(s string) string { return strings.ToLower(s) }
 func SecureManifests(c *v1alpha1.Cluster) ([][]byte, error) {
 	ns, err := kubecfg.NamespaceManifests(c.Spec.Security.PodSecurity.Namespaces)
 	if err != nil {
-		return nil, fmt.Errorf("controlplane: %w", err)
+		return nil, fmt.Errorf("clusterapply: %w", err)
 	}
 	return [][]byte{ns, kubecfg.BootstrapRBAC()}, nil
 }
@@ -80,13 +80,13 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 				if errors.Is(err, io.EOF) {
 					break
 				}
-				return nil, fmt.Errorf("controlplane: apply: manifest %d, document %d: %w", i, doc, err)
+				return nil, fmt.Errorf("clusterapply: manifest %d, document %d: %w", i, doc, err)
 			}
 			if len(u.Object) == 0 {
 				continue
 			}
 			if u.GetKind() == "" || u.GetAPIVersion() == "" || u.GetName() == "" {
-				return nil, fmt.Errorf("controlplane: apply: manifest %d, document %d: want apiVersion, kind and metadata.name", i, doc)
+				return nil, fmt.Errorf("clusterapply: manifest %d, document %d: want apiVersion, kind and metadata.name", i, doc)
 			}
 			objs = append(objs, &u)
 		}
@@ -97,12 +97,12 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("controlplane: apply: %w", err)
+		return nil, fmt.Errorf("clusterapply: %w", err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("controlplane: apply: %w", err)
+		return nil, fmt.Errorf("clusterapply: %w", err)
 	}
 
 	changes := make([]Change, 0, len(objs))
@@ -115,12 +115,12 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 		gvk := u.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
-			return changes, fmt.Errorf("controlplane: apply %s: %w", what, err)
+			return changes, fmt.Errorf("clusterapply: apply %s: %w", what, err)
 		}
 		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
 			if ch.Namespace == "" {
-				return changes, fmt.Errorf("controlplane: apply %s: a namespaced kind without metadata.namespace", what)
+				return changes, fmt.Errorf("clusterapply: apply %s: a namespaced kind without metadata.namespace", what)
 			}
 			ri = dyn.Resource(m.Resource).Namespace(ch.Namespace)
 		}
@@ -128,7 +128,7 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 		switch cur, err := ri.Get(ctx, ch.Name, metav1.GetOptions{}); {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			return changes, fmt.Errorf("controlplane: apply %s: get: %w", what, err)
+			return changes, fmt.Errorf("clusterapply: apply %s: get: %w", what, err)
 		default:
 			before = cur.GetResourceVersion()
 		}
@@ -138,12 +138,12 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 		unstructured.RemoveNestedField(u.Object, "status")
 		data, err := u.MarshalJSON()
 		if err != nil {
-			return changes, fmt.Errorf("controlplane: apply %s: %w", what, err)
+			return changes, fmt.Errorf("clusterapply: apply %s: %w", what, err)
 		}
 		force := true
 		got, err := ri.Patch(ctx, ch.Name, types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: &force})
 		if err != nil {
-			return changes, fmt.Errorf("controlplane: apply %s: %w", what, err)
+			return changes, fmt.Errorf("clusterapply: apply %s: %w", what, err)
 		}
 		switch {
 		case before == "":
