@@ -37,6 +37,7 @@ APT_PACKAGES=(
 	openssh-client # ssh-keygen in the end-to-end test
 	nftables     # nft -c on rendered firewall rulesets; nft -f in the firewall network test
 	iproute2     # ip netns/link/addr: the firewall network test's namespaces, veths and bridge
+	containernetworking-plugins # bridge, host-local, portmap in /usr/lib/cni: the pod network's data path test (nodeagent/podnet)
 	systemd      # systemd-analyze verify on rendered units (kiln-firewall.service)
 	etcd-server  # etcd (3.4) for the control-plane security test (bootstrap/clustertest)
 	etcd-client  # etcdctl: the control-plane security test reads raw Secrets from etcd
