@@ -175,7 +175,7 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 			}
 			log.Info("pass", "machines", len(r.Machines), "ready", countReady(r), "converged", r.Converged(desired))
 		})
-		if errors.Is(err, context.Canceled) && context.Cause(ctx) == context.Canceled {
+		if errors.Is(err, context.Canceled) { // interrupted, or the lease lost (see the deferred func)
 			fmt.Fprintln(g.errOut, "interrupted")
 			return nil
 		}

@@ -59,9 +59,12 @@ func (g *globals) takeLease(ctx context.Context, name, what string, o leaseOptio
 	case !o.wait && o.waitFor <= 0:
 		return nil, fmt.Errorf("%s is being changed by another kiln: %w; try again once it is done, or pass --wait", name, err)
 	}
-	fmt.Fprintf(g.errOut, "waiting for the lease of %s: %v\n", name, held)
-	g.log.Info("waiting for lease", "cluster", name, "holder", held.Lease.Holder.Name, "pid", held.Lease.Holder.PID,
-		"host", held.Lease.Holder.Host, "since", held.Lease.Since, "expires", held.Lease.Expires)
+	if g.logFormat == "json" {
+		g.log.Info("waiting for the lease", "cluster", name, "holder", held.Lease.Holder.Name, "pid", held.Lease.Holder.PID,
+			"host", held.Lease.Holder.Host, "since", held.Lease.Since, "expires", held.Lease.Expires)
+	} else {
+		fmt.Fprintf(g.errOut, "waiting for the lease of %s: %v\n", name, held)
+	}
 	poll := min(time.Second, max(100*time.Millisecond, o.ttl/10))
 	cond := func(ctx context.Context) (bool, error) {
 		err := l.try(ctx)
