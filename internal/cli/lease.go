@@ -126,7 +126,7 @@ func (l *clusterLease) keep(ctx context.Context) (kept context.Context, stop fun
 			case err != nil && ctx.Err() == nil:
 				l.g.log.Warn("cannot renew the lease; trying again", "cluster", l.name, "err", err)
 			}
-		}, l.ttl/3)
+		}, max(l.ttl/3, 10*time.Millisecond))
 	}()
 	return kept, func() {
 		cancel(nil)
