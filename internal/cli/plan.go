@@ -82,7 +82,8 @@ func runPlan(ctx context.Context, g *globals, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	e := g.executor(c, p, g.log, applyOptions{kubeconfig: o.kubeconfig})
+	e, keeper := g.executor(c, p, g.log, applyOptions{kubeconfig: o.kubeconfig})
+	e.Nodes = keeper // as apply judges: by the Nodes once the API answers kiln, by the probes before
 	if err := withNodes(e, o.kubeconfig); err != nil {
 		return err
 	}
