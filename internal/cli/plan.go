@@ -82,7 +82,14 @@ func runPlan(ctx context.Context, g *globals, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	e, keeper := g.executor(c, p, g.log, applyOptions{kubeconfig: o.kubeconfig})
+	// What apply would say it does (such as about bootstrap tokens) is not for plan: warnings only.
+	log := g.log
+	if g.logLevel == "debug" || g.logLevel == "info" {
+		if log, err = newLogger(g.errOut, g.logFormat, "warn"); err != nil {
+			return err
+		}
+	}
+	e, keeper := g.executor(c, p, log, applyOptions{kubeconfig: o.kubeconfig})
 	e.Nodes = keeper // as apply judges: by the Nodes once the API answers kiln, by the probes before
 	if err := withNodes(e, o.kubeconfig); err != nil {
 		return err
