@@ -136,7 +136,8 @@ func TestApplyLease(t *testing.T) {
 		t.Fatalf("the holder did not act:\n%s", holder.output())
 	}
 
-	// While it holds the lease, delete refuses too, --wait-lease gives up, and plan only reads.
+	// While it holds the lease, delete refuses too, --wait-lease gives up, and plan and apply
+	// --dry-run only read.
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -144,6 +145,7 @@ func TestApplyLease(t *testing.T) {
 		{[]string{"delete", "--yes"}, want},
 		{append(watch, "--wait-lease", "300ms"), "gave up waiting after --wait-lease 300ms"},
 		{[]string{"plan"}, ""},
+		{[]string{"apply", "--dry-run"}, ""},
 	} {
 		p := startKiln(t, dir, tc.args...)
 		<-p.done
