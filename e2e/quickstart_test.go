@@ -40,7 +40,8 @@ func TestQuickstart(t *testing.T) {
 		return c.CombinedOutput()
 	}
 	t.Cleanup(func() {
-		if out, err := kiln("delete", "-f", filepath.Join(demo, "cluster.yaml"), "--yes"); err != nil {
+		// --wait-lease: an apply --watch that the script interrupted on its way out may still hold the lease.
+		if out, err := kiln("delete", "-f", filepath.Join(demo, "cluster.yaml"), "--yes", "--wait-lease", "1m"); err != nil {
 			t.Errorf("kiln delete: %v\n%s", err, out)
 		}
 	})

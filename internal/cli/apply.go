@@ -13,8 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/time/rate"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
@@ -25,6 +23,7 @@ import (
 	"github.com/kiln-dev/kiln/provisioner/health"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 	"github.com/kiln-dev/kiln/state"
+	"github.com/kiln-dev/kiln/state/lease"
 )
 
 // convergeBucket holds the executor's memory of each cluster, keyed by cluster name.
@@ -39,6 +38,9 @@ type applyOptions struct {
 	qps         float64
 	keepFailed  bool
 	kubeconfig  string
+	yes         bool
+	dryRun      bool
+	lease       leaseOptions
 }
 
 func newApply(g *globals) *cobra.Command {
@@ -62,7 +64,25 @@ control plane and of each node pool exists, runs the pool's image and is up:
     pool's maxUnavailable;
   - guards hold replacements back and say why: above spec.health.maxUnhealthy unhealthy machines in a
     group nothing of it is replaced (a network partition is no reason to replace the fleet), at most
-    one replacement is under way at once, and a machine is tried at most 3 times with backoff.
+    one replacement is under way at once, and a machine is tried at most 3 times with backoff;
+  - surplus machines (a pool scaled down, removed or renamed) are deleted bounded: at most the pool's
+    maxUnavailable healthy machines per pass (one per pass for a pool no longer in the spec), after
+    the replacements are up, and the control plane never below etcd quorum. With --kubeconfig each
+    machine's Node is drained first through the Eviction API (PodDisruptionBudgets respected, up to 2
+    minutes, then the delete is held until a later pass) and its Node object deleted after it.
+
+Before a pass acts, apply prints its plan (on stderr; with --log-format json as a "plan" event that
+carries the plan document). When the plan deletes healthy machines that no replacement takes the
+place of, apply asks first on a terminal; without one it refuses unless --yes (with --watch, it holds
+that pass, says why, and goes on). --dry-run prints the plan, as kiln plan does, and does nothing.
+
+` + planHelp + `
+
+One kiln at a time changes a cluster: apply (and delete) take the cluster's lease in the state store,
+renew it while they work and release it when they stop, interrupted too. A second apply refuses at
+once, naming the holder's command, pid, host and since when; with --wait it waits until the lease is
+released or expires (a holder that crashed blocks the cluster for at most 30 seconds), with
+--wait-lease D at most D. Commands that only read (get, plan, validate, render, kubeconfig) never wait.
 
 Without --watch, apply returns once the cluster has converged (or fails after --timeout). With
 --watch it keeps converging and healing until interrupted, logging every action (as the root's
@@ -75,7 +95,9 @@ before that, when its probes (SSH) pass.
 What apply remembers between passes (replacements under way, probe history) is kept in the state
 store, so that an apply killed at any point continues where it stopped, without duplicate machines.`,
 		Example: `  kiln apply -f cluster.yaml
-  kiln apply -f cluster.yaml --watch --log-format json`,
+  kiln apply -f cluster.yaml --dry-run
+  kiln apply -f cluster.yaml --yes --wait
+  kiln --log-format json apply -f cluster.yaml --watch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -91,16 +113,36 @@ store, so that an apply killed at any point continues where it stopped, without 
 	f.IntVar(&o.concurrency, "concurrency", 4, "provider calls and probes at once")
 	f.Float64Var(&o.qps, "qps", 10, "most provider calls per second")
 	f.BoolVar(&o.keepFailed, "keep-failed", false, "power failed machines off and keep them for forensics instead of deleting them")
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "read the Nodes' Ready condition with this kubeconfig (default: a short-lived certificate of kiln's own, once the API answers)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "read the Nodes' Ready condition, and drain Nodes before their machines go, with this kubeconfig (default: a short-lived certificate of kiln's own, once the API answers, that judges but does not drain)")
+	f.BoolVar(&o.yes, "yes", false, "delete healthy machines that no replacement takes the place of without asking")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan, as kiln plan does, and do nothing")
+	addLeaseFlags(cmd, &o.lease)
 	return cmd
 }
 
-func runApply(ctx context.Context, g *globals, o applyOptions) error {
+func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
+	if o.dryRun {
+		return runPlan(ctx, g, planOptions{specPath: o.specPath, format: formatText, kubeconfig: o.kubeconfig})
+	}
 	log := g.log
 	c, _, err := g.loadCluster(o.specPath)
 	if err != nil {
 		return err
 	}
+	l, err := g.takeLease(ctx, c.Metadata.Name, "kiln apply", o.lease)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	log.Info("lease taken", "cluster", c.Metadata.Name, "pid", l.holder.PID, "host", l.holder.Host, "ttl", l.ttl)
+	ctx, stopKeeping := l.keep(ctx)
+	defer stopKeeping()
+	defer func() {
+		// A lost lease ends apply with its cause, whatever the pass under way said.
+		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, lease.ErrLost) {
+			err = fmt.Errorf("stopped acting on %s: %w", c.Metadata.Name, cause)
+		}
+	}()
 	p, err := g.provider(ctx, c, o.specPath)
 	if err != nil {
 		return err
@@ -121,6 +163,8 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 		log.Info("network ready", "id", n.ID, "api", n.APIEndpoint.Name, "subnets", strings.Join(n.Subnets, ","))
 	}
 	e, keeper := g.executor(c, p, log, o)
+	e.Store = stateMemory{g: g, cluster: c.Metadata.Name, lease: l}
+	e.Approve = approver{g: g, cluster: c.Metadata.Name, yes: o.yes}.approve
 	// Once per pass, after it: the tokens of joined, deleted and expired machines go, and those stored
 	// while the API was out of reach are applied. A failure is logged, and the next pass tries again.
 	cleanupTokens := func(ctx context.Context) error {
@@ -132,29 +176,25 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 	}
 	// Machines are judged by their Node's Ready condition once the API answers, by their probes before.
 	e.Nodes = keeper
-	if o.kubeconfig != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-		if err != nil {
-			return fmt.Errorf("--kubeconfig: %w", err)
-		}
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return fmt.Errorf("--kubeconfig: %w", err)
-		}
-		e.Nodes = converge.KubeNodes{Client: client}
+	if err := withNodes(e, o.kubeconfig); err != nil {
+		return err
 	}
 	desired := e.Desired
 	if o.watch {
 		fmt.Fprintf(g.errOut, "converging %s every %s until interrupted\n", c.Metadata.Name, o.interval)
 		err := e.Run(ctx, o.interval, func(r converge.Report, err error) {
 			_ = cleanupTokens(ctx) // logged; tried again after the next pass
-			if err != nil {
+			switch {
+			case errors.Is(err, converge.ErrNotApproved):
+				log.Warn("pass held: its plan is not approved", "reason", err)
+				return
+			case err != nil:
 				log.Error("pass failed", "err", err)
 				return
 			}
 			log.Info("pass", "machines", len(r.Machines), "ready", countReady(r), "converged", r.Converged(desired))
 		})
-		if errors.Is(err, context.Canceled) {
+		if errors.Is(err, context.Canceled) { // interrupted, or the lease lost (see the deferred func)
 			fmt.Fprintln(g.errOut, "interrupted")
 			return nil
 		}
@@ -308,6 +348,9 @@ func networkSpec(c *v1alpha1.Cluster) (provisioner.NetworkSpec, error) {
 type stateMemory struct {
 	g       *globals
 	cluster string
+	// lease, when set, is renewed right before each save, with the store held open (and its file
+	// locked) in between: only the cluster's lease holder writes its memory (lease.ErrLost otherwise).
+	lease *clusterLease
 }
 
 func (s stateMemory) Load(context.Context) (converge.Memory, error) {
@@ -323,12 +366,17 @@ func (s stateMemory) Load(context.Context) (converge.Memory, error) {
 	return m, nil
 }
 
-func (s stateMemory) Save(_ context.Context, m converge.Memory) error {
+func (s stateMemory) Save(ctx context.Context, m converge.Memory) error {
 	st, err := s.g.openState()
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if s.lease != nil {
+		if err := s.lease.renew(ctx, st); err != nil {
+			return err
+		}
+	}
 	return st.Put(convergeBucket, s.cluster, m)
 }
 

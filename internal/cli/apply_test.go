@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,10 +18,21 @@ import (
 // kilnOn runs the command line with the machines of mem as the provider.
 func kilnOn(t *testing.T, mem *providertest.Memory, dir string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return kilnAsked(t, mem, dir, nil, args...)
+}
+
+// kilnAsked is kilnOn with a terminal that answers from answers, or with no terminal when answers is
+// nil.
+func kilnAsked(t *testing.T, mem *providertest.Memory, dir string, answers io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	t.Chdir(dir)
 	t.Setenv("KILN_STATE_DIR", filepath.Join(dir, "state"))
 	os.Unsetenv("KILN_STATE_KEY")
-	g := &globals{newProvider: func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) { return mem.New(), nil }}
+	g := &globals{
+		newProvider: func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) { return mem.New(), nil },
+		in:          answers,
+		terminal:    func() bool { return answers != nil },
+	}
 	var out, errOut bytes.Buffer
 	code = run(newRoot(g), args, &out, &errOut)
 	return code, out.String(), errOut.String()

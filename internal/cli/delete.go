@@ -13,11 +13,13 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/state"
+	"github.com/kiln-dev/kiln/state/lease"
 )
 
 func newDelete(g *globals) *cobra.Command {
 	var specPath string
 	var yes bool
+	var lo leaseOptions
 	cmd := &cobra.Command{
 		Use:   "delete -f cluster.yaml --yes",
 		Short: "Delete every machine of the cluster, then its network",
@@ -26,7 +28,8 @@ it, the cluster's network, API endpoint and firewall, and forgets what apply rem
 bootstrap tokens. The cluster's secrets stay in the state store, so that 'kiln apply' can bring the
 cluster back.
 
-It asks for --yes, as nothing it deletes can be brought back.`,
+It asks for --yes, as nothing it deletes can be brought back. Like apply, it takes the cluster's
+lease first: while another kiln changes the cluster it refuses, naming it, or with --wait waits.`,
 		Example: `  kiln delete -f cluster.yaml --yes`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -35,20 +38,33 @@ It asks for --yes, as nothing it deletes can be brought back.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDelete(ctx, g, specPath)
+			return runDelete(ctx, g, specPath, lo)
 		},
 	}
 	cmd.Flags().StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
 	cmd.Flags().BoolVar(&yes, "yes", false, "really delete")
+	addLeaseFlags(cmd, &lo)
 	return cmd
 }
 
-func runDelete(ctx context.Context, g *globals, specPath string) error {
+func runDelete(ctx context.Context, g *globals, specPath string, lo leaseOptions) (err error) {
 	c, err := loadSpec(specPath)
 	if err != nil {
 		return err
 	}
 	name := c.Metadata.Name
+	l, err := g.takeLease(ctx, name, "kiln delete", lo)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	ctx, stopKeeping := l.keep(ctx)
+	defer stopKeeping()
+	defer func() {
+		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, lease.ErrLost) {
+			err = fmt.Errorf("stopped deleting %s: %w", name, cause)
+		}
+	}()
 	p, err := g.provider(ctx, c, specPath)
 	if err != nil {
 		return err

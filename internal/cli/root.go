@@ -33,6 +33,10 @@ type globals struct {
 	log    *slog.Logger
 	out    io.Writer
 	errOut io.Writer
+	// in is where answers to questions are read; terminal reports whether there is someone to ask
+	// (tests set both).
+	in       io.Reader
+	terminal func() bool
 	// newProvider, when set (by tests), replaces the provider the spec names.
 	newProvider func(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error)
 	// now, when set (by tests), replaces time.Now for the lifetimes of bootstrap tokens.
@@ -70,6 +74,12 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			g.out = cmd.OutOrStdout()
 			g.errOut = cmd.ErrOrStderr()
+			if g.in == nil {
+				g.in = cmd.InOrStdin()
+			}
+			if g.terminal == nil {
+				g.terminal = isTerminal
+			}
 			log, err := newLogger(g.errOut, g.logFormat, g.logLevel)
 			if err != nil {
 				return err
@@ -94,6 +104,7 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		newSSHKey(g),
 		newPXE(g),
 		newGet(g),
+		newPlan(g),
 		newApply(g),
 		newDelete(g),
 		newKubeconfig(g),
