@@ -15,7 +15,7 @@ import (
 // (v2.26.0, built by hack/tools.sh) to a temporary root: its fetch and files stages, as on first boot.
 func TestApplyWorkerWithRealIgnition(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestApplyWorkerWithRealIgnition(t *testing.T) {
 // TestApplyControlPlaneWithRealIgnition applies a control-plane config: keys and the encryption
 // configuration land readable by root only, and every control-plane unit is enabled.
 func TestApplyControlPlaneWithRealIgnition(t *testing.T) {
-	raw, err := newRenderer(t, fixture(t)).Render(Node{Name: "golden-control-plane-2", Role: v1alpha1.RoleControlPlane})
+	raw, err := newRenderer(t, fixture(t)).Render(Node{Name: "golden-control-plane-2", Role: v1alpha1.RoleControlPlane, Address: cpAddr(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
