@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
@@ -100,6 +101,13 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 	}
 	if err := checkImages(c, p); err != nil {
 		return err
+	}
+	pl, err := placement(c.Spec.Provider.Name)
+	if err != nil {
+		return err
+	}
+	if _, ok := p.(provisioner.Addresser); pl.NodeAddresses && !ok {
+		return fmt.Errorf("provider %s: its nodes' configs need their addresses, but it cannot reserve them (no provisioner.Addresser)", c.Spec.Provider.Name)
 	}
 	if np, ok := p.(provisioner.NetworkProvider); ok {
 		spec, err := networkSpec(c)
@@ -211,7 +219,7 @@ func summary(r converge.Report) string {
 func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slog.Logger, o applyOptions) *converge.Executor {
 	policy := reconcile.PolicyFromSpec(c.Spec.Health)
 	policy.KeepFailed = o.keepFailed
-	renderer := &nodeRenderer{g: g, c: c}
+	renderer := &nodeRenderer{g: g, c: c, p: p}
 	e := &converge.Executor{
 		Provider:    p,
 		Desired:     reconcile.DesiredFromSpec(c),
@@ -221,8 +229,8 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Prober:      g.prober(c, p),
 		Concurrency: o.concurrency,
 		Log:         log,
-		Ignition: func(_ context.Context, cr reconcile.Create) ([]byte, error) {
-			return renderer.render(cr)
+		Ignition: func(ctx context.Context, cr reconcile.Create) ([]byte, error) {
+			return renderer.render(ctx, cr)
 		},
 	}
 	if o.qps > 0 {
@@ -232,19 +240,31 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 }
 
 // nodeRenderer renders the Ignition config of each machine apply creates. It keeps one
-// ignition.Renderer (Butane translated once) for as long as the bootstrap token stays the same, and
-// holds the state store only to look the token up, so that concurrent creates neither translate the
-// templates again nor wait on the store's lock.
+// ignition.Renderer (Butane translated once) for as long as the bootstrap token and the control
+// plane's addresses stay the same, and holds the state store only to look the token up, so that
+// concurrent creates neither translate the templates again nor wait on the store's lock.
 type nodeRenderer struct {
-	g     *globals
-	c     *v1alpha1.Cluster
-	mu    sync.Mutex
-	token string
-	r     *ignition.Renderer
+	g       *globals
+	c       *v1alpha1.Cluster
+	p       provisioner.Provider
+	mu      sync.Mutex
+	token   string
+	cpAddrs map[string]netip.Addr
+	r       *ignition.Renderer
 }
 
 // render renders machine cr's config with a bootstrap token that has at least half its lifetime left.
-func (n *nodeRenderer) render(cr reconcile.Create) ([]byte, error) {
+// Where the provider gives machines their addresses before they exist (provisioner.Addresser), it
+// first reserves the machine's and every control-plane node's, which the config names.
+func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte, error) {
+	pl, err := placement(n.c.Spec.Provider.Name)
+	if err != nil {
+		return nil, err
+	}
+	cpAddrs, addr, err := addresses(ctx, n.p, pl, n.c, cr.Name)
+	if err != nil {
+		return nil, err
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st, err := n.g.openState()
@@ -256,27 +276,27 @@ func (n *nodeRenderer) render(cr reconcile.Create) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.r == nil || n.token != tok.ID {
-		pl, err := placement(n.c.Spec.Provider.Name)
+	if n.r == nil || n.token != tok.ID || !maps.Equal(n.cpAddrs, cpAddrs) {
+		r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Placement: pl, ControlPlaneAddresses: cpAddrs})
 		if err != nil {
 			return nil, err
 		}
-		r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Placement: pl})
-		if err != nil {
-			return nil, err
-		}
-		n.r, n.token = r, tok.ID
+		n.r, n.token, n.cpAddrs = r, tok.ID, cpAddrs
 	}
 	pool := cr.Pool
 	if cr.Role == v1alpha1.RoleControlPlane {
 		pool = "" // the control plane is a group, not a node pool
 	}
-	return n.r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool})
+	return n.r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool, Address: addr})
 }
 
 // networkSpec is the network the provider makes for cluster c.
 func networkSpec(c *v1alpha1.Cluster) (provisioner.NetworkSpec, error) {
-	intent, err := firewall.NewIntent(c)
+	pl, err := placement(c.Spec.Provider.Name)
+	if err != nil {
+		return provisioner.NetworkSpec{}, err
+	}
+	intent, err := pl.Intent(c)
 	if err != nil {
 		return provisioner.NetworkSpec{}, err
 	}
