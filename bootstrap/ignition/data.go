@@ -280,8 +280,17 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	// Units. etcd's members reach each other at their addresses where those are known before
 	// rendering, else by name (which the provider must make resolve).
 	names := secrets.ControlPlaneNodeNames(c)
-	peerURL := func(host string) string { return "https://" + net.JoinHostPort(host, "2380") }
-	clientURL := func(host string) string { return "https://" + net.JoinHostPort(host, "2379") }
+	// The node's own address is a placeholder, which JoinHostPort cannot tell an IPv6 address in:
+	// the control plane's addresses say which family it is.
+	ipv6 := r.in.ControlPlaneAddresses[names[0]].Is6()
+	url := func(host, port string) string {
+		if host == butane.NodeAddressPlaceholder && ipv6 {
+			return "https://[" + host + "]:" + port
+		}
+		return "https://" + net.JoinHostPort(host, port)
+	}
+	peerURL := func(host string) string { return url(host, "2380") }
+	clientURL := func(host string) string { return url(host, "2379") }
 	var initial []string
 	for _, n := range names {
 		host := n

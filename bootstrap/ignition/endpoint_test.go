@@ -3,6 +3,7 @@ package ignition
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -98,6 +99,36 @@ func TestEndpointByName(t *testing.T) {
 	}
 	if strings.Contains(got["/etc/kiln/node.env"], "@@") || !strings.Contains(got["/etc/kiln/node.env"], "KILN_NODE_ADDRESS=\n") {
 		t.Errorf("node.env:\n%s", got["/etc/kiln/node.env"])
+	}
+}
+
+// IPv6 addresses go into etcd's URLs in brackets, the node's own (a placeholder at translation) too.
+func TestEtcdURLsIPv6(t *testing.T) {
+	in := fixture(t)
+	in.Placement = Placement{NodeAddresses: true}
+	in.ControlPlaneAddresses = map[string]netip.Addr{}
+	for i := range 3 {
+		in.ControlPlaneAddresses[fmt.Sprintf("golden-control-plane-%d", i)] = netip.MustParseAddr(fmt.Sprintf("fd00:10::%d", 10+i))
+	}
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-1", Role: v1alpha1.RoleControlPlane, Address: netip.MustParseAddr("fd00:10::11")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, cfg := files(t, raw)
+	etcd := unit(cfg, "etcd.service")
+	for _, want := range []string{
+		"--listen-client-urls=https://[fd00:10::11]:2379,https://127.0.0.1:2379 ",
+		"--advertise-client-urls=https://[fd00:10::11]:2379 ",
+		"--listen-peer-urls=https://[fd00:10::11]:2380 ",
+		"--initial-advertise-peer-urls=https://[fd00:10::11]:2380 ",
+		"--initial-cluster=golden-control-plane-0=https://[fd00:10::10]:2380,golden-control-plane-1=https://[fd00:10::11]:2380,golden-control-plane-2=https://[fd00:10::12]:2380 ",
+	} {
+		if !strings.Contains(etcd, want) {
+			t.Errorf("etcd.service lacks %s:\n%s", want, etcd)
+		}
+	}
+	if api := unit(cfg, "kube-apiserver.service"); !strings.Contains(api, "--advertise-address=fd00:10::11 ") {
+		t.Errorf("kube-apiserver.service does not advertise fd00:10::11:\n%s", api)
 	}
 }
 
