@@ -105,9 +105,26 @@ func TestApplyControlPlaneWithRealIgnition(t *testing.T) {
 		}
 	}
 	_, _, _, preset := ignitiontest.FileInfo(t, root, "/etc/systemd/system-preset/20-ignition.preset")
-	for _, u := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kiln-cluster-init"} {
+	for _, u := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kiln-cluster-init", "haproxy", "keepalived"} {
 		if !strings.Contains(string(preset), "enable "+u+".service\n") {
 			t.Errorf("%s.service is not enabled:\n%s", u, preset)
+		}
+	}
+	// The endpoint: haproxy's and keepalived's configs, and the drop-in that names keepalived's
+	// interface before it starts.
+	for _, f := range []struct {
+		path     string
+		mode     os.FileMode
+		contains string
+	}{
+		{HAProxyConfigFile, 0o644, "server golden-control-plane-2 10.0.0.12:6444"},
+		{KeepalivedConfigFile, 0o644, "10.0.0.5/32"},
+		{KeepalivedInterfaceScript, 0o755, "ip -o addr show to 10.0.0.0/24"},
+		{"/etc/systemd/system/keepalived.service.d/10-kiln.conf", 0o644, "ExecStartPre=" + KeepalivedInterfaceScript},
+	} {
+		mode, _, _, data := ignitiontest.FileInfo(t, root, f.path)
+		if mode != f.mode || !strings.Contains(string(data), f.contains) {
+			t.Errorf("%s: mode %v, want %v; want it to contain %q:\n%s", f.path, mode, f.mode, f.contains, data)
 		}
 	}
 	_, _, _, etcd := ignitiontest.FileInfo(t, root, "/etc/systemd/system/etcd.service")
