@@ -255,13 +255,15 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	}
 
 	// Objects applied once the API is up: namespaces with their Pod Security labels, the RBAC
-	// bindings of kubelet TLS bootstrap, and the bootstrap tokens nodes join with.
+	// bindings of kubelet TLS bootstrap, the pod network agent's read access to Nodes, and the
+	// bootstrap tokens nodes join with.
 	ns, err := kubecfg.NamespaceManifests(spec.Security.PodSecurity.Namespaces)
 	if err != nil {
 		return fmt.Errorf("ignition: namespaces: %w", err)
 	}
 	add(manifestsDir+"/00-namespaces.yaml", 0o600, ns)
 	add(manifestsDir+"/10-bootstrap-rbac.yaml", 0o600, kubecfg.BootstrapRBAC())
+	add(manifestsDir+"/15-podnet-rbac.yaml", 0o600, kubecfg.PodNetworkRBAC())
 	var tokens []byte
 	for _, t := range b.BootstrapTokens {
 		s, err := kubecfg.BootstrapTokenSecret(t.ID, t.Secret, t.Expires, t.Description)

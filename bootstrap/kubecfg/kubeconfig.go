@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 )
 
@@ -22,6 +23,10 @@ type KubeconfigInput struct {
 	Server string
 	// CAPEM holds the PEM certificates that the API server's serving certificate chains to.
 	CAPEM []byte
+	// TLSServerName, when set, is the name the serving certificate is checked against instead of
+	// Server's host: the load balancer's name when Server is an address or a forwarded port, so that
+	// TLS verification stays on.
+	TLSServerName string
 	// User names the user entry.
 	User string
 	// ClientCertPEM and ClientKeyPEM are the user's client certificate and its private key.
@@ -50,6 +55,7 @@ func Kubeconfig(k KubeconfigInput) ([]byte, error) {
 			Name: k.ClusterName,
 			Cluster: clientcmdv1.Cluster{
 				Server:                   k.Server,
+				TLSServerName:            k.TLSServerName,
 				CertificateAuthorityData: k.CAPEM,
 			},
 		}},
@@ -89,6 +95,11 @@ func (k KubeconfigInput) check() error {
 		bad("server %q: %v", k.Server, err)
 	} else if u.Scheme != "https" || u.Host == "" || u.User != nil {
 		bad("server %q: want https://host[:port]", k.Server)
+	}
+	if k.TLSServerName != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(k.TLSServerName) {
+			bad("tls server name %q: %s", k.TLSServerName, msg)
+		}
 	}
 	if err := checkCertificatesPEM(k.CAPEM); err != nil {
 		bad("certificate authority: %v", err)

@@ -44,6 +44,14 @@ func TestKubeconfig(t *testing.T) {
 			},
 			golden: "kubeconfig-token.yaml",
 		},
+		{
+			name: "forwarded port, verified as the load balancer",
+			in: KubeconfigInput{
+				ClusterName: "demo", Server: "https://127.0.0.1:40123", TLSServerName: "api.demo.kiln.internal", CAPEM: ca,
+				User: "kiln:alice", ClientCertPEM: cert, ClientKeyPEM: key,
+			},
+			golden: "kubeconfig-tls-server-name.yaml",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data, err := Kubeconfig(tc.in)
@@ -75,8 +83,8 @@ func TestKubeconfig(t *testing.T) {
 			if !ok || ctx.AuthInfo != tc.in.User {
 				t.Fatalf("context user %q, want %q", ctx.AuthInfo, tc.in.User)
 			}
-			if cl.Server != tc.in.Server {
-				t.Errorf("server = %q, want %q", cl.Server, tc.in.Server)
+			if cl.Server != tc.in.Server || cl.TLSServerName != tc.in.TLSServerName {
+				t.Errorf("server = %q (TLS name %q), want %q (%q)", cl.Server, cl.TLSServerName, tc.in.Server, tc.in.TLSServerName)
 			}
 			if !bytes.Equal(cl.CertificateAuthorityData, ca) || cl.CertificateAuthority != "" || cl.InsecureSkipTLSVerify {
 				t.Errorf("CA data %d bytes, file %q, insecure %v; want the embedded CA only", len(cl.CertificateAuthorityData), cl.CertificateAuthority, cl.InsecureSkipTLSVerify)
@@ -107,6 +115,7 @@ func TestKubeconfigRejects(t *testing.T) {
 		{name: "http server", in: with(func(k *KubeconfigInput) { k.Server = "http://api:6443" }), want: []string{`server "http://api:6443": want https`}},
 		{name: "no server", in: with(func(k *KubeconfigInput) { k.Server = "" }), want: []string{`server ""`}},
 		{name: "server without host", in: with(func(k *KubeconfigInput) { k.Server = "https:///x" }), want: []string{`server "https:///x"`}},
+		{name: "TLS server name with a port", in: with(func(k *KubeconfigInput) { k.TLSServerName = "api:6443" }), want: []string{`tls server name "api:6443"`}},
 		{name: "no CA", in: with(func(k *KubeconfigInput) { k.CAPEM = nil }), want: []string{"certificate authority: no certificate"}},
 		{name: "CA is a key", in: with(func(k *KubeconfigInput) { k.CAPEM = key }), want: []string{`certificate authority: PEM block 0 is "PRIVATE KEY"`}},
 		{name: "CA not PEM", in: with(func(k *KubeconfigInput) { k.CAPEM = []byte("/etc/kubernetes/pki/ca.crt") }), want: []string{"certificate authority: not PEM"}},

@@ -86,3 +86,40 @@ func TestBootstrapTokenSecretRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestNewBootstrapTokenSecret(t *testing.T) {
+	expires := time.Date(2026, 11, 26, 9, 30, 0, 0, time.UTC)
+	s, err := NewBootstrapTokenSecret(BootstrapToken{
+		ID: "abcdef", Secret: "0123456789abcdef", Expires: expires, Description: "kiln: joins machine demo-workers-0",
+		ExtraGroups: []string{BootstrapTokenExtraGroup, "system:bootstrappers:kiln:workers"},
+		Labels:      map[string]string{"kiln.dev/cluster": "demo", "kiln.dev/machine": "demo-workers-0"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for k, v := range s.Data {
+		got[k] = string(v)
+	}
+	want := map[string]string{
+		"token-id":                       "abcdef",
+		"token-secret":                   "0123456789abcdef",
+		"expiration":                     "2026-11-26T09:30:00Z",
+		"usage-bootstrap-authentication": "true",
+		"auth-extra-groups":              "system:bootstrappers:kiln:default-node-token,system:bootstrappers:kiln:workers",
+		"description":                    "kiln: joins machine demo-workers-0",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("data (-want +got):\n%s", diff)
+	}
+	if s.Name != "bootstrap-token-abcdef" || s.Namespace != "kube-system" || s.Type != corev1.SecretTypeBootstrapToken || s.Labels["kiln.dev/machine"] != "demo-workers-0" {
+		t.Errorf("got %s/%s of type %s with labels %v", s.Namespace, s.Name, s.Type, s.Labels)
+	}
+
+	_, err = NewBootstrapTokenSecret(BootstrapToken{
+		ID: "abcdef", Secret: "0123456789abcdef", Expires: expires,
+		ExtraGroups: []string{"kiln:workers", "system:bootstrappers:Workers"},
+		Labels:      map[string]string{"kiln.dev/machine": "not a label value"},
+	})
+	checkFindings(t, err, []string{`extra group "kiln:workers"`, `extra group "system:bootstrappers:Workers"`, "label kiln.dev/machine=not a label value"})
+}

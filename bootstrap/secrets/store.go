@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -85,17 +86,20 @@ func keyMaterial(b *Bundle) ([]byte, error) {
 	return json.Marshal(c)
 }
 
-// JoinToken loads cluster c's bundle and returns it with a bootstrap token that has at least half of
-// spec.security.bootstrapTokenTTL left, adding and storing a new one (described by description) when
-// there is none; expired tokens are dropped then. It is what every renderer of a joining node's
-// config calls, so that a render never hands out a token about to expire.
+// JoinToken loads cluster c's bundle and returns it with a shared bootstrap token (one of no machine)
+// that has at least half of spec.security.bootstrapTokenTTL left, adding and storing a new one
+// (described by description) when there is none; expired tokens are dropped then. It is what the
+// renderers outside `kiln apply` call (kiln render ignition, the Packer data source, kiln pxe serve),
+// so that a render never hands out a token about to expire. Such a token reaches the cluster only
+// through a control-plane node's first-boot manifests; `kiln apply` gives each machine its own
+// (MachineToken) and applies it to the cluster itself.
 func JoinToken(s TokenStore, c *v1alpha1.Cluster, now time.Time, description string) (*Bundle, BootstrapToken, error) {
 	name := c.Metadata.Name
 	b, err := Load(s, name)
 	if err != nil {
 		return nil, BootstrapToken{}, fmt.Errorf("cluster %s: %w (run 'kiln init %s' first)", name, err, name)
 	}
-	ttl := c.Spec.Security.BootstrapTokenTTL.Duration
+	ttl := tokenTTL(c)
 	if tok, ok := b.ValidBootstrapToken(now, ttl/2); ok {
 		return b, tok, nil
 	}
@@ -107,4 +111,74 @@ func JoinToken(s TokenStore, c *v1alpha1.Cluster, now time.Time, description str
 		return nil, BootstrapToken{}, err
 	}
 	return b, tok, nil
+}
+
+// tokenTTL is spec.security.bootstrapTokenTTL, or its default for an undefaulted spec.
+func tokenTTL(c *v1alpha1.Cluster) time.Duration {
+	if ttl := c.Spec.Security.BootstrapTokenTTL.Duration; ttl > 0 {
+		return ttl
+	}
+	return v1alpha1.DefaultBootstrapTokenTTL
+}
+
+// MachineToken returns machine's own bootstrap token, with cluster c's bundle that now holds it: the
+// latest token stored for the machine if it has at least half of spec.security.bootstrapTokenTTL left
+// (a create repeated after a crash gets the token it was rendered with), else a new one, made from
+// rand and stored. A machine's older tokens, expired or not, stay in the store until they are deleted
+// from the cluster and forgotten (bootstrap/tokens), so that none is lost track of. The bundle is read
+// and changed in one transaction, so that concurrent renders neither lose a token nor give one
+// machine two. pool is the machine's node pool, or "control-plane".
+func MachineToken(s state.Modifier, c *v1alpha1.Cluster, machine, pool string, now time.Time, rand io.Reader) (*Bundle, BootstrapToken, error) {
+	name := c.Metadata.Name
+	if machine == "" {
+		return nil, BootstrapToken{}, fmt.Errorf("secrets: machine token of %s: no machine name", name)
+	}
+	ttl := tokenTTL(c)
+	var (
+		b   Bundle
+		tok BootstrapToken
+	)
+	err := s.Modify(Bucket, name, &b, func() error {
+		found := false
+		for _, t := range b.BootstrapTokens {
+			if t.Machine == machine && (!found || t.Expires.After(tok.Expires)) {
+				tok, found = t, true
+			}
+		}
+		if found && tok.Expires.Sub(now) >= ttl/2 {
+			return nil
+		}
+		var err error
+		tok, err = b.AddBootstrapToken(rand, now, ttl, "kiln: joins machine "+machine)
+		if err != nil {
+			return err
+		}
+		tok.Machine, tok.Pool = machine, pool
+		b.BootstrapTokens[len(b.BootstrapTokens)-1] = tok
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			return nil, BootstrapToken{}, fmt.Errorf("secrets: machine token of %s for %s: %w (run 'kiln init %s' first)", name, machine, err, name)
+		}
+		return nil, BootstrapToken{}, fmt.Errorf("secrets: machine token of %s for %s: %w", name, machine, err)
+	}
+	return &b, tok, nil
+}
+
+// ForgetTokens removes the bootstrap tokens with the given ids from cluster's bundle, in one
+// transaction. An id the bundle does not hold is not an error.
+func ForgetTokens(s state.Modifier, cluster string, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var b Bundle
+	err := s.Modify(Bucket, cluster, &b, func() error {
+		b.BootstrapTokens = slices.DeleteFunc(b.BootstrapTokens, func(t BootstrapToken) bool { return slices.Contains(ids, t.ID) })
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("secrets: forget tokens of %s: %w", cluster, err)
+	}
+	return nil
 }

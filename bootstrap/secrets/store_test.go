@@ -2,10 +2,14 @@ package secrets
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,5 +233,129 @@ func TestStoreErrors(t *testing.T) {
 				t.Errorf("error = %v, want %q wrapping the store's error", err, tc.subject+errDisk.Error())
 			}
 		})
+	}
+}
+
+func TestMachineToken(t *testing.T) {
+	c := cluster("prod", func(c *v1alpha1.Cluster) { c.Spec.Security.BootstrapTokenTTL = v1alpha1.Duration{Duration: time.Hour} })
+	s := statetest.NewFixed(t, statetest.Values{Bucket: {"prod": mustGenerate(t, c, seeded(1))}})
+	rnd := seeded(9)
+	mint := func(t *testing.T, machine, pool string, at time.Time) BootstrapToken {
+		t.Helper()
+		b, tok, err := MachineToken(s, c, machine, pool, at, rnd)
+		if err != nil {
+			t.Fatalf("MachineToken(%s): %v", machine, err)
+		}
+		if !slices.Contains(b.BootstrapTokens, tok) {
+			t.Errorf("the bundle returned with %s's token does not hold it", machine)
+		}
+		return tok
+	}
+	ids := func(t *testing.T) []string {
+		t.Helper()
+		b, err := Load(s, "prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, tok := range b.BootstrapTokens {
+			out = append(out, tok.Machine+"="+tok.ID)
+		}
+		return out
+	}
+
+	w0 := mint(t, "prod-workers-0", "workers", t0)
+	if w0.Machine != "prod-workers-0" || w0.Pool != "workers" || !w0.Issued.Equal(t0) || !w0.Expires.Equal(t0.Add(time.Hour)) {
+		t.Errorf("new token: %#v issued %v; want prod-workers-0's, issued %v, expiring an hour later", w0, w0.Issued, t0)
+	}
+	// Two machines, two tokens.
+	w1 := mint(t, "prod-workers-1", "workers", t0)
+	if w1.ID == w0.ID || w1.Secret == w0.Secret {
+		t.Errorf("two machines share a token part: %s and %s", w0.ID, w1.ID)
+	}
+	// A repeated create within half the TTL gets the same token.
+	if again := mint(t, "prod-workers-0", "workers", t0.Add(30*time.Minute)); again != w0 {
+		t.Errorf("the same machine 30m later got %s, want its token %s", again.ID, w0.ID)
+	}
+	// Later, a new one; the old one is kept until it is deleted from the cluster and forgotten.
+	renewed := mint(t, "prod-workers-0", "workers", t0.Add(31*time.Minute))
+	if renewed.ID == w0.ID {
+		t.Errorf("the same machine 31m later got its old token %s", w0.ID)
+	}
+	if again := mint(t, "prod-workers-0", "workers", t0.Add(32*time.Minute)); again != renewed {
+		t.Errorf("the same machine 32m later got %s, want its latest token %s", again.ID, renewed.ID)
+	}
+	if diff := cmp.Diff([]string{"prod-workers-0=" + w0.ID, "prod-workers-1=" + w1.ID, "prod-workers-0=" + renewed.ID}, ids(t)); diff != "" {
+		t.Errorf("stored tokens (-want +got):\n%s", diff)
+	}
+	// A machine's token is never handed out as the shared one, and the shared one is no machine's.
+	_, shared, err := JoinToken(s, c, t0.Add(31*time.Minute), "kiln node join")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared.Machine != "" || shared.ID == w1.ID || shared.ID == renewed.ID {
+		t.Errorf("JoinToken handed out %#v, a machine's token", shared)
+	}
+	// A node made after the first tokens expired gets a fresh one. The expired machines' tokens stay
+	// until they are forgotten; an expired shared one goes with the next mint.
+	late := mint(t, "prod-workers-2", "workers", t0.Add(3*time.Hour))
+	if late.Expired(t0.Add(3*time.Hour)) || late.Expires.Sub(t0.Add(3*time.Hour)) != time.Hour {
+		t.Errorf("a token made at +3h expires at %v", late.Expires)
+	}
+	if diff := cmp.Diff([]string{"prod-workers-0=" + w0.ID, "prod-workers-1=" + w1.ID, "prod-workers-0=" + renewed.ID, "prod-workers-2=" + late.ID}, ids(t)); diff != "" {
+		t.Errorf("stored tokens at +3h (-want +got):\n%s", diff)
+	}
+
+	if err := ForgetTokens(s, "prod", w0.ID, w1.ID, renewed.ID, late.ID, "absent"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(t); len(got) != 0 {
+		t.Errorf("after ForgetTokens: %v", got)
+	}
+	if err := ForgetTokens(statetest.NewEmpty(), "prod"); err != nil {
+		t.Errorf("ForgetTokens of nothing: %v", err)
+	}
+
+	if _, _, err := MachineToken(s, c, "", "workers", t0, rnd); err == nil {
+		t.Error("MachineToken without a machine name succeeded")
+	}
+	if _, _, err := MachineToken(statetest.NewEmpty(), c, "prod-workers-0", "workers", t0, rnd); !errors.Is(err, state.ErrNotFound) ||
+		!strings.Contains(err.Error(), "kiln init prod") {
+		t.Errorf("MachineToken without secrets = %v, want state.ErrNotFound and a hint to run kiln init", err)
+	}
+	if err := ForgetTokens(statetest.Broken{Err: errors.New("disk")}, "prod", "abcdef"); err == nil || !strings.Contains(err.Error(), "secrets: forget tokens of prod: disk") {
+		t.Errorf("ForgetTokens on a broken store = %v", err)
+	}
+}
+
+// TestMachineTokenConcurrent: renders that run at once each get their machine's own token, and none
+// is lost.
+func TestMachineTokenConcurrent(t *testing.T) {
+	c := cluster("prod")
+	s := statetest.NewFixed(t, statetest.Values{Bucket: {"prod": mustGenerate(t, c, seeded(1))}})
+	const n = 8
+	got := make([]BootstrapToken, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, tok, err := MachineToken(s, c, fmt.Sprintf("prod-workers-%d", i), "workers", t0, rand.Reader)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = tok
+		})
+	}
+	wg.Wait()
+	b, err := Load(s, "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.BootstrapTokens) != n {
+		t.Fatalf("%d tokens stored, want %d", len(b.BootstrapTokens), n)
+	}
+	for i, tok := range got {
+		if !slices.Contains(b.BootstrapTokens, tok) || tok.Machine != fmt.Sprintf("prod-workers-%d", i) {
+			t.Errorf("machine %d's token %#v is not stored as its own", i, tok)
+		}
 	}
 }

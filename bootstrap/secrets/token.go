@@ -14,11 +14,21 @@ const tokenChars = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 // BootstrapToken is a Kubernetes bootstrap token, "<id>.<secret>" with a 6-character id and a
 // 16-character secret of [a-z0-9], that lets one node join until it expires.
+//
+// A token with a Machine is that machine's own (MachineToken): minted when its config is rendered,
+// applied to the cluster before it is created, deleted once its Node joined or it is deleted. A token
+// without one is shared by the nodes rendered outside `kiln apply` (JoinToken).
 type BootstrapToken struct {
 	ID          string    `json:"id"`
 	Secret      string    `json:"secret"`
 	Expires     time.Time `json:"expires"`
 	Description string    `json:"description,omitempty"`
+	// Issued is when the token was made; zero for tokens stored by an earlier kiln.
+	Issued time.Time `json:"issued,omitzero"`
+	// Machine is the one machine that joins with the token; empty for a shared token.
+	Machine string `json:"machine,omitempty"`
+	// Pool is the machine's group: its node pool, or "control-plane".
+	Pool string `json:"pool,omitempty"`
 }
 
 // NewBootstrapToken makes a token that expires ttl after now, reading its characters from rand.
@@ -37,7 +47,7 @@ func NewBootstrapToken(rand io.Reader, now time.Time, ttl time.Duration, descrip
 	if err != nil {
 		return BootstrapToken{}, fmt.Errorf("secrets: new bootstrap token: %w", err)
 	}
-	return BootstrapToken{ID: id, Secret: secret, Expires: now.Add(ttl).UTC(), Description: description}, nil
+	return BootstrapToken{ID: id, Secret: secret, Expires: now.Add(ttl).UTC(), Description: description, Issued: now.UTC()}, nil
 }
 
 // randomString draws n characters of tokenChars uniformly: a byte b is used only if b < 252 (7*36), as
@@ -68,25 +78,30 @@ func (t BootstrapToken) String() string { return t.ID + "." + t.Secret }
 
 // GoString is the %#v form; unlike String it leaves the secret out.
 func (t BootstrapToken) GoString() string {
-	return fmt.Sprintf("secrets.BootstrapToken{ID: %q, Secret: %s, Expires: %s, Description: %q}",
-		t.ID, redacted, t.Expires.UTC().Format(time.RFC3339), t.Description)
+	return fmt.Sprintf("secrets.BootstrapToken{ID: %q, Secret: %s, Expires: %s, Description: %q, Machine: %q}",
+		t.ID, redacted, t.Expires.UTC().Format(time.RFC3339), t.Description, t.Machine)
 }
 
 // LogValue keeps the secret out of structured logs.
 func (t BootstrapToken) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("id", t.ID), slog.Time("expires", t.Expires), slog.String("description", t.Description))
+	attrs := []slog.Attr{slog.String("id", t.ID), slog.Time("expires", t.Expires), slog.String("description", t.Description)}
+	if t.Machine != "" {
+		attrs = append(attrs, slog.String("machine", t.Machine))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // Expired reports whether the token is no longer valid at now.
 func (t BootstrapToken) Expired(now time.Time) bool { return !now.Before(t.Expires) }
 
-// ValidBootstrapToken returns the token with the latest expiry among those that are still valid for at
-// least minRemaining after now; false if there is none.
+// ValidBootstrapToken returns the shared token (one without a Machine) with the latest expiry among
+// those that are still valid for at least minRemaining after now; false if there is none. A machine's
+// own token is never handed to another.
 func (b *Bundle) ValidBootstrapToken(now time.Time, minRemaining time.Duration) (BootstrapToken, bool) {
 	var best BootstrapToken
 	found := false
 	for _, t := range b.BootstrapTokens {
-		if t.Expired(now) || t.Expires.Sub(now) < minRemaining {
+		if t.Machine != "" || t.Expired(now) || t.Expires.Sub(now) < minRemaining {
 			continue
 		}
 		if !found || t.Expires.After(best.Expires) {
@@ -96,8 +111,10 @@ func (b *Bundle) ValidBootstrapToken(now time.Time, minRemaining time.Duration) 
 	return best, found
 }
 
-// AddBootstrapToken makes a new token (with an id no other token of the bundle has), drops the tokens
-// that have expired at now, and adds the new one. Persist the change with Update.
+// AddBootstrapToken makes a new token (with an id no other token of the bundle has), drops the shared
+// tokens that have expired at now, and adds the new one. Persist the change with Update. Machines'
+// tokens are kept, expired or not: they are forgotten once their Secret is gone from the cluster
+// (bootstrap/tokens).
 func (b *Bundle) AddBootstrapToken(rand io.Reader, now time.Time, ttl time.Duration, description string) (BootstrapToken, error) {
 	var t BootstrapToken
 	for range 16 {
@@ -106,7 +123,7 @@ func (b *Bundle) AddBootstrapToken(rand io.Reader, now time.Time, ttl time.Durat
 			return BootstrapToken{}, err
 		}
 		if !slices.ContainsFunc(b.BootstrapTokens, func(o BootstrapToken) bool { return o.ID == t.ID }) {
-			b.BootstrapTokens = slices.DeleteFunc(b.BootstrapTokens, func(o BootstrapToken) bool { return o.Expired(now) })
+			b.BootstrapTokens = slices.DeleteFunc(b.BootstrapTokens, func(o BootstrapToken) bool { return o.Machine == "" && o.Expired(now) })
 			b.BootstrapTokens = append(b.BootstrapTokens, t)
 			return t, nil
 		}

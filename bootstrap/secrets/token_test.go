@@ -168,13 +168,14 @@ func TestValidBootstrapToken(t *testing.T) {
 func TestAddBootstrapToken(t *testing.T) {
 	old := BootstrapToken{ID: "old001", Secret: "cccccccccccccccc", Expires: t0.Add(-time.Minute)}
 	live := BootstrapToken{ID: "live01", Secret: "dddddddddddddddd", Expires: t0.Add(time.Minute)}
-	b := &Bundle{BootstrapTokens: []BootstrapToken{old, live}}
+	machines := BootstrapToken{ID: "mach01", Secret: "eeeeeeeeeeeeeeee", Expires: t0.Add(-time.Minute), Machine: "prod-workers-0"}
+	b := &Bundle{BootstrapTokens: []BootstrapToken{old, live, machines}}
 	tok, err := b.AddBootstrapToken(seeded(1), t0, time.Hour, "join")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.BootstrapTokens) != 2 || b.BootstrapTokens[0].ID != "live01" || b.BootstrapTokens[1] != tok {
-		t.Errorf("tokens = %#v, want the live one and the new one", b.BootstrapTokens)
+	if len(b.BootstrapTokens) != 3 || b.BootstrapTokens[0].ID != "live01" || b.BootstrapTokens[1].ID != "mach01" || b.BootstrapTokens[2] != tok {
+		t.Errorf("tokens = %#v, want the live one, the expired machine's (forgotten only once it is gone from the cluster) and the new one", b.BootstrapTokens)
 	}
 
 	// An id already in use is drawn again.

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
@@ -51,8 +49,11 @@ func newApply(g *globals) *cobra.Command {
 endpoint and firewall (on providers that make them), then runs passes until every machine of the
 control plane and of each node pool exists, runs the pool's image and is up:
 
-  - a missing machine is created with its Ignition config (rendered for it, with a fresh bootstrap
-    token);
+  - a missing machine is created with its Ignition config, rendered for it with a bootstrap token of
+    its own, which is applied to the cluster before the machine is created (once the cluster's API
+    answers; the first control plane carries its own in its first-boot manifests) and deleted from
+    the cluster and the state store once the machine's Node is Ready, once the machine is gone, or
+    once it expired;
   - a failed machine (gone, stopped, in error, not up within spec.health.nodeStartupTimeout, or with
     its probes failing for longer than spec.health.unhealthyTimeout) is replaced: the new machine is
     created first, the old one deleted once the new one is up;
@@ -65,6 +66,10 @@ control plane and of each node pool exists, runs the pool's image and is up:
 Without --watch, apply returns once the cluster has converged (or fails after --timeout). With
 --watch it keeps converging and healing until interrupted, logging every action (as the root's
 --log-format and --log-level say: kiln --log-format json apply --watch for structured events).
+
+A machine is up when its Node is Ready, once the cluster's API answers kiln (at the address the
+provider forwards it to, else the spec's endpoint, with a short-lived certificate of kiln's own);
+before that, when its probes (SSH) pass.
 
 What apply remembers between passes (replacements under way, probe history) is kept in the state
 store, so that an apply killed at any point continues where it stopped, without duplicate machines.`,
@@ -85,7 +90,7 @@ store, so that an apply killed at any point continues where it stopped, without 
 	f.IntVar(&o.concurrency, "concurrency", 4, "provider calls and probes at once")
 	f.Float64Var(&o.qps, "qps", 10, "most provider calls per second")
 	f.BoolVar(&o.keepFailed, "keep-failed", false, "power failed machines off and keep them for forensics instead of deleting them")
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "also judge machines by their Node's Ready condition, read with this kubeconfig")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "read the Nodes' Ready condition with this kubeconfig (default: a short-lived certificate of kiln's own, once the API answers)")
 	return cmd
 }
 
@@ -121,7 +126,18 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 		}
 		log.Info("network ready", "id", n.ID, "api", n.APIEndpoint.Name, "subnets", strings.Join(n.Subnets, ","))
 	}
-	e := g.executor(c, p, log, o)
+	e, keeper := g.executor(c, p, log, o)
+	// Once per pass, after it: the tokens of joined, deleted and expired machines go, and those stored
+	// while the API was out of reach are applied. A failure is logged, and the next pass tries again.
+	cleanupTokens := func(ctx context.Context) error {
+		err := keeper.cleanupTokens(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("bootstrap tokens are not in step with the machines yet; the next pass tries again", "err", err)
+		}
+		return err
+	}
+	// Machines are judged by their Node's Ready condition once the API answers, by their probes before.
+	e.Nodes = keeper
 	if o.kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
 		if err != nil {
@@ -137,6 +153,7 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 	if o.watch {
 		fmt.Fprintf(g.errOut, "converging %s every %s until interrupted\n", c.Metadata.Name, o.interval)
 		err := e.Run(ctx, o.interval, func(r converge.Report, err error) {
+			_ = cleanupTokens(ctx) // logged; tried again after the next pass
 			if err != nil {
 				log.Error("pass failed", "err", err)
 				return
@@ -154,6 +171,7 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 	var last converge.Report
 	for pass := 1; ; pass++ {
 		r, err := e.Pass(ctx)
+		terr := cleanupTokens(ctx)
 		if err != nil && ctx.Err() == context.DeadlineExceeded {
 			return fmt.Errorf("%s has not converged within --timeout %s; last pass: %s", c.Metadata.Name, o.timeout, summary(last))
 		}
@@ -172,6 +190,10 @@ func runApply(ctx context.Context, g *globals, o applyOptions) error {
 		fmt.Fprintln(g.errOut)
 		if r.Converged(desired) {
 			fmt.Fprintf(g.errOut, "%s has converged: %d machines\n", c.Metadata.Name, want)
+			if terr != nil {
+				fmt.Fprintf(g.errOut, "kiln: warning: bootstrap tokens of %s could not all be cleaned up (%v); "+
+					"those left expire within spec.security.bootstrapTokenTTL, and the next apply cleans them up\n", c.Metadata.Name, terr)
+			}
 			return nil
 		}
 		select {
@@ -215,11 +237,13 @@ func summary(r converge.Report) string {
 	return strings.Join(parts, "; ")
 }
 
-// executor builds the executor of cluster c on provider p.
-func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slog.Logger, o applyOptions) *converge.Executor {
+// executor builds the executor of cluster c on provider p, and the keeper of its machines' bootstrap
+// tokens, whose cleanupTokens runs once per pass.
+func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slog.Logger, o applyOptions) (*converge.Executor, *tokenKeeper) {
 	policy := reconcile.PolicyFromSpec(c.Spec.Health)
 	policy.KeepFailed = o.keepFailed
-	renderer := &nodeRenderer{g: g, c: c, p: p}
+	keeper := &tokenKeeper{g: g, c: c, p: p, log: log}
+	renderer := &nodeRenderer{c: c, p: p, ensureToken: keeper.ensureToken}
 	e := &converge.Executor{
 		Provider:    p,
 		Desired:     reconcile.DesiredFromSpec(c),
@@ -229,33 +253,27 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Prober:      g.prober(c, p),
 		Concurrency: o.concurrency,
 		Log:         log,
-		Ignition: func(ctx context.Context, cr reconcile.Create) ([]byte, error) {
-			return renderer.render(ctx, cr)
-		},
+		Ignition:    renderer.render,
 	}
 	if o.qps > 0 {
 		e.Limiter = rate.NewLimiter(rate.Limit(o.qps), max(1, int(o.qps)))
 	}
-	return e
+	return e, keeper
 }
 
-// nodeRenderer renders the Ignition config of each machine apply creates. It keeps one
-// ignition.Renderer (Butane translated once) for as long as the bootstrap token and the control
-// plane's addresses stay the same, and holds the state store only to look the token up, so that
-// concurrent creates neither translate the templates again nor wait on the store's lock.
+// nodeRenderer renders the Ignition config of each machine apply creates, with the machine's own
+// bootstrap token, which ensureToken mints (and applies to the cluster when it can) before the
+// machine is created. Each machine's config is rendered from a renderer of its own, as the token is
+// part of it. Where the provider gives machines their addresses before they exist
+// (provisioner.Addresser), it first reserves the machine's and every control-plane node's, which the
+// config names.
 type nodeRenderer struct {
-	g       *globals
-	c       *v1alpha1.Cluster
-	p       provisioner.Provider
-	mu      sync.Mutex
-	token   string
-	cpAddrs map[string]netip.Addr
-	r       *ignition.Renderer
+	c           *v1alpha1.Cluster
+	p           provisioner.Provider
+	ensureToken func(ctx context.Context, cr reconcile.Create) (*secrets.Bundle, secrets.BootstrapToken, error)
 }
 
-// render renders machine cr's config with a bootstrap token that has at least half its lifetime left.
-// Where the provider gives machines their addresses before they exist (provisioner.Addresser), it
-// first reserves the machine's and every control-plane node's, which the config names.
+// render renders machine cr's config.
 func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte, error) {
 	pl, err := placement(n.c.Spec.Provider.Name)
 	if err != nil {
@@ -265,29 +283,19 @@ func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	st, err := n.g.openState()
+	b, tok, err := n.ensureToken(ctx, cr)
 	if err != nil {
 		return nil, err
 	}
-	b, tok, err := joinToken(st, n.c, time.Now())
-	st.Close()
+	r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Placement: pl, ControlPlaneAddresses: cpAddrs})
 	if err != nil {
 		return nil, err
-	}
-	if n.r == nil || n.token != tok.ID || !maps.Equal(n.cpAddrs, cpAddrs) {
-		r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Placement: pl, ControlPlaneAddresses: cpAddrs})
-		if err != nil {
-			return nil, err
-		}
-		n.r, n.token, n.cpAddrs = r, tok.ID, cpAddrs
 	}
 	pool := cr.Pool
 	if cr.Role == v1alpha1.RoleControlPlane {
 		pool = "" // the control plane is a group, not a node pool
 	}
-	return n.r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool, Address: addr})
+	return r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool, Address: addr})
 }
 
 // networkSpec is the network the provider makes for cluster c.

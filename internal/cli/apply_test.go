@@ -110,11 +110,27 @@ func TestApplyErrors(t *testing.T) {
 	}
 }
 
-// addressingMemory is a memory provider that reserves addresses as the QEMU provider does: the lowest
-// free one from 10.0.0.10, the same for a name until Delete releases it.
+// addressingMemory is a memory provider with the QEMU provider's capabilities: it reserves addresses
+// as QEMU does (the lowest free one from 10.0.0.10, the same for a name until Delete releases it),
+// stops machines, and forwards the API endpoint to this host at the address api returns
+// (provisioner.ErrNotReachable where api is nil).
 type addressingMemory struct {
 	provisioner.Provider
 	book *addressBook
+	api  func() (string, error)
+}
+
+var (
+	_ provisioner.Addresser  = addressingMemory{}
+	_ provisioner.APIReacher = addressingMemory{}
+	_ provisioner.Stopper    = addressingMemory{}
+)
+
+func (a addressingMemory) APIAddress(context.Context, string) (string, error) {
+	if a.api == nil {
+		return "", provisioner.ErrNotReachable
+	}
+	return a.api()
 }
 
 type addressBook struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/state"
 )
@@ -21,8 +22,9 @@ func newDelete(g *globals) *cobra.Command {
 		Use:   "delete -f cluster.yaml --yes",
 		Short: "Delete every machine of the cluster, then its network",
 		Long: `delete deletes every machine the provider lists for the cluster, then, on providers that made
-it, the cluster's network, API endpoint and firewall, and forgets what apply remembered. The
-cluster's secrets stay in the state store, so that 'kiln apply' can bring the cluster back.
+it, the cluster's network, API endpoint and firewall, and forgets what apply remembered and the machines'
+bootstrap tokens. The cluster's secrets stay in the state store, so that 'kiln apply' can bring the
+cluster back.
 
 It asks for --yes, as nothing it deletes can be brought back.`,
 		Example: `  kiln delete -f cluster.yaml --yes`,
@@ -80,6 +82,20 @@ func runDelete(ctx context.Context, g *globals, specPath string) error {
 	}
 	defer st.Close()
 	if err := st.Delete(convergeBucket, name); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	// The machines' own bootstrap tokens went with them, and with the cluster's API.
+	if b, err := secrets.Load(st, name); err == nil {
+		var ids []string
+		for _, t := range b.BootstrapTokens {
+			if t.Machine != "" {
+				ids = append(ids, t.ID)
+			}
+		}
+		if err := secrets.ForgetTokens(st, name, ids...); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
 	fmt.Fprintf(g.errOut, "deleted %d machines of %s\n", len(ms), name)

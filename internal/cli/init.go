@@ -30,9 +30,10 @@ func newInit(g *globals) *cobra.Command {
 		Long: `init writes a starter cluster spec and generates, once, everything secret the cluster needs:
 the cluster, etcd and front-proxy CAs, the service-account key pair, the API server, etcd and client
 certificates, a unique ed25519 SSH key pair (unless --ssh-authorized-keys brings your own public keys),
-the 32-byte secrets-encryption key and a first bootstrap token. They go into the state store, encrypted;
-no two clusters share a CA or a key. init never overwrites a spec file or regenerates a cluster's
-secrets.`,
+and the 32-byte secrets-encryption key. They go into the state store, encrypted; no two clusters
+share a CA or a key. init never overwrites a spec file or regenerates a cluster's secrets. It makes
+no bootstrap token: tokens are short-lived and made when a machine's config is rendered, one per
+machine by 'kiln apply'.`,
 		Example: `  kiln init demo                      # writes cluster.yaml, secrets into the state store
   kiln init prod -f prod.yaml --ssh-authorized-keys ~/.ssh/id_ed25519.pub`,
 		Args: cobra.ExactArgs(1),
@@ -101,11 +102,6 @@ func runInit(g *globals, name, specPath, provider, keysPath, image string, worke
 	if err != nil {
 		return err
 	}
-	tok, err := secrets.NewBootstrapToken(rand.Reader, now, c.Spec.Security.BootstrapTokenTTL.Duration, "kiln node join")
-	if err != nil {
-		return err
-	}
-	b.BootstrapTokens = append(b.BootstrapTokens, tok)
 
 	// Spec first, exclusively; secrets second; the spec is removed again if the secrets cannot be kept.
 	if err := atomicfile.Write(specPath, spec, 0o644, true); err != nil {

@@ -42,7 +42,15 @@ machine apply makes of that name gets the same address.
 Every config is validated with Ignition's own validator and linted: no remote source without https
 and a verification hash, no secret on a machine that must not hold it (a worker holds no private key
 at all), and a size that fits the target. The output holds a bootstrap token: --output-file writes
-it 0600. (-o FILE, which earlier releases took, still works for one release, with a notice.)`,
+it 0600. (-o FILE, which earlier releases took, still works for one release, with a notice.)
+
+The token is one shared by the configs rendered outside 'kiln apply' (this command, the Packer data
+source, 'kiln pxe serve'), minted when none has half its lifetime (spec.security.bootstrapTokenTTL)
+left. render does not apply it to the cluster: it reaches the cluster only in the first-boot
+manifests of a control-plane node rendered while it is valid, so a worker rendered here joins a
+cluster that is already running only if you apply the token yourself. 'kiln apply' gives each machine
+it creates a token of its own, applies it to the cluster before the machine is created, and deletes
+it once the machine's Node has joined.`,
 		Example: `  kiln render ignition -f cluster.yaml --role control-plane --node demo-control-plane-0 --output-file cp0.ign
   kiln render ignition -f cluster.yaml --role worker --pool workers --node demo-workers-0 --output-file w0.ign`,
 		Args: cobra.NoArgs,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,16 @@ type globals struct {
 	errOut io.Writer
 	// newProvider, when set (by tests), replaces the provider the spec names.
 	newProvider func(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error)
+	// now, when set (by tests), replaces time.Now for the lifetimes of bootstrap tokens.
+	now func() time.Time
+}
+
+// clock is the time for bootstrap tokens: g.now, or time.Now.
+func (g *globals) clock() time.Time {
+	if g.now != nil {
+		return g.now()
+	}
+	return time.Now()
 }
 
 // NewRoot returns the kiln command tree.
@@ -85,6 +96,7 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		newGet(g),
 		newApply(g),
 		newDelete(g),
+		newKubeconfig(g),
 		newVersion(g),
 	)
 	requireKnownCommands(root)

@@ -21,6 +21,9 @@ var layers = []struct {
 	prefixes []string
 }{
 	{"foundation: the spec, the state store, SSH execution", []string{"api/", "state", "sshexec"}},
+	// Node agents run on the nodes; rendering (bootstrap) starts them with their units, so it may read
+	// their units, paths and flags, and they need nothing of kiln's.
+	{"node agents: the services kiln-node runs on a node (pod network, later the reboot coordinator)", []string{"nodeagent/"}},
 	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane"}},
 	{"images and the provisioner core", []string{"images/", "provisioner"}},
 	{"providers and boot services", []string{"provisioner/aws", "onprem/"}},
@@ -33,7 +36,7 @@ var providers = []string{"provisioner/aws", "onprem/vsphere", "onprem/qemu", "on
 
 // testTooling are packages that exist for tests: any test may use them, no binary contains them.
 var testTooling = []string{"internal/testtool", "internal/golden", "internal/ignitiontest", "internal/layering",
-	"provisioner/providertest", "provisioner/aws/awstest", "images/packer/packertest", "state/statetest", "sshexec/sshexectest"}
+	"provisioner/providertest", "provisioner/aws/awstest", "bootstrap/controlplane/controlplanetest", "images/packer/packertest", "state/statetest", "sshexec/sshexectest"}
 
 type pkg struct {
 	ImportPath string
@@ -145,11 +148,11 @@ func TestProvidersDoNotImportEachOther(t *testing.T) {
 	}
 }
 
-// Nothing under api/, bootstrap/ or the provisioner core depends, even indirectly, on a provider or
-// the CLI; nothing but cmd/kiln imports the CLI.
+// Nothing under api/, bootstrap/, nodeagent/ or the provisioner core depends, even indirectly, on a
+// provider or the CLI; nothing but cmd/kiln imports the CLI.
 func TestCoreDependsOnNoProvider(t *testing.T) {
 	for _, p := range list(t) {
-		core := under(p.ImportPath, "api/", "bootstrap/", "butane", "state") ||
+		core := under(p.ImportPath, "api/", "bootstrap/", "butane", "state", "nodeagent/") ||
 			(under(p.ImportPath, "provisioner") && !under(p.ImportPath, "provisioner/aws"))
 		for _, dep := range p.Deps {
 			if !strings.HasPrefix(dep, module) {

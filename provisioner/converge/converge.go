@@ -2,10 +2,17 @@
 // provisioner/health and provisioner/reconcile and a Provider that acts.
 //
 // One pass lists the cluster's machines (one call), probes them, judges each with health.Judge, asks
-// reconcile.Decide for a plan, stores what the plan says to remember, and only then acts: creates, then
-// deletes and power-offs, with bounded concurrency and a rate limit on calls to the provider. Because
-// the memory is stored before the provider is called, and a create is idempotent by name, a pass that
-// is killed half way is repeated by the next one without duplicates or orphans.
+// reconcile.Decide for a plan, lets the caller approve it (Executor.Approve), stores what the plan
+// says to remember, and only then acts: creates, then deletes and power-offs, with bounded
+// concurrency and a rate limit on calls to the provider. Because the memory is stored before the
+// provider is called, and a create is idempotent by name, a pass that is killed half way is repeated
+// by the next one without duplicates or orphans. Executor.Plan decides without storing or acting.
+//
+// When the cluster's API is reachable (a Drainer, or Nodes that can drain), a machine with a
+// Kubernetes Node is drained before it is deleted or powered off: cordoned, its pods evicted with
+// their PodDisruptionBudgets respected (see provisioner/drain). A drain that does not finish holds the
+// machine: the report's plan says why, and the next pass tries again. Once the machine is deleted,
+// its Node is deleted too. When the API does not answer, machines go undrained, and the report says so.
 package converge
 
 import (
@@ -20,6 +27,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/drain"
 	"github.com/kiln-dev/kiln/provisioner/health"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
@@ -65,6 +73,13 @@ type NodeLister interface {
 	NodeReady(ctx context.Context) (map[string]health.Condition, error)
 }
 
+// Drainer empties the Kubernetes Node of a machine (named as the machine) before the machine goes,
+// and deletes the Node once it has; drain.Drainer is one, and so is KubeNodes.
+type Drainer interface {
+	Drain(ctx context.Context, node string) (drain.Result, error)
+	DeleteNode(ctx context.Context, node string) error
+}
+
 // Executor runs passes. Fields left zero take the documented defaults; Provider, Desired, Ignition
 // and Store are required.
 type Executor struct {
@@ -78,6 +93,13 @@ type Executor struct {
 	Prober   Prober
 	// Nodes, when set, adds the Kubernetes Node Ready condition to the health of each machine.
 	Nodes NodeLister
+	// Drainer drains the Node of a machine before it is deleted or powered off. Defaults to Nodes
+	// when Nodes is a Drainer too (KubeNodes is). It is used only in passes where Nodes answered.
+	Drainer Drainer
+	// Approve, when set, sees every plan that acts (creates, deletes or powers off) before the pass
+	// stores or does anything; an error stops the pass there and Pass returns it, wrapping
+	// ErrNotApproved. kiln apply asks here before a plan with reconcile.Plan.NeedConfirmation.
+	Approve func(ctx context.Context, p reconcile.Plan) error
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 	// Concurrency is how many provider calls (and probes) run at once. Defaults to 4.
@@ -88,9 +110,10 @@ type Executor struct {
 	Log *slog.Logger
 }
 
-// Action is one call to the provider that a pass made.
+// Action is one call to the provider, or to the cluster's API, that a pass made.
 type Action struct {
-	// Op is "create", "delete", "stop" or "joined".
+	// Op is "create", "delete", "stop", "joined", "drain" (before a delete or stop), "hold" (a
+	// delete or stop held because its drain did not finish; Reason says why) or "delete-node".
 	Op      string
 	Machine string
 	Pool    string
@@ -172,38 +195,79 @@ func (e *Executor) wait(ctx context.Context) error {
 	return e.Limiter.Wait(ctx)
 }
 
-// Pass runs one pass. The error is about the pass itself (listing, storing); errors of single actions
-// are in the report's actions (Report.Err), and the next pass tries them again.
-func (e *Executor) Pass(ctx context.Context) (Report, error) {
+// decision is a pass up to its plan.
+type decision struct {
+	r   Report
+	mem Memory
+	obs map[string]health.Observation
+	// nodes are the machines' Nodes, by name, and reachable whether the cluster's API answered.
+	nodes     map[string]health.Condition
+	reachable bool
+}
+
+// decide loads the memory, lists, probes and judges the machines, and decides.
+func (e *Executor) decide(ctx context.Context) (decision, error) {
 	cluster := e.Desired.Cluster
+	var d decision
 	mem, err := e.Store.Load(ctx)
 	if err != nil {
-		return Report{}, fmt.Errorf("converge: load memory of %s: %w", cluster, err)
+		return d, fmt.Errorf("converge: load memory of %s: %w", cluster, err)
 	}
 	if mem.Version != 0 && mem.Version != MemoryVersion {
-		return Report{}, fmt.Errorf("converge: memory of %s has version %d, this kiln reads %d", cluster, mem.Version, MemoryVersion)
+		return d, fmt.Errorf("converge: memory of %s has version %d, this kiln reads %d", cluster, mem.Version, MemoryVersion)
 	}
 	if err := e.wait(ctx); err != nil {
-		return Report{}, err
+		return d, err
 	}
 	machines, err := e.Provider.List(ctx, cluster)
 	if err != nil {
-		return Report{}, fmt.Errorf("converge: list machines of %s: %w", cluster, err)
+		return d, fmt.Errorf("converge: list machines of %s: %w", cluster, err)
 	}
 	now := e.now()
-	obs := e.observe(ctx, machines, mem.Observations, now)
+	d.mem = mem
+	d.nodes, d.reachable = e.nodeReady(ctx)
+	d.obs = e.observe(ctx, machines, mem.Observations, d.nodes, now)
 	verdicts := make(map[string]health.Verdict, len(machines))
 	for _, m := range machines {
-		verdicts[m.Name] = health.Judge(m, obs[m.Name], now, e.Health)
+		verdicts[m.Name] = health.Judge(m, d.obs[m.Name], now, e.Health)
 	}
 	plan := reconcile.Decide(e.Desired, machines, verdicts, mem.Remediation, now, e.Policy)
-	r := Report{Machines: machines, Verdicts: verdicts, Plan: plan}
+	d.r = Report{Machines: machines, Verdicts: verdicts, Plan: plan}
+	return d, nil
+}
+
+// Plan decides what a pass would do, and neither stores nor does anything: kiln plan, and kiln
+// apply --dry-run.
+func (e *Executor) Plan(ctx context.Context) (Report, error) {
+	d, err := e.decide(ctx)
+	return d.r, err
+}
+
+// acts reports whether p changes any machine.
+func acts(p reconcile.Plan) bool {
+	return len(p.Creates)+len(p.Deletes)+len(p.StopInsteadOfDelete) > 0
+}
+
+// Pass runs one pass. The error is about the pass itself (listing, storing, approval); errors of
+// single actions are in the report's actions (Report.Err), and the next pass tries them again.
+func (e *Executor) Pass(ctx context.Context) (Report, error) {
+	cluster := e.Desired.Cluster
+	d, err := e.decide(ctx)
+	if err != nil {
+		return d.r, err
+	}
+	r, plan, mem := d.r, d.r.Plan, d.mem
+	if e.Approve != nil && acts(plan) {
+		if err := e.Approve(ctx, plan); err != nil {
+			return r, fmt.Errorf("converge: plan of %s: %w: %w", cluster, ErrNotApproved, err)
+		}
+	}
 	for _, b := range plan.Blocked {
 		e.log().Warn("held back", "pool", b.Pool, "machine", b.Machine, "reason", b.Reason)
 	}
 	// Remember before acting: a crash after this point repeats the same idempotent creates.
-	next := Memory{Version: MemoryVersion, Remediation: plan.Next, Observations: obs}
-	for _, m := range machines {
+	next := Memory{Version: MemoryVersion, Remediation: plan.Next, Observations: d.obs}
+	for _, m := range r.Machines {
 		if slices.Contains(mem.Joined, m.Name) {
 			next.Joined = append(next.Joined, m.Name)
 		}
@@ -211,8 +275,13 @@ func (e *Executor) Pass(ctx context.Context) (Report, error) {
 	if err := e.Store.Save(ctx, next); err != nil {
 		return r, fmt.Errorf("converge: save memory of %s: %w", cluster, err)
 	}
-	r.Actions = e.act(ctx, plan)
-	if joined := e.join(ctx, machines, verdicts, next.Joined); len(joined) > 0 {
+	r.Actions = e.act(ctx, plan, e.drainer(d))
+	for _, a := range r.Actions {
+		if a.Op == "hold" {
+			r.Plan.Blocked = append(r.Plan.Blocked, reconcile.Block{Pool: a.Pool, Machine: a.Machine, Reason: a.Reason})
+		}
+	}
+	if joined := e.join(ctx, r.Machines, r.Verdicts, next.Joined); len(joined) > 0 {
 		for _, a := range joined {
 			r.Actions = append(r.Actions, a)
 			if a.Err == nil {
@@ -224,6 +293,41 @@ func (e *Executor) Pass(ctx context.Context) (Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// nodes is how a pass reaches the machines' Nodes: the drainer, and which machines have a Node. A
+// nil *nodes drains nothing; one with a nil drainer says the cluster's API did not answer.
+type nodes struct {
+	drainer Drainer
+	has     map[string]health.Condition
+}
+
+// drainer is how the pass of d drains, nil when it does not.
+func (e *Executor) drainer(d decision) *nodes {
+	dr := e.Drainer
+	if dr == nil {
+		dr, _ = e.Nodes.(Drainer)
+	}
+	switch {
+	case dr == nil:
+		return nil
+	case !d.reachable:
+		return &nodes{}
+	}
+	return &nodes{drainer: dr, has: d.nodes}
+}
+
+// nodeReady asks Nodes for the Nodes' Ready conditions, and reports whether the API answered.
+func (e *Executor) nodeReady(ctx context.Context) (map[string]health.Condition, bool) {
+	if e.Nodes == nil {
+		return nil, false
+	}
+	n, err := e.Nodes.NodeReady(ctx)
+	if err != nil {
+		e.log().Warn("cannot read node conditions; judging by probes alone, deleting without draining", "err", err)
+		return nil, false
+	}
+	return n, true
 }
 
 // join tells a Joiner provider about the ready machines it has not yet been told about.
@@ -259,18 +363,9 @@ func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, ver
 	return out
 }
 
-// observe probes the running machines and folds what it saw into their observations; machines no
-// longer listed are forgotten.
-func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, prev map[string]health.Observation, now time.Time) map[string]health.Observation {
-	var nodes map[string]health.Condition
-	if e.Nodes != nil {
-		n, err := e.Nodes.NodeReady(ctx)
-		if err != nil {
-			e.log().Warn("cannot read node conditions; judging by probes alone", "err", err)
-		} else {
-			nodes = n
-		}
-	}
+// observe probes the running machines and folds what it saw, and the Nodes' conditions, into their
+// observations; machines no longer listed are forgotten.
+func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, prev map[string]health.Observation, nodes map[string]health.Condition, now time.Time) map[string]health.Observation {
 	seen := make([]Seen, len(machines))
 	e.each(len(machines), func(i int) {
 		if e.Prober != nil && machines[i].State == provisioner.StateRunning {
@@ -310,8 +405,8 @@ func fold(p health.Probe, ok *bool, now time.Time) health.Probe {
 }
 
 // act carries out the plan: creates first, so that a replacement exists before anything goes, then
-// deletes and power-offs.
-func (e *Executor) act(ctx context.Context, plan reconcile.Plan) []Action {
+// deletes and power-offs, each drained first when k says how.
+func (e *Executor) act(ctx context.Context, plan reconcile.Plan, k *nodes) []Action {
 	creates := make([]Action, len(plan.Creates))
 	e.each(len(plan.Creates), func(i int) {
 		c := plan.Creates[i]
@@ -329,14 +424,24 @@ func (e *Executor) act(ctx context.Context, plan reconcile.Plan) []Action {
 	for _, d := range plan.StopInsteadOfDelete {
 		dels = append(dels, del{d, canStop})
 	}
-	deletes := make([]Action, len(dels))
+	deletes := make([][]Action, len(dels))
 	e.each(len(dels), func(i int) {
 		d := dels[i]
 		a := Action{Op: "delete", Machine: d.d.Name, Pool: d.d.Pool, Reason: d.d.Reason}
+		if d.stop {
+			a.Op = "stop"
+		}
+		drained, held := e.drain(ctx, k, a)
+		if held != nil {
+			deletes[i] = []Action{*held}
+			return
+		}
+		if k != nil && k.drainer == nil {
+			a.Reason += " (not drained: the cluster's API did not answer)"
+		}
 		if err := e.wait(ctx); err != nil {
 			a.Err = err
 		} else if d.stop {
-			a.Op = "stop"
 			a.Err = stopper.Stop(ctx, d.d.Name)
 		} else {
 			a.Err = e.Provider.Delete(ctx, d.d.Name)
@@ -344,17 +449,64 @@ func (e *Executor) act(ctx context.Context, plan reconcile.Plan) []Action {
 		if a.Err != nil {
 			a.Err = fmt.Errorf("converge: %s %s: %w", a.Op, a.Machine, a.Err)
 		}
-		deletes[i] = a
+		out := append(drained, a)
+		if a.Err == nil && !d.stop && len(drained) > 0 {
+			n := Action{Op: "delete-node", Machine: a.Machine, Pool: a.Pool, Reason: "its machine is deleted"}
+			if err := k.drainer.DeleteNode(ctx, a.Machine); err != nil {
+				n.Err = fmt.Errorf("converge: %w", err)
+			}
+			out = append(out, n)
+		}
+		deletes[i] = out
 	})
-	actions := append(creates, deletes...)
+	actions := slices.Concat(append([][]Action{creates}, deletes...)...)
 	for _, a := range actions {
-		if a.Err != nil {
+		switch {
+		case a.Err != nil:
 			e.log().Error(a.Op+" failed", "machine", a.Machine, "pool", a.Pool, "err", a.Err)
-		} else {
+		case a.Op == "hold":
+			e.log().Warn("held back", "machine", a.Machine, "pool", a.Pool, "reason", a.Reason)
+		default:
 			e.log().Info(a.Op, "machine", a.Machine, "pool", a.Pool, "reason", a.Reason)
 		}
 	}
 	return actions
+}
+
+// drain drains the Node of the machine of action a (a delete or stop) when k has a drainer and the
+// machine a Node. It returns the drain's action, if it drained, or the action that holds a back: a
+// drain that a disruption budget or terminating pods did not let finish holds the machine without an
+// error, any other failure with one.
+func (e *Executor) drain(ctx context.Context, k *nodes, a Action) (drained []Action, held *Action) {
+	if k == nil || k.drainer == nil {
+		return nil, nil
+	}
+	if _, ok := k.has[a.Machine]; !ok {
+		return nil, nil
+	}
+	r, err := k.drainer.Drain(ctx, a.Machine)
+	if err != nil {
+		h := Action{Op: "hold", Machine: a.Machine, Pool: a.Pool, Reason: fmt.Sprintf("%s %s held: %v", a.Op, a.Machine, err)}
+		if !errors.Is(err, drain.ErrBudget) && !errors.Is(err, drain.ErrPodsLeft) {
+			h.Err = fmt.Errorf("converge: %w", err)
+		}
+		return nil, &h
+	}
+	if !r.Found {
+		return nil, nil
+	}
+	reason := fmt.Sprintf("before %s: cordoned, %s evicted", a.Op, plural(len(r.Evicted), "pod"))
+	if len(r.Skipped) > 0 {
+		reason += fmt.Sprintf(", %s left (DaemonSet, mirror or finished)", plural(len(r.Skipped), "pod"))
+	}
+	return []Action{{Op: "drain", Machine: a.Machine, Pool: a.Pool, Reason: reason}}, nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func (e *Executor) create(ctx context.Context, c reconcile.Create) error {

@@ -3,17 +3,37 @@ package converge
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kiln-dev/kiln/provisioner/drain"
 	"github.com/kiln-dev/kiln/provisioner/health"
 )
 
-// KubeNodes reads the Ready condition of every Node in one list call to the cluster's API.
+// KubeNodes is the executor's way to the cluster's Kubernetes API: it reads the Ready condition of
+// every Node in one list call, and drains a machine's Node before the machine goes (drain.Drainer).
 type KubeNodes struct {
 	Client kubernetes.Interface
+	// DrainTimeout bounds the drain of one Node. Defaults to drain.DefaultTimeout.
+	DrainTimeout time.Duration
+}
+
+var _ interface {
+	NodeLister
+	Drainer
+} = KubeNodes{}
+
+// Drain cordons and drains the Node node (see drain.Drainer.Drain).
+func (k KubeNodes) Drain(ctx context.Context, node string) (drain.Result, error) {
+	return drain.Drainer{Client: k.Client, Timeout: k.DrainTimeout}.Drain(ctx, node)
+}
+
+// DeleteNode deletes the Node node (see drain.Drainer.DeleteNode).
+func (k KubeNodes) DeleteNode(ctx context.Context, node string) error {
+	return drain.Drainer{Client: k.Client}.DeleteNode(ctx, node)
 }
 
 // NodeReady returns the Ready condition of each Node, by name. A Node without the condition is

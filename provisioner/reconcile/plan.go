@@ -1,13 +1,27 @@
 // Package reconcile decides what to do to make a cluster's machines match its spec: which machines to
 // create, which to delete or power off, and what it holds back and why. Decide is a pure function of
 // the desired groups, the machines a provider lists, their health verdicts, the remediation state, the
-// time and the policy; a thin executor carries the plan out and stores its next state.
+// time and the policy; a thin executor carries the plan out and stores its next state. Every create,
+// replacement, delete and hold of a plan carries its reason, and Plan.WriteText and Plan.WriteJSON
+// show it to people and to programs.
 //
 // The rules, per group (the control plane, each node pool):
 //
-//   - Missing machines are created, named with the lowest free ordinals; extra machines are deleted,
-//     highest ordinal first (the control plane loses one machine per plan, never below etcd quorum of
-//     ready members).
+//   - Missing machines are created, named with the lowest free ordinals.
+//   - Extra machines (a pool scaled down, or a pool no longer in the spec: renamed or removed) are
+//     deleted: failed ones first, then those not ready, then those on another image than their
+//     group's, then the highest ordinals. Failed machines go at once (unless more of the group is
+//     unhealthy than MaxUnhealthy allows: a partition looks like that, and then they count as
+//     healthy). A pass deletes at most MaxUnavailable healthy machines of a pool (at least one),
+//     counting the old machines of finished replacements, and never when that would leave fewer than
+//     Count - MaxUnavailable machines available. A pool no longer in the spec has no MaxUnavailable
+//     any more: its machines go at the default pace, v1alpha1.DefaultMaxUnavailable (1) per pass,
+//     and its healthy ones only once every pool of the spec with their role has all its machines up,
+//     so that a renamed pool's new machines are up before the old ones go. Deletes of healthy
+//     surplus machines are marked (Delete.Healthy, Delete.Surplus), so that the command line asks
+//     before it acts on them (Plan.NeedConfirmation).
+//   - The control plane loses one machine per plan, not while a replacement is under way, and never a
+//     ready member when the members left would have fewer ready than etcd quorum.
 //   - An unhealthy machine is replaced: its replacement is created under a new name, and the old one is
 //     deleted (powered off with KeepFailed) only once the replacement is running and ready. A
 //     replacement that fails is deleted (powered off with KeepFailed) and the old machine is tried
@@ -17,7 +31,8 @@
 //     attempts per machine, with exponential backoff between them; the control plane is replaced one
 //     machine at a time, and only while enough members are ready for etcd quorum.
 //   - Rollout: a machine on another image than its group's is replaced like an unhealthy one, one at a
-//     time per group, and only while at least Count - MaxUnavailable machines are available.
+//     time per group, only while at least Count - MaxUnavailable machines are available, and not
+//     while the group still has machines beyond its count.
 package reconcile
 
 import (
@@ -76,6 +91,12 @@ type Delete struct {
 	Name   string
 	Pool   string
 	Reason string
+	// Healthy is true when the machine is not known to have failed (it is healthy, still starting, or
+	// has no verdict): deleting it takes away capacity that works, or may.
+	Healthy bool
+	// Surplus is true when the machine goes because its pool shrinks or is no longer in the spec,
+	// rather than because it failed or was replaced.
+	Surplus bool
 }
 
 // Block is something the plan would do but holds back, and why.
@@ -122,7 +143,11 @@ type planner struct {
 	next        []Replacement   // replacements under way after this plan
 	attempts    map[string][]time.Time
 	kept        map[string]bool
-	deleted     map[string]bool
+	deleted     map[string]bool // machines no longer part of their group: failed replacements, surplus
+	removed     map[string]bool // machines this plan deletes or powers off, for the bounds and quorum
+	surplus     map[string]bool // machines beyond their group's count, deleted or held
+	healthyGone map[string]int  // by pool: healthy machines this plan deletes or powers off
+	gonePools   map[string]bool // pools with machines that are not in the spec any more
 	plan        Plan
 }
 
@@ -141,6 +166,10 @@ func Decide(desired Desired, observed []provisioner.Machine, verdicts map[string
 		nextOrdinal: map[string]int{},
 		attempts:    make(map[string][]time.Time, len(state.Attempts)),
 		deleted:     map[string]bool{},
+		removed:     map[string]bool{},
+		surplus:     map[string]bool{},
+		healthyGone: map[string]int{},
+		gonePools:   map[string]bool{},
 	}
 	for _, o := range observed {
 		if o.Cluster != desired.Cluster {
@@ -170,8 +199,9 @@ func Decide(desired Desired, observed []provisioner.Machine, verdicts map[string
 		members[i] = pl.members(g)
 	}
 	active := pl.progress(groups, members, state.InFlight)
+	up := pl.upShortfall(groups, members)
 	for i, g := range groups {
-		pl.converge(g, members[i], active[g.Pool])
+		pl.converge(g, members[i], active[g.Pool], up)
 	}
 	for i, g := range groups {
 		pl.rollout(g, members[i])
@@ -185,12 +215,12 @@ func Decide(desired Desired, observed []provisioner.Machine, verdicts map[string
 func (pl *planner) keep(kept []string) {
 	for _, name := range kept {
 		m, ok := pl.byName[name]
-		if !ok {
+		if !ok || pl.kept[name] {
 			continue
 		}
 		pl.kept[name] = true
 		if m.State != provisioner.StateStopped && m.State != provisioner.StateGone {
-			pl.plan.StopInsteadOfDelete = append(pl.plan.StopInsteadOfDelete, Delete{Name: name, Pool: m.Pool, Reason: "kept for forensics, but " + string(m.State)})
+			pl.plan.StopInsteadOfDelete = append(pl.plan.StopInsteadOfDelete, Delete{Name: name, Pool: m.Pool, Reason: "kept for forensics, but " + string(m.State), Healthy: !m.unhealthy()})
 		}
 	}
 }
@@ -207,7 +237,9 @@ func (pl *planner) groups() []Group {
 	for _, m := range pl.byName {
 		if !known[m.Pool] {
 			known[m.Pool] = true
-			gone = append(gone, Group{Pool: m.Pool, Role: m.Role})
+			pl.gonePools[m.Pool] = true
+			// The pool's maxUnavailable went with its spec: its machines go at the default pace.
+			gone = append(gone, Group{Pool: m.Pool, Role: m.Role, MaxUnavailable: v1alpha1.DefaultMaxUnavailable})
 		}
 	}
 	slices.SortFunc(gone, func(a, b Group) int { return cmp.Compare(a.Pool, b.Pool) })
@@ -246,11 +278,19 @@ func (pl *planner) progress(groups []Group, members [][]*machine, inFlight []Rep
 		group[g.Pool] = i
 	}
 	active := map[string][]Replacement{}
+	claimed := map[string]bool{} // old and new machines of the replacements taken so far
 	for _, r := range rs {
 		old, ok := pl.byName[r.Old]
 		if !ok || pl.kept[r.Old] {
 			continue // the old machine is gone: done
 		}
+		if r.Old == r.New || claimed[r.Old] || claimed[r.New] || pl.kept[r.New] {
+			continue // a damaged memory: each machine is in one replacement at most
+		}
+		if pl.gonePools[old.Pool] {
+			continue // the pool left the spec: its machines, the new one too if made, are surplus
+		}
+		claimed[r.Old], claimed[r.New] = true, true
 		nw, created := pl.byName[r.New]
 		switch {
 		case !created:
@@ -274,27 +314,89 @@ func (pl *planner) progress(groups []Group, members [][]*machine, inFlight []Rep
 // whether r stays under way.
 func (pl *planner) finish(r Replacement, old *machine, g Group, members []*machine) bool {
 	if old.available() {
-		avail := 0
-		for _, m := range members {
-			if m.available() {
-				avail++
-			}
-		}
-		if need := g.Count - g.MaxUnavailable; avail-1 < need {
+		if avail, need := countAvailable(members), g.Count-g.MaxUnavailable; avail-1 < need {
 			pl.block(g.Pool, old.Name, fmt.Sprintf("%s waits: %d of %d machines available, deleting it would leave fewer than %d", old.Name, avail, g.Count, need))
 			return true
 		}
 	}
+	if why := pl.holdRemoval(g, old, old.unhealthy(), members); why != "" {
+		pl.block(g.Pool, old.Name, fmt.Sprintf("%s waits: %s: replaced by %s: %s", old.Name, why, r.New, r.Reason))
+		return true
+	}
+	d := Delete{Name: old.Name, Pool: old.Pool, Reason: "replaced by " + r.New + ": " + r.Reason}
 	if !r.Rollout && pl.p.KeepFailed && old.State != provisioner.StateGone {
 		if old.State == provisioner.StateStopped {
 			pl.kept[old.Name] = true
 			return false
 		}
-		pl.plan.StopInsteadOfDelete = append(pl.plan.StopInsteadOfDelete, Delete{Name: old.Name, Pool: old.Pool, Reason: "replaced by " + r.New + ": " + r.Reason})
+		pl.remove(old, d, old.unhealthy(), true)
 		return true
 	}
-	pl.plan.Deletes = append(pl.plan.Deletes, Delete{Name: old.Name, Pool: old.Pool, Reason: "replaced by " + r.New + ": " + r.Reason})
+	pl.remove(old, d, old.unhealthy(), false)
 	return true
+}
+
+// holdRemoval says why machine m of group g may not be deleted or powered off by this plan, or ""
+// when it may: the bound on healthy machines per pass (failed machines are not bound by it), and
+// etcd quorum for the control plane. members are the machines of g.
+func (pl *planner) holdRemoval(g Group, m *machine, failed bool, members []*machine) string {
+	if !failed {
+		if n, most := pl.healthyGone[g.Pool], max(g.MaxUnavailable, 1); n >= most {
+			return fmt.Sprintf("%s of pool %s already %s by this pass, at most %s", plural(n, "healthy machine"), g.Pool, goes(n), pl.paceOf(g))
+		}
+	}
+	if g.Role == v1alpha1.RoleControlPlane && m.available() {
+		left, ready := 0, 0
+		for _, o := range members {
+			if o == m || pl.removed[o.Name] {
+				continue
+			}
+			left++
+			if o.available() {
+				ready++
+			}
+		}
+		if q := quorum(left); ready < q {
+			return fmt.Sprintf("deleting %s would leave %d ready control-plane machines, fewer than etcd quorum %d", m.Name, ready, q)
+		}
+	}
+	return ""
+}
+
+// paceOf says how many healthy machines of group g a pass may delete, and where that comes from.
+func (pl *planner) paceOf(g Group) string {
+	switch {
+	case pl.gonePools[g.Pool]:
+		return fmt.Sprintf("%d per pass (the default maxUnavailable: the pool is not in the spec any more)", max(g.MaxUnavailable, 1))
+	case g.Role == v1alpha1.RoleControlPlane:
+		return "1 per pass for the control plane"
+	}
+	if g.MaxUnavailable < 1 {
+		return fmt.Sprintf("1 per pass (maxUnavailable %d, but a pool shrinks by at least one)", g.MaxUnavailable)
+	}
+	return fmt.Sprintf("%d per pass (maxUnavailable %d)", g.MaxUnavailable, g.MaxUnavailable)
+}
+
+func goes(n int) string {
+	if n == 1 {
+		return "goes"
+	}
+	return "go"
+}
+
+// remove deletes m, or powers it off when stop is set, and counts it against the pass's bounds unless
+// it failed.
+func (pl *planner) remove(m *machine, d Delete, failed, stop bool) {
+	d.Healthy = !failed
+	pl.removed[m.Name] = true
+	if d.Healthy {
+		pl.healthyGone[m.Pool]++
+	}
+	if stop {
+		pl.plan.StopInsteadOfDelete = append(pl.plan.StopInsteadOfDelete, d)
+		return
+	}
+	pl.plan.Deletes = append(pl.plan.Deletes, d)
 }
 
 // dispose deletes failed machine m, or powers it off and keeps it when the policy says to keep failed
@@ -303,20 +405,39 @@ func (pl *planner) dispose(m *machine, reason string) {
 	if pl.p.KeepFailed && m.State != provisioner.StateGone {
 		pl.kept[m.Name] = true
 		if m.State != provisioner.StateStopped {
-			pl.plan.StopInsteadOfDelete = append(pl.plan.StopInsteadOfDelete, Delete{Name: m.Name, Pool: m.Pool, Reason: reason})
+			pl.remove(m, Delete{Name: m.Name, Pool: m.Pool, Reason: reason}, true, true)
 		}
 		return
 	}
 	pl.deleted[m.Name] = true
-	pl.plan.Deletes = append(pl.plan.Deletes, Delete{Name: m.Name, Pool: m.Pool, Reason: reason})
+	pl.remove(m, Delete{Name: m.Name, Pool: m.Pool, Reason: reason}, true, false)
 }
 
 func (pl *planner) block(pool, machine, reason string) {
 	pl.plan.Blocked = append(pl.plan.Blocked, Block{Pool: pool, Machine: machine, Reason: reason})
 }
 
-// converge creates missing machines, deletes extra ones and replaces unhealthy ones of group g.
-func (pl *planner) converge(g Group, members []*machine, active []Replacement) {
+// upShortfall says, by role, why the pools of the spec are not all up yet ("" when they are): the
+// first pool with fewer machines available than its count. The healthy machines of a pool no longer
+// in the spec wait for it; those of a pool without a role wait for every pool of the spec (key "").
+func (pl *planner) upShortfall(groups []Group, members [][]*machine) map[string]string {
+	short := map[string]string{}
+	for i, g := range groups {
+		if pl.gonePools[g.Pool] {
+			continue
+		}
+		if avail := countAvailable(members[i]); avail < g.Count {
+			why := fmt.Sprintf("pool %s has %d of %d machines up", g.Pool, avail, g.Count)
+			short[g.Role] = cmp.Or(short[g.Role], why)
+			short[""] = cmp.Or(short[""], why)
+		}
+	}
+	return short
+}
+
+// converge creates missing machines, deletes extra ones and replaces unhealthy ones of group g. short
+// says by role which pool of the spec is not up yet (see upShortfall).
+func (pl *planner) converge(g Group, members []*machine, active []Replacement, short map[string]string) {
 	members = pl.live(members)
 	replacing := map[string]bool{} // old and new machines of replacements under way
 	for _, r := range active {
@@ -338,26 +459,8 @@ func (pl *planner) converge(g Group, members []*machine, active []Replacement) {
 		pl.plan.Creates = append(pl.plan.Creates, Create{Name: pl.freeName(g.Pool), Pool: g.Pool, Role: g.Role, Image: g.Image, Reason: fmt.Sprintf("pool %s has %d of %d machines", g.Pool, len(slots), g.Count)})
 	}
 	if extra := len(slots) - g.Count; extra > 0 {
-		cp := g.Role == v1alpha1.RoleControlPlane
-		if cp {
-			extra = 1
-		}
-		for i := len(slots) - 1; i >= 0 && extra > 0; i-- {
-			m := slots[i]
-			if cp {
-				if len(active) > 0 {
-					pl.block(g.Pool, m.Name, "control plane shrinks one machine at a time: a replacement is under way")
-					break
-				}
-				if q, ready := quorum(g.Count), countAvailable(slots)-b2i(m.available()); ready < q {
-					pl.block(g.Pool, m.Name, fmt.Sprintf("deleting %s would leave %d ready control-plane machines, fewer than etcd quorum %d", m.Name, ready, q))
-					break
-				}
-			}
-			pl.plan.Deletes = append(pl.plan.Deletes, Delete{Name: m.Name, Pool: g.Pool, Reason: fmt.Sprintf("pool %s has %d of %d machines", g.Pool, len(slots), g.Count)})
-			pl.deleted[m.Name] = true
-			extra--
-		}
+		pl.shrink(g, members, slots, extra, replacing, len(active) > 0, short[g.Role])
+		members = pl.live(members)
 	}
 
 	var candidates []*machine
@@ -365,7 +468,7 @@ func (pl *planner) converge(g Group, members []*machine, active []Replacement) {
 	for _, m := range members {
 		if m.unhealthy() {
 			unhealthy++
-			if !replacing[m.Name] && !pl.deleted[m.Name] {
+			if !replacing[m.Name] && !pl.deleted[m.Name] && !pl.surplus[m.Name] {
 				candidates = append(candidates, m)
 			}
 		}
@@ -391,7 +494,90 @@ func (pl *planner) converge(g Group, members []*machine, active []Replacement) {
 	}
 }
 
-// rollout starts replacing the first machine of group g on another image, one at a time per group.
+// shrink deletes the extra machines of group g, which has extra more slots than its count (see
+// removalRank for which go first); the old machines of replacements under way leave through their
+// replacement. Failed machines go at once, healthy ones within the bounds of holdRemoval and only
+// while the pool keeps Count - MaxUnavailable available; those of a pool no longer in the spec wait
+// until the pools of the spec are up (short says which is not). When more of the group is unhealthy
+// than MaxUnhealthy allows, the verdicts are not trusted (a partition looks like that) and failed
+// machines are held like healthy ones. The control plane loses one machine per plan, and none while
+// a replacement is under way.
+func (pl *planner) shrink(g Group, members, slots []*machine, extra int, replacing map[string]bool, busy bool, short string) {
+	unhealthy := 0
+	for _, m := range members {
+		if m.unhealthy() {
+			unhealthy++
+		}
+	}
+	trusted := unhealthy <= pl.p.maxUnhealthy(len(members))
+	var cands []*machine
+	for _, m := range slots {
+		if !replacing[m.Name] {
+			cands = append(cands, m)
+		}
+	}
+	slices.SortStableFunc(cands, func(a, b *machine) int {
+		return cmp.Or(cmp.Compare(removalRank(a, g.Image), removalRank(b, g.Image)), -byOrdinal(a, b))
+	})
+	cands = cands[:min(extra, len(cands))]
+	reason := fmt.Sprintf("pool %s has %d of %d machines", g.Pool, len(slots), g.Count)
+	if pl.gonePools[g.Pool] {
+		reason = fmt.Sprintf("pool %s is not in the spec any more", g.Pool)
+	}
+	cp := g.Role == v1alpha1.RoleControlPlane
+	avail := countAvailable(slots)
+	for _, m := range cands {
+		pl.surplus[m.Name] = true
+	}
+	for i, m := range cands {
+		why := ""
+		switch {
+		case cp && busy:
+			why = "the control plane shrinks one machine at a time: a replacement is under way"
+		case cp && i > 0:
+			why = "the control plane shrinks one machine per pass"
+		case m.unhealthy() && trusted:
+		case pl.gonePools[g.Pool] && short != "":
+			why = short + ", and the machines of a pool that is not in the spec any more go once the pools of the spec are up"
+		case m.available() && avail-1 < g.Count-g.MaxUnavailable:
+			why = fmt.Sprintf("%d of %d machines available, deleting it would leave fewer than %d", avail, g.Count, g.Count-g.MaxUnavailable)
+		}
+		failed := m.unhealthy() && trusted
+		if why == "" {
+			why = pl.holdRemoval(g, m, failed, members)
+		}
+		if why != "" {
+			pl.block(g.Pool, m.Name, fmt.Sprintf("%s waits: %s: %s", m.Name, why, reason))
+			continue
+		}
+		if m.available() {
+			avail--
+		}
+		why = reason
+		if m.unhealthy() && !failed {
+			why = fmt.Sprintf("%s; it looks failed (%s), but so does more of the pool than maxUnhealthy %s allows, so it counts as healthy", reason, m.verdict.Reason, pl.p.MaxUnhealthy)
+		}
+		pl.deleted[m.Name] = true
+		pl.remove(m, Delete{Name: m.Name, Pool: g.Pool, Reason: why, Surplus: true}, failed, false)
+	}
+}
+
+// removalRank orders the machines a shrinking group on image loses: failed, then not ready, then on
+// another image (a rollout would replace them), then the rest.
+func removalRank(m *machine, image string) int {
+	switch {
+	case m.unhealthy():
+		return 0
+	case !m.available():
+		return 1
+	case image != "" && m.Image != image:
+		return 2
+	}
+	return 3
+}
+
+// rollout starts replacing the first machine of group g on another image, one at a time per group,
+// once the group has no surplus machines left.
 func (pl *planner) rollout(g Group, members []*machine) {
 	if g.Image == "" {
 		return
@@ -404,15 +590,23 @@ func (pl *planner) rollout(g Group, members []*machine) {
 		replacing[r.Old] = true
 		replacing[r.New] = true
 	}
+	shrinking := false
+	for _, m := range members {
+		shrinking = shrinking || pl.surplus[m.Name]
+	}
 	avail := countAvailable(members)
 	for _, m := range members {
-		if m.Image == g.Image || replacing[m.Name] || pl.deleted[m.Name] {
+		if m.Image == g.Image || replacing[m.Name] || pl.surplus[m.Name] {
 			continue
 		}
 		if busy {
 			return // one at a time; the replacement under way is what the pool waits for
 		}
 		reason := fmt.Sprintf("rollout: image %s, want %s", m.Image, g.Image)
+		if shrinking {
+			pl.block(g.Pool, m.Name, fmt.Sprintf("%s waits: pool %s shrinks first: %s", m.Name, g.Pool, reason))
+			return
+		}
 		if need := g.Count - g.MaxUnavailable; avail < need {
 			pl.block(g.Pool, m.Name, fmt.Sprintf("%s waits: %d of %d machines available, a rollout needs at least %d: %s", m.Name, avail, g.Count, need, reason))
 			return
@@ -501,13 +695,6 @@ func countAvailable(ms []*machine) int {
 		}
 	}
 	return n
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func plural(n int, what string) string {

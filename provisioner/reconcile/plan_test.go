@@ -141,23 +141,48 @@ func TestDecide(t *testing.T) {
 			}},
 		},
 		{
-			name:     "extra machines: highest ordinal first",
+			name:     "extra machines: highest ordinal first, one healthy machine per pass",
 			desired:  desired(3, 1, "img-1"),
 			observed: plus(steady, mach("workers", 10, "img-1", running)),
-			verdicts: upAll,
+			verdicts: with(upAll, w(10), up),
+			want: Plan{
+				Deletes: []Delete{
+					{Name: w(10), Pool: "workers", Reason: "pool workers has 4 of 1 machines", Healthy: true, Surplus: true},
+				},
+				Blocked: []Block{
+					{Pool: "workers", Machine: w(2), Reason: "prod-workers-2 waits: 1 healthy machine of pool workers already goes by this pass, at most 1 per pass (maxUnavailable 1): pool workers has 4 of 1 machines"},
+					{Pool: "workers", Machine: w(1), Reason: "prod-workers-1 waits: 1 healthy machine of pool workers already goes by this pass, at most 1 per pass (maxUnavailable 1): pool workers has 4 of 1 machines"},
+				},
+			},
+		},
+		{
+			name:     "extra machines: failed ones first, and at once",
+			desired:  desired(3, 1, "img-1"),
+			observed: plus(steady, mach("workers", 3, "img-1", running)),
+			verdicts: with(upAll, w(0), failed, w(1), failed, w(3), up),
+			policy:   Policy{MaxUnhealthy: "2"},
 			want: Plan{Deletes: []Delete{
-				{Name: w(10), Pool: "workers", Reason: "pool workers has 4 of 1 machines"},
-				{Name: w(2), Pool: "workers", Reason: "pool workers has 4 of 1 machines"},
-				{Name: w(1), Pool: "workers", Reason: "pool workers has 4 of 1 machines"},
+				{Name: w(1), Pool: "workers", Reason: "pool workers has 4 of 1 machines", Surplus: true},
+				{Name: w(0), Pool: "workers", Reason: "pool workers has 4 of 1 machines", Surplus: true},
+				{Name: w(3), Pool: "workers", Reason: "pool workers has 4 of 1 machines", Healthy: true, Surplus: true},
+			}},
+		},
+		{
+			name:     "extra machines: not ready before ready",
+			desired:  desired(3, 2, "img-1"),
+			observed: steady,
+			verdicts: with(upAll, w(0), starting),
+			want: Plan{Deletes: []Delete{
+				{Name: w(0), Pool: "workers", Reason: "pool workers has 3 of 2 machines", Healthy: true, Surplus: true},
 			}},
 		},
 		{
 			name:     "pool no longer in the spec: its machines go",
 			desired:  desired(3, 3, "img-1"),
 			observed: plus(steady, mach("gpu", 0, "img-1", running)),
-			verdicts: upAll,
+			verdicts: with(upAll, name("gpu", 0), up),
 			want: Plan{Deletes: []Delete{
-				{Name: name("gpu", 0), Pool: "gpu", Reason: "pool gpu has 1 of 0 machines"},
+				{Name: name("gpu", 0), Pool: "gpu", Reason: "pool gpu is not in the spec any more", Healthy: true, Surplus: true},
 			}},
 		},
 		{
@@ -165,17 +190,22 @@ func TestDecide(t *testing.T) {
 			desired:  desired(3, 3, "img-1"),
 			observed: plus(steady, mach(cp, 3, "cp-1", running), mach(cp, 4, "cp-1", running)),
 			verdicts: with(upAll, c(3), up, c(4), up),
-			want: Plan{Deletes: []Delete{
-				{Name: c(4), Pool: cp, Reason: "pool control-plane has 5 of 3 machines"},
-			}},
+			want: Plan{
+				Deletes: []Delete{
+					{Name: c(4), Pool: cp, Reason: "pool control-plane has 5 of 3 machines", Healthy: true, Surplus: true},
+				},
+				Blocked: []Block{
+					{Pool: cp, Machine: c(3), Reason: "prod-control-plane-3 waits: the control plane shrinks one machine per pass: pool control-plane has 5 of 3 machines"},
+				},
+			},
 		},
 		{
-			name:     "control plane does not shrink below quorum of ready machines",
+			name:     "control plane shrinks by a member that is not ready, keeping etcd quorum",
 			desired:  desired(3, 3, "img-1"),
 			observed: plus(steady, mach(cp, 3, "cp-1", running)),
 			verdicts: with(upAll, c(0), starting, c(1), starting, c(3), up),
-			want: Plan{Blocked: []Block{
-				{Pool: cp, Machine: c(3), Reason: "deleting prod-control-plane-3 would leave 1 ready control-plane machines, fewer than etcd quorum 2"},
+			want: Plan{Deletes: []Delete{
+				{Name: c(1), Pool: cp, Reason: "pool control-plane has 4 of 3 machines", Healthy: true, Surplus: true},
 			}},
 		},
 		{
@@ -293,7 +323,7 @@ func TestDecide(t *testing.T) {
 			},
 			now: t0,
 			want: Plan{
-				Blocked: []Block{{Pool: cp, Machine: c(3), Reason: "control plane shrinks one machine at a time: a replacement is under way"}},
+				Blocked: []Block{{Pool: cp, Machine: c(3), Reason: "prod-control-plane-3 waits: the control plane shrinks one machine at a time: a replacement is under way: pool control-plane has 4 of 3 machines"}},
 				Next: RemediationState{
 					InFlight: []Replacement{{Old: c(0), New: c(4), Pool: cp, Reason: failed.Reason, Started: before}},
 					Attempts: map[string][]time.Time{c(0): {before}},
@@ -305,10 +335,14 @@ func TestDecide(t *testing.T) {
 			desired:  desired(3, 2, "img-1"),
 			observed: plus(steady, provisioner.Machine{Name: "hand-made", Cluster: "prod", Pool: "workers", Image: "img-1", State: running}),
 			verdicts: upAll,
-			want: Plan{Deletes: []Delete{
-				{Name: "hand-made", Pool: "workers", Reason: "pool workers has 4 of 2 machines"},
-				{Name: w(2), Pool: "workers", Reason: "pool workers has 4 of 2 machines"},
-			}},
+			want: Plan{
+				Deletes: []Delete{
+					{Name: "hand-made", Pool: "workers", Reason: "pool workers has 4 of 2 machines", Healthy: true, Surplus: true},
+				},
+				Blocked: []Block{
+					{Pool: "workers", Machine: w(2), Reason: "prod-workers-2 waits: 1 healthy machine of pool workers already goes by this pass, at most 1 per pass (maxUnavailable 1): pool workers has 4 of 2 machines"},
+				},
+			},
 		},
 		{
 			name:     "failed rollout replacement, keep failed: powered off and kept",
@@ -559,7 +593,7 @@ func TestDecide(t *testing.T) {
 			now:    t0,
 			policy: Policy{KeepFailed: true},
 			want: Plan{
-				Deletes: []Delete{{Name: w(0), Pool: "workers", Reason: "replaced by prod-workers-3: rollout"}},
+				Deletes: []Delete{{Name: w(0), Pool: "workers", Reason: "replaced by prod-workers-3: rollout", Healthy: true}},
 				Next: RemediationState{
 					InFlight: []Replacement{{Old: w(0), New: w(3), Pool: "workers", Rollout: true, Reason: "rollout", Started: before}},
 					Attempts: map[string][]time.Time{w(0): {before}},
@@ -593,6 +627,9 @@ func TestDecide(t *testing.T) {
 			got := Decide(tc.desired, tc.observed, tc.verdicts, tc.state, tc.now, tc.policy)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Decide (-want +got):\n%s", diff)
+			}
+			if err := checkInvariants(tc.desired, tc.observed, tc.verdicts, tc.state, got); err != nil {
+				t.Error(err)
 			}
 		})
 	}

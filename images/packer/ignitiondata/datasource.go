@@ -53,7 +53,11 @@ type Config struct {
 
 // DatasourceOutput is what the data source returns.
 type DatasourceOutput struct {
-	// The Ignition config (JSON, spec 3.5.0). It holds a bootstrap token: keep it out of logs.
+	// The Ignition config (JSON, spec 3.5.0). It holds a bootstrap token: keep it out of logs. The
+	// token is one shared by the configs rendered outside `kiln apply`, and the data source does not
+	// apply it to the cluster: it reaches the cluster only in a control-plane node's first-boot
+	// manifests. Machines that `kiln apply` creates get tokens of their own, applied before they are
+	// created.
 	Config string `mapstructure:"config"`
 	// The same config in standard base64, for vSphere's guestinfo.ignition.config.data with
 	// guestinfo.ignition.config.data.encoding = "base64".

@@ -1,0 +1,92 @@
+// Package controlplanetest gives tests a real control plane: etcd, kube-apiserver,
+// kube-controller-manager and kube-scheduler started on loopback by package controlplane (the code
+// behind `kiln controlplane run`) from exactly what kiln renders for the first control-plane node.
+// It is the one harness for tests that need a real Kubernetes API; it only finds the programs and
+// ties the control plane's life to the test's.
+//
+// The Kubernetes binaries come from `hack/tools.sh kubernetes` (internal/testtool), etcd from Debian's
+// etcd-server. A test whose programs are missing is skipped, saying how to get them, or fails under
+// CI=true.
+package controlplanetest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/kiln-dev/kiln/bootstrap/controlplane"
+	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/internal/testtool"
+)
+
+// ReadyTimeout bounds how long etcd and kube-apiserver may each take to become ready: generous, as
+// tests share a small machine.
+const ReadyTimeout = 3 * time.Minute
+
+// Binaries finds etcd and the Kubernetes control-plane programs, or skips t (fails it under CI).
+func Binaries(t testing.TB) controlplane.Binaries {
+	t.Helper()
+	if _, err := exec.LookPath("etcd"); err != nil {
+		msg := fmt.Sprintf("controlplanetest: etcd: %v; install Debian's etcd-server (hack/tools.sh deps)", err)
+		if testtool.CI() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir := filepath.Dir(testtool.Tool(t, "kubernetes"))
+	bins, err := controlplane.FindBinaries(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins
+}
+
+// Start starts the control plane of in's first control-plane node (controlplane.Start) in a
+// directory of t's, logging its progress to t, and stops it when t ends, showing the last lines of
+// each component's log if t failed.
+func Start(t testing.TB, in ignition.Input) *controlplane.ControlPlane {
+	t.Helper()
+	bins := Binaries(t)
+	cp, err := controlplane.Start(t.Context(), in, controlplane.Options{
+		Dir:          t.TempDir(),
+		Binaries:     bins,
+		Progress:     logWriter{t},
+		ReadyTimeout: ReadyTimeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cp.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+				data, _ := os.ReadFile(filepath.Join(cp.Dir, "log", name+".log"))
+				lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+				t.Logf("last lines of the %s log:\n%s", name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+	})
+	return cp
+}
+
+// Config is a client-go configuration for cp's API server that trusts caPEM (the cluster CA) and
+// presents no credential: set one (CertData and KeyData, or BearerToken).
+func Config(cp *controlplane.ControlPlane, caPEM []byte) *rest.Config {
+	return &rest.Config{Host: cp.APIURL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second}
+}
+
+// logWriter writes each line to the test's log.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,210 @@
+package converge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/converge"
+	"github.com/kiln-dev/kiln/provisioner/drain"
+	"github.com/kiln-dev/kiln/provisioner/health"
+	"github.com/kiln-dev/kiln/provisioner/providertest"
+	"github.com/kiln-dev/kiln/provisioner/reconcile"
+)
+
+// kube stands for a cluster's API: every machine of mem has a Ready Node (none of the machines in
+// noNode), unless down says the API does not answer. It records what was drained and deleted, and
+// whether each machine still existed when its Node was drained.
+type kube struct {
+	mem      *providertest.Memory
+	down     error
+	noNode   []string
+	drainErr error
+
+	mu             sync.Mutex
+	calls          []string
+	existedAtDrain []bool
+}
+
+func (k *kube) NodeReady(context.Context) (map[string]health.Condition, error) {
+	if k.down != nil {
+		return nil, k.down
+	}
+	out := map[string]health.Condition{}
+	for _, m := range k.mem.Machines() {
+		if !slices.Contains(k.noNode, m.Name) {
+			out[m.Name] = health.Condition{Known: true, Ready: true}
+		}
+	}
+	return out, nil
+}
+
+func (k *kube) Drain(_ context.Context, node string) (drain.Result, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, "drain "+node)
+	exists := slices.ContainsFunc(k.mem.Machines(), func(m provisioner.Machine) bool { return m.Name == node })
+	k.existedAtDrain = append(k.existedAtDrain, exists)
+	if k.drainErr != nil {
+		return drain.Result{Found: true, Ready: true}, k.drainErr
+	}
+	return drain.Result{Found: true, Ready: true, Evicted: []string{"apps/web-1", "apps/web-2"}, Skipped: []drain.Skip{{Pod: "kube-system/cni", Reason: drain.SkipDaemonSet}}}, nil
+}
+
+func (k *kube) DeleteNode(_ context.Context, node string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, "delete-node "+node)
+	return nil
+}
+
+func ops(r converge.Report) string {
+	var out []string
+	for _, a := range r.Actions {
+		out = append(out, a.Op+" "+a.Machine)
+	}
+	return strings.Join(out, ", ")
+}
+
+// scaledDown is a harness whose cluster converged at 3 workers with Ready Nodes, and an executor
+// for 2.
+func scaledDown(t *testing.T, k *kube) (*harness, *converge.Executor) {
+	t.Helper()
+	h := newHarness()
+	k.mem = h.mem
+	e := h.executor(desired(3), reconcile.Policy{})
+	e.Nodes = k
+	h.pass(t, e)
+	if r := h.pass(t, e); !r.Converged(desired(3)) {
+		t.Fatalf("not converged: %s", ops(r))
+	}
+	e = h.executor(desired(2), reconcile.Policy{})
+	e.Nodes = k
+	return h, e
+}
+
+func TestDrainsBeforeDelete(t *testing.T) {
+	k := &kube{}
+	h, e := scaledDown(t, k)
+	r := h.pass(t, e)
+	if got, want := ops(r), "drain kt-workers-2, delete kt-workers-2, delete-node kt-workers-2"; got != want {
+		t.Fatalf("actions: %s, want %s", got, want)
+	}
+	if want := "before delete: cordoned, 2 pods evicted, 1 pod left (DaemonSet, mirror or finished)"; r.Actions[0].Reason != want {
+		t.Errorf("drain reason %q, want %q", r.Actions[0].Reason, want)
+	}
+	if got := strings.Join(k.calls, ", "); got != "drain kt-workers-2, delete-node kt-workers-2" || !k.existedAtDrain[0] {
+		t.Errorf("calls %s (machine there at the drain: %v); want the drain while the machine exists, then the Node's delete", got, k.existedAtDrain)
+	}
+	if slices.Contains(h.names(), "kt-workers-2") {
+		t.Error("kt-workers-2 is not deleted")
+	}
+}
+
+func TestDrainHeldByABudget(t *testing.T) {
+	k := &kube{drainErr: fmt.Errorf("drain kt-workers-2: pod apps/db-0: %w for 2m0s: The disruption budget db needs 2 healthy pods and has 2 currently", drain.ErrBudget)}
+	h, e := scaledDown(t, k)
+	r := h.pass(t, e)
+	if got := ops(r); got != "hold kt-workers-2" {
+		t.Fatalf("actions: %s, want the delete held", got)
+	}
+	if r.Err() != nil {
+		t.Errorf("a budget holding a delete is no error of the pass: %v", r.Err())
+	}
+	last := r.Plan.Blocked[len(r.Plan.Blocked)-1]
+	if last.Machine != "kt-workers-2" || !strings.Contains(last.Reason, "delete kt-workers-2 held: drain kt-workers-2: pod apps/db-0: eviction refused by a PodDisruptionBudget") {
+		t.Errorf("the plan says %+v, want why kt-workers-2 is held", last)
+	}
+	if !slices.Contains(h.names(), "kt-workers-2") {
+		t.Fatal("kt-workers-2 was deleted although its drain did not finish")
+	}
+
+	k.drainErr = nil
+	if got := ops(h.pass(t, e)); got != "drain kt-workers-2, delete kt-workers-2, delete-node kt-workers-2" {
+		t.Fatalf("the next pass: %s, want the drain and delete", got)
+	}
+}
+
+func TestDrainFailureIsAnError(t *testing.T) {
+	k := &kube{drainErr: errors.New("drain kt-workers-2: cordon: nodes \"kt-workers-2\" is forbidden")}
+	h, e := scaledDown(t, k)
+	r, err := e.Pass(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ops(r); got != "hold kt-workers-2" || r.Err() == nil || !strings.Contains(r.Err().Error(), "forbidden") {
+		t.Fatalf("actions %s, error %v; want the delete held with the drain's error", got, r.Err())
+	}
+	if !slices.Contains(h.names(), "kt-workers-2") {
+		t.Fatal("kt-workers-2 was deleted although its drain failed")
+	}
+}
+
+func TestNoDrainWithoutANode(t *testing.T) {
+	k := &kube{noNode: []string{"kt-workers-2"}}
+	h, e := scaledDown(t, k)
+	// kt-workers-2 has no Node: there is nothing to drain.
+	if got := ops(h.pass(t, e)); got != "delete kt-workers-2" || len(k.calls) != 0 {
+		t.Fatalf("actions %s, calls %v; want the delete alone", got, k.calls)
+	}
+}
+
+func TestUnreachableAPIDeletesWithoutDraining(t *testing.T) {
+	k := &kube{}
+	h, e := scaledDown(t, k)
+	k.down = errors.New("dial tcp 10.0.0.10:6443: connect: connection refused")
+	r := h.pass(t, e)
+	if got := ops(r); got != "delete kt-workers-2" || len(k.calls) != 0 {
+		t.Fatalf("actions %s, calls %v; want the delete without a drain", got, k.calls)
+	}
+	if !strings.Contains(r.Actions[0].Reason, "not drained: the cluster's API did not answer") {
+		t.Errorf("reason %q does not say the machine went undrained", r.Actions[0].Reason)
+	}
+}
+
+func TestApprove(t *testing.T) {
+	h := newHarness()
+	e := h.executor(desired(2), reconcile.Policy{})
+	var seen []reconcile.Plan
+	e.Approve = func(_ context.Context, p reconcile.Plan) error {
+		seen = append(seen, p)
+		return errors.New("the user said no")
+	}
+	r, err := e.Pass(t.Context())
+	if !errors.Is(err, converge.ErrNotApproved) || !strings.Contains(err.Error(), "the user said no") {
+		t.Fatalf("Pass: %v, want ErrNotApproved with the reason", err)
+	}
+	if len(seen) != 1 || len(r.Plan.Creates) != 3 || len(r.Actions) != 0 || len(h.names()) != 0 || h.store.data != nil {
+		t.Fatalf("refused: approvals %d, plan %+v, actions %v, machines %v, memory %s; want the plan and nothing done or stored",
+			len(seen), r.Plan, r.Actions, h.names(), h.store.data)
+	}
+
+	e.Approve = func(context.Context, reconcile.Plan) error { return nil }
+	if r := h.pass(t, e); len(r.Actions) != 3 {
+		t.Fatalf("approved: %s", ops(r))
+	}
+	e.Approve = func(context.Context, reconcile.Plan) error {
+		t.Error("Approve was asked about a plan that does nothing")
+		return nil
+	}
+	h.pass(t, e)
+}
+
+func TestPlanActsOnNothing(t *testing.T) {
+	h := newHarness()
+	e := h.executor(desired(2), reconcile.Policy{})
+	k := &kube{mem: h.mem}
+	e.Nodes = k
+	r, err := e.Plan(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Plan.Creates) != 3 || len(r.Actions) != 0 || len(h.names()) != 0 || h.store.data != nil || len(k.calls) != 0 {
+		t.Fatalf("Plan: %+v, actions %v, machines %v, memory %s, calls %v; want a plan and nothing done", r.Plan, r.Actions, h.names(), h.store.data, k.calls)
+	}
+}
