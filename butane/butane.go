@@ -14,8 +14,14 @@ import (
 	"strings"
 )
 
-// NodeNamePlaceholder stands where a node's own name goes. It is filled after translation.
-const NodeNamePlaceholder = "@@KILN_NODE_NAME@@"
+// Placeholders of per-node values, filled after translation.
+const (
+	// NodeNamePlaceholder stands where a node's own name goes.
+	NodeNamePlaceholder = "@@KILN_NODE_NAME@@"
+	// NodeAddressPlaceholder stands where a node's own private address goes, where the provider
+	// gives nodes their addresses before their configs are rendered; elsewhere it is filled with "".
+	NodeAddressPlaceholder = "@@KILN_NODE_ADDRESS@@"
+)
 
 //go:embed templates/*.bu.tmpl
 var files embed.FS

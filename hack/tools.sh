@@ -53,6 +53,8 @@ APT_PACKAGES=(
 	busybox-static # the network boot test's initrd, which fetches the machine's Ignition
 	ipmitool     # IPMI power control of the metal provider (onprem/metal)
 	ssh-audit    # judges the baked image's sshd against images/harden/testdata/ssh-audit-policy.txt (images/bake)
+	haproxy      # haproxy -c on the rendered haproxy.cfg of the API endpoint (bootstrap/ignition)
+	keepalived   # keepalived --config-test on the rendered keepalived.conf of the API endpoint (bootstrap/ignition)
 )
 
 IGNITION_VERSION=v2.26.0

@@ -343,7 +343,7 @@ func TestDecodeResult(t *testing.T) {
 			KubernetesVersion: "v1.37.2",
 			Provider: Provider{
 				Name: ProviderQEMU,
-				QEMU: &QEMUProvider{MemoryMiB: 2048, CPUs: 2, SSHPortBase: 2222},
+				QEMU: &QEMUProvider{MemoryMiB: 2048, CPUs: 2, SSHPortBase: 2222, APIPortBase: 16443},
 			},
 			Network: Network{
 				NodeCIDR:       "10.0.0.0/16",
@@ -351,7 +351,7 @@ func TestDecodeResult(t *testing.T) {
 				PodCIDR:        "10.244.0.0/16",
 				ServiceCIDR:    "10.96.0.0/12",
 				ClusterDomain:  "cluster.local",
-				APIEndpoint:    APIEndpoint{LoadBalancerName: "api.demo.kiln.internal", Port: 6443},
+				APIEndpoint:    APIEndpoint{LoadBalancerName: "api.demo.kiln.internal", Address: "10.0.0.5", Port: 6443},
 			},
 			ControlPlane: ControlPlane{Count: 1, Image: "kiln.qcow2"},
 			NodePools: []NodePool{{

@@ -24,8 +24,21 @@ const (
 	DefaultQEMUMemoryMiB      = 2048
 	DefaultQEMUCPUs           = 2
 	DefaultQEMUSSHPortBase    = 2222
+	DefaultQEMUAPIPortBase    = 16443
 	DefaultAWSInstanceType    = "m6i.large"
 	DefaultMetalInventory     = "machines.yaml"
+)
+
+// APIServerPortBehindVIP is the port kube-apiserver listens on where the API endpoint is made on the
+// control-plane nodes (qemu, vsphere, metal): haproxy holds spec.network.apiEndpoint.port on every
+// address of those nodes and forwards it to the kube-apiservers on this port.
+const APIServerPortBehindVIP = 6444
+
+// QEMUEndpointHost is the host number, in the first private subnet, of the default API endpoint
+// address on qemu: below qemuFirstMachineHost, where the QEMU provider starts giving machines theirs.
+const (
+	QEMUEndpointHost     = 5
+	qemuFirstMachineHost = 10
 )
 
 // LoadBalancerName is the default DNS name of the API load balancer of the cluster called name.
@@ -67,6 +80,7 @@ func SetDefaults(c *Cluster) {
 		setInt(&p.MemoryMiB, DefaultQEMUMemoryMiB)
 		setInt(&p.CPUs, DefaultQEMUCPUs)
 		setInt(&p.SSHPortBase, DefaultQEMUSSHPortBase)
+		setInt(&p.APIPortBase, DefaultQEMUAPIPortBase)
 	}
 
 	n := &s.Network
@@ -83,6 +97,11 @@ func SetDefaults(c *Cluster) {
 		n.APIEndpoint.LoadBalancerName = LoadBalancerName(c.Metadata.Name)
 	}
 	setInt(&n.APIEndpoint.Port, DefaultAPIPort)
+	if s.Provider.Name == ProviderQEMU && n.APIEndpoint.Address == "" && len(n.PrivateSubnets) > 0 {
+		if a, ok := hostAddress(n.PrivateSubnets[0], QEMUEndpointHost); ok {
+			n.APIEndpoint.Address = a.String()
+		}
+	}
 
 	setInt(&s.ControlPlane.Count, DefaultControlPlaneCount)
 	for i := range s.NodePools {
@@ -121,6 +140,23 @@ func firstSubnet(cidr string) (netip.Prefix, bool) {
 		return p, true
 	}
 	return netip.PrefixFrom(p.Addr(), bits), true
+}
+
+// hostAddress is the address n hosts into the network cidr (n = 5: 10.0.0.5 of 10.0.0.0/24), if
+// cidr is a network with no host bits set that holds it and is not its last address.
+func hostAddress(cidr string, n int) (netip.Addr, bool) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil || p != p.Masked() {
+		return netip.Addr{}, false
+	}
+	a := p.Addr()
+	for range n {
+		a = a.Next()
+	}
+	if !p.Contains(a) || !p.Contains(a.Next()) {
+		return netip.Addr{}, false
+	}
+	return a, true
 }
 
 func setString(s *string, def string) {

@@ -51,7 +51,11 @@ func TestSetDefaults(t *testing.T) {
 		{
 			name: "qemu block created and filled",
 			in:   named("demo", Provider{Name: ProviderQEMU}),
-			want: filled(Provider{Name: ProviderQEMU, QEMU: &QEMUProvider{MemoryMiB: 2048, CPUs: 2, SSHPortBase: 2222}}),
+			want: func() *Cluster {
+				c := filled(Provider{Name: ProviderQEMU, QEMU: &QEMUProvider{MemoryMiB: 2048, CPUs: 2, SSHPortBase: 2222, APIPortBase: 16443}})
+				c.Spec.Network.APIEndpoint.Address = "10.0.0.5" // .5 of the first private subnet
+				return c
+			}(),
 		},
 		{
 			name: "aws instance type",

@@ -23,7 +23,7 @@ func TestFirewallFields(t *testing.T) {
 	}{
 		{
 			name: "restricted egress with an allowed range and the load balancer's address",
-			doc: minimal + "  network:\n    apiEndpoint: {address: 10.0.0.10}\n" +
+			doc: minimal + "  network:\n    apiEndpoint: {address: 10.0.0.7}\n" +
 				"    egress:\n      policy: restricted\n      allowedCIDRs: [192.0.2.53/32]\n",
 		},
 		{
@@ -41,11 +41,10 @@ func TestFirewallFields(t *testing.T) {
 			want: []strictyaml.Finding{warnAt("spec.network.egress.allowedCIDRs", 14, 21, "ignored: the egress policy is open (set policy: restricted to limit egress to these)")},
 		},
 		{
-			name: "restricted without the load balancer's address, everything allowed, a bad range",
+			name: "restricted, everything allowed, a bad range",
 			doc: minimal + "  network:\n    egress:\n      policy: restricted\n" +
 				"      allowedCIDRs: [0.0.0.0/0, 10.1.2.3/8]\n",
 			want: []strictyaml.Finding{
-				warnAt("spec.network.egress.policy", 14, 15, "restricted egress without spec.network.apiEndpoint.address: the nodes reach the API load balancer only if it is in nodeCIDR or allowedCIDRs"),
 				warnAt("spec.network.egress.allowedCIDRs[0]", 15, 22, "0.0.0.0/0 allows every destination: restricted egress is then as open as open"),
 				errAt("spec.network.egress.allowedCIDRs[1]", 15, 33, `"10.1.2.3/8" has host bits set: the network is 10.0.0.0/8`),
 			},
@@ -53,8 +52,8 @@ func TestFirewallFields(t *testing.T) {
 		{
 			name: "restricted egress is not enforced on aws",
 			doc: strings.Replace(minimal, qemu, "  provider:\n    name: aws\n    aws: {region: eu-west-1}\n", 1) +
-				"  network:\n    apiEndpoint: {address: 10.0.0.10}\n    egress: {policy: restricted}\n",
-			want: []strictyaml.Finding{warnAt("spec.network.egress.policy", 15, 22, "not enforced on aws: nodes there have no node firewall, and the security groups leave egress to the NAT gateway")},
+				"  network:\n    egress: {policy: restricted}\n",
+			want: []strictyaml.Finding{warnAt("spec.network.egress.policy", 14, 22, "not enforced on aws: nodes there have no node firewall, and the security groups leave egress to the NAT gateway")},
 		},
 		{
 			name: "a NodePort range from anywhere is a warning",

@@ -119,6 +119,10 @@ type QEMUProvider struct {
 	CPUs int `json:"cpus,omitempty"`
 	// SSHPortBase is the first loopback port forwarded to a node's SSH. Defaults to 2222.
 	SSHPortBase int `json:"sshPortBase,omitempty"`
+	// APIPortBase is the first loopback port forwarded to a control-plane node's API endpoint port
+	// (haproxy, spec.network.apiEndpoint.port): kiln reaches the cluster's API from this host there.
+	// Each control-plane node gets the lowest free port from here. Defaults to 16443.
+	APIPortBase int `json:"apiPortBase,omitempty"`
 }
 
 // Network describes the cluster's private network.
@@ -134,7 +138,9 @@ type Network struct {
 	// ClusterDomain for services. Defaults to "cluster.local".
 	ClusterDomain string      `json:"clusterDomain,omitempty"`
 	APIEndpoint   APIEndpoint `json:"apiEndpoint,omitempty"`
-	// AdminCIDRs may reach SSH (port 22) on the nodes; nothing else is reachable from outside.
+	// AdminCIDRs may reach SSH (port 22) on the nodes and, where the API endpoint is made on the
+	// control-plane nodes (qemu, vsphere, metal), the endpoint's port on them; nothing else is
+	// reachable from outside. (On aws the load balancer admits them.)
 	AdminCIDRs []string `json:"adminCIDRs,omitempty"`
 	// Egress says where the nodes themselves may open connections to. Empty means open.
 	Egress Egress `json:"egress,omitempty"`
@@ -158,11 +164,19 @@ type Egress struct {
 	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
 }
 
-// APIEndpoint is the load balancer in front of the API servers, the only way in to the API.
+// APIEndpoint is the load balancer in front of the API servers, the only way in to the API. On aws it
+// is a network load balancer; on qemu, vsphere and metal it is made on the control-plane nodes
+// themselves: keepalived holds Address (VRRP) on one of them at a time, and haproxy on each forwards
+// Port to the kube-apiservers, which listen on APIServerPortBehindVIP.
 type APIEndpoint struct {
 	// LoadBalancerName is the DNS name clients use. Defaults to "api.<cluster>.kiln.internal".
 	LoadBalancerName string `json:"loadBalancerName,omitempty"`
-	// Address is the load balancer's IP address, if known in advance.
+	// Address is the endpoint's IP address, which the API server certificate names and the nodes
+	// dial. Required on qemu, vsphere and metal: the virtual address on the control-plane nodes, an
+	// unused address of a private subnet (not its network or broadcast address). On qemu it defaults
+	// to the .5 address of the first private subnet and must lie below .10 of it, where QEMU starts
+	// giving machines their addresses. Must be empty on aws, where the load balancer's DNS name is the
+	// endpoint and AWS chooses its addresses.
 	Address string `json:"address,omitempty"`
 	// Port of the API. Defaults to 6443.
 	Port int `json:"port,omitempty"`

@@ -121,8 +121,8 @@ func (v *validator) cluster(c *Cluster) {
 	if v.required("spec.kubernetesVersion", s.KubernetesVersion) && !kubernetesVersion.MatchString(s.KubernetesVersion) {
 		v.errorf("spec.kubernetesVersion", "%s is not a Kubernetes version (want e.g. %s)", quote(s.KubernetesVersion), DefaultKubernetesVersion)
 	}
-	v.provider("spec.provider", &s.Provider, nodeCount(s))
-	v.network("spec.network", &s.Network)
+	v.provider("spec.provider", &s.Provider, nodeCount(s), s.ControlPlane.Count)
+	v.network("spec.network", &s.Network, s.Provider.Name)
 	if s.Provider.Name == ProviderAWS && s.Network.Egress.Policy == EgressRestricted {
 		v.warnf("spec.network.egress.policy", "not enforced on aws: nodes there have no node firewall, and the security groups leave egress to the NAT gateway")
 	}
@@ -142,7 +142,7 @@ func nodeCount(s *ClusterSpec) int {
 	return n
 }
 
-func (v *validator) provider(path string, p *Provider, nodes int) {
+func (v *validator) provider(path string, p *Provider, nodes, controlPlane int) {
 	blocks := []struct {
 		name string
 		set  bool
@@ -174,7 +174,7 @@ func (v *validator) provider(path string, p *Provider, nodes int) {
 	case ProviderMetal:
 		v.metal(strictyaml.FieldPath(path, ProviderMetal), deref(p.Metal))
 	case ProviderQEMU:
-		v.qemu(strictyaml.FieldPath(path, ProviderQEMU), deref(p.QEMU), nodes)
+		v.qemu(strictyaml.FieldPath(path, ProviderQEMU), deref(p.QEMU), nodes, controlPlane)
 	}
 }
 
@@ -237,15 +237,36 @@ func (v *validator) metal(path string, p MetalProvider) {
 	}
 }
 
-func (v *validator) qemu(path string, p QEMUProvider, nodes int) {
+func (v *validator) qemu(path string, p QEMUProvider, nodes, controlPlane int) {
 	v.positive(path+".memoryMiB", p.MemoryMiB)
 	v.positive(path+".cpus", p.CPUs)
+	sshOK := false
 	switch {
 	case p.SSHPortBase < 1 || p.SSHPortBase > 65535:
 		v.errorf(path+".sshPortBase", "must be a port from 1 to 65535, got %d", p.SSHPortBase)
 	case p.SSHPortBase+max(nodes, 1)-1 > 65535:
 		v.errorf(path+".sshPortBase", "%d nodes need ports %d to %d, beyond 65535", nodes, p.SSHPortBase, p.SSHPortBase+nodes-1)
+	default:
+		sshOK = true
 	}
+	cps := max(controlPlane, 1)
+	switch sshLast, apiLast := p.SSHPortBase+max(nodes, 1)-1, p.APIPortBase+cps-1; {
+	case p.APIPortBase < 1 || p.APIPortBase > 65535:
+		v.errorf(path+".apiPortBase", "must be a port from 1 to 65535, got %d", p.APIPortBase)
+	case apiLast > 65535:
+		v.errorf(path+".apiPortBase", "%d control-plane nodes need ports %d to %d, beyond 65535", cps, p.APIPortBase, apiLast)
+	case sshOK && p.APIPortBase <= sshLast && p.SSHPortBase <= apiLast:
+		v.errorAfter([]string{path + ".sshPortBase"}, path+".apiPortBase", "the API %s and the SSH %s (sshPortBase) overlap",
+			ports(p.APIPortBase, apiLast), ports(p.SSHPortBase, sshLast))
+	}
+}
+
+// ports writes the port range first to last: "port 22" or "ports 2222 to 2224".
+func ports(first, last int) string {
+	if first == last {
+		return fmt.Sprintf("port %d", first)
+	}
+	return fmt.Sprintf("ports %d to %d", first, last)
 }
 
 func (v *validator) positive(path string, n int) {
@@ -254,7 +275,7 @@ func (v *validator) positive(path string, n int) {
 	}
 }
 
-func (v *validator) network(path string, n *Network) {
+func (v *validator) network(path string, n *Network, provider string) {
 	node, nodeOK := v.cidr(path+".nodeCIDR", n.NodeCIDR)
 	if len(n.PrivateSubnets) > MaxPrivateSubnets {
 		v.errorf(path+".privateSubnets", "%d subnets, at most %d", len(n.PrivateSubnets), MaxPrivateSubnets)
@@ -317,24 +338,7 @@ func (v *validator) network(path string, n *Network) {
 		v.dnsSubdomain(path+".clusterDomain", n.ClusterDomain)
 	}
 
-	ep := path + ".apiEndpoint"
-	if n.APIEndpoint.LoadBalancerName != "" {
-		v.dnsSubdomain(ep+".loadBalancerName", n.APIEndpoint.LoadBalancerName)
-	}
-	if a := n.APIEndpoint.Address; a != "" {
-		ip, err := netip.ParseAddr(a)
-		switch {
-		case err != nil:
-			v.errorf(ep+".address", "%s is not an IP address", quote(a))
-		case ip.Zone() != "":
-			v.errorf(ep+".address", "%s has a zone; want an address without one", quote(a))
-		case ip.IsUnspecified():
-			v.errorf(ep+".address", "%s is the unspecified address", ip)
-		}
-	}
-	if p := n.APIEndpoint.Port; p < 1 || p > 65535 {
-		v.errorf(ep+".port", "must be a port from 1 to 65535, got %d", p)
-	}
+	v.apiEndpoint(path, &n.APIEndpoint, provider, subs)
 
 	for i, s := range n.AdminCIDRs {
 		p := strictyaml.IndexPath(path+".adminCIDRs", i)
@@ -342,19 +346,120 @@ func (v *validator) network(path string, n *Network) {
 			v.warnf(p, "%s lets the whole internet reach SSH on the nodes", c)
 		}
 	}
-	v.egress(path+".egress", &n.Egress, n.APIEndpoint.Address)
+	v.egress(path+".egress", &n.Egress)
 }
 
-func (v *validator) egress(path string, e *Egress, lbAddress string) {
+// apiEndpoint checks spec.network.apiEndpoint; subs are the private subnets, the zero Prefix for
+// those that are not valid. What the address must be depends on the provider: on qemu, vsphere and
+// metal it is the virtual address keepalived holds on the control-plane nodes' link, so it is
+// required and sits in a private subnet; on aws the load balancer's name is the endpoint.
+func (v *validator) apiEndpoint(path string, ep *APIEndpoint, provider string, subs []netip.Prefix) {
+	path += ".apiEndpoint"
+	if ep.LoadBalancerName != "" {
+		v.dnsSubdomain(path+".loadBalancerName", ep.LoadBalancerName)
+	}
+	vip := provider == ProviderQEMU || provider == ProviderVSphere || provider == ProviderMetal
+	ap := path + ".address"
+	a := ep.Address
+	var ip netip.Addr
+	if a != "" {
+		var err error
+		ip, err = netip.ParseAddr(a)
+		switch {
+		case err != nil:
+			v.errorf(ap, "%s is not an IP address", quote(a))
+		case ip.Zone() != "":
+			v.errorf(ap, "%s has a zone; want an address without one", quote(a))
+		case ip.IsUnspecified():
+			v.errorf(ap, "%s is the unspecified address", ip)
+		}
+		if err != nil || ip.Zone() != "" || ip.IsUnspecified() {
+			ip = netip.Addr{}
+		}
+	}
+	switch {
+	case provider == ProviderAWS && a != "":
+		v.errorf(ap, "must be empty on aws: the network load balancer's DNS name is the endpoint (loadBalancerName), and AWS chooses its addresses")
+	case vip && a == "" && provider == ProviderQEMU && (len(subs) == 0 || !subs[0].IsValid()):
+		// SetDefaults derives it from the first private subnet, whose problem is reported already.
+	case vip && a == "":
+		v.errorf(ap, "required on %s: the virtual address of the API endpoint, which keepalived holds on one control-plane node at a time; an unused address of a private subnet (spec.network.privateSubnets)", provider)
+	case vip && ip.IsValid():
+		ip = ip.Unmap()
+		deps := []string{strings.TrimSuffix(path, ".apiEndpoint") + ".privateSubnets"}
+		in := -1
+		for i, sub := range subs {
+			if sub.IsValid() && sub.Contains(ip) {
+				in = i
+				break
+			}
+		}
+		if in < 0 {
+			var valid []string
+			for _, sub := range subs {
+				if sub.IsValid() {
+					valid = append(valid, sub.String())
+				}
+			}
+			if len(valid) > 0 {
+				v.errorAfter(deps, ap, "%s is in none of spec.network.privateSubnets (%s): keepalived holds it on the control-plane nodes' link", ip, strings.Join(valid, ", "))
+			}
+			break
+		}
+		sub := subs[in]
+		subPath := strictyaml.IndexPath(deps[0], in)
+		last := lastAddress(sub)
+		switch {
+		case ip == sub.Addr():
+			v.errorAfter(deps, ap, "%s is the network address of %s (%s)", ip, subPath, sub)
+		case ip.Is4() && sub.Bits() < 31 && ip == last:
+			v.errorAfter(deps, ap, "%s is the broadcast address of %s (%s)", ip, subPath, sub)
+		case provider == ProviderQEMU && in != 0:
+			v.errorAfter(deps, ap, "%s is in %s (%s), but qemu places every node in spec.network.privateSubnets[0] (%s): the endpoint must be there too", ip, subPath, sub, subs[0])
+		case provider == ProviderQEMU && !ip.Less(nthAddress(sub, qemuFirstMachineHost)):
+			v.errorAfter(deps, ap, "%s is among the addresses qemu gives machines (from %s up); take one below it (the default is %s)",
+				ip, nthAddress(sub, qemuFirstMachineHost), nthAddress(sub, QEMUEndpointHost))
+		}
+	}
+	if p := ep.Port; p < 1 || p > 65535 {
+		v.errorf(path+".port", "must be a port from 1 to 65535, got %d", p)
+	} else if vip && p == APIServerPortBehindVIP {
+		v.errorf(path+".port", "%d is where kube-apiserver listens behind haproxy on the control-plane nodes (on %s); choose another port, e.g. %d", p, provider, DefaultAPIPort)
+	}
+}
+
+// nthAddress is the address n after the network address of p.
+func nthAddress(p netip.Prefix, n int) netip.Addr {
+	a := p.Addr()
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
+
+// lastAddress is the last address of p.
+func lastAddress(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := range b {
+		bit := i * 8
+		switch {
+		case bit >= p.Bits():
+			b[i] = 0xff
+		case bit+8 > p.Bits():
+			b[i] |= 0xff >> (p.Bits() - bit)
+		}
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+func (v *validator) egress(path string, e *Egress) {
 	switch e.Policy {
 	case "", EgressOpen:
 		if len(e.AllowedCIDRs) > 0 {
 			v.warnf(path+".allowedCIDRs", "ignored: the egress policy is open (set policy: restricted to limit egress to these)")
 		}
 	case EgressRestricted:
-		if lbAddress == "" {
-			v.warnf(path+".policy", "restricted egress without spec.network.apiEndpoint.address: the nodes reach the API load balancer only if it is in nodeCIDR or allowedCIDRs")
-		}
 	default:
 		v.errorf(path+".policy", "unknown egress policy %s, want %s or %s", quote(e.Policy), EgressOpen, EgressRestricted)
 	}

@@ -140,7 +140,8 @@ func TestValidateRules(t *testing.T) {
 		},
 		{
 			name: "vsphere required fields point at the block",
-			doc:  head + "  provider:\n    name: vsphere\n    vsphere:\n      server: vc.example.com\n" + cp + gen,
+			doc: head + "  provider:\n    name: vsphere\n    vsphere:\n      server: vc.example.com\n" +
+				"  network:\n    apiEndpoint: {address: 10.0.0.5}\n" + cp + gen,
 			want: []strictyaml.Finding{
 				errAt("spec.provider.vsphere.datacenter", 9, 7, "required"),
 				errAt("spec.provider.vsphere.datastore", 9, 7, "required"),
@@ -149,7 +150,8 @@ func TestValidateRules(t *testing.T) {
 		},
 		{
 			name: "metal boot server URL",
-			doc:  head + "  provider:\n    name: metal\n    metal:\n      bootServerURL: ftp://boot\n" + cp + gen,
+			doc: head + "  provider:\n    name: metal\n    metal:\n      bootServerURL: ftp://boot\n" +
+				"  network:\n    apiEndpoint: {address: 10.0.0.5}\n" + cp + gen,
 			want: []strictyaml.Finding{errAt("spec.provider.metal.bootServerURL", 9, 22, `"ftp://boot" is not an http or https URL`)},
 		},
 		{
@@ -268,6 +270,72 @@ func TestValidateRules(t *testing.T) {
 			name: "API endpoint address with a zone",
 			doc:  minimal + "  network:\n    apiEndpoint:\n      address: fe80::1%eth0\n",
 			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 14, 16, `"fe80::1%eth0" has a zone; want an address without one`)},
+		},
+		{
+			name: "API endpoint address required where the endpoint is a virtual address",
+			doc:  head + "  provider:\n    name: metal\n  network:\n    nodeCIDR: 10.1.0.0/16\n" + cp + gen,
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 9, 5, "required on metal: the virtual address of the API endpoint, which keepalived holds on one control-plane node at a time; an unused address of a private subnet (spec.network.privateSubnets)")},
+		},
+		{
+			name: "API endpoint address outside the private subnets",
+			doc:  minimal + "  network:\n    apiEndpoint:\n      address: 192.168.1.5\n",
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 14, 16, "192.168.1.5 is in none of spec.network.privateSubnets (10.0.0.0/24): keepalived holds it on the control-plane nodes' link")},
+		},
+		{
+			name: "API endpoint at a subnet's network address",
+			doc: strings.Replace(minimal, qemu, "  provider:\n    name: vsphere\n    vsphere: {server: vc, datacenter: dc, datastore: ds, network: pg}\n", 1) +
+				"  network:\n    apiEndpoint:\n      address: 10.0.0.0\n",
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 15, 16, "10.0.0.0 is the network address of spec.network.privateSubnets[0] (10.0.0.0/24)")},
+		},
+		{
+			name: "API endpoint at a subnet's broadcast address",
+			doc: strings.Replace(minimal, qemu, "  provider:\n    name: vsphere\n    vsphere: {server: vc, datacenter: dc, datastore: ds, network: pg}\n", 1) +
+				"  network:\n    privateSubnets: [10.0.0.0/24, 10.0.1.0/24]\n    apiEndpoint:\n      address: 10.0.1.255\n",
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 16, 16, "10.0.1.255 is the broadcast address of spec.network.privateSubnets[1] (10.0.1.0/24)")},
+		},
+		{
+			name: "API endpoint at an IPv6 subnet's first address",
+			doc: head + "  provider:\n    name: metal\n  network:\n    nodeCIDR: fd00:10::/56\n    privateSubnets: [fd00:10::/64]\n" +
+				"    podCIDR: fd00:244::/56\n    serviceCIDR: fd00:96::/108\n    apiEndpoint: {address: \"fd00:10::\"}\n" + cp + gen,
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 13, 28, "fd00:10:: is the network address of spec.network.privateSubnets[0] (fd00:10::/64)")},
+		},
+		{
+			name: "API endpoint among the addresses qemu gives machines",
+			doc:  minimal + "  network:\n    apiEndpoint:\n      address: 10.0.0.10\n",
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 14, 16, "10.0.0.10 is among the addresses qemu gives machines (from 10.0.0.10 up); take one below it (the default is 10.0.0.5)")},
+		},
+		{
+			name: "API endpoint on qemu outside its first private subnet",
+			doc:  minimal + "  network:\n    privateSubnets: [10.0.0.0/24, 10.0.1.0/24]\n    apiEndpoint:\n      address: 10.0.1.5\n",
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 15, 16, "10.0.1.5 is in spec.network.privateSubnets[1] (10.0.1.0/24), but qemu places every node in spec.network.privateSubnets[0] (10.0.0.0/24): the endpoint must be there too")},
+		},
+		{
+			name: "API endpoint address on aws",
+			doc: strings.Replace(minimal, qemu, "  provider:\n    name: aws\n    aws: {region: eu-west-1}\n", 1) +
+				"  network:\n    apiEndpoint:\n      address: 10.0.0.5\n",
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 15, 16, "must be empty on aws: the network load balancer's DNS name is the endpoint (loadBalancerName), and AWS chooses its addresses")},
+		},
+		{
+			name: "API endpoint port where kube-apiserver listens behind haproxy",
+			doc:  minimal + "  network:\n    apiEndpoint:\n      port: 6444\n",
+			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.port", 14, 13, "6444 is where kube-apiserver listens behind haproxy on the control-plane nodes (on qemu); choose another port, e.g. 6443")},
+		},
+		{
+			name: "API endpoint port 6444 on aws",
+			doc: strings.Replace(minimal, qemu, "  provider:\n    name: aws\n    aws: {region: eu-west-1}\n", 1) +
+				"  network:\n    apiEndpoint:\n      port: 6444\n",
+		},
+		{
+			name: "qemu API ports",
+			doc: head + "  provider:\n    name: qemu\n    qemu:\n      sshPortBase: 16440\n      apiPortBase: 16442\n" + cp + gen +
+				"  nodePools:\n    - name: a\n      count: 2\n      image: x\n",
+			want: []strictyaml.Finding{errAt("spec.provider.qemu.apiPortBase", 10, 20, "the API port 16442 and the SSH ports 16440 to 16442 (sshPortBase) overlap")},
+		},
+		{
+			name: "qemu API ports beyond 65535",
+			doc: head + "  provider:\n    name: qemu\n    qemu:\n      apiPortBase: 65534\n" +
+				"  controlPlane:\n    count: 3\n    image: x\n" + gen,
+			want: []strictyaml.Finding{errAt("spec.provider.qemu.apiPortBase", 9, 20, "3 control-plane nodes need ports 65534 to 65536, beyond 65535")},
 		},
 		{
 			name: "admin CIDRs",

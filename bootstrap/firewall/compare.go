@@ -114,6 +114,8 @@ func Canonical(rules []Rule) []Difference {
 			case ICMP:
 				parts = append(parts, fam.icmp)
 			case Any:
+			case VRRP:
+				parts = append(parts, "meta l4proto "+strconv.Itoa(ProtoNumberVRRP))
 			default:
 				parts = append(parts, string(r.Proto)+" dport "+r.Ports.String())
 			}
@@ -313,8 +315,18 @@ func canonMatch(raw json.RawMessage) string {
 	if m.Op != "==" && m.Op != "in" {
 		op = m.Op + " "
 	}
-	return l + " " + op + canonValue(m.Right, addr)
+	v := canonValue(m.Right, addr)
+	if l == "meta l4proto" {
+		// nft lists a protocol by the name /etc/protocols gives it, if the node has one.
+		if n, ok := protoNumbers[v]; ok {
+			v = strconv.Itoa(n)
+		}
+	}
+	return l + " " + op + v
 }
+
+// protoNumbers are the IP protocols, by the names nft may list them with, that rules match by number.
+var protoNumbers = map[string]int{"vrrp": ProtoNumberVRRP}
 
 // canonValue writes a match's right-hand side: a set sorted in braces, a prefix or an address (when
 // addr) as a network, a range as a-b, a list (ct state's flags) joined by commas.

@@ -40,6 +40,31 @@ func TestCompare(t *testing.T) {
 			want:  Comparison{Rules: 20},
 		},
 		{
+			// nft lists VRRP by its /etc/protocols name; the intent's rule names protocol 112.
+			name: "restricted control plane behind a virtual address, as loaded",
+			live: "live-restricted-vip-control-plane.json",
+			rules: func() []Rule {
+				i, err := NewIntentFor(decodeFixture(t, "restricted"), EndpointVIP)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return i.Roles[v1alpha1.RoleControlPlane]
+			}(),
+			want: Comparison{Rules: 23},
+		},
+		{
+			name:  "restricted control plane behind a virtual address, compared with the intent for a load balancer",
+			live:  "live-restricted-vip-control-plane.json",
+			rules: intent("restricted", v1alpha1.RoleControlPlane),
+			want: Comparison{Rules: 23, Differences: []Difference{
+				{Kind: Extra, Chain: "input", Rule: "ip saddr 10.30.0.0/16 meta l4proto 112 accept", Why: "VRRP of keepalived, which moves the API endpoint's address, among control-plane nodes (the node network)"},
+				{Kind: Extra, Chain: "input", Rule: "ip saddr {10.244.0.0/16, 10.30.0.0/16, 203.0.113.0/24} tcp dport 6443 accept", Why: "kubernetes API endpoint (haproxy) from the node network, pods and the admin ranges (spec.network.adminCIDRs)"},
+				{Kind: Extra, Chain: "input", Rule: "ip saddr {10.244.0.0/16, 10.30.0.0/16} tcp dport 6444 accept", Why: "kube-apiserver behind haproxy, from haproxy (the node network) and the kubernetes Service's clients (pods)"},
+				{Kind: Missing, Chain: "input", Rule: "ip saddr {10.244.0.0/16, 10.30.0.0/16} tcp dport 6443 accept", Why: "kubernetes API from the load balancer, the node network and pods on this node"},
+				{Kind: Extra, Chain: "output", Rule: "ip daddr 224.0.0.18/32 meta l4proto 112 accept", Why: "VRRP advertisements of keepalived to the other control-plane nodes (multicast)"},
+			}},
+		},
+		{
 			name:  "ipv4 worker, as loaded",
 			live:  "live-ipv4-worker.json",
 			rules: intent("ipv4", v1alpha1.RoleWorker),

@@ -6,11 +6,21 @@
 // other inbound traffic is dropped:
 //
 //   - SSH (tcp 22) from spec.network.adminCIDRs only; no admin range means no SSH rule at all.
-//   - The Kubernetes API (tcp spec.network.apiEndpoint.port, 6443 by default: the API server listens
-//     on the port the load balancer forwards to) on control-plane nodes, from the load balancer's
-//     address (spec.network.apiEndpoint.address, when known) and the node network
-//     (spec.network.nodeCIDR), where kubelets and the other control-plane nodes are.
+//   - The Kubernetes API (tcp spec.network.apiEndpoint.port, 6443 by default) on control-plane nodes,
+//     from the load balancer's address (spec.network.apiEndpoint.address, when known), the node
+//     network (spec.network.nodeCIDR), where kubelets and the other control-plane nodes are, and
+//     pods. Where the endpoint is a load balancer outside the nodes (EndpointLoadBalancer: AWS's NLB),
+//     the API server listens on that port itself. Where it is made on the control-plane nodes
+//     (EndpointVIP: vSphere, metal, QEMU), haproxy listens on it, and the admin ranges reach it too
+//     (they reach the NLB on AWS); kube-apiserver then listens behind haproxy on
+//     v1alpha1.APIServerPortBehindVIP (tcp 6444), open to the node network, where haproxy connects
+//     from, and to pods: the kubernetes Service's endpoints are the API servers' own addresses and
+//     port. keepalived's VRRP (IP protocol 112), which moves the endpoint's address between the
+//     control-plane nodes, is accepted from the node network.
 //   - etcd client and peer traffic (tcp 2379-2380) on control-plane nodes, from the node network.
+//
+// "Among control-plane nodes" is the node network: control-plane nodes are replaced over a cluster's
+// life, with new addresses, and a node's ruleset is fixed when it first boots.
 //   - The kubelet API (tcp 10250) on every node, from the control plane. Control-plane addresses are
 //     not known when the rules are rendered (machines get their addresses as they boot), so "the
 //     control plane" is the node network.
@@ -28,7 +38,8 @@
 // Outbound traffic is not filtered unless spec.network.egress.policy is restricted. Then every role
 // gets outbound rules (Direction Out) that accept connections only to the node, pod and service
 // networks, the API load balancer's address, and spec.network.egress.allowedCIDRs: the NAT gateway
-// or proxy, resolvers and registries the operator names. Everything else the node itself sends is
+// or proxy, resolvers and registries the operator names; with EndpointVIP, control-plane nodes also
+// send VRRP advertisements to their multicast group (224.0.0.18, ff02::12). Everything else the node itself sends is
 // dropped; routed pod traffic is not (that is the pod network's NetworkPolicy's job).
 package firewall
 
@@ -55,12 +66,37 @@ const (
 type Proto string
 
 // Protocols of rules. An ICMP rule accepts echo requests (ICMPv6 echo requests from IPv6 sources).
-// Any, only for outbound rules, accepts every protocol to the rule's destinations.
+// VRRP is IP protocol 112, which has no ports. Any, only for outbound rules, accepts every protocol
+// to the rule's destinations.
 const (
 	TCP  Proto = "tcp"
 	UDP  Proto = "udp"
 	ICMP Proto = "icmp"
+	VRRP Proto = "vrrp"
 	Any  Proto = "any"
+)
+
+// ProtoNumberVRRP is VRRP's IP protocol number.
+const ProtoNumberVRRP = 112
+
+// VRRP's multicast groups, where keepalived sends its advertisements.
+var (
+	vrrpGroup4 = netip.MustParsePrefix("224.0.0.18/32")
+	vrrpGroup6 = netip.MustParsePrefix("ff02::12/128")
+)
+
+// Endpoint is how the cluster's API endpoint is made, as far as the nodes' firewall is concerned.
+type Endpoint int
+
+// Ways of making the API endpoint.
+const (
+	// EndpointLoadBalancer: a load balancer outside the nodes (AWS's NLB) forwards the endpoint's
+	// port to the same port of kube-apiserver on the control-plane nodes.
+	EndpointLoadBalancer Endpoint = iota
+	// EndpointVIP: the endpoint is made on the control-plane nodes themselves: keepalived holds its
+	// address (VRRP among the control-plane nodes), and haproxy on each listens on its port and
+	// forwards to kube-apiserver on v1alpha1.APIServerPortBehindVIP.
+	EndpointVIP
 )
 
 // Direction says whether a rule accepts connections to the node or from it.
@@ -135,10 +171,16 @@ func (i Intent) Node(role, pool string) []Rule {
 	return rules
 }
 
-// NewIntent computes the firewall intent of the cluster c, whose defaults must have been set
-// (v1alpha1.SetDefaults; v1alpha1.Decode does it). It reports every problem it finds at once, each
-// wrapping ErrInvalidSpec and naming the field.
+// NewIntent computes the firewall intent of the cluster c for an API endpoint made by a load balancer
+// outside the nodes (EndpointLoadBalancer); see NewIntentFor.
 func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
+	return NewIntentFor(c, EndpointLoadBalancer)
+}
+
+// NewIntentFor computes the firewall intent of the cluster c, whose defaults must have been set
+// (v1alpha1.SetDefaults; v1alpha1.Decode does it), for an API endpoint made as ep says. It reports
+// every problem it finds at once, each wrapping ErrInvalidSpec and naming the field.
+func NewIntentFor(c *v1alpha1.Cluster, ep Endpoint) (Intent, error) {
 	if c == nil {
 		return Intent{}, fmt.Errorf("firewall: no cluster: %w", ErrInvalidSpec)
 	}
@@ -212,6 +254,13 @@ func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
 		fail("apiEndpoint.port", "%d is not a port from 1 to 65535 (are the defaults set?)", apiPort)
 	case apiPort == PortSSH || apiPort == PortKubelet || (apiPort >= PortEtcdClient && apiPort <= PortEtcdPeer):
 		fail("apiEndpoint.port", "%d is taken by SSH, etcd or the kubelet on control-plane nodes", apiPort)
+	case ep == EndpointVIP && apiPort == v1alpha1.APIServerPortBehindVIP:
+		fail("apiEndpoint.port", "%d is where kube-apiserver listens behind haproxy on control-plane nodes", apiPort)
+	}
+	switch ep {
+	case EndpointLoadBalancer, EndpointVIP:
+	default:
+		errs = append(errs, fmt.Errorf("firewall: endpoint %d: neither a load balancer nor a virtual address: %w", ep, ErrInvalidSpec))
 	}
 	if len(errs) > 0 {
 		return Intent{}, errors.Join(errs...)
@@ -239,17 +288,34 @@ func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
 	}
 
 	cp := append([]Rule(nil), common...)
-	cp = append(cp,
-		Rule{
+	if ep == EndpointVIP {
+		cp = append(cp,
+			Rule{
+				Proto: TCP, Ports: Port(uint16(apiPort)), From: cover(slices.Concat(lb, []netip.Prefix{node, pods}, admin)),
+				Why: "kubernetes API endpoint (haproxy) from the node network, pods and the admin ranges (spec.network.adminCIDRs)",
+			},
+			Rule{
+				Proto: TCP, Ports: Port(v1alpha1.APIServerPortBehindVIP), From: cover([]netip.Prefix{node, pods}),
+				Why: "kube-apiserver behind haproxy, from haproxy (the node network) and the kubernetes Service's clients (pods)",
+			},
+		)
+	} else {
+		cp = append(cp, Rule{
 			Proto: TCP, Ports: Port(uint16(apiPort)), From: cover(append(lb, node, pods)),
 			Why: "kubernetes API from the load balancer, the node network and pods on this node",
-		},
-		Rule{
-			Proto: TCP, Ports: PortRange{First: PortEtcdClient, Last: PortEtcdPeer}, From: nodes,
-			Why: "etcd client and peer traffic among control-plane nodes (the node network)",
-		},
-		kubelet, pod, ping,
-	)
+		})
+	}
+	cp = append(cp, Rule{
+		Proto: TCP, Ports: PortRange{First: PortEtcdClient, Last: PortEtcdPeer}, From: nodes,
+		Why: "etcd client and peer traffic among control-plane nodes (the node network)",
+	})
+	if ep == EndpointVIP {
+		cp = append(cp, Rule{
+			Proto: VRRP, From: nodes,
+			Why: "VRRP of keepalived, which moves the API endpoint's address, among control-plane nodes (the node network)",
+		})
+	}
+	cp = append(cp, kubelet, pod, ping)
 	worker := append([]Rule(nil), common...)
 	worker = append(worker, kubelet, pod, ping)
 	if n.Egress.Policy == v1alpha1.EgressRestricted {
@@ -273,6 +339,16 @@ func NewIntent(c *v1alpha1.Cluster) (Intent, error) {
 		}
 		cp = append(cp, out...)
 		worker = append(worker, out...)
+		if ep == EndpointVIP {
+			group := vrrpGroup4
+			if node.Addr().Is6() {
+				group = vrrpGroup6
+			}
+			cp = append(cp, Rule{
+				Direction: Out, Proto: VRRP, To: []netip.Prefix{group},
+				Why: "VRRP advertisements of keepalived to the other control-plane nodes (multicast)",
+			})
+		}
 	}
 	intent := Intent{Roles: map[string][]Rule{
 		v1alpha1.RoleControlPlane: cp,

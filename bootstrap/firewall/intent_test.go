@@ -52,16 +52,16 @@ func TestNewIntent(t *testing.T) {
 		want    Intent
 	}{
 		{
-			name: "ipv4 with admin range and load balancer outside the node network",
+			name: "ipv4 with admin range, the endpoint's address inside the node network",
 			network: v1alpha1.Network{
 				NodeCIDR:    "10.20.0.0/16",
-				APIEndpoint: v1alpha1.APIEndpoint{Address: "192.0.2.10"},
+				APIEndpoint: v1alpha1.APIEndpoint{Address: "10.20.0.7"},
 				AdminCIDRs:  []string{"203.0.113.0/24"},
 			},
 			want: Intent{Roles: map[string][]Rule{
 				v1alpha1.RoleControlPlane: {
 					{Proto: TCP, Ports: Port(22), From: prefixes("203.0.113.0/24")},
-					{Proto: TCP, Ports: Port(6443), From: prefixes("192.0.2.10/32", "10.20.0.0/16", "10.244.0.0/16")},
+					{Proto: TCP, Ports: Port(6443), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
 					{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.20.0.0/16")},
 					{Proto: TCP, Ports: Port(10250), From: prefixes("10.20.0.0/16", "10.244.0.0/16")},
 					{Proto: UDP, Ports: Port(8472), From: prefixes("10.20.0.0/16")},
@@ -169,10 +169,92 @@ func TestNewIntent(t *testing.T) {
 	}
 }
 
+// With the endpoint made on the control-plane nodes, their API port is haproxy's and admits the admin
+// ranges; kube-apiserver listens behind it on its own port, and keepalived's VRRP passes among the
+// nodes (and out to its multicast group under restricted egress). Workers are fenced the same either
+// way.
+func TestNewIntentVIP(t *testing.T) {
+	tcs := []struct {
+		name    string
+		network v1alpha1.Network
+		want    []Rule
+	}{
+		{
+			name: "ipv4 with an admin range",
+			network: v1alpha1.Network{
+				APIEndpoint: v1alpha1.APIEndpoint{Address: "10.0.0.5"},
+				AdminCIDRs:  []string{"198.51.100.0/24"},
+			},
+			want: []Rule{
+				{Proto: TCP, Ports: Port(22), From: prefixes("198.51.100.0/24")},
+				{Proto: TCP, Ports: Port(6443), From: prefixes("10.0.0.0/16", "10.244.0.0/16", "198.51.100.0/24")},
+				{Proto: TCP, Ports: Port(6444), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
+				{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("10.0.0.0/16")},
+				{Proto: VRRP, From: prefixes("10.0.0.0/16")},
+				{Proto: TCP, Ports: Port(10250), From: prefixes("10.0.0.0/16", "10.244.0.0/16")},
+				{Proto: UDP, Ports: Port(8472), From: prefixes("10.0.0.0/16")},
+				{Proto: ICMP, From: prefixes("10.0.0.0/16")},
+			},
+		},
+		{
+			name: "ipv6, restricted egress, port 443",
+			network: v1alpha1.Network{
+				NodeCIDR:    "fd00:10::/64",
+				PodCIDR:     "fd00:244::/56",
+				ServiceCIDR: "fd00:96::/108",
+				APIEndpoint: v1alpha1.APIEndpoint{Address: "fd00:10::5", Port: 443},
+				Egress:      v1alpha1.Egress{Policy: v1alpha1.EgressRestricted},
+			},
+			want: []Rule{
+				{Proto: TCP, Ports: Port(443), From: prefixes("fd00:10::/64", "fd00:244::/56")},
+				{Proto: TCP, Ports: Port(6444), From: prefixes("fd00:10::/64", "fd00:244::/56")},
+				{Proto: TCP, Ports: PortRange{First: 2379, Last: 2380}, From: prefixes("fd00:10::/64")},
+				{Proto: VRRP, From: prefixes("fd00:10::/64")},
+				{Proto: TCP, Ports: Port(10250), From: prefixes("fd00:10::/64", "fd00:244::/56")},
+				{Proto: UDP, Ports: Port(8472), From: prefixes("fd00:10::/64")},
+				{Proto: ICMP, From: prefixes("fd00:10::/64")},
+				{Direction: Out, Proto: Any, To: prefixes("fd00:10::/64", "fd00:244::/56", "fd00:96::/108")},
+				{Direction: Out, Proto: VRRP, To: prefixes("ff02::12/128")},
+			},
+		},
+	}
+	for _, tc := range tcs {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(tc.network)
+			for _, f := range v1alpha1.Validate(c) {
+				if f.Severity == strictyaml.SeverityError {
+					t.Fatalf("test spec is invalid: %s", f)
+				}
+			}
+			got, err := NewIntentFor(c, EndpointVIP)
+			if err != nil {
+				t.Fatalf("NewIntentFor: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got.Roles[v1alpha1.RoleControlPlane], ruleOpts); diff != "" {
+				t.Errorf("control-plane rules (-want +got):\n%s", diff)
+			}
+			lb, err := NewIntent(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(lb.Roles[v1alpha1.RoleWorker], got.Roles[v1alpha1.RoleWorker], ruleOpts); diff != "" {
+				t.Errorf("worker rules differ from those for a load balancer (-lb +vip):\n%s", diff)
+			}
+			for _, r := range got.Roles[v1alpha1.RoleControlPlane] {
+				if r.Why == "" {
+					t.Errorf("rule %s %s has no Why", r.Proto, r.Ports)
+				}
+			}
+		})
+	}
+}
+
 func TestNewIntentErrors(t *testing.T) {
 	tcs := []struct {
 		name    string
 		cluster *v1alpha1.Cluster
+		// endpoint defaults to EndpointLoadBalancer.
+		endpoint *Endpoint
 		// want are substrings of the error, one per finding.
 		want []string
 	}{
@@ -209,10 +291,28 @@ func TestNewIntentErrors(t *testing.T) {
 			}),
 			want: []string{"spec.network.apiEndpoint.port: 2380 is taken"},
 		},
+		{
+			name: "api port on kube-apiserver's behind haproxy",
+			cluster: newCluster(v1alpha1.Network{
+				APIEndpoint: v1alpha1.APIEndpoint{Port: 6444},
+			}),
+			endpoint: ptr(EndpointVIP),
+			want:     []string{"spec.network.apiEndpoint.port: 6444 is where kube-apiserver listens behind haproxy"},
+		},
+		{
+			name:     "unknown endpoint",
+			cluster:  newCluster(v1alpha1.Network{}),
+			endpoint: ptr(Endpoint(7)),
+			want:     []string{"endpoint 7: neither a load balancer nor a virtual address"},
+		},
 	}
 	for _, tc := range tcs {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := NewIntent(tc.cluster)
+			ep := EndpointLoadBalancer
+			if tc.endpoint != nil {
+				ep = *tc.endpoint
+			}
+			got, err := NewIntentFor(tc.cluster, ep)
 			if err == nil {
 				t.Fatalf("NewIntent = %+v, want an error", got)
 			}
@@ -231,3 +331,5 @@ func TestNewIntentErrors(t *testing.T) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

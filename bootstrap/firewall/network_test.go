@@ -65,8 +65,9 @@ func labSpec(ipv6 bool) *v1alpha1.Cluster {
 	})
 }
 
-// probePorts are the ports every node listens on in the lab, whatever its role.
-var probePorts = []int{PortSSH, 6443, PortEtcdClient, PortKubelet}
+// probePorts are the ports every node listens on in the lab, whatever its role: 6444 is
+// kube-apiserver's behind haproxy where the endpoint is a virtual address.
+var probePorts = []int{PortSSH, 6443, v1alpha1.APIServerPortBehindVIP, PortEtcdClient, PortKubelet}
 
 // TestNetwork loads the rendered rulesets into real network namespaces and probes them with real
 // TCP connections: a "control-plane node" and a "worker node" are fenced, and listen on SSH, the API,
@@ -208,6 +209,70 @@ func TestNetwork(t *testing.T) {
 		})
 	}
 
+	// The endpoint made on the control-plane nodes: haproxy's port admits the admin range too, and
+	// kube-apiserver's behind it and keepalived's VRRP only the node network (here, the peer).
+	// Workers are fenced as before.
+	for _, v6 := range []bool{false, true} {
+		name := "vip/ipv4"
+		if v6 {
+			name = "vip/ipv6"
+		}
+		t.Run(name, func(t *testing.T) {
+			intent, err := NewIntentFor(labSpec(v6), EndpointVIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for role, n := range nodes {
+				ruleset, err := Nftables(intent.Roles[role], role)
+				if err != nil {
+					t.Fatal(err)
+				}
+				file := filepath.Join(t.TempDir(), role+".nft")
+				if err := os.WriteFile(file, ruleset, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command(ip, "netns", "exec", n.ns, nft, "-f", file).CombinedOutput(); err != nil {
+					t.Fatalf("nft -f %s in %s: %v\n%s", file, n.ns, err, out)
+				}
+			}
+			vip := map[string]map[string][]int{
+				v1alpha1.RoleControlPlane: {
+					admin.name:   {PortSSH, 6443},
+					lb.name:      {6443},
+					peer.name:    {6443, v1alpha1.APIServerPortBehindVIP, PortEtcdClient, PortKubelet},
+					outside.name: nil,
+				},
+				v1alpha1.RoleWorker: allowed[v1alpha1.RoleWorker],
+			}
+			want := map[string]bool{}
+			for role := range nodes {
+				for _, c := range clients {
+					for _, fam := range []bool{false, true} {
+						for _, p := range probePorts {
+							want[probeKey(c, role, fam, p)] = fam == v6 && contains(vip[role][c.name], p)
+						}
+					}
+				}
+			}
+			if diff := cmp.Diff(want, probeAll(t, clients, nodes)); diff != "" {
+				t.Errorf("connections through the firewall (-want +got; true: connected):\n%s", diff)
+			}
+			wantVRRP := map[string]bool{
+				"admin -> control-plane": false, "lb -> control-plane": false, "peer -> control-plane": true, "outside -> control-plane": false,
+				"admin -> worker": false, "lb -> worker": false, "peer -> worker": false, "outside -> worker": false,
+			}
+			gotVRRP := map[string]bool{}
+			for role, n := range nodes {
+				for from, ok := range vrrpProbe(t, n, clients, v6) {
+					gotVRRP[from+" -> "+role] = ok
+				}
+			}
+			if diff := cmp.Diff(wantVRRP, gotVRRP); diff != "" {
+				t.Errorf("VRRP packets through the firewall (-want +got; true: received):\n%s", diff)
+			}
+		})
+	}
+
 	// Restricted egress: a fenced node opens connections only to the cluster's networks and the
 	// allowed ones. The admin host stands for an allowed NAT gateway or proxy; the outside host is
 	// not allowed. Both listen on a port the inbound rules never concern (replies are established).
@@ -315,6 +380,61 @@ func dial(t *testing.T, ns, addr string) bool {
 	default:
 		t.Errorf("dial %s from %s: %v", addr, ns, err)
 		return false
+	}
+}
+
+// vrrpProbe sends a packet of IP protocol 112 (VRRP; its content does not matter to the firewall)
+// from each of clients to node's address, and says by client name which arrived: node reads them
+// from a raw socket, which sees only what the input chain accepted.
+func vrrpProbe(t *testing.T, node labHost, clients []labHost, ipv6 bool) map[string]bool {
+	t.Helper()
+	network := "ip4:" + strconv.Itoa(ProtoNumberVRRP)
+	if ipv6 {
+		network = "ip6:" + strconv.Itoa(ProtoNumberVRRP)
+	}
+	var conn net.PacketConn
+	if err := inNetns(node.ns, func() error {
+		var err error
+		conn, err = net.ListenPacket(network, node.addr(ipv6).String())
+		return err
+	}); err != nil {
+		t.Fatalf("raw socket in %s: %v", node.ns, err)
+	}
+	defer conn.Close()
+	got := map[string]bool{}
+	byAddr := map[netip.Addr]string{}
+	for _, c := range clients {
+		got[c.name] = false
+		byAddr[c.addr(ipv6)] = c.name
+	}
+	for _, c := range clients {
+		if err := inNetns(c.ns, func() error {
+			out, err := net.Dial(network, node.addr(ipv6).String())
+			if err != nil {
+				return err
+			}
+			defer out.Close()
+			_, err = out.Write([]byte("kiln vrrp probe"))
+			return err
+		}); err != nil {
+			t.Fatalf("send VRRP from %s: %v", c.ns, err)
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(probeTimeout))
+	buf := make([]byte, 1500)
+	for {
+		_, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			if !isTimeout(err) {
+				t.Errorf("read VRRP in %s: %v", node.ns, err)
+			}
+			return got
+		}
+		if a, ok := netip.AddrFromSlice(from.(*net.IPAddr).IP); ok {
+			if name, ok := byAddr[a.Unmap()]; ok {
+				got[name] = true
+			}
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -147,6 +148,9 @@ func ruleLines(r Rule) []string {
 		case ICMP:
 		case Any:
 			what = ""
+		case VRRP:
+			// By number: a node without /etc/protocols knows no name for it.
+			what = "meta l4proto " + strconv.Itoa(ProtoNumberVRRP)
 		default:
 			what = string(r.Proto) + " dport " + r.Ports.String()
 		}
@@ -166,9 +170,9 @@ func checkRule(r Rule) error {
 		if r.Ports.First == 0 || r.Ports.First > r.Ports.Last {
 			bad("ports %d-%d: want 1 to 65535, first no more than last", r.Ports.First, r.Ports.Last)
 		}
-	case ICMP:
+	case ICMP, VRRP:
 		if r.Ports != (PortRange{}) {
-			bad("icmp with ports %s", r.Ports)
+			bad("%s with ports %s", r.Proto, r.Ports)
 		}
 	case Any:
 		if r.Direction != Out {
@@ -178,7 +182,7 @@ func checkRule(r Rule) error {
 			bad("protocol any with ports %s", r.Ports)
 		}
 	default:
-		bad("protocol %q: want tcp, udp or icmp", r.Proto)
+		bad("protocol %q: want tcp, udp, icmp or vrrp", r.Proto)
 	}
 	nets, kind := r.From, "source"
 	switch r.Direction {

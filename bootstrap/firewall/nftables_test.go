@@ -107,6 +107,25 @@ func TestNftablesGolden(t *testing.T) {
 	}
 }
 
+// TestNftablesVIPGolden renders the control plane's rulesets for an endpoint made on the nodes
+// (keepalived and haproxy); workers' are the same as for a load balancer (TestNewIntentVIP).
+func TestNftablesVIPGolden(t *testing.T) {
+	for _, spec := range specs {
+		t.Run(spec, func(t *testing.T) {
+			intent, err := NewIntentFor(decodeFixture(t, spec), EndpointVIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Nftables(intent.Node(v1alpha1.RoleControlPlane, ""), v1alpha1.RoleControlPlane)
+			if err != nil {
+				t.Fatalf("Nftables: %v", err)
+			}
+			golden(t, spec+"-vip-control-plane.nft", got)
+			nftCheck(t, got)
+		})
+	}
+}
+
 func TestNftablesEmpty(t *testing.T) {
 	got, err := Nftables(nil, "bastion")
 	if err != nil {

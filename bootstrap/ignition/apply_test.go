@@ -15,7 +15,7 @@ import (
 // (v2.26.0, built by hack/tools.sh) to a temporary root: its fetch and files stages, as on first boot.
 func TestApplyWorkerWithRealIgnition(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestApplyWorkerWithRealIgnition(t *testing.T) {
 // TestApplyControlPlaneWithRealIgnition applies a control-plane config: keys and the encryption
 // configuration land readable by root only, and every control-plane unit is enabled.
 func TestApplyControlPlaneWithRealIgnition(t *testing.T) {
-	raw, err := newRenderer(t, fixture(t)).Render(Node{Name: "golden-control-plane-2", Role: v1alpha1.RoleControlPlane})
+	raw, err := newRenderer(t, fixture(t)).Render(Node{Name: "golden-control-plane-2", Role: v1alpha1.RoleControlPlane, Address: cpAddr(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +105,26 @@ func TestApplyControlPlaneWithRealIgnition(t *testing.T) {
 		}
 	}
 	_, _, _, preset := ignitiontest.FileInfo(t, root, "/etc/systemd/system-preset/20-ignition.preset")
-	for _, u := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kiln-cluster-init"} {
+	for _, u := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kiln-cluster-init", "haproxy", "keepalived"} {
 		if !strings.Contains(string(preset), "enable "+u+".service\n") {
 			t.Errorf("%s.service is not enabled:\n%s", u, preset)
+		}
+	}
+	// The endpoint: haproxy's and keepalived's configs, and the drop-in that names keepalived's
+	// interface before it starts.
+	for _, f := range []struct {
+		path     string
+		mode     os.FileMode
+		contains string
+	}{
+		{HAProxyConfigFile, 0o644, "server golden-control-plane-2 10.0.0.12:6444"},
+		{KeepalivedConfigFile, 0o644, "10.0.0.5/32"},
+		{KeepalivedInterfaceScript, 0o755, "ip -o addr show to 10.0.0.0/24"},
+		{"/etc/systemd/system/keepalived.service.d/10-kiln.conf", 0o644, "ExecStartPre=" + KeepalivedInterfaceScript},
+	} {
+		mode, _, _, data := ignitiontest.FileInfo(t, root, f.path)
+		if mode != f.mode || !strings.Contains(string(data), f.contains) {
+			t.Errorf("%s: mode %v, want %v; want it to contain %q:\n%s", f.path, mode, f.mode, f.contains, data)
 		}
 	}
 	_, _, _, etcd := ignitiontest.FileInfo(t, root, "/etc/systemd/system/etcd.service")

@@ -3,7 +3,10 @@ package ignition
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
@@ -33,6 +36,8 @@ type templateData struct {
 	Cluster, Role, Pool string
 	User                string
 	AuthorizedKeys      string
+	// NodeEnv is /etc/kiln/node.env, with the node's name and address as placeholders.
+	NodeEnv             string
 	BinDir              string
 	CACert              string
 	BootstrapKubeconfig string
@@ -47,6 +52,14 @@ type templateData struct {
 	ControlPlaneFiles []nodeFile
 	EtcdFlags         []string
 	ControlPlaneUnits []controlPlaneUnit
+	// Endpoint is set where the control-plane nodes make the API endpoint (EndpointVIP).
+	Endpoint *endpointData
+}
+
+// endpointData is what the control-plane nodes of an EndpointVIP placement run for the API endpoint.
+type endpointData struct {
+	HAProxyConfig, KeepalivedConfig    string
+	InterfaceScript, InterfaceFilePath string
 }
 
 type nodeFile struct {
@@ -71,11 +84,13 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		AuthorizedKeys: strings.Join(trimAll(b.SSH.AuthorizedKeys), "\n") + "\n",
 		BinDir:         r.in.BinDir,
 		CACert:         string(b.ClusterCA.CertPEM),
+		NodeEnv: fmt.Sprintf("KILN_CLUSTER=%s\nKILN_ROLE=%s\nKILN_POOL=%s\nKILN_NODE=%s\nKILN_NODE_ADDRESS=%s\n",
+			c.Metadata.Name, role, pool, butane.NodeNamePlaceholder, butane.NodeAddressPlaceholder),
 	}
 	if len(b.SSH.AuthorizedKeys) == 0 {
 		return nil, fmt.Errorf("ignition: cluster %s has no SSH authorized key", c.Metadata.Name)
 	}
-	server := r.externalServer()
+	server := r.nodeServer()
 	if role == v1alpha1.RoleControlPlane {
 		server = r.localServer()
 	}
@@ -116,11 +131,16 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		"--config=" + kubeletConfig,
 		"--node-labels=" + joinLabels(labels),
 	}
+	if r.in.Placement.NodeAddresses {
+		// The node's private address, not that of whichever interface has the default route (on QEMU
+		// the same 10.0.2.15 on every node).
+		d.KubeletFlags = append(d.KubeletFlags, "--node-ip="+butane.NodeAddressPlaceholder)
+	}
 	if len(taints) > 0 {
 		d.KubeletFlags = append(d.KubeletFlags, "--register-with-taints="+strings.Join(taints, ","))
 	}
 	if !r.in.Placement.ExternalFirewall {
-		intent, err := firewall.NewIntent(c)
+		intent, err := r.in.Placement.Intent(c)
 		if err != nil {
 			return nil, fmt.Errorf("ignition: %w", err)
 		}
@@ -138,13 +158,27 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 	return d, nil
 }
 
+// externalServer is the API endpoint by its name: the service-account issuer.
 func (r *Renderer) externalServer() string {
 	ep := r.in.Cluster.Spec.Network.APIEndpoint
 	return fmt.Sprintf("https://%s:%d", ep.LoadBalancerName, ep.Port)
 }
 
+// nodeServer is the API endpoint as workers dial it: at its address where the spec gives one (the
+// API server certificate names it, and no node needs to resolve the load balancer's name), else by
+// its name (the NLB's, which AWS's DNS resolves).
+func (r *Renderer) nodeServer() string {
+	ep := r.in.Cluster.Spec.Network.APIEndpoint
+	if a, err := netip.ParseAddr(ep.Address); err == nil {
+		return "https://" + net.JoinHostPort(a.String(), strconv.Itoa(ep.Port))
+	}
+	return r.externalServer()
+}
+
+// localServer is the node's own kube-apiserver, which a control-plane node's components and kubelet
+// reach without the endpoint (its address may be on another node, or not yet up).
 func (r *Renderer) localServer() string {
-	return fmt.Sprintf("https://127.0.0.1:%d", r.in.Cluster.Spec.Network.APIEndpoint.Port)
+	return fmt.Sprintf("https://127.0.0.1:%d", r.apiServerPort())
 }
 
 func (r *Renderer) controlPlaneData(d *templateData) error {
@@ -157,6 +191,12 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	// certificate the control plane needs is issued in advance. The cluster CA key is here because
 	// the controller manager signs the kubelets' CSRs with it.
 	add(pkiDir+"/ca.key", 0o600, b.ClusterCA.KeyPEM)
+	etcdServer, etcdPeer := b.EtcdServer, b.EtcdPeer
+	if r.memberCerts() {
+		// Each node's own, naming its address, issued when its config is rendered (nodeValues).
+		etcdServer = pki.KeyPair{CertPEM: []byte(etcdServerCertPlaceholder), KeyPEM: []byte(etcdServerKeyPlaceholder)}
+		etcdPeer = pki.KeyPair{CertPEM: []byte(etcdPeerCertPlaceholder), KeyPEM: []byte(etcdPeerKeyPlaceholder)}
+	}
 	for _, p := range []struct {
 		name string
 		kp   pki.KeyPair
@@ -165,8 +205,8 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		{"apiserver-kubelet-client", b.APIServerKubeletClient},
 		{"apiserver-etcd-client", b.APIServerEtcdClient},
 		{"front-proxy-client", b.FrontProxyClient},
-		{"etcd/server", b.EtcdServer},
-		{"etcd/peer", b.EtcdPeer},
+		{"etcd/server", etcdServer},
+		{"etcd/peer", etcdPeer},
 	} {
 		add(pkiDir+"/"+p.name+".crt", 0o644, p.kp.CertPEM)
 		add(pkiDir+"/"+p.name+".key", 0o600, p.kp.KeyPEM)
@@ -239,20 +279,43 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		add(manifestsDir+"/20-bootstrap-tokens.yaml", 0o600, tokens)
 	}
 
-	// Units.
+	// Units. etcd's members reach each other at their addresses where those are known before
+	// rendering, else by name (which the provider must make resolve).
 	names := secrets.ControlPlaneNodeNames(c)
+	// The node's own address is a placeholder, which JoinHostPort cannot tell an IPv6 address in:
+	// the control plane's addresses say which family it is.
+	ipv6 := r.in.ControlPlaneAddresses[names[0]].Is6()
+	url := func(host, port string) string {
+		if host == butane.NodeAddressPlaceholder && ipv6 {
+			return "https://[" + host + "]:" + port
+		}
+		return "https://" + net.JoinHostPort(host, port)
+	}
+	peerURL := func(host string) string { return url(host, "2380") }
+	clientURL := func(host string) string { return url(host, "2379") }
 	var initial []string
 	for _, n := range names {
-		initial = append(initial, n+"=https://"+n+":2380")
+		host := n
+		if a, ok := r.in.ControlPlaneAddresses[n]; ok {
+			host = a.String()
+		}
+		initial = append(initial, n+"="+peerURL(host))
 	}
-	node := butane.NodeNamePlaceholder
+	node, self := butane.NodeNamePlaceholder, butane.NodeNamePlaceholder
+	listenClient, listenPeer := clientURL("0.0.0.0"), peerURL("0.0.0.0")
+	advertise := ""
+	if len(r.in.ControlPlaneAddresses) > 0 {
+		self = butane.NodeAddressPlaceholder
+		listenClient, listenPeer = clientURL(self)+","+clientURL("127.0.0.1"), peerURL(self)
+		advertise = self
+	}
 	d.EtcdFlags = []string{
 		"--name=" + node,
 		"--data-dir=/var/lib/etcd",
-		"--listen-client-urls=https://0.0.0.0:2379",
-		"--advertise-client-urls=https://" + node + ":2379",
-		"--listen-peer-urls=https://0.0.0.0:2380",
-		"--initial-advertise-peer-urls=https://" + node + ":2380",
+		"--listen-client-urls=" + listenClient,
+		"--advertise-client-urls=" + clientURL(self),
+		"--listen-peer-urls=" + listenPeer,
+		"--initial-advertise-peer-urls=" + peerURL(self),
 		"--initial-cluster=" + strings.Join(initial, ","),
 		"--initial-cluster-state=new",
 		"--initial-cluster-token=" + c.Metadata.Name,
@@ -276,8 +339,12 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		ServiceCIDR:          spec.Network.ServiceCIDR,
 		EtcdServers:          []string{"https://127.0.0.1:2379"},
 		ServiceAccountIssuer: r.externalServer(),
-		SecurePort:           spec.Network.APIEndpoint.Port,
+		SecurePort:           r.apiServerPort(),
 		ClusterDomain:        spec.Network.ClusterDomain,
+	}
+	if advertise != "" {
+		// Checked with an address of the right family; the flag holds the node's own, filled in per node.
+		apiIn.AdvertiseAddress = r.in.ControlPlaneAddresses[names[0]].String()
 	}
 	cmIn := kubecfg.ControllerManagerInput{
 		PKIDir:         pkiDir,
@@ -289,6 +356,9 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	if err := errors.Join(apiIn.Validate(), cmIn.Validate()); err != nil {
 		return fmt.Errorf("ignition: control-plane flags: %w", err)
 	}
+	if advertise != "" {
+		apiIn.AdvertiseAddress = advertise
+	}
 	api := kubecfg.APIServerFlags(apiIn)
 	cm := kubecfg.ControllerManagerFlags(cmIn)
 	sch := kubecfg.SchedulerFlags(kubecfg.SchedulerInput{KubeconfigFile: "/etc/kubernetes/scheduler.conf"})
@@ -296,6 +366,24 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		{Name: "kube-apiserver", Description: "Kubernetes API server", After: "etcd.service network-online.target", Flags: api},
 		{Name: "kube-controller-manager", Description: "Kubernetes controller manager", After: "kube-apiserver.service", Flags: cm},
 		{Name: "kube-scheduler", Description: "Kubernetes scheduler", After: "kube-apiserver.service", Flags: sch},
+	}
+
+	if r.in.Placement.Endpoint == EndpointVIP {
+		vip, err := netip.ParseAddr(spec.Network.APIEndpoint.Address)
+		if err != nil {
+			return fmt.Errorf("ignition: spec.network.apiEndpoint.address: %w", err)
+		}
+		vip = vip.Unmap()
+		subnet, err := endpointSubnet(c, vip)
+		if err != nil {
+			return err
+		}
+		d.Endpoint = &endpointData{
+			HAProxyConfig:     haproxyConfig(spec.Network.APIEndpoint.Port, r.apiServerPort(), vip.Is6(), r.backends()),
+			KeepalivedConfig:  keepalivedConfig(c.Metadata.Name, vip, subnet),
+			InterfaceScript:   keepalivedInterfaceScript(subnet),
+			InterfaceFilePath: KeepalivedInterfaceFile,
+		}
 	}
 	return nil
 }

@@ -7,14 +7,18 @@ package ignition
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"text/template"
+	"time"
 
 	butanecommon "github.com/coreos/butane/config/common"
 	fcos "github.com/coreos/butane/config/fcos/v1_6"
@@ -43,8 +47,20 @@ type Input struct {
 	Token secrets.BootstrapToken
 	// Placement is what the provider that places the nodes does for them, as the provider declares it
 	// (each provider package's Placement). Rendering reads it and never asks which provider it is. The
-	// zero value: every node loads its firewall, and no channel limits a config's size.
+	// zero value: every node loads its firewall, no channel limits a config's size, the API endpoint
+	// is a load balancer outside the nodes, and nodes' addresses are not known before rendering.
 	Placement Placement
+	// ControlPlaneAddresses are the private addresses of the cluster's control-plane nodes
+	// (secrets.ControlPlaneNodeNames) by name, reserved before rendering (provisioner.Addresser).
+	// Required, for every one of them, where Placement.NodeAddresses. With them, etcd's members and
+	// haproxy's backends are addresses; without them, node names, which the provider must make
+	// resolve on every node.
+	ControlPlaneAddresses map[string]netip.Addr
+	// Rand is where the keys of certificates issued at render time come from (a control-plane node's
+	// etcd certificates, which name its address). Defaults to crypto/rand.Reader.
+	Rand io.Reader
+	// Now is the time those certificates are valid from. Defaults to time.Now.
+	Now func() time.Time
 	// BinDir in the image. Defaults to DefaultBinDir.
 	BinDir string
 }
@@ -61,7 +77,30 @@ type Placement struct {
 	// of that role must fit. A role without one has no limit kiln knows of (a stub fetches its config,
 	// or the channel holds any size).
 	Channels map[string]lint.Limit
+	// Endpoint is how the provider makes the cluster's API endpoint.
+	Endpoint Endpoint
+	// NodeAddresses: the provider gives every machine its private address before its config is
+	// rendered (it is a provisioner.Addresser). Render then requires every Node's Address and names it
+	// in the config (the kubelet's node IP, etcd's URLs, the API server's advertise address), and New
+	// requires Input.ControlPlaneAddresses.
+	NodeAddresses bool
 }
+
+// Endpoint is how a provider makes the cluster's API endpoint (spec.network.apiEndpoint).
+type Endpoint int
+
+// Ways of making the API endpoint.
+const (
+	// EndpointExternal: a load balancer outside the nodes (AWS's NLB) forwards the endpoint's port to
+	// kube-apiserver on the same port of every control-plane node.
+	EndpointExternal Endpoint = iota
+	// EndpointVIP: the control-plane nodes make it themselves. keepalived (VRRP) holds the endpoint's
+	// address (spec.network.apiEndpoint.address) on one of them at a time, and haproxy on each listens
+	// on the endpoint's port on every address of the node and balances to every control-plane node's
+	// kube-apiserver, which listens on v1alpha1.APIServerPortBehindVIP. The base image carries both
+	// packages; only control-plane configs enable them.
+	EndpointVIP
+)
 
 // Node is one machine to render a config for.
 type Node struct {
@@ -69,6 +108,11 @@ type Node struct {
 	Role string
 	// Pool is the node pool of a worker; empty for the control plane.
 	Pool string
+	// Address is the node's private address, known before rendering where the placement has
+	// NodeAddresses (then required), and required of a control-plane node when
+	// Input.ControlPlaneAddresses is given (where it must be the node's entry). It is filled in
+	// per node, like the name, so Butane still runs once per role and pool.
+	Address netip.Addr
 }
 
 // Renderer renders configs for the nodes of one cluster. It translates each role's (and pool's)
@@ -78,6 +122,9 @@ type Renderer struct {
 
 	mu       sync.Mutex
 	compiled map[string]*compiled
+
+	// randMu guards in.Rand, which need not be safe for concurrent use (a seeded stream in tests).
+	randMu sync.Mutex
 }
 
 // compiled is a translated config with the places that differ per node.
@@ -89,10 +136,34 @@ type compiled struct {
 	err    error
 }
 
-// fileSlot is a file whose contents hold the node-name placeholder.
+// fileSlot is a file whose contents hold a per-node placeholder.
 type fileSlot struct {
 	index    int
 	template []byte
+}
+
+// Placeholders of the etcd member certificates of a control-plane node whose address is known: the
+// whole contents of their files, filled after translation with what secrets.Bundle.EtcdMember issues.
+const (
+	etcdServerCertPlaceholder = "@@KILN_ETCD_SERVER_CERT@@"
+	etcdServerKeyPlaceholder  = "@@KILN_ETCD_SERVER_KEY@@"
+	etcdPeerCertPlaceholder   = "@@KILN_ETCD_PEER_CERT@@"
+	etcdPeerKeyPlaceholder    = "@@KILN_ETCD_PEER_KEY@@"
+)
+
+// placeholders are every per-node placeholder a translated config may hold.
+var placeholders = []string{
+	butane.NodeNamePlaceholder, butane.NodeAddressPlaceholder,
+	etcdServerCertPlaceholder, etcdServerKeyPlaceholder, etcdPeerCertPlaceholder, etcdPeerKeyPlaceholder,
+}
+
+func holdsPlaceholder(s string) bool {
+	for _, p := range placeholders {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // New checks the input and returns a Renderer.
@@ -118,7 +189,52 @@ func New(in Input) (*Renderer, error) {
 	if !known {
 		return nil, fmt.Errorf("ignition: bootstrap token %s is not among the cluster's tokens, so the control plane would not accept it", in.Token.ID)
 	}
+	if in.Rand == nil {
+		in.Rand = rand.Reader
+	}
+	if in.Now == nil {
+		in.Now = time.Now
+	}
+	if err := checkAddresses(in); err != nil {
+		return nil, err
+	}
 	return &Renderer{in: in, compiled: map[string]*compiled{}}, nil
+}
+
+// checkAddresses checks the endpoint's address and the control-plane addresses against what the
+// placement needs.
+func checkAddresses(in Input) error {
+	c := in.Cluster
+	var errs []error
+	ep := c.Spec.Network.APIEndpoint
+	if in.Placement.Endpoint == EndpointVIP {
+		if a, err := netip.ParseAddr(ep.Address); err != nil || a.Zone() != "" || a.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("ignition: spec.network.apiEndpoint.address %q: the endpoint is a virtual address on the control-plane nodes, and needs one", ep.Address))
+		}
+		if ep.Port == v1alpha1.APIServerPortBehindVIP {
+			errs = append(errs, fmt.Errorf("ignition: spec.network.apiEndpoint.port %d: kube-apiserver listens there behind haproxy", ep.Port))
+		}
+	}
+	names := secrets.ControlPlaneNodeNames(c)
+	if in.Placement.NodeAddresses && len(in.ControlPlaneAddresses) == 0 {
+		errs = append(errs, fmt.Errorf("ignition: no control-plane addresses: the placement gives nodes their addresses before rendering, and etcd and haproxy name every control-plane node's (%s)", strings.Join(names, ", ")))
+	} else if len(in.ControlPlaneAddresses) > 0 {
+		seen := map[netip.Addr]string{}
+		for _, n := range names {
+			a, ok := in.ControlPlaneAddresses[n]
+			switch {
+			case !ok:
+				errs = append(errs, fmt.Errorf("ignition: control-plane node %s has no address", n))
+			case !a.IsValid() || a.Zone() != "" || a.IsUnspecified():
+				errs = append(errs, fmt.Errorf("ignition: control-plane node %s: %q is not an address", n, a))
+			case seen[a] != "":
+				errs = append(errs, fmt.Errorf("ignition: control-plane nodes %s and %s have the same address %s", seen[a], n, a))
+			default:
+				seen[a] = n
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
@@ -141,11 +257,18 @@ func (r *Renderer) Render(n Node) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("ignition: node %s: unknown role %q (want %s or %s)", n.Name, n.Role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 	}
+	if err := r.checkAddress(n); err != nil {
+		return nil, err
+	}
 	c := r.compile(n.Role, n.Pool)
 	if c.err != nil {
 		return nil, c.err
 	}
-	cfg := c.fill(n.Name)
+	values, err := r.nodeValues(n)
+	if err != nil {
+		return nil, err
+	}
+	cfg := c.fill(values)
 	// Ignition's own validator, on the very struct that is serialised below. (v3_5.Parse would also
 	// re-read the JSON to look for unknown keys, which json.Marshal of this struct cannot produce.)
 	if rpt := validate.ValidateWithContext(cfg, nil); rpt.IsFatal() {
@@ -160,6 +283,52 @@ func (r *Renderer) Render(n Node) ([]byte, error) {
 	}
 	return raw, nil
 }
+
+// checkAddress checks n's address against what the placement and the control-plane addresses say.
+func (r *Renderer) checkAddress(n Node) error {
+	a := n.Address
+	if a.IsValid() && (a.Zone() != "" || a.IsUnspecified()) {
+		return fmt.Errorf("ignition: node %s: %q is not an address", n.Name, a)
+	}
+	if r.in.Placement.NodeAddresses && !a.IsValid() {
+		return fmt.Errorf("ignition: node %s: no address: the provider gives every node its address before rendering", n.Name)
+	}
+	if n.Role != v1alpha1.RoleControlPlane || len(r.in.ControlPlaneAddresses) == 0 {
+		return nil
+	}
+	if !a.IsValid() {
+		return fmt.Errorf("ignition: node %s: a control-plane node needs its address where etcd's members are addresses", n.Name)
+	}
+	if want, ok := r.in.ControlPlaneAddresses[n.Name]; ok && want != a {
+		return fmt.Errorf("ignition: node %s: address %s, but the control-plane addresses give it %s", n.Name, a, want)
+	}
+	return nil
+}
+
+// nodeValues are the values of the per-node placeholders of n's config.
+func (r *Renderer) nodeValues(n Node) (*strings.Replacer, error) {
+	addr := ""
+	if n.Address.IsValid() {
+		addr = n.Address.String()
+	}
+	pairs := []string{butane.NodeNamePlaceholder, n.Name, butane.NodeAddressPlaceholder, addr}
+	if n.Role == v1alpha1.RoleControlPlane && r.memberCerts() {
+		r.randMu.Lock()
+		server, peer, err := r.in.Secrets.EtcdMember(r.in.Rand, r.in.Now(), n.Name, n.Address)
+		r.randMu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("ignition: node %s: %w", n.Name, err)
+		}
+		pairs = append(pairs,
+			etcdServerCertPlaceholder, string(server.CertPEM), etcdServerKeyPlaceholder, string(server.KeyPEM),
+			etcdPeerCertPlaceholder, string(peer.CertPEM), etcdPeerKeyPlaceholder, string(peer.KeyPEM))
+	}
+	return strings.NewReplacer(pairs...), nil
+}
+
+// memberCerts says whether each control-plane node gets etcd certificates of its own, naming its
+// address: where etcd's members are addresses.
+func (r *Renderer) memberCerts() bool { return len(r.in.ControlPlaneAddresses) > 0 }
 
 func (r *Renderer) pool(name string) *v1alpha1.NodePool {
 	for i := range r.in.Cluster.Spec.NodePools {
@@ -217,7 +386,6 @@ func (r *Renderer) translate(c *compiled, role, pool string) error {
 	}
 	c.cfg = cfg
 	c.linter = lint.NewLinter(lint.Policy{Role: role, Channel: r.in.Placement.Channels[role], Forbidden: ForbiddenSecrets(role, r.in.Secrets)}, cfg)
-	ph := []byte(butane.NodeNamePlaceholder)
 	for i, f := range cfg.Storage.Files {
 		src := f.Contents.Source
 		if src == nil || !strings.HasPrefix(*src, "data:") {
@@ -227,27 +395,32 @@ func (r *Renderer) translate(c *compiled, role, pool string) error {
 		if err != nil {
 			return fmt.Errorf("ignition: butane template %s: %s: %w", role, f.Path, err)
 		}
-		if bytes.Contains(b, ph) {
+		if holdsPlaceholder(string(b)) {
 			c.files = append(c.files, fileSlot{index: i, template: b})
 		}
 	}
 	for i, u := range cfg.Systemd.Units {
-		if u.Contents != nil && strings.Contains(*u.Contents, butane.NodeNamePlaceholder) {
+		if u.Contents != nil && holdsPlaceholder(*u.Contents) {
 			c.units = append(c.units, i)
+		}
+		for _, d := range u.Dropins {
+			if d.Contents != nil && holdsPlaceholder(*d.Contents) {
+				return fmt.Errorf("ignition: butane template %s: drop-in %s of %s holds a per-node placeholder, which only files and units may", role, d.Name, u.Name)
+			}
 		}
 	}
 	return nil
 }
 
-// fill returns a copy of the compiled config with the node's name in place of the placeholder. It
-// copies only what differs per node.
-func (c *compiled) fill(node string) types.Config {
+// fill returns a copy of the compiled config with the node's values in place of the placeholders.
+// It copies only what differs per node.
+func (c *compiled) fill(values *strings.Replacer) types.Config {
 	cfg := c.cfg
 	if len(c.files) > 0 {
 		cfg.Storage.Files = append([]types.File(nil), c.cfg.Storage.Files...)
 		for _, s := range c.files {
 			f := cfg.Storage.Files[s.index]
-			src := "data:," + dataurl.Escape(bytes.ReplaceAll(s.template, []byte(butane.NodeNamePlaceholder), []byte(node)))
+			src := "data:," + dataurl.Escape([]byte(values.Replace(string(s.template))))
 			f.Contents.Source = &src
 			f.Contents.Compression = nil
 			cfg.Storage.Files[s.index] = f
@@ -257,7 +430,7 @@ func (c *compiled) fill(node string) types.Config {
 		cfg.Systemd.Units = append([]types.Unit(nil), c.cfg.Systemd.Units...)
 		for _, i := range c.units {
 			u := cfg.Systemd.Units[i]
-			s := strings.ReplaceAll(*u.Contents, butane.NodeNamePlaceholder, node)
+			s := values.Replace(*u.Contents)
 			u.Contents = &s
 			cfg.Systemd.Units[i] = u
 		}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,27 @@ func fixture(t testing.TB) Input {
 		t.Fatal(err)
 	}
 	b.BootstrapTokens = append(b.BootstrapTokens, tok)
-	return Input{Cluster: c, Secrets: b, Token: tok}
+	return Input{
+		Cluster: c, Secrets: b, Token: tok,
+		// As the local QEMU provider places nodes: the endpoint made on the control-plane nodes, and
+		// every node's address reserved before its config is rendered.
+		Placement:             Placement{Endpoint: EndpointVIP, NodeAddresses: true},
+		ControlPlaneAddresses: map[string]netip.Addr{"golden-control-plane-0": cpAddr(0), "golden-control-plane-1": cpAddr(1), "golden-control-plane-2": cpAddr(2)},
+		Rand:                  rnd,
+		Now:                   func() time.Time { return t0 },
+	}
+}
+
+// cpAddr is the address of the fixture's control-plane node i; workerAddr that of its i-th worker.
+func cpAddr(i int) netip.Addr { return nthAddr(netip.MustParseAddr("10.0.0.10"), i) }
+
+func workerAddr(i int) netip.Addr { return nthAddr(netip.MustParseAddr("10.0.1.0"), i) }
+
+func nthAddr(a netip.Addr, n int) netip.Addr {
+	for range n {
+		a = a.Next()
+	}
+	return a
 }
 
 func newRenderer(t testing.TB, in Input) *Renderer {
@@ -63,9 +84,9 @@ func newRenderer(t testing.TB, in Input) *Renderer {
 func TestGolden(t *testing.T) {
 	r := newRenderer(t, fixture(t))
 	for _, n := range []Node{
-		{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane},
-		{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"},
-		{Name: "golden-gpu-0", Role: v1alpha1.RoleWorker, Pool: "gpu"},
+		{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane, Address: cpAddr(0)},
+		{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(0)},
+		{Name: "golden-gpu-0", Role: v1alpha1.RoleWorker, Pool: "gpu", Address: workerAddr(1)},
 	} {
 		t.Run(n.Name, func(t *testing.T) {
 			raw, err := r.Render(n)
@@ -125,7 +146,7 @@ func unit(cfg types.Config, name string) string {
 
 func TestWorker(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-gpu-7", Role: v1alpha1.RoleWorker, Pool: "gpu"})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-gpu-7", Role: v1alpha1.RoleWorker, Pool: "gpu", Address: workerAddr(7)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,9 +160,9 @@ func TestWorker(t *testing.T) {
 		{name: "key-only sshd", path: "/etc/ssh/sshd_config.d/10-kiln.conf", want: "PasswordAuthentication no", mode: 0o600},
 		{name: "cluster CA", path: "/etc/kubernetes/pki/ca.crt", want: string(in.Secrets.ClusterCA.CertPEM), mode: 0o644},
 		{name: "bootstrap token", path: "/etc/kubernetes/bootstrap-kubelet.conf", want: "token: " + in.Token.String(), mode: 0o600},
-		{name: "bootstrap server is the load balancer", path: "/etc/kubernetes/bootstrap-kubelet.conf", want: "server: https://api.golden.example.internal:6443", mode: 0o600},
+		{name: "bootstrap server is the endpoint's address", path: "/etc/kubernetes/bootstrap-kubelet.conf", want: "server: https://10.0.0.5:6443", mode: 0o600},
 		{name: "kubelet config without anonymous auth", path: "/var/lib/kubelet/config.yaml", want: "anonymous:\n    enabled: false", mode: 0o644},
-		{name: "node env", path: "/etc/kiln/node.env", want: "KILN_NODE=golden-gpu-7\n", mode: 0o644},
+		{name: "node env", path: "/etc/kiln/node.env", want: "KILN_NODE=golden-gpu-7\nKILN_NODE_ADDRESS=10.0.1.7\n", mode: 0o644},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(got[tc.path], tc.want) {
@@ -153,7 +174,7 @@ func TestWorker(t *testing.T) {
 		})
 	}
 	kubelet := unit(cfg, "kubelet.service")
-	for _, want := range []string{"--register-with-taints=example.com/gpu=true:NoSchedule", "kiln.dev/pool=gpu", "--bootstrap-kubeconfig="} {
+	for _, want := range []string{"--register-with-taints=example.com/gpu=true:NoSchedule", "kiln.dev/pool=gpu", "--bootstrap-kubeconfig=", "--node-ip=10.0.1.7"} {
 		if !strings.Contains(kubelet, want) {
 			t.Errorf("kubelet.service lacks %q:\n%s", want, kubelet)
 		}
@@ -167,7 +188,7 @@ func TestWorker(t *testing.T) {
 
 func TestControlPlaneSecurity(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-1", Role: v1alpha1.RoleControlPlane})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-1", Role: v1alpha1.RoleControlPlane, Address: cpAddr(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +210,7 @@ func TestControlPlaneSecurity(t *testing.T) {
 		}
 	}
 	etcd := unit(cfg, "etcd.service")
-	for _, want := range []string{"--name=golden-control-plane-1", "--initial-cluster=golden-control-plane-0=https://golden-control-plane-0:2380,golden-control-plane-1=https://golden-control-plane-1:2380,golden-control-plane-2=https://golden-control-plane-2:2380", "--client-cert-auth=true", "--peer-client-cert-auth=true"} {
+	for _, want := range []string{"--name=golden-control-plane-1", "--initial-cluster=golden-control-plane-0=https://10.0.0.10:2380,golden-control-plane-1=https://10.0.0.11:2380,golden-control-plane-2=https://10.0.0.12:2380", "--client-cert-auth=true", "--peer-client-cert-auth=true"} {
 		if !strings.Contains(etcd, want) {
 			t.Errorf("etcd.service lacks %s", want)
 		}
@@ -229,15 +250,59 @@ func TestRenderErrors(t *testing.T) {
 		node Node
 		want string
 	}{
-		{name: "bad node name", node: Node{Name: "Node_1", Role: v1alpha1.RoleWorker, Pool: "gpu"}, want: `node name "Node_1" is not a DNS label`},
-		{name: "unknown role", node: Node{Name: "n1", Role: "etcd"}, want: `unknown role "etcd"`},
-		{name: "unknown pool", node: Node{Name: "n1", Role: v1alpha1.RoleWorker, Pool: "gpus"}, want: `no node pool "gpus" in cluster golden (have general, gpu)`},
-		{name: "control plane with a pool", node: Node{Name: "n1", Role: v1alpha1.RoleControlPlane, Pool: "gpu"}, want: "a control-plane node has no pool"},
+		{name: "bad node name", node: Node{Name: "Node_1", Role: v1alpha1.RoleWorker, Pool: "gpu", Address: workerAddr(0)}, want: `node name "Node_1" is not a DNS label`},
+		{name: "unknown role", node: Node{Name: "n1", Role: "etcd", Address: workerAddr(0)}, want: `unknown role "etcd"`},
+		{name: "unknown pool", node: Node{Name: "n1", Role: v1alpha1.RoleWorker, Pool: "gpus", Address: workerAddr(0)}, want: `no node pool "gpus" in cluster golden (have general, gpu)`},
+		{name: "control plane with a pool", node: Node{Name: "n1", Role: v1alpha1.RoleControlPlane, Pool: "gpu", Address: workerAddr(0)}, want: "a control-plane node has no pool"},
+		{name: "worker without an address where nodes have them", node: Node{Name: "golden-gpu-0", Role: v1alpha1.RoleWorker, Pool: "gpu"},
+			want: "node golden-gpu-0: no address: the provider gives every node its address before rendering"},
+		{name: "control plane at another address than reserved", node: Node{Name: "golden-control-plane-1", Role: v1alpha1.RoleControlPlane, Address: cpAddr(2)},
+			want: "node golden-control-plane-1: address 10.0.0.12, but the control-plane addresses give it 10.0.0.11"},
+		{name: "an address with a zone", node: Node{Name: "golden-gpu-0", Role: v1alpha1.RoleWorker, Pool: "gpu", Address: netip.MustParseAddr("fe80::1%eth0")},
+			want: `node golden-gpu-0: "fe80::1%eth0" is not an address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := r.Render(tc.node)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(in *Input)
+		want   []string
+	}{
+		{
+			name:   "no control-plane addresses where nodes have them",
+			change: func(in *Input) { in.ControlPlaneAddresses = nil },
+			want:   []string{"no control-plane addresses: the placement gives nodes their addresses before rendering, and etcd and haproxy name every control-plane node's (golden-control-plane-0, golden-control-plane-1, golden-control-plane-2)"},
+		},
+		{
+			name: "a control-plane node missing, two at one address",
+			change: func(in *Input) {
+				in.ControlPlaneAddresses = map[string]netip.Addr{"golden-control-plane-0": cpAddr(0), "golden-control-plane-1": cpAddr(0)}
+			},
+			want: []string{"control-plane nodes golden-control-plane-0 and golden-control-plane-1 have the same address 10.0.0.10", "control-plane node golden-control-plane-2 has no address"},
+		},
+		{
+			name: "a virtual endpoint without an address, on haproxy's backends' port",
+			change: func(in *Input) {
+				c := *in.Cluster
+				c.Spec.Network.APIEndpoint.Address, c.Spec.Network.APIEndpoint.Port = "", 6444
+				in.Cluster = &c
+			},
+			want: []string{`spec.network.apiEndpoint.address "": the endpoint is a virtual address on the control-plane nodes, and needs one`, "spec.network.apiEndpoint.port 6444: kube-apiserver listens there behind haproxy"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := fixture(t)
+			tc.change(&in)
+			_, err := New(in)
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("New: got %v, want an error saying %q", err, w)
+				}
 			}
 		})
 	}
@@ -251,7 +316,7 @@ func TestRenderErrors(t *testing.T) {
 	t.Run("a role without a channel has no size limit; one with a channel is held to it", func(t *testing.T) {
 		in := fixture(t)
 		in.Placement = Placement{Channels: map[string]lint.Limit{v1alpha1.RoleWorker: lint.Limits["aws"]}}
-		cfg, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane})
+		cfg, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane, Address: cpAddr(0)})
 		if err != nil || len(cfg) <= 16<<10 {
 			t.Fatalf("got %d bytes, %v; want a config over 16 KiB and no error", len(cfg), err)
 		}
@@ -260,7 +325,7 @@ func TestRenderErrors(t *testing.T) {
 			t.Fatalf("lint as AWS user-data: %v", err)
 		}
 		in.Placement.Channels[v1alpha1.RoleControlPlane] = lint.Limits["aws"]
-		if _, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit") {
+		if _, err := newRenderer(t, in).Render(Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane, Address: cpAddr(0)}); err == nil || !strings.Contains(err.Error(), "over the AWS user-data limit") {
 			t.Fatalf("control plane held to the AWS user-data channel: got %v, want the size finding", err)
 		}
 	})
@@ -269,7 +334,7 @@ func TestRenderErrors(t *testing.T) {
 // A worker config that somehow carries the CA key must fail lint: the check that guards every render.
 func TestWorkerWithCAKeyFailsLint(t *testing.T) {
 	in := fixture(t)
-	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,19 +367,22 @@ func TestWorkerWithCAKeyFailsLint(t *testing.T) {
 
 func TestDistinctNodesShareTheTranslation(t *testing.T) {
 	r := newRenderer(t, fixture(t))
-	a, err := r.Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
+	a, err := r.Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := r.Render(Node{Name: "golden-general-1", Role: v1alpha1.RoleWorker, Pool: "general"})
+	b, err := r.Render(Node{Name: "golden-general-1", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Equal(a, b) {
 		t.Fatal("two nodes got the same config")
 	}
-	if got := bytes.ReplaceAll(b, []byte("golden-general-1"), []byte("golden-general-0")); !bytes.Equal(a, got) {
-		t.Error("configs of two nodes of one pool differ in more than the node name")
+	got := bytes.ReplaceAll(b, []byte("golden-general-1"), []byte("golden-general-0"))
+	got = bytes.ReplaceAll(got, []byte("10.0.1.1%0A"), []byte("10.0.1.0%0A"))                   // node.env, a data URL
+	got = bytes.ReplaceAll(got, []byte(`--node-ip=10.0.1.1\n`), []byte(`--node-ip=10.0.1.0\n`)) // a unit, in JSON
+	if !bytes.Equal(a, got) {
+		t.Errorf("configs of two nodes of one pool differ in more than the node's name and address:\n%s\n%s", a, got)
 	}
 	if len(r.compiled) != 1 {
 		t.Errorf("translated %d times for one pool", len(r.compiled))
@@ -324,7 +392,7 @@ func TestDistinctNodesShareTheTranslation(t *testing.T) {
 func workerNodes(n int) []Node {
 	nodes := make([]Node, n)
 	for i := range nodes {
-		nodes[i] = Node{Name: fmt.Sprintf("golden-general-%d", i), Role: v1alpha1.RoleWorker, Pool: "general"}
+		nodes[i] = Node{Name: fmt.Sprintf("golden-general-%d", i), Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(i)}
 	}
 	return nodes
 }
@@ -397,7 +465,7 @@ func TestFirewallByPlacement(t *testing.T) {
 			c.Spec.Provider = v1alpha1.Provider{Name: tc.provider, AWS: &v1alpha1.AWSProvider{Region: "eu-central-1"}}
 			in.Cluster = &c
 			in.Placement = tc.placement
-			raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general"})
+			raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(0)})
 			if err != nil {
 				t.Fatal(err)
 			}

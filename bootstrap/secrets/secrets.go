@@ -167,6 +167,31 @@ func Generate(c *v1alpha1.Cluster, rand io.Reader, now time.Time) (*Bundle, erro
 	return b, nil
 }
 
+// EtcdMember issues the serving and peer certificates of one etcd member: the control-plane node
+// name, at its private address addr. They name the node, localhost, the address and loopback, so that
+// peers and clients that dial https://ADDR:2379 or :2380 verify them, and so that etcd, which accepts
+// a peer's client certificate only if it names the address the peer connects from, accepts the
+// member. The bundle's shared EtcdServer and EtcdPeer name every control-plane node but no address:
+// they serve where addresses are not known before rendering. Keys and serial numbers are read from
+// rand; the certificates are valid from now for LeafValidity. b keeps nothing of them.
+func (b *Bundle) EtcdMember(rand io.Reader, now time.Time, name string, addr netip.Addr) (server, peer pki.KeyPair, err error) {
+	if !addr.IsValid() || addr.Zone() != "" || addr.IsUnspecified() {
+		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: etcd member %s: %q is not an address", name, addr)
+	}
+	if rand == nil {
+		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: etcd member %s: nil random source", name)
+	}
+	ips := []net.IP{net.IP(addr.Unmap().AsSlice()), net.IPv4(127, 0, 0, 1).To4(), net.IPv6loopback}
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	g := generator{rand: rand, now: now}
+	g.leaf(&server, &b.EtcdCA, pki.CertRequest{CommonName: "kube-etcd", DNSNames: []string{"localhost", name}, IPs: ips, Usages: both})
+	g.leaf(&peer, &b.EtcdCA, pki.CertRequest{CommonName: "kube-etcd-peer", DNSNames: []string{"localhost", name}, IPs: ips, Usages: both})
+	if g.err != nil {
+		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: etcd member %s: %w", name, g.err)
+	}
+	return server, peer, nil
+}
+
 // generator keeps the first error, so Generate reads as the list of what it makes.
 type generator struct {
 	rand io.Reader

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -455,4 +456,51 @@ func ExampleControlPlaneNodeNames() {
 	c.Spec.ControlPlane.Count = 3
 	fmt.Println(ControlPlaneNodeNames(c))
 	// Output: [prod-control-plane-0 prod-control-plane-1 prod-control-plane-2]
+}
+
+// An etcd member's certificates name its address, so that its peers verify it at https://ADDR:2380
+// and etcd, which checks a peer's client certificate against the address it connects from, admits it.
+func TestEtcdMember(t *testing.T) {
+	b := mustGenerate(t, cluster("demo"), seeded(1))
+	for _, tc := range []struct {
+		name string
+		addr netip.Addr
+	}{
+		{name: "demo-control-plane-1", addr: netip.MustParseAddr("10.0.0.11")},
+		{name: "demo-control-plane-2", addr: netip.MustParseAddr("fd00:10::12")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, peer, err := b.EtcdMember(seeded(2), t0, tc.name, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			ca, err := b.EtcdCA.Certificate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots.AddCert(ca)
+			for what, kp := range map[string]pki.KeyPair{"server": server, "peer": peer} {
+				c, err := kp.Certificate()
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				for _, host := range []string{tc.addr.String(), "127.0.0.1", "localhost", tc.name} {
+					if _, err := c.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, CurrentTime: t0,
+						KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+						t.Errorf("%s certificate for %s: %v", what, host, err)
+					}
+				}
+				if err := c.VerifyHostname("demo-control-plane-0"); err == nil {
+					t.Errorf("%s certificate names another member", what)
+				}
+			}
+			if bytes.Equal(server.KeyPEM, b.EtcdServer.KeyPEM) || bytes.Equal(server.KeyPEM, peer.KeyPEM) {
+				t.Error("the member's keys are not its own")
+			}
+		})
+	}
+	if _, _, err := b.EtcdMember(seeded(2), t0, "demo-control-plane-0", netip.Addr{}); err == nil {
+		t.Error("EtcdMember without an address: no error")
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/bootstrap/firewall"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/provisioner"
@@ -150,6 +149,13 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	if err := checkImages(c, p); err != nil {
 		return err
 	}
+	pl, err := placement(c.Spec.Provider.Name)
+	if err != nil {
+		return err
+	}
+	if _, ok := p.(provisioner.Addresser); pl.NodeAddresses && !ok {
+		return fmt.Errorf("provider %s: its nodes' configs need their addresses, but it cannot reserve them (no provisioner.Addresser)", c.Spec.Provider.Name)
+	}
 	if np, ok := p.(provisioner.NetworkProvider); ok {
 		spec, err := networkSpec(c)
 		if err != nil {
@@ -277,7 +283,7 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 	policy := reconcile.PolicyFromSpec(c.Spec.Health)
 	policy.KeepFailed = o.keepFailed
 	keeper := &tokenKeeper{g: g, c: c, p: p, log: log}
-	renderer := &nodeRenderer{c: c, ensureToken: keeper.ensureToken}
+	renderer := &nodeRenderer{c: c, p: p, ensureToken: keeper.ensureToken}
 	e := &converge.Executor{
 		Provider:    p,
 		Desired:     reconcile.DesiredFromSpec(c),
@@ -298,23 +304,30 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 // nodeRenderer renders the Ignition config of each machine apply creates, with the machine's own
 // bootstrap token, which ensureToken mints (and applies to the cluster when it can) before the
 // machine is created. Each machine's config is rendered from a renderer of its own, as the token is
-// part of it.
+// part of it. Where the provider gives machines their addresses before they exist
+// (provisioner.Addresser), it first reserves the machine's and every control-plane node's, which the
+// config names.
 type nodeRenderer struct {
 	c           *v1alpha1.Cluster
+	p           provisioner.Provider
 	ensureToken func(ctx context.Context, cr reconcile.Create) (*secrets.Bundle, secrets.BootstrapToken, error)
 }
 
 // render renders machine cr's config.
 func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte, error) {
-	b, tok, err := n.ensureToken(ctx, cr)
-	if err != nil {
-		return nil, err
-	}
 	pl, err := placement(n.c.Spec.Provider.Name)
 	if err != nil {
 		return nil, err
 	}
-	r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Placement: pl})
+	cpAddrs, addr, err := addresses(ctx, n.p, pl, n.c, cr.Name)
+	if err != nil {
+		return nil, err
+	}
+	b, tok, err := n.ensureToken(ctx, cr)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ignition.New(ignition.Input{Cluster: n.c, Secrets: b, Token: tok, Placement: pl, ControlPlaneAddresses: cpAddrs})
 	if err != nil {
 		return nil, err
 	}
@@ -322,12 +335,16 @@ func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte,
 	if cr.Role == v1alpha1.RoleControlPlane {
 		pool = "" // the control plane is a group, not a node pool
 	}
-	return r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool})
+	return r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool, Address: addr})
 }
 
 // networkSpec is the network the provider makes for cluster c.
 func networkSpec(c *v1alpha1.Cluster) (provisioner.NetworkSpec, error) {
-	intent, err := firewall.NewIntent(c)
+	pl, err := placement(c.Spec.Provider.Name)
+	if err != nil {
+		return provisioner.NetworkSpec{}, err
+	}
+	intent, err := pl.Intent(c)
 	if err != nil {
 		return provisioner.NetworkSpec{}, err
 	}

@@ -5,17 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/coreos/ignition/v2/config/v3_5"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
 )
 
-// kilnOn runs the command line with the machines of mem as the provider.
+// kilnOn runs the command line with the machines of mem as the provider. Where the spec's provider
+// gives nodes their addresses before their configs are rendered (qemu), so does the fake.
 func kilnOn(t *testing.T, mem *providertest.Memory, dir string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	return kilnAsked(t, mem, dir, nil, args...)
@@ -29,9 +34,14 @@ func kilnAsked(t *testing.T, mem *providertest.Memory, dir string, answers io.Re
 	t.Setenv("KILN_STATE_DIR", filepath.Join(dir, "state"))
 	os.Unsetenv("KILN_STATE_KEY")
 	g := &globals{
-		newProvider: func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) { return mem.New(), nil },
-		in:          answers,
-		terminal:    func() bool { return answers != nil },
+		newProvider: func(_ context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
+			if pl, err := placement(c.Spec.Provider.Name); err == nil && pl.NodeAddresses {
+				return addressingMemory{Provider: mem.New(), book: addressBookOf(mem)}, nil
+			}
+			return mem.New(), nil
+		},
+		in:       answers,
+		terminal: func() bool { return answers != nil },
 	}
 	var out, errOut bytes.Buffer
 	code = run(newRoot(g), args, &out, &errOut)
@@ -109,5 +119,140 @@ func TestApplyErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want failure naming %q", code, errOut, tc.want)
 			}
 		})
+	}
+}
+
+// addressingMemory is a memory provider with the QEMU provider's capabilities: it reserves addresses
+// as QEMU does (the lowest free one from 10.0.0.10, the same for a name until Delete releases it),
+// stops machines, and forwards the API endpoint to this host at the address api returns
+// (provisioner.ErrNotReachable where api is nil).
+type addressingMemory struct {
+	provisioner.Provider
+	book *addressBook
+	api  func() (string, error)
+}
+
+var (
+	_ provisioner.Addresser  = addressingMemory{}
+	_ provisioner.APIReacher = addressingMemory{}
+	_ provisioner.Stopper    = addressingMemory{}
+)
+
+func (a addressingMemory) APIAddress(context.Context, string) (string, error) {
+	if a.api == nil {
+		return "", provisioner.ErrNotReachable
+	}
+	return a.api()
+}
+
+type addressBook struct {
+	mu    sync.Mutex
+	addrs map[string]netip.Addr
+	// configs are the Ignition configs the machines were created with.
+	configs map[string][]byte
+}
+
+var (
+	booksMu sync.Mutex
+	books   = map[*providertest.Memory]*addressBook{}
+)
+
+// addressBookOf is the reservations on mem's machines, kept across the command lines of a test.
+func addressBookOf(mem *providertest.Memory) *addressBook {
+	booksMu.Lock()
+	defer booksMu.Unlock()
+	if books[mem] == nil {
+		books[mem] = &addressBook{addrs: map[string]netip.Addr{}, configs: map[string][]byte{}}
+	}
+	return books[mem]
+}
+
+func (a addressingMemory) Reserve(_ context.Context, _, name string) (netip.Addr, error) {
+	a.book.mu.Lock()
+	defer a.book.mu.Unlock()
+	if addr, ok := a.book.addrs[name]; ok {
+		return addr, nil
+	}
+	taken := map[netip.Addr]bool{}
+	for _, addr := range a.book.addrs {
+		taken[addr] = true
+	}
+	addr := netip.MustParseAddr("10.0.0.10")
+	for taken[addr] {
+		addr = addr.Next()
+	}
+	a.book.addrs[name] = addr
+	return addr, nil
+}
+
+func (a addressingMemory) Create(ctx context.Context, spec provisioner.MachineSpec) (provisioner.Machine, error) {
+	a.book.mu.Lock()
+	a.book.configs[spec.Name] = spec.Ignition
+	a.book.mu.Unlock()
+	return a.Provider.Create(ctx, spec)
+}
+
+func (a addressingMemory) Delete(ctx context.Context, name string) error {
+	if err := a.Provider.Delete(ctx, name); err != nil {
+		return err
+	}
+	a.book.mu.Lock()
+	delete(a.book.addrs, name)
+	a.book.mu.Unlock()
+	return nil
+}
+
+func (a addressingMemory) Stop(ctx context.Context, name string) error {
+	return a.Provider.(provisioner.Stopper).Stop(ctx, name)
+}
+
+// A provider whose placement needs its nodes' addresses but that cannot reserve them is refused
+// before anything is made.
+func TestApplyNeedsAddresses(t *testing.T) {
+	dir := t.TempDir()
+	mustKiln(t, dir, "init", "demo")
+	mem := providertest.NewMemory(nil)
+	t.Chdir(dir)
+	t.Setenv("KILN_STATE_DIR", filepath.Join(dir, "state"))
+	g := &globals{newProvider: func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) { return mem.New(), nil }}
+	var out, errOut bytes.Buffer
+	code := run(newRoot(g), []string{"apply", "--timeout", "5s"}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "provider qemu: its nodes' configs need their addresses, but it cannot reserve them") {
+		t.Fatalf("apply: exit %d\n%s", code, errOut.String())
+	}
+	if ms := mem.Machines(); len(ms) != 0 {
+		t.Errorf("apply made %v", ms)
+	}
+}
+
+// Each machine's config names the address reserved for it, and the control plane's names every
+// control-plane node's.
+func TestApplyRendersReservedAddresses(t *testing.T) {
+	dir := t.TempDir()
+	mustKiln(t, dir, "init", "demo")
+	mem := providertest.NewMemory(nil)
+	if code, _, errOut := kilnOn(t, mem, dir, "apply", "--interval", "1ms", "--timeout", "5s"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s", code, errOut)
+	}
+	book := addressBookOf(mem)
+	configs := book.configs
+	for name, want := range map[string]string{
+		"demo-control-plane-0": "--advertise-address=" + book.addrs["demo-control-plane-0"].String(),
+		"demo-workers-1":       "--node-ip=" + book.addrs["demo-workers-1"].String(),
+	} {
+		cfg, _, err := v3_5.Parse(configs[name])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		found := false
+		for _, u := range cfg.Systemd.Units {
+			found = found || (u.Contents != nil && (strings.Contains(*u.Contents, want+" ") || strings.Contains(*u.Contents, want+"\n")))
+		}
+		if !found {
+			t.Errorf("%s's config lacks %s", name, want)
+		}
+	}
+	if len(book.addrs) != 3 {
+		t.Errorf("reserved %v, want the 3 machines'", book.addrs)
 	}
 }

@@ -185,7 +185,7 @@ exits non-zero when the node differs from the intent.`,
 			if err != nil {
 				return err
 			}
-			intent, err := firewall.NewIntent(c)
+			intent, err := nodeIntent(c)
 			if err != nil {
 				return err
 			}
@@ -293,7 +293,7 @@ func auditNode(ctx context.Context, g *globals, o auditNodeOptions) error {
 	default:
 		return fmt.Errorf("--role %s: unknown (want %s or %s)", o.role, v1alpha1.RoleControlPlane, v1alpha1.RoleWorker)
 	}
-	intent, err := firewall.NewIntent(c)
+	intent, err := nodeIntent(c)
 	if err != nil {
 		return err
 	}
@@ -383,4 +383,14 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// nodeIntent is the firewall intent of cluster c's nodes as its provider's placement renders it: where
+// the control-plane nodes make the API endpoint, their rules say so.
+func nodeIntent(c *v1alpha1.Cluster) (firewall.Intent, error) {
+	pl, err := placement(c.Spec.Provider.Name)
+	if err != nil {
+		return firewall.Intent{}, err
+	}
+	return pl.Intent(c)
 }

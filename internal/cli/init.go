@@ -148,11 +148,16 @@ func setStarterProvider(c *v1alpha1.Cluster, provider string) error {
 		c.Spec.Network.AdminCIDRs = []string{qemuHostCIDR}
 	case v1alpha1.ProviderMetal:
 		p.Metal = &v1alpha1.MetalProvider{Inventory: "machines.yaml"}
+		// The starter's endpoint address, .5 of the first private subnet (the qemu default), stands for
+		// an unused address of the machines' subnet, which keepalived will hold.
 	case v1alpha1.ProviderVSphere:
 		p.VSphere = &v1alpha1.VSphereProvider{Server: "vcenter.example.internal", Datacenter: "dc1",
 			Datastore: "datastore1", Network: "kiln-private"}
+		// As for metal: an unused address of the port group's subnet.
 	case v1alpha1.ProviderAWS:
 		p.AWS = &v1alpha1.AWSProvider{Region: "eu-central-1", AvailabilityZones: []string{"eu-central-1a", "eu-central-1b"}}
+		// The NLB's DNS name is the endpoint; AWS chooses its addresses.
+		c.Spec.Network.APIEndpoint.Address = ""
 	default:
 		return fmt.Errorf("--provider %q: unknown (want qemu, metal, vsphere or aws)", provider)
 	}

@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
-
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/onprem/metal"
 	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
@@ -52,6 +53,37 @@ func placement(provider string) (ignition.Placement, error) {
 	default:
 		return ignition.Placement{}, fmt.Errorf("provider %q: unknown (want %s)", provider, "aws, vsphere, metal or qemu")
 	}
+}
+
+// addresses reserves, with the provider, the private address of node and of every control-plane node
+// of cluster c, where the provider gives machines their addresses before their configs are rendered
+// (provisioner.Addresser). It returns nothing where it does not, and an error if the placement says
+// it must (the provider would be rendered configs without the addresses they need).
+func addresses(ctx context.Context, p provisioner.Provider, pl ignition.Placement, c *v1alpha1.Cluster, node string) (map[string]netip.Addr, netip.Addr, error) {
+	a, ok := p.(provisioner.Addresser)
+	if !ok {
+		if pl.NodeAddresses {
+			return nil, netip.Addr{}, fmt.Errorf("provider %s: its nodes' configs need their addresses, but it cannot reserve them (no provisioner.Addresser)", c.Spec.Provider.Name)
+		}
+		return nil, netip.Addr{}, nil
+	}
+	cluster := c.Metadata.Name
+	cp := map[string]netip.Addr{}
+	for _, name := range secrets.ControlPlaneNodeNames(c) {
+		addr, err := a.Reserve(ctx, cluster, name)
+		if err != nil {
+			return nil, netip.Addr{}, fmt.Errorf("reserve the address of %s: %w", name, err)
+		}
+		cp[name] = addr
+	}
+	addr, ok := cp[node]
+	if !ok {
+		var err error
+		if addr, err = a.Reserve(ctx, cluster, node); err != nil {
+			return nil, netip.Addr{}, fmt.Errorf("reserve the address of %s: %w", node, err)
+		}
+	}
+	return cp, addr, nil
 }
 
 // endpointer is the capability of providers whose machines' ports are reached at addresses of their

@@ -81,7 +81,8 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 	)
 	g := &globals{
 		newProvider: func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) {
-			return reacher{Provider: mem.New(), addr: func() (string, error) {
+			// A qemu spec: the provider reserves addresses, as QEMU's does, and forwards the API.
+			return addressingMemory{Provider: mem.New(), book: addressBookOf(mem), api: func() (string, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				if apiAddr == "" {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,6 +34,10 @@ cluster's SSH key, key-only sshd, the cluster CA, containerd and the kubelet joi
 with a bootstrap token; control-plane nodes also get etcd, the API server, controller manager and
 scheduler with the cluster's security settings (private-CA TLS, no anonymous access, Node and RBAC
 authorization, Pod Security admission, Secrets encrypted at rest, audit logging).
+
+Where the provider gives nodes their private addresses before they exist (qemu), the config names the
+node's and the control plane's: render reserves them with the provider, as apply does, and the
+machine apply makes of that name gets the same address.
 
 Every config is validated with Ignition's own validator and linted: no remote source without https
 and a verification hash, no secret on a machine that must not hold it (a worker holds no private key
@@ -80,11 +85,23 @@ it once the machine's Node has joined.`,
 			if err != nil {
 				return fmt.Errorf("--target: %w", err)
 			}
-			r, err := ignition.New(ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: pl})
+			in := ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: pl}
+			var addr netip.Addr
+			if pl.NodeAddresses {
+				// The provider gives the address; it keeps it for the machine apply makes.
+				p, err := g.provider(cmd.Context(), c, specPath)
+				if err != nil {
+					return err
+				}
+				if in.ControlPlaneAddresses, addr, err = addresses(cmd.Context(), p, pl, c, node); err != nil {
+					return err
+				}
+			}
+			r, err := ignition.New(in)
 			if err != nil {
 				return err
 			}
-			cfg, err := r.Render(ignition.Node{Name: node, Role: role, Pool: pool})
+			cfg, err := r.Render(ignition.Node{Name: node, Role: role, Pool: pool, Address: addr})
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,8 @@ const (
 	DefaultMemoryMiB   = v1alpha1.DefaultQEMUMemoryMiB
 	DefaultCPUs        = v1alpha1.DefaultQEMUCPUs
 	DefaultSSHPortBase = v1alpha1.DefaultQEMUSSHPortBase
+	DefaultAPIPortBase = v1alpha1.DefaultQEMUAPIPortBase
+	DefaultAPIPort     = v1alpha1.DefaultAPIPort
 	DefaultPrivateCIDR = "10.0.0.0/24"
 	DefaultQEMU        = "qemu-system-x86_64"
 	DefaultQEMUImg     = "qemu-img"
@@ -54,9 +56,19 @@ type Config struct {
 	// SSHPortBase is the first 127.0.0.1 port forwarded to a guest's SSH; each machine gets the lowest
 	// free one from there. Defaults to 2222.
 	SSHPortBase int
+	// APIPortBase is the first 127.0.0.1 port forwarded to a control-plane machine's APIPort, where
+	// haproxy serves the cluster's API endpoint; each control-plane machine gets the lowest free one
+	// from there. Defaults to 16443.
+	APIPortBase int
+	// APIPort is the API endpoint's port on the guests (spec.network.apiEndpoint.port). Defaults to
+	// 6443.
+	APIPort int
 	// PrivateCIDR is the private network's range; machines get its addresses from .10 on. Defaults to
 	// "10.0.0.0/24" (the spec's default first private subnet).
 	PrivateCIDR string
+	// EndpointAddress is the cluster's API endpoint address (spec.network.apiEndpoint.address), which
+	// keepalived holds on a control-plane machine: never given to a machine. The zero Addr: none.
+	EndpointAddress netip.Addr
 	// QEMU, QEMUImg and VDESwitch are the programs to run, found on PATH when not absolute.
 	// Default to qemu-system-x86_64, qemu-img and vde_switch.
 	QEMU      string
@@ -70,10 +82,14 @@ type Config struct {
 func FromSpec(c *v1alpha1.Cluster, stateDir, imageDir string) Config {
 	cfg := Config{StateDir: stateDir, ImageDir: imageDir}
 	if q := c.Spec.Provider.QEMU; q != nil {
-		cfg.MemoryMiB, cfg.CPUs, cfg.SSHPortBase = q.MemoryMiB, q.CPUs, q.SSHPortBase
+		cfg.MemoryMiB, cfg.CPUs, cfg.SSHPortBase, cfg.APIPortBase = q.MemoryMiB, q.CPUs, q.SSHPortBase, q.APIPortBase
 	}
 	if subs := c.Spec.Network.PrivateSubnets; len(subs) > 0 {
 		cfg.PrivateCIDR = subs[0]
+	}
+	cfg.APIPort = c.Spec.Network.APIEndpoint.Port
+	if a, err := netip.ParseAddr(c.Spec.Network.APIEndpoint.Address); err == nil {
+		cfg.EndpointAddress = a
 	}
 	return cfg
 }
@@ -102,6 +118,8 @@ func (c Config) check() (config, error) {
 	setInt(&c.MemoryMiB, DefaultMemoryMiB)
 	setInt(&c.CPUs, DefaultCPUs)
 	setInt(&c.SSHPortBase, DefaultSSHPortBase)
+	setInt(&c.APIPortBase, DefaultAPIPortBase)
+	setInt(&c.APIPort, DefaultAPIPort)
 	if c.MemoryMiB < 32 {
 		bad("MemoryMiB", "%d is less than 32", c.MemoryMiB)
 	}
@@ -110,6 +128,12 @@ func (c Config) check() (config, error) {
 	}
 	if c.SSHPortBase < 1024 || c.SSHPortBase > 65000 {
 		bad("SSHPortBase", "%d is not in 1024..65000", c.SSHPortBase)
+	}
+	if c.APIPortBase < 1024 || c.APIPortBase > 65000 {
+		bad("APIPortBase", "%d is not in 1024..65000", c.APIPortBase)
+	}
+	if c.APIPort < 1 || c.APIPort > 65535 {
+		bad("APIPort", "%d is not a port", c.APIPort)
 	}
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = DefaultStopTimeout

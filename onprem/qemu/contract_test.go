@@ -28,6 +28,7 @@ func testConfig(t *testing.T) qemu.Config {
 		MemoryMiB:   64,
 		CPUs:        1,
 		SSHPortBase: 20000 + rand.IntN(20000),
+		APIPortBase: 41000 + rand.IntN(20000),
 		StopTimeout: 5 * time.Second,
 	}
 }

@@ -1,20 +1,27 @@
 package qemu
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/provisioner"
 )
 
 func TestQEMUArgs(t *testing.T) {
-	cfg := Config{MemoryMiB: 512, CPUs: 2}
+	cfg := Config{MemoryMiB: 512, CPUs: 2, APIPort: 6443}
 	md := meta{Name: "c-workers-0", SSHPort: 2300, MAC: "52:54:00:aa:bb:cc"}
 	common := []string{
 		"-name", "kiln-c-workers-0",
@@ -31,20 +38,33 @@ func TestQEMUArgs(t *testing.T) {
 		"-netdev", "vde,id=private0,sock=/s/c/.switch",
 		"-device", "virtio-net-pci,netdev=private0,mac=52:54:00:aa:bb:cc",
 	}
+	controlPlane := append([]string{}, common...)
+	for i, a := range controlPlane {
+		controlPlane[i] = strings.ReplaceAll(a, "c-workers-0", "c-control-plane-0")
+	}
+	controlPlane[slices.Index(controlPlane, "-netdev")+1] = "user,id=user0,restrict=on,hostfwd=tcp:127.0.0.1:2300-:22,hostfwd=tcp:127.0.0.1:16443-:6443"
 	for _, tc := range []struct {
 		name string
+		md   meta
 		boot bootSpec
 		want []string
 	}{
-		{name: "firmware", want: common},
+		{name: "firmware", md: md, want: common},
 		{
 			name: "kernel",
+			md:   md,
 			boot: bootSpec{Kernel: "/i/vmlinuz", Initrd: "/i/initrd.img", Args: DefaultKernelArgs},
 			want: append(append([]string{}, common...), "-kernel", "/i/vmlinuz", "-initrd", "/i/initrd.img", "-append", DefaultKernelArgs),
 		},
+		{
+			name: "control plane: the API endpoint's port forwarded too",
+			md:   meta{Name: "c-control-plane-0", SSHPort: 2300, APIPort: 16443, MAC: "52:54:00:aa:bb:cc"},
+			want: controlPlane,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := qemuArgs(cfg, md, "/s/c/c-workers-0", switchRef{Dir: "/s/c/.switch"}, tc.boot)
+			dir := "/s/c/" + tc.md.Name
+			got := qemuArgs(cfg, tc.md, dir, switchRef{Dir: "/s/c/.switch"}, tc.boot)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("qemuArgs (-want +got):\n%s", diff)
 			}
@@ -105,12 +125,15 @@ func TestNextAddress(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		all     []meta
+		exclude []netip.Addr
 		want    string
 		wantErr bool
 	}{
 		{name: "first", want: "10.0.0.10"},
 		{name: "lowest free", all: []meta{{Cluster: "a", Address: "10.0.0.10"}, {Cluster: "a", Address: "10.0.0.12"}}, want: "10.0.0.11"},
 		{name: "other clusters do not count", all: []meta{{Cluster: "b", Address: "10.0.0.10"}}, want: "10.0.0.10"},
+		{name: "reserved addresses count", all: []meta{{Cluster: "a", Address: "10.0.0.10", Reserved: true}}, want: "10.0.0.11"},
+		{name: "the endpoint's address is skipped", exclude: []netip.Addr{netip.MustParseAddr("10.0.0.10")}, want: "10.0.0.11"},
 		{name: "full", all: func() []meta {
 			var ms []meta
 			for a := netip.MustParseAddr("10.0.0.10"); p.Contains(a); a = a.Next() {
@@ -120,7 +143,7 @@ func TestNextAddress(t *testing.T) {
 		}(), wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := nextAddress(p, tc.all, "a")
+			got, err := nextAddress(p, tc.all, "a", tc.exclude...)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("nextAddress = %s, want an error", got)
@@ -135,11 +158,11 @@ func TestNextAddress(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	_, err := New(Config{MemoryMiB: 8, CPUs: -1, SSHPortBase: 80, PrivateCIDR: "10.0.0.0/30", Initrd: "/i", QEMU: "/nonexistent/qemu"})
+	_, err := New(Config{MemoryMiB: 8, CPUs: -1, SSHPortBase: 80, APIPortBase: 70000, APIPort: -1, PrivateCIDR: "10.0.0.0/30", Initrd: "/i", QEMU: "/nonexistent/qemu"})
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("New: err = %v, want ErrInvalid", err)
 	}
-	for _, field := range []string{"StateDir", "MemoryMiB", "CPUs", "SSHPortBase", "PrivateCIDR", "Initrd", "QEMU"} {
+	for _, field := range []string{"StateDir", "MemoryMiB", "CPUs", "SSHPortBase", "APIPortBase", "APIPort", "PrivateCIDR", "Initrd", "QEMU"} {
 		if !strings.Contains(err.Error(), "config: "+field+":") {
 			t.Errorf("New: error does not name %s:\n%v", field, err)
 		}
@@ -152,8 +175,161 @@ func TestFromSpec(t *testing.T) {
 	c.Spec.Network.PrivateSubnets = []string{"10.1.2.0/24"}
 	got := FromSpec(c, "/state", "/images")
 	want := Config{StateDir: "/state", ImageDir: "/images", MemoryMiB: 1024, CPUs: v1alpha1.DefaultQEMUCPUs,
-		SSHPortBase: v1alpha1.DefaultQEMUSSHPortBase, PrivateCIDR: "10.1.2.0/24"}
-	if diff := cmp.Diff(want, got); diff != "" {
+		SSHPortBase: v1alpha1.DefaultQEMUSSHPortBase, APIPortBase: v1alpha1.DefaultQEMUAPIPortBase, APIPort: 6443,
+		PrivateCIDR: "10.1.2.0/24", EndpointAddress: netip.MustParseAddr("10.0.0.5")}
+	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("FromSpec (-want +got):\n%s", diff)
+	}
+}
+
+// newTestProvider is a Provider on a temporary state directory whose programs do nothing (true), or
+// fail (false) where fail names them: enough for what runs no VM.
+func newTestProvider(t *testing.T, cfg Config) *Provider {
+	t.Helper()
+	cfg.StateDir = t.TempDir()
+	for _, p := range []*string{&cfg.QEMU, &cfg.QEMUImg, &cfg.VDESwitch} {
+		if *p == "" {
+			*p = "true"
+		}
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestReserve: a name gets the lowest free address from .10 before its machine exists, the same one
+// however often it asks, none that the endpoint or another name of its cluster has; Delete releases
+// it. A reservation is no machine: List, SSHAddress and Stop do not see one.
+func TestReserve(t *testing.T) {
+	type step struct {
+		op            string // reserve or delete
+		cluster, name string
+		want          string // the address, or a substring of the error
+		wantErr       bool
+	}
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		steps []step
+	}{
+		{
+			name: "lowest free from .10, once per name",
+			steps: []step{
+				{op: "reserve", cluster: "a", name: "a-control-plane-0", want: "10.0.0.10"},
+				{op: "reserve", cluster: "a", name: "a-control-plane-1", want: "10.0.0.11"},
+				{op: "reserve", cluster: "a", name: "a-control-plane-0", want: "10.0.0.10"},
+				{op: "reserve", cluster: "a", name: "a-workers-0", want: "10.0.0.12"},
+			},
+		},
+		{
+			name: "delete releases",
+			steps: []step{
+				{op: "reserve", cluster: "a", name: "a-workers-0", want: "10.0.0.10"},
+				{op: "reserve", cluster: "a", name: "a-workers-1", want: "10.0.0.11"},
+				{op: "delete", name: "a-workers-0"},
+				{op: "reserve", cluster: "a", name: "a-workers-2", want: "10.0.0.10"},
+				{op: "reserve", cluster: "a", name: "a-workers-1", want: "10.0.0.11"},
+			},
+		},
+		{
+			name: "the endpoint's address is never a machine's",
+			cfg:  Config{PrivateCIDR: "10.1.0.0/24", EndpointAddress: netip.MustParseAddr("10.1.0.10")},
+			steps: []step{
+				{op: "reserve", cluster: "a", name: "a-control-plane-0", want: "10.1.0.11"},
+			},
+		},
+		{
+			name: "clusters have their own networks, not their own names",
+			steps: []step{
+				{op: "reserve", cluster: "a", name: "a-workers-0", want: "10.0.0.10"},
+				{op: "reserve", cluster: "b", name: "b-workers-0", want: "10.0.0.10"},
+				{op: "reserve", cluster: "b", name: "a-workers-0", wantErr: true, want: "the name is taken by a machine of cluster a"},
+			},
+		},
+		{
+			name: "a full network",
+			cfg:  Config{PrivateCIDR: "10.0.0.0/27"},
+			steps: func() []step {
+				var s []step
+				for i := range 21 { // .10 to .30; .31 is the broadcast address
+					s = append(s, step{op: "reserve", cluster: "a", name: "a-workers-" + strconv.Itoa(i), want: "10.0.0." + strconv.Itoa(10+i)})
+				}
+				return append(s, step{op: "reserve", cluster: "a", name: "a-workers-99", wantErr: true, want: "no free address in 10.0.0.0/27"})
+			}(),
+		},
+		{
+			name:  "bad names",
+			steps: []step{{op: "reserve", cluster: "a", name: "A_1", wantErr: true, want: `name "A_1" is not a DNS label`}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestProvider(t, tc.cfg)
+			ctx := t.Context()
+			for i, s := range tc.steps {
+				switch s.op {
+				case "reserve":
+					got, err := p.Reserve(ctx, s.cluster, s.name)
+					switch {
+					case s.wantErr && (err == nil || !strings.Contains(err.Error(), s.want)):
+						t.Fatalf("step %d: Reserve(%s, %s) = %s, %v; want an error saying %q", i, s.cluster, s.name, got, err, s.want)
+					case !s.wantErr && (err != nil || got.String() != s.want):
+						t.Fatalf("step %d: Reserve(%s, %s) = %s, %v; want %s", i, s.cluster, s.name, got, err, s.want)
+					}
+				case "delete":
+					if err := p.Delete(ctx, s.name); err != nil {
+						t.Fatalf("step %d: Delete(%s): %v", i, s.name, err)
+					}
+				}
+			}
+			for _, cluster := range []string{"a", "b"} {
+				if ms, err := p.List(ctx, cluster); err != nil || len(ms) != 0 {
+					t.Errorf("List(%s) = %v, %v; reservations are no machines", cluster, ms, err)
+				}
+			}
+			if len(tc.steps) > 0 && !tc.steps[0].wantErr {
+				name := tc.steps[0].name
+				if _, err := p.SSHAddress(name); !errors.Is(err, ErrNotFound) {
+					t.Errorf("SSHAddress(%s) of a reservation: %v, want ErrNotFound", name, err)
+				}
+				if err := p.Stop(ctx, name); err != nil {
+					t.Errorf("Stop(%s) of a reservation: %v", name, err)
+				}
+				if _, err := p.APIAddress(ctx, tc.steps[0].cluster); !errors.Is(err, provisioner.ErrNotReachable) {
+					t.Errorf("APIAddress without machines: %v, want ErrNotReachable", err)
+				}
+			}
+		})
+	}
+}
+
+// A Create that fails keeps the name's reservation, so that the address rendered into its config, and
+// into the other control-plane nodes' (etcd's members, haproxy's backends), stays its own.
+func TestFailedCreateKeepsTheReservation(t *testing.T) {
+	p := newTestProvider(t, Config{VDESwitch: "false"}) // the private network's switch does not start
+	ctx := context.Background()
+	addr, err := p.Reserve(ctx, "a", "a-control-plane-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "disk.qcow2")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Create(ctx, provisioner.MachineSpec{Cluster: "a", Name: "a-control-plane-0", Role: v1alpha1.RoleControlPlane,
+		Image: img, Ignition: []byte(`{"ignition":{"version":"3.5.0"}}`)})
+	if err == nil || !strings.Contains(err.Error(), "private network switch") {
+		t.Fatalf("Create: %v, want the switch's failure", err)
+	}
+	if _, err := p.Reserve(ctx, "a", "a-workers-0"); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := p.Reserve(ctx, "a", "a-control-plane-0"); err != nil || again != addr {
+		t.Errorf("after the failed Create, Reserve = %s, %v; want %s still", again, err, addr)
+	}
+	entries, _ := os.ReadDir(filepath.Join(p.cfg.StateDir, "a", "a-control-plane-0"))
+	if len(entries) != 1 || entries[0].Name() != metaFile {
+		t.Errorf("the failed Create left %v behind, want only the reservation's %s", entries, metaFile)
 	}
 }

@@ -118,6 +118,88 @@ func TestMachineLifecycle(t *testing.T) {
 	}
 }
 
+// TestReservedControlPlane: a control-plane machine created after its address was reserved boots
+// with that address, and its API endpoint's port is forwarded from 127.0.0.1, where APIAddress
+// points; a worker's is not.
+func TestReservedControlPlane(t *testing.T) {
+	cfg := testConfig(t)
+	p, err := qemu.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	img := blankImage(t)
+	ign := []byte(`{"ignition":{"version":"3.5.0"}}`)
+	if _, err := p.APIAddress(ctx, "rc"); !errors.Is(err, provisioner.ErrNotReachable) {
+		t.Fatalf("APIAddress before any machine: %v, want ErrNotReachable", err)
+	}
+	cp := provisioner.MachineName("rc", provisioner.ControlPlanePool, 0)
+	worker := provisioner.MachineName("rc", "workers", 0)
+	wantAddr := map[string]string{}
+	for _, name := range []string{worker, cp} { // the worker first: the control plane's is not simply the lowest
+		a, err := p.Reserve(ctx, "rc", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantAddr[name] = a.String()
+	}
+	for _, spec := range []provisioner.MachineSpec{
+		{Cluster: "rc", Name: cp, Role: v1alpha1.RoleControlPlane, Pool: provisioner.ControlPlanePool, Image: img, Ignition: ign},
+		{Cluster: "rc", Name: worker, Role: v1alpha1.RoleWorker, Pool: "workers", Image: img, Ignition: ign},
+	} {
+		m, err := p.Create(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Delete(context.Background(), m.Name) })
+		if m.Address != wantAddr[m.Name] {
+			t.Errorf("%s: Address = %s, want the reserved %s", m.Name, m.Address, wantAddr[m.Name])
+		}
+	}
+	api, err := p.APIAddress(ctx, "rc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(api)
+	if n, _ := strconv.Atoi(port); host != "127.0.0.1" || n < cfg.APIPortBase {
+		t.Errorf("APIAddress = %s, want 127.0.0.1 and a port from %d", api, cfg.APIPortBase)
+	}
+	ssh, _ := p.SSHAddress(cp)
+	if ssh == api {
+		t.Errorf("SSH and the API share %s", api)
+	}
+	// QEMU listens on the forwarded port.
+	if c, err := net.DialTimeout("tcp", api, 5*time.Second); err != nil {
+		t.Errorf("dial the forwarded API port: %v", err)
+	} else {
+		c.Close()
+	}
+	// Only the control-plane machine forwards the API: the QEMU command lines say so.
+	for name, want := range map[string]bool{cp: true, worker: false} {
+		pid := readPID(t, filepath.Join(cfg.StateDir, "rc", name, "qemu.pid"))
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if got := strings.Contains(string(cmdline), "-:6443"); got != want {
+			t.Errorf("%s forwards the API port: %v, want %v", name, got, want)
+		}
+	}
+
+	// Stopped, it forwards nothing: no control-plane machine runs.
+	if err := p.Stop(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.APIAddress(ctx, "rc"); !errors.Is(err, provisioner.ErrNotReachable) {
+		t.Errorf("APIAddress with the control plane stopped: %v, want ErrNotReachable", err)
+	}
+	// Deleted, its address is free again.
+	if err := p.Delete(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := p.Reserve(ctx, "rc", provisioner.MachineName("rc", provisioner.ControlPlanePool, 1)); err != nil || a.String() != wantAddr[cp] {
+		t.Errorf("Reserve after Delete = %s, %v; want the released %s", a, err, wantAddr[cp])
+	}
+}
+
 func TestCreateRejectsBadSpec(t *testing.T) {
 	p, err := qemu.New(testConfig(t))
 	if err != nil {

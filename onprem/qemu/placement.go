@@ -3,6 +3,10 @@ package qemu
 import "github.com/kiln-dev/kiln/bootstrap/ignition"
 
 // Placement is what the local QEMU provider does for the configs of the machines it places: the nodes
-// load their firewall themselves, and a config travels as a file through fw_cfg, which holds any size a
-// node config reaches.
-func Placement() ignition.Placement { return ignition.Placement{} }
+// load their firewall themselves; a config travels as a file through fw_cfg, which holds any size a
+// node config reaches; the control-plane nodes make the API endpoint (keepalived holds its address
+// on the private network, haproxy balances to the kube-apiservers); and every machine's private
+// address is reserved before its config is rendered (Provider.Reserve).
+func Placement() ignition.Placement {
+	return ignition.Placement{Endpoint: ignition.EndpointVIP, NodeAddresses: true}
+}

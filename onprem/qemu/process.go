@@ -43,7 +43,7 @@ func qemuArgs(cfg Config, md meta, dir string, sw switchRef, boot bootSpec) []st
 		"-fw_cfg", "name=opt/com.coreos/config,file=" + filepath.Join(dir, configFile),
 		// Entropy from the host: without it a guest's first getrandom() (ssh-keygen, etcd) waits minutes.
 		"-device", "virtio-rng-pci",
-		"-netdev", "user,id=user0,restrict=on,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(md.SSHPort) + "-:22",
+		"-netdev", userNetdev(cfg, md),
 		"-device", "virtio-net-pci,netdev=user0",
 		"-netdev", "vde,id=private0,sock=" + sw.Dir,
 		"-device", "virtio-net-pci,netdev=private0,mac=" + md.MAC,
@@ -58,7 +58,18 @@ func qemuArgs(cfg Config, md meta, dir string, sw switchRef, boot bootSpec) []st
 	return args
 }
 
-// errPortTaken is QEMU failing to bind the forwarded port.
+// userNetdev is the user networking NIC's netdev: restricted (the guest reaches nothing outside), with
+// the guest's SSH forwarded from 127.0.0.1:SSHPort and, on a control-plane machine, the API endpoint's
+// port (haproxy, on every address of the guest) from 127.0.0.1:APIPort.
+func userNetdev(cfg Config, md meta) string {
+	s := "user,id=user0,restrict=on,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(md.SSHPort) + "-:22"
+	if md.APIPort != 0 {
+		s += ",hostfwd=tcp:127.0.0.1:" + strconv.Itoa(md.APIPort) + "-:" + strconv.Itoa(cfg.APIPort)
+	}
+	return s
+}
+
+// errPortTaken is QEMU failing to bind a forwarded port.
 var errPortTaken = errors.New("port taken")
 
 // startQEMU runs QEMU, which daemonizes once the VM is set up; its first process's exit says whether

@@ -43,8 +43,10 @@ type Provider struct {
 }
 
 var (
-	_ provisioner.Provider = (*Provider)(nil)
-	_ provisioner.Stopper  = (*Provider)(nil)
+	_ provisioner.Provider   = (*Provider)(nil)
+	_ provisioner.Stopper    = (*Provider)(nil)
+	_ provisioner.Addresser  = (*Provider)(nil)
+	_ provisioner.APIReacher = (*Provider)(nil)
 )
 
 // New checks cfg and returns a Provider. It makes the state directory.
@@ -68,11 +70,17 @@ type meta struct {
 	Image   string    `json:"image"`
 	Created time.Time `json:"created"`
 	SSHPort int       `json:"sshPort"`
+	// APIPort is the 127.0.0.1 port forwarded to a control-plane machine's API endpoint port; 0 for
+	// a worker.
+	APIPort int `json:"apiPort,omitempty"`
 	// Address is the machine's address on the cluster's private network.
 	Address string `json:"address"`
 	MAC     string `json:"mac"`
 	// Stopped is set by Stop: the process is gone on purpose.
 	Stopped bool `json:"stopped,omitempty"`
+	// Reserved: the name has its Address (Reserve) and no machine yet; only Name, Cluster, Address
+	// and MAC are set. Create makes the machine with that address; Delete releases it.
+	Reserved bool `json:"reserved,omitempty"`
 }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
@@ -112,31 +120,110 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 	}
 	defer unlock()
 
+	var reserved *meta
 	if dir, err := p.machineDir(spec.Name); err != nil {
 		return provisioner.Machine{}, fmt.Errorf("qemu: create %s: %w", spec.Name, err)
 	} else if dir != "" {
-		m, err := p.machine(dir)
+		md, err := readMeta(dir)
 		if err != nil {
 			return provisioner.Machine{}, fmt.Errorf("qemu: create %s: %w", spec.Name, err)
 		}
-		if m.Cluster != spec.Cluster {
-			return provisioner.Machine{}, fmt.Errorf("qemu: create %s: the name is taken by a machine of cluster %s: %w", spec.Name, m.Cluster, ErrInvalid)
+		if md.Cluster != spec.Cluster {
+			return provisioner.Machine{}, fmt.Errorf("qemu: create %s: the name is taken by a machine of cluster %s: %w", spec.Name, md.Cluster, ErrInvalid)
 		}
-		return m, nil
+		if !md.Reserved {
+			m, err := p.machine(dir)
+			if err != nil {
+				return provisioner.Machine{}, fmt.Errorf("qemu: create %s: %w", spec.Name, err)
+			}
+			return m, nil
+		}
+		reserved = &md
 	}
 
 	dir := filepath.Join(p.clusterDir(spec.Cluster), spec.Name)
-	m, err := p.create(ctx, spec, dir)
+	m, err := p.create(ctx, spec, dir, reserved)
 	if err != nil {
-		// Nothing half made stays behind: a later Create starts afresh.
+		// Nothing half made stays behind: a later Create starts afresh, with the address reserved
+		// for the name, if one was.
 		p.kill(dir)
 		os.RemoveAll(dir)
+		if reserved != nil {
+			if rerr := p.writeReservation(dir, *reserved); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("keep the reservation of %s: %w", reserved.Address, rerr))
+			}
+		}
 		if derr := p.dropSwitchIfEmpty(context.WithoutCancel(ctx), spec.Cluster); derr != nil {
 			err = errors.Join(err, derr)
 		}
 		return provisioner.Machine{}, fmt.Errorf("qemu: create %s: %w", spec.Name, err)
 	}
 	return m, nil
+}
+
+// Reserve gives the machine called name of cluster its address on the cluster's private network
+// before the machine exists, so that the address can be rendered into its config: the lowest free
+// one from .10 of Config.PrivateCIDR (never Config.EndpointAddress). Reserving a name again, or one
+// whose machine exists, returns its address; Create makes the machine with it, and Delete releases
+// it. The reservation is the machine's record (meta.json) without a machine, written under the same
+// locks as Create's, so it outlives kiln and a failed Create.
+func (p *Provider) Reserve(ctx context.Context, cluster, name string) (netip.Addr, error) {
+	if err := ctx.Err(); err != nil {
+		return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+	}
+	for _, f := range []struct{ field, v string }{{"cluster", cluster}, {"name", name}} {
+		if err := checkName(f.field, f.v); err != nil {
+			return netip.Addr{}, err
+		}
+	}
+	unlock, err := p.lock(ctx, "machine-"+name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+	}
+	defer unlock()
+	if dir, err := p.machineDir(name); err != nil {
+		return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+	} else if dir != "" {
+		md, err := readMeta(dir)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+		}
+		if md.Cluster != cluster {
+			return netip.Addr{}, fmt.Errorf("qemu: reserve %s: the name is taken by a machine of cluster %s: %w", name, md.Cluster, ErrInvalid)
+		}
+		a, err := netip.ParseAddr(md.Address)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %s: %w", name, filepath.Join(dir, metaFile), err)
+		}
+		return a, nil
+	}
+
+	unlockAlloc, err := p.lock(ctx, allocLock)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+	}
+	defer unlockAlloc()
+	all, err := p.allMetas()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+	}
+	addr, err := nextAddress(p.cfg.prefix, all, cluster, p.cfg.EndpointAddress)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+	}
+	md := meta{Name: name, Cluster: cluster, Address: addr.String(), MAC: privateMAC(cluster, name), Reserved: true}
+	if err := p.writeReservation(filepath.Join(p.clusterDir(cluster), name), md); err != nil {
+		return netip.Addr{}, fmt.Errorf("qemu: reserve %s: %w", name, err)
+	}
+	return addr, nil
+}
+
+// writeReservation writes the record of a reserved name into its machine directory dir.
+func (p *Provider) writeReservation(dir string, md meta) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return p.writeMeta(dir, meta{Name: md.Name, Cluster: md.Cluster, Address: md.Address, MAC: md.MAC, Reserved: true})
 }
 
 func (p *Provider) checkSpec(spec provisioner.MachineSpec) error {
@@ -168,7 +255,7 @@ func (p *Provider) imagePath(image string) string {
 	return filepath.Join(p.cfg.ImageDir, image)
 }
 
-func (p *Provider) create(ctx context.Context, spec provisioner.MachineSpec, dir string) (provisioner.Machine, error) {
+func (p *Provider) create(ctx context.Context, spec provisioner.MachineSpec, dir string, reserved *meta) (provisioner.Machine, error) {
 	// Ports and addresses are handed out under one provider-wide lock, held until QEMU has bound its
 	// port, so that concurrent creators never pick the same; it also keeps Delete from removing the
 	// cluster's directory and switch under a machine being made.
@@ -197,8 +284,12 @@ func (p *Provider) create(ctx context.Context, spec provisioner.MachineSpec, dir
 	if err != nil {
 		return provisioner.Machine{}, err
 	}
-	addr, err := nextAddress(p.cfg.prefix, all, spec.Cluster)
-	if err != nil {
+	var addr netip.Addr
+	if reserved != nil {
+		if addr, err = netip.ParseAddr(reserved.Address); err != nil {
+			return provisioner.Machine{}, fmt.Errorf("reserved address: %w", err)
+		}
+	} else if addr, err = nextAddress(p.cfg.prefix, all, spec.Cluster, p.cfg.EndpointAddress); err != nil {
 		return provisioner.Machine{}, err
 	}
 	sw, err := p.ensureSwitch(ctx, spec.Cluster)
@@ -224,32 +315,45 @@ func (p *Provider) create(ctx context.Context, spec provisioner.MachineSpec, dir
 		return provisioner.Machine{}, err
 	}
 
+	// Every machine's SSH port, and a control-plane machine's API port, are forwarded from 127.0.0.1.
 	used := map[int]bool{}
 	for _, o := range all {
-		used[o.SSHPort] = true
+		used[o.SSHPort], used[o.APIPort] = true, true
 	}
-	for port := p.cfg.SSHPortBase; port <= 65535; port++ {
-		if err := ctx.Err(); err != nil {
+	pick := func(base int) (int, error) {
+		for port := base; port <= 65535; port++ {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			if !used[port] && portFree(port) {
+				used[port] = true
+				return port, nil
+			}
+		}
+		return 0, fmt.Errorf("no free port from %d", base)
+	}
+	for {
+		if md.SSHPort, err = pick(p.cfg.SSHPortBase); err != nil {
 			return provisioner.Machine{}, err
 		}
-		if used[port] || !portFree(port) {
-			continue
+		if spec.Role == v1alpha1.RoleControlPlane {
+			if md.APIPort, err = pick(p.cfg.APIPortBase); err != nil {
+				return provisioner.Machine{}, err
+			}
 		}
-		md.SSHPort = port
 		if err := p.writeMeta(dir, md); err != nil {
 			return provisioner.Machine{}, err
 		}
 		args := qemuArgs(p.cfg.Config, md, dir, sw, boot)
 		err := startQEMU(ctx, p.cfg.QEMU, args)
 		if errors.Is(err, errPortTaken) {
-			continue // something took the port between the check and QEMU's bind
+			continue // something took a port between the check and QEMU's bind: both stay used
 		}
 		if err != nil {
 			return provisioner.Machine{}, err
 		}
 		return p.machine(dir)
 	}
-	return provisioner.Machine{}, fmt.Errorf("no free port from %d", p.cfg.SSHPortBase)
 }
 
 // boot says how to boot image: the configured kernel, the one beside the image, or the firmware.
@@ -303,9 +407,13 @@ func portFree(port int) bool {
 	return true
 }
 
-// nextAddress returns the lowest address from .10 of prefix that no machine of cluster has.
-func nextAddress(prefix netip.Prefix, all []meta, cluster string) (netip.Addr, error) {
+// nextAddress returns the lowest address from .10 of prefix that no machine of cluster has or has
+// reserved, and that is none of exclude (the API endpoint's).
+func nextAddress(prefix netip.Prefix, all []meta, cluster string, exclude ...netip.Addr) (netip.Addr, error) {
 	taken := map[netip.Addr]bool{}
+	for _, a := range exclude {
+		taken[a] = true
+	}
 	for _, m := range all {
 		if m.Cluster != cluster {
 			continue
@@ -326,8 +434,9 @@ func nextAddress(prefix netip.Prefix, all []meta, cluster string) (netip.Addr, e
 	return netip.Addr{}, fmt.Errorf("no free address in %s for cluster %s", prefix, cluster)
 }
 
-// Delete stops the machine's process and removes its directory. A missing machine is not an error.
-// The cluster's switch goes with its last machine.
+// Delete stops the machine's process and removes its directory, which releases its address. A
+// missing machine is not an error; a name that is only reserved loses its reservation. The cluster's
+// switch goes with its last machine.
 func (p *Provider) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("qemu: delete %s: %w", name, err)
@@ -375,6 +484,9 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("qemu: stop %s: %w", name, err)
 	}
+	if md.Reserved {
+		return nil // no machine yet
+	}
 	if err := p.stop(ctx, dir); err != nil {
 		return fmt.Errorf("qemu: stop %s: %w", name, err)
 	}
@@ -400,8 +512,8 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provisioner.Mach
 	var out []provisioner.Machine
 	for _, f := range metas {
 		m, err := p.machine(filepath.Dir(f))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // deleted while we looked
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errReserved) {
+			continue // deleted while we looked, or only a reserved address
 		}
 		if err != nil {
 			return nil, fmt.Errorf("qemu: list %s: %w", cluster, err)
@@ -427,7 +539,35 @@ func (p *Provider) SSHAddress(name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("qemu: ssh address of %s: %w", name, err)
 	}
+	if md.Reserved {
+		return "", fmt.Errorf("qemu: ssh address of %s: only its address is reserved: %w", name, ErrNotFound)
+	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(md.SSHPort)), nil
+}
+
+// APIAddress returns the 127.0.0.1:PORT forwarded to the API endpoint's port of a running
+// control-plane machine of cluster (the one first by name): haproxy there balances to every
+// kube-apiserver. It wraps provisioner.ErrNotReachable while no control-plane machine runs.
+func (p *Provider) APIAddress(ctx context.Context, cluster string) (string, error) {
+	ms, err := p.List(ctx, cluster)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		if m.Role != v1alpha1.RoleControlPlane || m.State != provisioner.StateRunning {
+			continue
+		}
+		dir, err := p.machineDir(m.Name)
+		if err != nil || dir == "" {
+			continue // deleted since List
+		}
+		md, err := readMeta(dir)
+		if err != nil || md.APIPort == 0 {
+			continue // made before the API port was forwarded
+		}
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(md.APIPort)), nil
+	}
+	return "", fmt.Errorf("qemu: api address of %s: no running control-plane machine forwards it: %w", cluster, provisioner.ErrNotReachable)
 }
 
 // Endpoint is the host:port where port of m is reached from this host, for
@@ -444,11 +584,17 @@ func (p *Provider) Endpoint(m provisioner.Machine, port int) string {
 	return addr
 }
 
+// errReserved is machine's answer for a name that has only its address reserved.
+var errReserved = errors.New("only the address is reserved")
+
 // machine reads a machine's record and the state of its process.
 func (p *Provider) machine(dir string) (provisioner.Machine, error) {
 	md, err := readMeta(dir)
 	if err != nil {
 		return provisioner.Machine{}, err
+	}
+	if md.Reserved {
+		return provisioner.Machine{}, errReserved
 	}
 	state := provisioner.StateRunning
 	if _, alive := livePID(dir); !alive {

@@ -9,10 +9,16 @@ import (
 // Placement is what the AWS provider does for the configs of the machines it places: security groups
 // compiled from the firewall intent stand in for the nodes' own firewall, a worker's config travels in
 // user-data (16 KiB), and a control-plane config (it holds the cluster's keys) travels through the
-// bootstrap bucket behind a small user-data stub, so no channel limits its size.
+// bootstrap bucket behind a small user-data stub, so no channel limits its size. The API endpoint is
+// the NLB, outside the nodes (EndpointExternal): kube-apiserver listens on the endpoint's port itself.
+//
+// Node addresses are not known before rendering yet (no NodeAddresses). What comes next: the provider
+// picks a free address of the machine's subnet and reserves it (provisioner.Addresser), and
+// RunInstances asks for it (PrivateIpAddress); then this placement declares NodeAddresses.
 func Placement() ignition.Placement {
 	return ignition.Placement{
 		ExternalFirewall: true,
 		Channels:         map[string]lint.Limit{v1alpha1.RoleWorker: lint.Limits["aws"]},
+		Endpoint:         ignition.EndpointExternal,
 	}
 }
