@@ -19,6 +19,17 @@ import (
 	"github.com/kiln-dev/kiln/provisioner/providertest"
 )
 
+// memoryProvider makes the command line's provider from the machines of mem. Where the spec's provider
+// gives nodes their addresses before their configs are rendered (qemu), so does the fake.
+func memoryProvider(mem *providertest.Memory) func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) {
+	return func(_ context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
+		if pl, err := placement(c.Spec.Provider.Name); err == nil && pl.NodeAddresses {
+			return addressingMemory{Provider: mem.New(), book: addressBookOf(mem)}, nil
+		}
+		return mem.New(), nil
+	}
+}
+
 // kilnOn runs the command line with the machines of mem as the provider. Where the spec's provider
 // gives nodes their addresses before their configs are rendered (qemu), so does the fake.
 func kilnOn(t *testing.T, mem *providertest.Memory, dir string, args ...string) (code int, stdout, stderr string) {
@@ -34,14 +45,9 @@ func kilnAsked(t *testing.T, mem *providertest.Memory, dir string, answers io.Re
 	t.Setenv("KILN_STATE_DIR", filepath.Join(dir, "state"))
 	os.Unsetenv("KILN_STATE_KEY")
 	g := &globals{
-		newProvider: func(_ context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
-			if pl, err := placement(c.Spec.Provider.Name); err == nil && pl.NodeAddresses {
-				return addressingMemory{Provider: mem.New(), book: addressBookOf(mem)}, nil
-			}
-			return mem.New(), nil
-		},
-		in:       answers,
-		terminal: func() bool { return answers != nil },
+		newProvider: memoryProvider(mem),
+		in:          answers,
+		terminal:    func() bool { return answers != nil },
 	}
 	var out, errOut bytes.Buffer
 	code = run(newRoot(g), args, &out, &errOut)

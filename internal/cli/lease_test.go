@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
 	"github.com/kiln-dev/kiln/state/lease"
 )
@@ -27,7 +24,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envProcess) == "1" {
 		mem := providertest.NewMemory(nil)
 		g := &globals{
-			newProvider: func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) { return mem.New(), nil },
+			newProvider: memoryProvider(mem),
 			terminal:    func() bool { return false },
 		}
 		os.Exit(run(newRoot(g), os.Args[1:], os.Stdout, os.Stderr))

@@ -12,8 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
@@ -144,7 +142,7 @@ func TestApplyConfirmsHealthyDeletes(t *testing.T) {
 
 	// With --watch and no terminal, a pass that needs confirmation is held, and the next pass comes.
 	g := &globals{
-		newProvider: func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) { return mem.New(), nil },
+		newProvider: memoryProvider(mem),
 		terminal:    func() bool { return false },
 	}
 	root := newRoot(g)
