@@ -16,18 +16,28 @@ import (
 )
 
 func TestCrashPointsAWS(t *testing.T) {
-	f := awstest.Start(t)
 	const ami = "ami-0123456789abcdef0"
-	f.AddImage(ami, "/dev/xvda")
-	f.CreateBucket("kiln-bootstrap")
-	up, err := url.Parse(f.URL)
-	if err != nil {
-		t.Fatal(err)
+	var f *awstest.Server
+	start := func(t *testing.T) *url.URL {
+		if f != nil {
+			f.Close()
+		}
+		f = awstest.New()
+		f.AddImage(ami, "/dev/xvda")
+		f.CreateBucket("kiln-bootstrap")
+		u, err := url.Parse(f.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
 	}
+	up := start(t)
+	t.Cleanup(func() { f.Close() })
 	gone := func(in awstest.Instance) bool { return in.State == "terminated" || in.State == "shutting-down" }
 	b := backend{
 		name:     v1alpha1.ProviderAWS,
 		upstream: up,
+		reset:    start,
 		env: func(host, ca string) []string {
 			none := filepath.Join(t.TempDir(), "none")
 			return []string{

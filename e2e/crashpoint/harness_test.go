@@ -89,6 +89,11 @@ type backend struct {
 	machines func(t *testing.T) []machine
 	// fail makes the running machine name fail as a provider would see it.
 	fail func(t *testing.T, name string)
+	// reset, when set, replaces the backend with an empty one and returns its URL: the create
+	// scenario starts from nothing at each crash point, and a backend that remembers deleted
+	// machines (EC2 keeps terminated instances, and kiln's client tokens per name run out after 16
+	// generations) must be started afresh.
+	reset func(t *testing.T) *url.URL
 	// resources counts the cluster's tagged resources other than machines, by kind (network objects);
 	// nil for backends without any.
 	resources func(t *testing.T) map[string]int
@@ -174,7 +179,10 @@ func (h *harness) serve(t *testing.T, up *http.Client, w http.ResponseWriter, r 
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, h.b.upstream.JoinPath(r.URL.Path).String(), bytes.NewReader(body))
+	h.mu.Lock()
+	upstream := h.b.upstream
+	h.mu.Unlock()
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, upstream.JoinPath(r.URL.Path).String(), bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -408,6 +416,12 @@ func runScenarios(t *testing.T, h *harness) {
 	// create: the network and 1 control plane + 3 workers from nothing. Each crash point starts from
 	// nothing again, by a clean delete.
 	total += h.crashLoop(t, "create", func() {
+		if h.b.reset != nil {
+			u := h.b.reset(t)
+			h.mu.Lock()
+			h.b.upstream = u
+			h.mu.Unlock()
+		}
 		h.mustRun(t, "delete", "--yes")
 	}, applyArgs, func(t *testing.T) {
 		h.converged(t)
