@@ -415,7 +415,7 @@ func runScenarios(t *testing.T, h *harness) {
 	var pools map[string]int
 	// create: the network and 1 control plane + 3 workers from nothing. Each crash point starts from
 	// nothing again, by a clean delete.
-	total += h.crashLoop(t, "create", func() {
+	empty := func() {
 		if h.b.reset != nil {
 			u := h.b.reset(t)
 			h.mu.Lock()
@@ -423,7 +423,8 @@ func runScenarios(t *testing.T, h *harness) {
 			h.mu.Unlock()
 		}
 		h.mustRun(t, "delete", "--yes")
-	}, applyArgs, func(t *testing.T) {
+	}
+	total += h.crashLoop(t, "create", empty, applyArgs, func(t *testing.T) {
 		h.converged(t)
 		if h.b.resources != nil {
 			rs := h.b.resources(t)
@@ -455,7 +456,12 @@ func runScenarios(t *testing.T, h *harness) {
 
 	// delete the cluster, from a converged cluster each time.
 	h.setWorkers(t, 3)
-	total += h.crashLoop(t, "delete", func() { h.apply(t) }, []string{"delete", "--yes"}, h.deleted)
+	total += h.crashLoop(t, "delete", func() {
+		if h.b.reset != nil { // the same names again: from an empty backend
+			empty()
+		}
+		h.apply(t)
+	}, []string{"delete", "--yes"}, h.deleted)
 	t.Logf("%s: %d crash points in all", h.b.name, total)
 }
 
