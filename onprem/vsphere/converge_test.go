@@ -255,8 +255,8 @@ func TestConvergeAfterAnInterruptedReplacement(t *testing.T) {
 	if err := object.NewTask(r.h.admin, ref).Wait(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	// The replacement exists on vCenter, unrecorded and powered off.
-	expectInventoryHas(t, r.inventory(t), "cv-workers-2=poweredOff")
+	// The replacement exists on vCenter, unrecorded, powered on by its clone task.
+	expectInventoryHas(t, r.inventory(t), "cv-workers-2=poweredOn")
 
 	// A new controller on the same store.
 	r.converge(t, r.executor(t, nil))

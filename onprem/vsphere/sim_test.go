@@ -267,6 +267,27 @@ func (h *sim) setVM(tb testing.TB, name string, changes ...types.PropertyChange)
 	ctx.WithLock(obj, func() { ctx.Map.Update(ctx, obj, changes) })
 }
 
+// createOff creates spec's VM and powers it off, as a crash before the clone task powered VMs on, or
+// a user, would leave it.
+func (h *sim) createOff(tb testing.TB, spec provisioner.MachineSpec) {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := h.newProvider(tb).Create(ctx, spec); err != nil {
+		tb.Fatalf("create %s: %v", spec.Name, err)
+	}
+	obj, err := h.finder.VirtualMachine(ctx, spec.Name)
+	if err != nil {
+		tb.Fatalf("find %s: %v", spec.Name, err)
+	}
+	task, err := obj.PowerOff(ctx)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		tb.Fatalf("power off %s: %v", spec.Name, err)
+	}
+}
+
 // faults adds a fault injection rule to the simulator.
 func (h *sim) faults(rule *simulator.FaultInjectionRule) *simulator.FaultInjectionRule {
 	rule.Enabled = true

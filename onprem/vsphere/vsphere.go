@@ -232,7 +232,8 @@ func lookupError(field, value string, err error) error {
 }
 
 // Create clones spec.Image into the configured folder as spec.Name, with the Ignition config and
-// kiln's labels in ExtraConfig and its NIC on the configured port group, and powers it on. A VM of
+// kiln's labels in ExtraConfig and its NIC on the configured port group, powered on by the clone task
+// itself (one task, so that no crash leaves a new machine off). A VM of
 // that name already in the folder is returned (and powered on if it is off) when it is this
 // cluster's; a clone that loses a race to another creator returns the winner's VM.
 func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (provisioner.Machine, error) {
@@ -325,6 +326,10 @@ func (p *Provider) clone(ctx context.Context, spec provisioner.MachineSpec) (*vm
 			DeviceChange: t.nics,
 		},
 		Config: &types.VirtualMachineConfigSpec{ExtraConfig: extraConfig(spec)},
+		// Powered on by the clone task itself: a kiln killed between a clone and a separate power-on
+		// would leave a stopped machine that the next pass judges failed (and, for a lone control
+		// plane, may not replace below quorum). e2e/crashpoint kills kiln there.
+		PowerOn: true,
 	}
 	if t.snapshot != nil {
 		cs.Snapshot = t.snapshot

@@ -114,6 +114,9 @@ func TestRetries(t *testing.T) {
 		calls   int
 		wantErr []string
 		exhaust bool
+		// off: the VM exists, kiln's and powered off, before Create (the clone task powers a new VM on,
+		// so only such a VM takes a PowerOnVM_Task).
+		off bool
 	}{
 		{
 			name:   "clone fails twice with SystemError, then succeeds",
@@ -132,6 +135,7 @@ func TestRetries(t *testing.T) {
 			method: "PowerOnVM_Task",
 			rule:   simulator.FaultInjectionRule{FaultType: simulator.FaultTypeResourceInUse, Message: "host busy", MaxCount: 3},
 			calls:  4,
+			off:    true,
 		},
 		{
 			name:    "clone without permission fails at once",
@@ -154,16 +158,20 @@ func TestRetries(t *testing.T) {
 			calls:   4,
 			wantErr: []string{`vsphere: power on "rt-workers-0": retries exhausted after 4 attempts: host busy (SystemError)`},
 			exhaust: true,
+			off:     true,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newSim(t, "vpx")
+			spec := h.spec("rt", "workers", 0)
+			if tc.off {
+				h.createOff(t, spec)
+			}
 			p := h.newProvider(t)
 			c := count(p)
 			rule := tc.rule
 			rule.MethodName, rule.ObjectType, rule.ObjectName, rule.Probability = tc.method, "VirtualMachine", "*", 1
 			h.faults(&rule)
-			spec := h.spec("rt", "workers", 0)
 			m, err := p.Create(t.Context(), spec)
 			if got := c.calls(tc.method); got != tc.calls {
 				t.Errorf("%s called %d times, want %d", tc.method, got, tc.calls)
@@ -199,6 +207,7 @@ func TestRetryStopsWhenCancelled(t *testing.T) {
 	h := newSim(t, "vpx")
 	cfg := h.cfg
 	cfg.Retry = Retry{Attempts: 100, Initial: time.Hour}
+	h.createOff(t, h.spec("rt", "workers", 0))
 	p := h.newProviderWith(t, cfg)
 	h.faults(&simulator.FaultInjectionRule{MethodName: "PowerOnVM_Task", ObjectType: "*", ObjectName: "*", Probability: 1,
 		FaultType: simulator.FaultTypeGeneric, Message: "host busy"})
