@@ -116,5 +116,7 @@ func TestCrashPointsAWS(t *testing.T) {
 			return kinds
 		},
 	}
-	runScenarios(t, newHarness(t, b))
+	h := newHarness(t, b)
+	h.stride = 4
+	runScenarios(t, h)
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/kiln-dev/kiln/state"
@@ -59,7 +60,7 @@ type Store interface {
 }
 
 // Acquire takes the lease name for h until now+ttl when nobody has it, or its holder's time is up
-// (expired or released), or h holds it already (then it is renewed and keeps its Since). Otherwise it returns a *HeldError
+// (expired or released), or its holder was a process on h's host that no longer runs, or h holds it already (then it is renewed and keeps its Since). Otherwise it returns a *HeldError
 // (ErrHeld) that names the holder, its pid and host, and since when it holds the lease.
 func Acquire(ctx context.Context, s Store, name string, h Holder, ttl time.Duration, now time.Time) (Lease, error) {
 	if err := check(ctx, name, ttl); err != nil {
@@ -79,6 +80,10 @@ func Acquire(ctx context.Context, s Store, name string, h Holder, ttl time.Durat
 	err = s.Modify(Bucket, name, &l, func() error {
 		switch {
 		case l.Free(now):
+			l = fresh
+		case l.Holder.Host != "" && l.Holder.Host == thisHost() && l.Holder.PID != h.PID && !processAlive(l.Holder.PID):
+			// Its holder ran on this host and is gone (killed, crashed): waiting out the ttl would
+			// only delay the next actor.
 			l = fresh
 		case l.Holder == h:
 			l.Renewed, l.Expires = now, now.Add(ttl)
@@ -176,4 +181,23 @@ func lost(name string, l Lease) error {
 	}
 	h := l.Holder
 	return fmt.Errorf("lease %s: %w: %s (pid %d on %s) has held it since %s", name, ErrLost, h.Name, h.PID, h.Host, l.Since.Format(time.RFC3339))
+}
+
+// thisHost is the name of the host this process runs on; "" when it cannot be told.
+func thisHost() string {
+	host, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+// processAlive reports whether a process with that pid runs on this host. Signal 0 checks without
+// signalling; EPERM means it runs under another user.
+var processAlive = func(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -344,5 +346,40 @@ func TestFileStore(t *testing.T) {
 		return err
 	}); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("the crashed holder's renew after the takeover: %v, want ErrLost", err)
+	}
+}
+
+// A holder on this host whose process is gone (SIGKILL, a crash) does not block the next actor until
+// its lease expires; one on another host, or one that still runs, does.
+func TestAcquireFromADeadHolder(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	me := lease.Self("kiln apply")
+	for _, tc := range []struct {
+		name   string
+		holder lease.Holder
+		want   bool
+	}{
+		{name: "dead process on this host", holder: lease.Holder{Name: "kiln apply", PID: dead.Process.Pid, Host: host}, want: true},
+		{name: "dead pid on another host", holder: lease.Holder{Name: "kiln apply", PID: dead.Process.Pid, Host: host + "-other"}, want: false},
+		{name: "live process on this host", holder: lease.Holder{Name: "kiln apply", PID: os.Getppid(), Host: host}, want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := statetest.NewEmpty()
+			if _, err := lease.Acquire(t.Context(), st, "demo", tc.holder, time.Minute, now); err != nil {
+				t.Fatal(err)
+			}
+			_, err := lease.Acquire(t.Context(), st, "demo", me, time.Minute, now.Add(time.Second))
+			if got := err == nil; got != tc.want {
+				t.Fatalf("took it: %v (err %v), want %v", got, err, tc.want)
+			}
+			if !tc.want && !errors.Is(err, lease.ErrHeld) {
+				t.Fatalf("err = %v, want ErrHeld", err)
+			}
+		})
 	}
 }
