@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
@@ -34,7 +35,7 @@ func newPXE(g *globals) *cobra.Command {
 
 // readInventory decodes machines.yaml.
 func readInventory(path string) (*pxe.Inventory, error) {
-	data, err := os.ReadFile(path)
+	data, err := readlimit.ReadFile(path, readlimit.Inventory)
 	if err != nil {
 		return nil, fmt.Errorf("read inventory: %w", err)
 	}

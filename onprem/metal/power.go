@@ -13,6 +13,7 @@ import (
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/redfish"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 )
 
@@ -69,7 +70,7 @@ func readPassword(m *pxe.Machine) (string, error) {
 	if m.BMC.PasswordFile == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(m.BMC.PasswordFile)
+	b, err := readlimit.ReadFile(m.BMC.PasswordFile, readlimit.Secret)
 	if err != nil {
 		return "", fmt.Errorf("metal: %s: BMC password: %w", m.Name, err)
 	}
