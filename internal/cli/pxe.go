@@ -84,6 +84,7 @@ type pxeServeOptions struct {
 	router, dns, netmask  string
 	leaseTime             time.Duration
 	tftp                  string
+	relays                []string
 	flushEvery            time.Duration
 	refreshIgnitionPeriod time.Duration
 }
@@ -128,6 +129,7 @@ memory. Every boot step is recorded in the state store: see 'kiln get machines'.
 	f.StringVar(&o.router, "router", "", "full DHCP: default gateway")
 	f.StringVar(&o.dns, "dns", "", "full DHCP: DNS servers, comma-separated")
 	f.DurationVar(&o.leaseTime, "lease-time", time.Hour, "full DHCP: lease time")
+	f.StringArrayVar(&o.relays, "relay", nil, "DHCP: answer requests relayed by this relay agent (its giaddr); repeat for more (default: no relayed request is answered)")
 	f.StringVar(&o.tftp, "tftp", "", "TFTP listen address, e.g. :69 (default off)")
 	f.DurationVar(&o.flushEvery, "flush-every", time.Second, "how often boot records are written to the state store")
 	completeFlag(cmd, "dhcp", "off", "proxy", "full")
@@ -221,6 +223,13 @@ func pxeDHCP(cfg *pxe.Config, o pxeServeOptions) error {
 		return errors.New("--interface is required with --dhcp")
 	}
 	p := pxe.Policy{Mode: pxe.Mode(o.dhcpMode), HTTPBase: strings.TrimRight(o.baseURL, "/"), LeaseTime: o.leaseTime}
+	for _, r := range o.relays {
+		ip := net.ParseIP(r).To4()
+		if ip == nil {
+			return fmt.Errorf("--relay %q: not an IPv4 address", r)
+		}
+		p.Relays = append(p.Relays, ip)
+	}
 	if o.serverIP != "" {
 		p.ServerIP = net.ParseIP(o.serverIP).To4()
 		if p.ServerIP == nil {
