@@ -15,9 +15,9 @@ const (
 	// Spec is the limit of a cluster spec: specs are a few KiB; 1 MiB leaves room for thousands of
 	// authorized keys and ingress rules.
 	Spec = 1 << 20
-	// Inventory is the limit of a machine inventory (machines.yaml): about 4 KiB a machine leaves
-	// room for several thousand machines.
-	Inventory = 16 << 20
+	// Inventory is the limit of a machine inventory (machines.yaml): 1 MiB holds about ten thousand
+	// machines.
+	Inventory = 8 << 20
 	// Key is the limit of an SSH key or authorized_keys file: an RSA 16384-bit private key in PEM is
 	// about 12 KiB; 1 MiB holds thousands of public keys.
 	Key = 1 << 20

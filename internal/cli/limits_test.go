@@ -31,7 +31,7 @@ func TestInputLimits(t *testing.T) {
 		{
 			name: "pxe load /dev/zero",
 			args: []string{"pxe", "load", "-i", "/dev/zero"},
-			want: "read inventory: /dev/zero: larger than the limit of 16 MiB",
+			want: "read inventory: /dev/zero: larger than the limit of 8 MiB",
 		},
 		{
 			name: "init with authorized keys from /dev/zero",
@@ -78,5 +78,26 @@ func TestInputLimits(t *testing.T) {
 				t.Errorf("allocated %d MiB", grew>>20)
 			}
 		})
+	}
+}
+
+// TestPXELoadInsecureBMC loads an inventory whose Redfish BMC is reached over http:// with
+// insecure: true: a warning naming the field and line, an error with --strict, and without insecure
+// an error that says how to allow it.
+func TestPXELoadInsecureBMC(t *testing.T) {
+	dir := t.TempDir()
+	bmc := "\n    bmc: {driver: redfish, address: http://10.0.0.9, insecure: true}\n"
+	write(t, dir, "machines.yaml", strings.TrimSuffix(testInventory, "\n")+bmc)
+	code, _, errOut := kiln(t, dir, "pxe", "load", "-i", "machines.yaml")
+	want := "warning: machines.yaml:20: machines[1].bmc.insecure: Redfish over http:// (http://10.0.0.9) sends the BMC password in clear"
+	if code != 0 || !strings.Contains(errOut, want) {
+		t.Fatalf("exit %d, want 0 and %q:\n%s", code, want, errOut)
+	}
+	if code, _, errOut := kiln(t, dir, "pxe", "load", "-i", "machines.yaml", "--strict"); code == 0 || !strings.Contains(errOut, "1 warnings with --strict") {
+		t.Fatalf("--strict: exit %d:\n%s", code, errOut)
+	}
+	write(t, dir, "plain.yaml", strings.TrimSuffix(testInventory, "\n")+strings.Replace(bmc, ", insecure: true", "", 1))
+	if code, _, errOut := kiln(t, dir, "pxe", "load", "-i", "plain.yaml"); code == 0 || !strings.Contains(errOut, "set insecure: true to allow it") {
+		t.Fatalf("http:// without insecure: exit %d:\n%s", code, errOut)
 	}
 }

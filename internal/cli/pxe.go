@@ -33,28 +33,38 @@ func newPXE(g *globals) *cobra.Command {
 	return cmd
 }
 
-// readInventory decodes machines.yaml.
-func readInventory(path string) (*pxe.Inventory, error) {
+// readInventory decodes machines.yaml and returns its warnings too.
+func readInventory(path string) (*pxe.Inventory, []string, error) {
 	data, err := readlimit.ReadFile(path, readlimit.Inventory)
 	if err != nil {
-		return nil, fmt.Errorf("read inventory: %w", err)
+		return nil, nil, fmt.Errorf("read inventory: %w", err)
 	}
-	return pxe.DecodeInventory(data, path)
+	return pxe.DecodeInventoryWarnings(data, path)
 }
 
 func newPXELoad(g *globals) *cobra.Command {
-	var invPath string
+	var (
+		invPath string
+		strict  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "load",
 		Short: "Check machines.yaml and load it into the state store",
 		Long: `load decodes the machine inventory strictly (every error with its field and line) and stores
-it in the state store, where 'kiln pxe serve' and the metal provider find it.`,
+it in the state store, where 'kiln pxe serve' and the metal provider find it. Warnings (a Redfish BMC
+with insecure: true) are printed and do not fail unless --strict is given.`,
 		Example: `  kiln pxe load -i machines.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := readInventory(invPath)
+			inv, warnings, err := readInventory(invPath)
 			if err != nil {
 				return err
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(g.errOut, "warning: "+w)
+			}
+			if strict && len(warnings) > 0 {
+				return fmt.Errorf("%s: %d warnings with --strict", invPath, len(warnings))
 			}
 			st, err := g.openState()
 			if err != nil {
@@ -70,6 +80,7 @@ it in the state store, where 'kiln pxe serve' and the metal provider find it.`,
 		},
 	}
 	cmd.Flags().StringVarP(&invPath, "inventory", "i", "machines.yaml", "machine inventory")
+	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	return cmd
 }
 
@@ -158,11 +169,14 @@ func runPXEServe(ctx context.Context, g *globals, o pxeServeOptions) error {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
-	inv, err := readInventory(o.invPath)
+	inv, warnings, err := readInventory(o.invPath)
 	if err != nil {
 		return err
 	}
 	log := g.log
+	for _, w := range warnings {
+		log.Warn("inventory", "warning", w)
+	}
 
 	cfg := pxe.Config{HTTPAddr: o.listen, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TFTPAddr: o.tftp,
 		FlushEvery: o.flushEvery, Logger: log}
