@@ -19,6 +19,8 @@ var (
 	ErrKnownHostsFile = errors.New("known_hosts file")
 	// ErrTimeout is wrapped when the exchange with a host has not ended within Config.Timeout.
 	ErrTimeout = errors.New("timed out")
+	// ErrOutputTooLarge is wrapped when a command prints more than Config.MaxOutput.
+	ErrOutputTooLarge = errors.New("output larger than the limit")
 )
 
 // HostKeyError is a host key that the known_hosts file does not vouch for.

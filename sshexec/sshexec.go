@@ -33,13 +33,22 @@ type Config struct {
 	// Timeout bounds the whole exchange, from the dial to the last command's end; the connection
 	// is cut when it passes, whatever the host does. Defaults to DefaultTimeout.
 	Timeout time.Duration
+	// MaxOutput bounds what one command may print, stdout and stderr each: a host that prints more
+	// is cut off with ErrOutputTooLarge rather than fill memory within the timeout. Defaults to
+	// DefaultMaxOutput.
+	MaxOutput int
 }
+
+// DefaultMaxOutput is the output a command may print, each stream, when Config.MaxOutput is zero:
+// the largest an audit reads (sshd -T, apt-config dump, nft list ruleset) is some hundred KiB.
+const DefaultMaxOutput = 16 << 20
 
 // Client is a logged-in SSH connection to one host. Close it when done.
 type Client struct {
 	addr, user string
 	deadline   time.Time
 	timeout    time.Duration
+	maxOutput  int
 	client     *ssh.Client
 }
 
@@ -53,9 +62,12 @@ type Result struct {
 // Dial connects to addr (host:port), checks its host key and logs in. ctx ends the dial and the
 // handshake early; Config.Timeout bounds them and every later command together.
 func Dial(ctx context.Context, addr string, cfg Config) (*Client, error) {
-	c := &Client{addr: addr, user: cfg.User, timeout: cfg.Timeout}
+	c := &Client{addr: addr, user: cfg.User, timeout: cfg.Timeout, maxOutput: cfg.MaxOutput}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
+	}
+	if c.maxOutput <= 0 {
+		c.maxOutput = DefaultMaxOutput
 	}
 	if cfg.Signer == nil {
 		return nil, c.errorf("no private key to log in with")
@@ -136,14 +148,17 @@ func (c *Client) Run(ctx context.Context, command string) (Result, error) {
 		return Result{}, c.wrap(ctx, err)
 	}
 	defer s.Close()
-	var out, errOut bytes.Buffer
-	s.Stdout, s.Stderr = &out, &errOut
+	out, errOut := &cappedBuffer{max: c.maxOutput}, &cappedBuffer{max: c.maxOutput}
+	s.Stdout, s.Stderr = out, errOut
 	stop := context.AfterFunc(ctx, func() { c.client.Close() })
 	err = s.Run(command)
 	cancelled := !stop()
 	res := Result{Stdout: out.Bytes(), Stderr: errOut.Bytes()}
 	var ee *ssh.ExitError
 	switch {
+	case out.over || errOut.over:
+		c.client.Close() // the host may still be sending: the connection goes
+		return res, c.errorf("%s: %w of %d bytes", command, ErrOutputTooLarge, c.maxOutput)
 	case err == nil:
 		return res, nil
 	case cancelled:
@@ -233,3 +248,21 @@ func algorithms(keys []knownhosts.KnownKey) []string {
 	}
 	return algos
 }
+
+// cappedBuffer is a buffer that refuses to grow beyond max bytes. It has no ReadFrom (it does not
+// embed bytes.Buffer), so io.Copy goes through Write and the cap.
+type cappedBuffer struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.buf.Len()+len(p) > b.max {
+		b.over = true
+		return 0, ErrOutputTooLarge
+	}
+	return b.buf.Write(p)
+}
+
+func (b *cappedBuffer) Bytes() []byte { return b.buf.Bytes() }

@@ -266,3 +266,33 @@ func TestDialErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestMaxOutput has a host print more than MaxOutput: the command fails with ErrOutputTooLarge
+// instead of filling memory.
+func TestMaxOutput(t *testing.T) {
+	client := sshexectest.NewKey(t)
+	chatty := sshexectest.Start(t, sshexectest.Config{ClientKeys: []ssh.PublicKey{client.PublicKey()},
+		Handler: func(_ string, stdout, _ io.Writer) uint32 {
+			chunk := make([]byte, 4096)
+			for range 64 {
+				if _, err := stdout.Write(chunk); err != nil {
+					return 1
+				}
+			}
+			return 0
+		}})
+	file := knownHosts(t, chatty.KnownHostsLine())
+	cfg := sshexec.Config{User: "kiln", Signer: client, KnownHosts: file, Timeout: 10 * time.Second, MaxOutput: 64 << 10}
+	c, err := sshexec.Dial(t.Context(), chatty.Addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Run(t.Context(), "nft list ruleset")
+	if !errors.Is(err, sshexec.ErrOutputTooLarge) || !strings.Contains(err.Error(), "nft list ruleset") {
+		t.Fatalf("got %v, want ErrOutputTooLarge naming the command", err)
+	}
+	if len(res.Stdout) > 64<<10 {
+		t.Fatalf("kept %d bytes of output, want at most %d", len(res.Stdout), 64<<10)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -27,6 +28,13 @@ const (
 	MaxPrivateSubnets = 256
 	// MaxControlPlaneCount is the largest etcd membership worth having.
 	MaxControlPlaneCount = 7
+	// MaxPoolCount is the most machines one node pool may ask for: more than one pool should hold
+	// (a rollout of a bigger pool takes too long at maxUnavailable), and the planner keeps a record
+	// per machine, so the bound keeps a typo like count: 9223372036854775807 from exhausting memory.
+	MaxPoolCount = 1000
+	// MaxClusterCount is the most machines a cluster may ask for, control plane and pools together:
+	// Kubernetes is tested to 5,000 nodes a cluster.
+	MaxClusterCount = 5000
 	// MinRSAKeyBits is the smallest RSA key accepted for SSH.
 	MinRSAKeyBits        = 3072
 	MinBootstrapTokenTTL = time.Minute
@@ -128,16 +136,36 @@ func (v *validator) cluster(c *Cluster) {
 	}
 	v.controlPlane("spec.controlPlane", &s.ControlPlane)
 	v.nodePools("spec.nodePools", s.NodePools)
+	if n := nodeCount(s); n > MaxClusterCount && s.ControlPlane.Count <= MaxControlPlaneCount && poolsWithinLimit(s.NodePools) {
+		v.errorf("spec.nodePools", "the cluster asks for %d machines (control plane and pools), more than the limit of %d: Kubernetes is tested to %d nodes a cluster; split the workload across clusters",
+			n, MaxClusterCount, MaxClusterCount)
+	}
 	v.ssh("spec.ssh", &s.SSH)
 	v.security("spec.security", &s.Security)
 	v.health("spec.health", &s.Health)
 }
 
-// nodeCount is the number of machines the spec asks for.
+// poolsWithinLimit reports whether every pool's count is within MaxPoolCount, so the cluster total
+// is only reported when no pool's own finding already explains it.
+func poolsWithinLimit(pools []NodePool) bool {
+	for _, p := range pools {
+		if p.Count > MaxPoolCount {
+			return false
+		}
+	}
+	return true
+}
+
+// nodeCount is the number of machines the spec asks for. It saturates rather than overflows: a
+// count past the limits is reported by nodePools, and the sum must not wrap to a small number.
 func nodeCount(s *ClusterSpec) int {
 	n := max(s.ControlPlane.Count, 0)
 	for _, p := range s.NodePools {
-		n += max(p.Count, 0)
+		c := max(p.Count, 0)
+		if c > math.MaxInt-n {
+			return math.MaxInt
+		}
+		n += c
 	}
 	return n
 }
@@ -576,8 +604,12 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 				names[p.Name] = i
 			}
 		}
-		if p.Count < 0 {
+		switch {
+		case p.Count < 0:
 			v.errorf(pp+".count", "must be 0 or more, got %d", p.Count)
+		case p.Count > MaxPoolCount:
+			v.errorf(pp+".count", "must be at most %d, got %d: a pool that large rolls out too slowly and the planner keeps a record per machine; split it into several pools",
+				MaxPoolCount, p.Count)
 		}
 		v.required(pp+".image", p.Image)
 		if p.MaxUnavailable < 0 {

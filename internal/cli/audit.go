@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 
 	"github.com/kiln-dev/kiln/bootstrap/cis"
@@ -302,7 +303,7 @@ func auditNode(ctx context.Context, g *globals, o auditNodeOptions) error {
 	}
 	var keyPEM []byte
 	if o.keyPath != "" {
-		if keyPEM, err = os.ReadFile(o.keyPath); err != nil {
+		if keyPEM, err = readlimit.ReadFile(o.keyPath, readlimit.Key); err != nil {
 			return fmt.Errorf("-i: %w", err)
 		}
 	} else {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/images/harden"
 	"github.com/kiln-dev/kiln/images/packer/hardening"
 	"github.com/kiln-dev/kiln/images/templates"
@@ -192,7 +193,7 @@ func homeDir() string {
 func (g *globals) auditSigner(o *auditOptions, specGiven bool) (ssh.Signer, string, error) {
 	user := o.user
 	if o.keyPath != "" && !specGiven {
-		pem, err := os.ReadFile(o.keyPath)
+		pem, err := readlimit.ReadFile(o.keyPath, readlimit.Key)
 		if err != nil {
 			return nil, "", fmt.Errorf("-i: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/state"
@@ -65,7 +66,7 @@ func runInit(g *globals, name, specPath, provider, keysPath, image string, worke
 		}
 	}
 	if keysPath != "" {
-		data, err := os.ReadFile(keysPath)
+		data, err := readlimit.ReadFile(keysPath, readlimit.Key)
 		if err != nil {
 			return fmt.Errorf("--ssh-authorized-keys: %w", err)
 		}

@@ -3,10 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
@@ -55,7 +55,7 @@ The exit code is 1 when there is a finding.`,
 			if _, ok := lint.Limits[target]; !ok && target != "" && target != "metal" && target != "qemu" {
 				return fmt.Errorf("--target %q: unknown (want aws, vsphere, metal or qemu)", target)
 			}
-			raw, err := os.ReadFile(args[0])
+			raw, err := readlimit.ReadFile(args[0], readlimit.Config)
 			if err != nil {
 				return err
 			}

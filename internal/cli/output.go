@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/state"
@@ -42,7 +42,7 @@ func checkFormat(format string) error {
 
 // loadSpec reads and decodes a cluster spec file.
 func loadSpec(path string) (*v1alpha1.Cluster, error) {
-	data, err := os.ReadFile(path)
+	data, err := readlimit.ReadFile(path, readlimit.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("read cluster spec: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
@@ -32,28 +33,38 @@ func newPXE(g *globals) *cobra.Command {
 	return cmd
 }
 
-// readInventory decodes machines.yaml.
-func readInventory(path string) (*pxe.Inventory, error) {
-	data, err := os.ReadFile(path)
+// readInventory decodes machines.yaml and returns its warnings too.
+func readInventory(path string) (*pxe.Inventory, []string, error) {
+	data, err := readlimit.ReadFile(path, readlimit.Inventory)
 	if err != nil {
-		return nil, fmt.Errorf("read inventory: %w", err)
+		return nil, nil, fmt.Errorf("read inventory: %w", err)
 	}
-	return pxe.DecodeInventory(data, path)
+	return pxe.DecodeInventoryWarnings(data, path)
 }
 
 func newPXELoad(g *globals) *cobra.Command {
-	var invPath string
+	var (
+		invPath string
+		strict  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "load",
 		Short: "Check machines.yaml and load it into the state store",
 		Long: `load decodes the machine inventory strictly (every error with its field and line) and stores
-it in the state store, where 'kiln pxe serve' and the metal provider find it.`,
+it in the state store, where 'kiln pxe serve' and the metal provider find it. Warnings (a Redfish BMC
+with insecure: true) are printed and do not fail unless --strict is given.`,
 		Example: `  kiln pxe load -i machines.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := readInventory(invPath)
+			inv, warnings, err := readInventory(invPath)
 			if err != nil {
 				return err
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(g.errOut, "warning: "+w)
+			}
+			if strict && len(warnings) > 0 {
+				return fmt.Errorf("%s: %d warnings with --strict", invPath, len(warnings))
 			}
 			st, err := g.openState()
 			if err != nil {
@@ -69,6 +80,7 @@ it in the state store, where 'kiln pxe serve' and the metal provider find it.`,
 		},
 	}
 	cmd.Flags().StringVarP(&invPath, "inventory", "i", "machines.yaml", "machine inventory")
+	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	return cmd
 }
 
@@ -83,6 +95,7 @@ type pxeServeOptions struct {
 	router, dns, netmask  string
 	leaseTime             time.Duration
 	tftp                  string
+	relays                []string
 	flushEvery            time.Duration
 	refreshIgnitionPeriod time.Duration
 }
@@ -127,6 +140,7 @@ memory. Every boot step is recorded in the state store: see 'kiln get machines'.
 	f.StringVar(&o.router, "router", "", "full DHCP: default gateway")
 	f.StringVar(&o.dns, "dns", "", "full DHCP: DNS servers, comma-separated")
 	f.DurationVar(&o.leaseTime, "lease-time", time.Hour, "full DHCP: lease time")
+	f.StringArrayVar(&o.relays, "relay", nil, "DHCP: answer requests relayed by this relay agent (its giaddr); repeat for more (default: no relayed request is answered)")
 	f.StringVar(&o.tftp, "tftp", "", "TFTP listen address, e.g. :69 (default off)")
 	f.DurationVar(&o.flushEvery, "flush-every", time.Second, "how often boot records are written to the state store")
 	completeFlag(cmd, "dhcp", "off", "proxy", "full")
@@ -155,11 +169,14 @@ func runPXEServe(ctx context.Context, g *globals, o pxeServeOptions) error {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
-	inv, err := readInventory(o.invPath)
+	inv, warnings, err := readInventory(o.invPath)
 	if err != nil {
 		return err
 	}
 	log := g.log
+	for _, w := range warnings {
+		log.Warn("inventory", "warning", w)
+	}
 
 	cfg := pxe.Config{HTTPAddr: o.listen, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TFTPAddr: o.tftp,
 		FlushEvery: o.flushEvery, Logger: log}
@@ -220,6 +237,13 @@ func pxeDHCP(cfg *pxe.Config, o pxeServeOptions) error {
 		return errors.New("--interface is required with --dhcp")
 	}
 	p := pxe.Policy{Mode: pxe.Mode(o.dhcpMode), HTTPBase: strings.TrimRight(o.baseURL, "/"), LeaseTime: o.leaseTime}
+	for _, r := range o.relays {
+		ip := net.ParseIP(r).To4()
+		if ip == nil {
+			return fmt.Errorf("--relay %q: not an IPv4 address", r)
+		}
+		p.Relays = append(p.Relays, ip)
+	}
 	if o.serverIP != "" {
 		p.ServerIP = net.ParseIP(o.serverIP).To4()
 		if p.ServerIP == nil {

@@ -3,10 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/strictyaml"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 )
@@ -36,7 +36,7 @@ The exit code is 1 when the spec is invalid.`,
 			if err := checkFormat(format); err != nil {
 				return err
 			}
-			data, err := os.ReadFile(specPath)
+			data, err := readlimit.ReadFile(specPath, readlimit.Spec)
 			if err != nil {
 				return fmt.Errorf("read cluster spec: %w", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/redfish"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 )
 
@@ -29,6 +31,10 @@ type BMCs struct {
 	Redfish *Redfish
 	IPMI    *IPMI
 }
+
+// ErrPlainHTTP is returned for a Redfish BMC at an http:// address whose inventory entry does not
+// set insecure: true: the password would travel in clear.
+var ErrPlainHTTP = errors.New("an http:// address sends the BMC password in clear: use https://, or set insecure: true in the inventory")
 
 // ErrNoBMC is returned for a machine whose inventory entry has no (known) BMC.
 var ErrNoBMC = errors.New("metal: machine has no BMC in the inventory")
@@ -69,7 +75,7 @@ func readPassword(m *pxe.Machine) (string, error) {
 	if m.BMC.PasswordFile == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(m.BMC.PasswordFile)
+	b, err := readlimit.ReadFile(m.BMC.PasswordFile, readlimit.Secret)
 	if err != nil {
 		return "", fmt.Errorf("metal: %s: BMC password: %w", m.Name, err)
 	}
@@ -80,6 +86,9 @@ func readPassword(m *pxe.Machine) (string, error) {
 type Redfish struct{}
 
 func (r *Redfish) system(ctx context.Context, m *pxe.Machine) (*gofish.APIClient, *redfish.ComputerSystem, error) {
+	if u, err := url.Parse(m.BMC.Address); err != nil || (u.Scheme == "http" && !m.BMC.Insecure) {
+		return nil, nil, fmt.Errorf("metal: %s: redfish %s: %w", m.Name, m.BMC.Address, ErrPlainHTTP)
+	}
 	pw, err := readPassword(m)
 	if err != nil {
 		return nil, nil, err

@@ -113,6 +113,10 @@ type Policy struct {
 	Router    net.IP
 	DNS       []net.IP
 	LeaseTime time.Duration
+	// Relays are the DHCP relay agents whose requests are answered: a relayed request (giaddr set)
+	// is answered only when its giaddr, where the reply goes, is one of them. None means no relayed
+	// request is answered, so that a forged giaddr cannot aim replies at another host.
+	Relays []net.IP
 }
 
 // Decision is the answer to one DHCP request: Reply nil means stay silent, and Reason says why.
@@ -122,6 +126,9 @@ type Decision struct {
 	Reason string
 	// BootFile is the file name or URL the reply names, empty for none.
 	BootFile string
+	// Refused is true when the request came through a relay agent that is not in Policy.Relays:
+	// unlike a request that needs no answer, that is worth a log line at warning level.
+	Refused bool
 }
 
 // Decide answers req. known says whether the MAC is in the inventory; lease is the address this server
@@ -134,6 +141,11 @@ func (p Policy) Decide(req *dhcpv4.DHCPv4, known bool, lease net.IP) Decision {
 	}
 	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
 		d.Reason = "not an Ethernet client"
+		return d
+	}
+	if p.relayRefused(req) {
+		d.Reason = fmt.Sprintf("relayed by %s, which is not a configured relay (--relay)", req.GatewayIPAddr)
+		d.Refused = true
 		return d
 	}
 	if !known {
@@ -237,6 +249,20 @@ func (p Policy) Decide(req *dhcpv4.DHCPv4, known bool, lease net.IP) Decision {
 	d.Reason = "answered " + string(d.Kind)
 	d.Reply = reply
 	return d
+}
+
+// relayRefused reports whether req was relayed (giaddr set) by an agent not in p.Relays.
+func (p Policy) relayRefused(req *dhcpv4.DHCPv4) bool {
+	gi := req.GatewayIPAddr
+	if gi == nil || gi.IsUnspecified() {
+		return false
+	}
+	for _, r := range p.Relays {
+		if r.Equal(gi) {
+			return false
+		}
+	}
+	return true
 }
 
 func serverIs(req *dhcpv4.DHCPv4, ip net.IP) bool {

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,15 +235,23 @@ func TestLeases(t *testing.T) {
 }
 
 // FuzzDecide feeds arbitrary packets to the DHCP decision: it must not panic, must never answer a
-// machine outside the inventory, and must never name a boot file to a client it did not classify.
+// machine outside the inventory, must never name a boot file to a client it did not classify, and
+// must answer a relayed request only when its relay agent is configured (the seeds in
+// testdata/fuzz/FuzzDecide include relayed requests).
 func FuzzDecide(f *testing.F) {
 	for _, name := range []string{"ipxe-bios", "ipxe-uefi", "uefi-pxe"} {
 		f.Add(recorded(f, name).ToBytes(), true)
 	}
 	f.Add(constructed(f, "HTTPClient:Arch:00016", arch(iana.EFI_X86_64_HTTP), "").ToBytes(), false)
+	relayed := recorded(f, "ipxe-bios")
+	relayed.GatewayIPAddr = net.IPv4(10, 78, 0, 1)
+	f.Add(relayed.ToBytes(), true)
+	relays := []net.IP{net.IPv4(10, 78, 0, 1)}
 	policies := []Policy{
 		{Mode: ModeProxy, ServerIP: serverIP, HTTPBase: "http://10.77.0.1"},
 		{Mode: ModeFull, ServerIP: serverIP, HTTPBase: "http://10.77.0.1", Netmask: net.CIDRMask(24, 32), LeaseTime: time.Hour},
+		{Mode: ModeProxy, ServerIP: serverIP, HTTPBase: "http://10.77.0.1", Relays: relays},
+		{Mode: ModeFull, ServerIP: serverIP, HTTPBase: "http://10.77.0.1", Netmask: net.CIDRMask(24, 32), LeaseTime: time.Hour, Relays: relays},
 	}
 	f.Fuzz(func(t *testing.T, packet []byte, known bool) {
 		req, err := dhcpv4.FromBytes(packet)
@@ -256,6 +265,9 @@ func FuzzDecide(f *testing.F) {
 			}
 			if !known {
 				t.Fatalf("answered a machine outside the inventory: %s", d.Reason)
+			}
+			if gi := req.GatewayIPAddr; gi != nil && !gi.IsUnspecified() && !slices.ContainsFunc(p.Relays, gi.Equal) {
+				t.Fatalf("answered a request relayed by %s, not a configured relay (%v): %s", gi, p.Relays, d.Reason)
 			}
 			if d.Kind == KindNone && d.BootFile != "" {
 				t.Fatalf("boot file %q for a client that is not a boot client", d.BootFile)

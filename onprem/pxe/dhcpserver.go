@@ -66,13 +66,18 @@ func (d *DHCPServer) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCP
 	mac := req.ClientHWAddr.String()
 	m, known := d.machines[mac]
 	var lease net.IP
-	if known && d.policy.Mode == ModeFull {
+	// A request from a relay agent that is not configured gets no lease: Decide refuses it.
+	if known && d.policy.Mode == ModeFull && !d.policy.relayRefused(req) {
 		var err error
 		if lease, err = d.leases.Allocate(mac); err != nil {
 			d.log.Error("dhcp lease", "mac", mac, "err", err)
 		}
 	}
 	dec := d.policy.Decide(req, known, lease)
+	if dec.Refused {
+		d.log.Warn("dhcp request refused", "mac", mac, "peer", peer.String(), "giaddr", req.GatewayIPAddr.String(), "reason", dec.Reason)
+		return
+	}
 	d.log.Debug("dhcp", "mac", mac, "type", req.MessageType().String(), "kind", dec.Kind, "reason", dec.Reason)
 	if dec.Reply == nil {
 		return

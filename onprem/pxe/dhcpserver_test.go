@@ -21,7 +21,8 @@ func TestDHCPServerRelayed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := Policy{Mode: ModeFull, ServerIP: serverIP, HTTPBase: "http://10.77.0.1:8080", Netmask: net.CIDRMask(24, 32), LeaseTime: time.Hour}
+	policy := Policy{Mode: ModeFull, ServerIP: serverIP, HTTPBase: "http://10.77.0.1:8080", Netmask: net.CIDRMask(24, 32), LeaseTime: time.Hour,
+		Relays: []net.IP{net.IPv4(127, 0, 0, 2)}}
 	srv, err := NewDHCPServer("lo", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}, policy, inv, leases, rec, nil)
 	if err != nil {
 		t.Fatal(err)

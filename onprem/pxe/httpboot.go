@@ -11,7 +11,6 @@ import (
 	"path"
 	"strings"
 	"sync"
-	"time"
 )
 
 // IgnitionSource gives a machine its Ignition config.
@@ -110,6 +109,8 @@ func (b *Boot) Close() error {
 }
 
 func (b *Boot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every route is GET or HEAD and none reads a body: a body is never read beyond MaxBodyBytes.
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -262,18 +263,4 @@ func containsPath(list []string, p string) bool {
 		}
 	}
 	return false
-}
-
-// NewHTTPServer returns an http.Server for h with timeouts that keep a slow client from holding
-// connections (large assets are written without a write deadline of their own but under WriteTimeout).
-func NewHTTPServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-	}
 }

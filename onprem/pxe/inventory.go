@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"go.yaml.in/yaml/v3"
 )
@@ -93,7 +94,9 @@ type BMC struct {
 	SystemID     string `yaml:"systemID,omitempty" json:"systemID,omitempty"`
 	Username     string `yaml:"username,omitempty" json:"username,omitempty"`
 	PasswordFile string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
-	// Insecure skips TLS verification of a Redfish BMC's self-signed certificate.
+	// Insecure allows a Redfish BMC over http:// (refused without it: the password would travel in
+	// clear) and skips TLS verification of an https:// BMC's self-signed certificate. Loading an
+	// inventory with it set warns, an error with --strict.
 	Insecure bool `yaml:"insecure,omitempty" json:"insecure,omitempty"`
 }
 
@@ -106,31 +109,39 @@ var (
 )
 
 // maxInventory bounds the size of machines.yaml (1 MiB holds about ten thousand machines).
-const maxInventory = 8 << 20
+const maxInventory = readlimit.Inventory
 
 // DecodeInventory reads machines.yaml strictly: unknown fields, duplicate keys, wrong types and every
 // invalid value are errors naming the file, the field's path and its line. Every finding is reported at
 // once (errors.Join). MACs and UUIDs are normalised to lower case.
 func DecodeInventory(data []byte, filename string) (*Inventory, error) {
+	inv, _, err := DecodeInventoryWarnings(data, filename)
+	return inv, err
+}
+
+// DecodeInventoryWarnings is DecodeInventory that also returns the warnings, formatted like the
+// errors (FILE:LINE: PATH: MESSAGE): settings that are allowed but weaken security, such as a
+// Redfish BMC with insecure: true. A command with --strict treats them as errors.
+func DecodeInventoryWarnings(data []byte, filename string) (*Inventory, []string, error) {
 	if len(data) > maxInventory {
-		return nil, fmt.Errorf("%s: %d bytes, more than the %d allowed", filename, len(data), maxInventory)
+		return nil, nil, fmt.Errorf("%s: %d bytes, more than the %d allowed", filename, len(data), maxInventory)
 	}
 	var inv Inventory
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&inv); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: empty inventory (want apiVersion: %s, kind: %s)", filename, APIVersion, InventoryKind)
+			return nil, nil, fmt.Errorf("%s: empty inventory (want apiVersion: %s, kind: %s)", filename, APIVersion, InventoryKind)
 		}
-		return nil, fmt.Errorf("%s: %s", filename, strings.ReplaceAll(err.Error(), "\n", ";"))
+		return nil, nil, fmt.Errorf("%s: %s", filename, strings.ReplaceAll(err.Error(), "\n", ";"))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: more than one YAML document", filename)
+		return nil, nil, fmt.Errorf("%s: more than one YAML document", filename)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", filename, err)
+		return nil, nil, fmt.Errorf("%s: %w", filename, err)
 	}
 	lines := nodeLines(&root)
 	var errs []error
@@ -138,14 +149,18 @@ func DecodeInventory(data []byte, filename string) (*Inventory, error) {
 		l := lineOf(lines, p)
 		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", filename, l, p, fmt.Sprintf(format, args...)))
 	}
-	inv.validate(bad)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	var warnings []string
+	warn := func(p, format string, args ...any) {
+		warnings = append(warnings, fmt.Sprintf("%s:%d: %s: %s", filename, lineOf(lines, p), p, fmt.Sprintf(format, args...)))
 	}
-	return &inv, nil
+	inv.validate(bad, warn)
+	if len(errs) > 0 {
+		return nil, warnings, errors.Join(errs...)
+	}
+	return &inv, warnings, nil
 }
 
-func (inv *Inventory) validate(bad func(p, format string, args ...any)) {
+func (inv *Inventory) validate(bad, warn func(p, format string, args ...any)) {
 	if inv.APIVersion != APIVersion {
 		bad("apiVersion", "is %q, want %q", inv.APIVersion, APIVersion)
 	}
@@ -250,19 +265,26 @@ func (inv *Inventory) validate(bad func(p, format string, args ...any)) {
 			}
 		}
 		if m.BMC != nil {
-			checkBMC(m.BMC, at+".bmc", bad)
+			checkBMC(m.BMC, at+".bmc", bad, warn)
 		}
 	}
 }
 
-func checkBMC(b *BMC, at string, bad func(p, format string, args ...any)) {
+func checkBMC(b *BMC, at string, bad, warn func(p, format string, args ...any)) {
 	switch b.Driver {
 	case "redfish":
 		u, err := url.Parse(b.Address)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
 			bad(at+".address", "%q: want the BMC's https:// URL", b.Address)
-		} else if u.User != nil {
+		case u.User != nil:
 			bad(at+".address", "credentials do not belong in the URL: use username and passwordFile")
+		case u.Scheme == "http" && !b.Insecure:
+			bad(at+".address", "%q: Redfish over http:// sends the BMC password in clear: use https://, or set insecure: true to allow it", b.Address)
+		case u.Scheme == "http":
+			warn(at+".insecure", "Redfish over http:// (%s) sends the BMC password in clear", b.Address)
+		case b.Insecure:
+			warn(at+".insecure", "the BMC's TLS certificate is not verified")
 		}
 	case "ipmi":
 		if b.Address == "" || strings.ContainsAny(b.Address, " /") {

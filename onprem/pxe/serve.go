@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Config is a whole boot server: HTTP always, DHCP and TFTP when asked for.
@@ -18,6 +21,9 @@ type Config struct {
 	HTTPAddr string
 	// TLSCert and TLSKey, when set, serve HTTPS.
 	TLSCert, TLSKey string
+	// MaxHTTPConns caps the HTTP connections open at once; further clients wait to be accepted.
+	// Defaults to MaxHTTPConns.
+	MaxHTTPConns int
 
 	// DHCP is off when Mode is empty.
 	DHCP Policy
@@ -81,6 +87,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if err != nil {
 		return fmt.Errorf("pxe: http: %w", err)
 	}
+	ln = netutil.LimitListener(ln, cmp.Or(cfg.MaxHTTPConns, MaxHTTPConns))
 	hs := NewHTTPServer(cfg.HTTPAddr, boot)
 	hs.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	wg.Go(func() {

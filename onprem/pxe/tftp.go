@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path"
 	"strings"
@@ -52,6 +53,8 @@ type TFTP struct {
 	recorder *Recorder
 	log      *slog.Logger
 	srv      *tftp.Server
+	limiter  *clientLimiter
+	now      func() time.Time
 }
 
 // maxBlockSize is the largest block negotiated: what fits an Ethernet frame of 1500 bytes after the
@@ -61,13 +64,18 @@ const maxBlockSize = 1468
 // ErrRefused is the error a TFTP client gets for a name it may not read.
 var ErrRefused = errors.New("pxe: tftp: no such file")
 
+// ErrRateLimited is the error a TFTP client gets when it asks more often than TFTPRequestBurst
+// requests at once and one every TFTPRequestEvery.
+var ErrRateLimited = errors.New("pxe: tftp: too many requests")
+
 // NewTFTP returns a server for the binaries in dir. leases and rec, when set, attribute a transfer to
 // the machine leased the client's address.
 func NewTFTP(dir string, inv *Inventory, leases *Leases, rec *Recorder, log *slog.Logger) *TFTP {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &TFTP{dir: dir, machines: map[string]*Machine{}, leases: leases, recorder: rec, log: log}
+	t := &TFTP{dir: dir, machines: map[string]*Machine{}, leases: leases, recorder: rec, log: log,
+		limiter: newClientLimiter(TFTPRequestEvery, TFTPRequestBurst, tftpMaxClients), now: time.Now}
 	if inv != nil {
 		for i := range inv.Machines {
 			t.machines[inv.Machines[i].MAC] = &inv.Machines[i]
@@ -96,6 +104,13 @@ func Resolve(name string) (string, error) {
 }
 
 func (t *TFTP) read(name string, rf io.ReaderFrom) error {
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		addr := ot.RemoteAddr()
+		if ip, ok := netip.AddrFromSlice(addr.IP); ok && !t.limiter.allow(ip, t.now()) {
+			t.log.Warn("tftp rate limited", "client", addr.IP.String(), "file", name)
+			return fmt.Errorf("%w from %s: at most %d at once and one every %s", ErrRateLimited, ip.Unmap(), TFTPRequestBurst, TFTPRequestEvery)
+		}
+	}
 	file, err := Resolve(name)
 	if err != nil {
 		t.log.Info("tftp refused", "file", name)

@@ -31,6 +31,8 @@ func startTFTP(t *testing.T) (addr string, files map[string][]byte) {
 		t.Fatal(err)
 	}
 	s := NewTFTP(dir, nil, nil, nil, nil)
+	// These tests ask far more often than a booting machine; TestTFTPRateLimit checks the limit.
+	s.limiter = newClientLimiter(time.Millisecond, 1000, tftpMaxClients)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(pc) }()
 	t.Cleanup(func() {

@@ -29,7 +29,8 @@ type Config struct {
 	Password string
 	// Insecure skips verifying vCenter's TLS certificate. Prefer Thumbprint or CAFile.
 	Insecure bool
-	// Thumbprint is the SHA-1 thumbprint ("AB:CD:...") of vCenter's certificate to trust.
+	// Thumbprint is the SHA-256 (or SHA-1) thumbprint ("AB:CD:...", colons and case optional) of
+	// vCenter's certificate to trust; see NormalizeThumbprint.
 	Thumbprint string
 	// CAFile is a PEM file of CA certificates to trust besides the system's.
 	CAFile string
@@ -134,6 +135,11 @@ func (c Config) serverURL() (*url.URL, error) {
 			} else {
 				u.User = nil
 			}
+		}
+	}
+	if c.Thumbprint != "" {
+		if _, err := NormalizeThumbprint(c.Thumbprint); err != nil {
+			bad("thumbprint", "%s", err)
 		}
 	}
 	if len(errs) > 0 {

@@ -118,7 +118,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	sc := soap.NewClient(u, cfg.Insecure)
 	if cfg.Thumbprint != "" {
-		sc.SetThumbprint(u.Host, cfg.Thumbprint)
+		tp, _ := NormalizeThumbprint(cfg.Thumbprint) // checked by serverURL
+		sc.SetThumbprint(u.Host, tp)
 	}
 	if cfg.CAFile != "" {
 		if err := sc.SetRootCAs(cfg.CAFile); err != nil {

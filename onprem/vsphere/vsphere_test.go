@@ -3,7 +3,9 @@ package vsphere
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -505,8 +507,14 @@ func TestNewErrors(t *testing.T) {
 		},
 		{
 			name:   "wrong thumbprint",
-			change: func(c *Config) { c.CAFile, c.Thumbprint = "", "AA:BB:CC" },
+			change: func(c *Config) { c.CAFile, c.Thumbprint = "", strings.Repeat("AB:", 31)+"AB" },
 			want:   []string{"vsphere: connect to", "thumbprint"},
+		},
+		{
+			name:   "malformed thumbprint",
+			change: func(c *Config) { c.CAFile, c.Thumbprint = "", "AA:BB:CC" },
+			want:   []string{`vsphere: thumbprint: "AA:BB:CC" is not a SHA-256 or SHA-1 thumbprint`},
+			is:     ErrInvalidConfig,
 		},
 		{
 			name:   "missing CA file",
@@ -561,14 +569,27 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
+// TestThumbprint pins the simulator's TLS certificate by its thumbprint, SHA-256 and SHA-1, in the
+// forms people paste (openssl's upper case with colons, lower case, bare hex).
 func TestThumbprint(t *testing.T) {
 	h := newSim(t, "esx")
-	cfg := h.cfg
-	cfg.CAFile = ""
-	cfg.Thumbprint = soap.ThumbprintSHA1(h.server.Certificate())
-	p := h.newProviderWith(t, cfg)
-	if _, err := p.List(t.Context(), "any"); err != nil {
-		t.Fatal(err)
+	cert := h.server.Certificate()
+	sum := sha256.Sum256(cert.Raw)
+	for _, tc := range []struct{ name, thumbprint string }{
+		{name: "sha-256 as govmomi prints it", thumbprint: soap.ThumbprintSHA256(cert)},
+		{name: "sha-256 bare lower-case hex", thumbprint: hex.EncodeToString(sum[:])},
+		{name: "sha-256 lower case with colons", thumbprint: strings.ToLower(soap.ThumbprintSHA256(cert))},
+		{name: "sha-1", thumbprint: soap.ThumbprintSHA1(cert)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := h.cfg
+			cfg.CAFile = ""
+			cfg.Thumbprint = tc.thumbprint
+			p := h.newProviderWith(t, cfg)
+			if _, err := p.List(t.Context(), "any"); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -155,6 +155,9 @@ type planner struct {
 // lists (machines of other clusters are ignored); verdicts are the health verdicts by machine name (a
 // machine without one is neither replaced nor counted available); state is the previous plan's Next.
 func Decide(desired Desired, observed []provisioner.Machine, verdicts map[string]health.Verdict, state RemediationState, now time.Time, p Policy) Plan {
+	if blocks := countBlocks(desired); len(blocks) > 0 {
+		return Plan{Blocked: blocks, Next: state}
+	}
 	pl := &planner{
 		d:      desired,
 		p:      p.withDefaults(),
@@ -209,6 +212,32 @@ func Decide(desired Desired, observed []provisioner.Machine, verdicts map[string
 
 	pl.plan.Next = pl.nextState()
 	return pl.plan
+}
+
+// countBlocks refuses desired counts beyond the limits v1alpha1.Validate checks, so that a spec that
+// skipped validation cannot make the planner allocate in proportion to an absurd count: the plan then
+// holds back everything and says why.
+func countBlocks(d Desired) []Block {
+	var blocks []Block
+	total := 0
+	for _, g := range d.Groups {
+		limit := v1alpha1.MaxPoolCount
+		if g.Role == v1alpha1.RoleControlPlane {
+			limit = v1alpha1.MaxControlPlaneCount
+		}
+		switch {
+		case g.Count < 0:
+			blocks = append(blocks, Block{Pool: g.Pool, Reason: fmt.Sprintf("count %d is negative", g.Count)})
+		case g.Count > limit:
+			blocks = append(blocks, Block{Pool: g.Pool, Reason: fmt.Sprintf("count %d is more than the limit of %d machines a group", g.Count, limit)})
+		default:
+			total += g.Count
+		}
+	}
+	if len(blocks) == 0 && total > v1alpha1.MaxClusterCount {
+		blocks = append(blocks, Block{Reason: fmt.Sprintf("the cluster asks for %d machines, more than the limit of %d", total, v1alpha1.MaxClusterCount)})
+	}
+	return blocks
 }
 
 // keep carries the kept machines over, powering off again any that run.

@@ -193,6 +193,9 @@ func fixture(t *testing.T, name string) string {
 	return string(data)
 }
 
+// stagePath is the staging directory the scripted machine's mktemp makes.
+const stagePath = "/tmp/kiln-harden.q7Rx2LmZ0a"
+
 const debianOSRelease = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"
 
 // debianMachine answers like a Debian 12 machine logged in as packer (uid 1000) whose sshd -T and
@@ -204,6 +207,8 @@ func debianMachine(sshdT, aptDump, fail string) *machine {
 			return "", "E: something broke\n", 1
 		case line == "id -u":
 			return "1000\n", "", 0
+		case line == "mktemp -d /tmp/kiln-harden.XXXXXXXXXX":
+			return stagePath + "\n", "", 0
 		case line == "cat /etc/os-release":
 			return debianOSRelease, "", 0
 		case line == "sudo -n sshd -T":
@@ -245,7 +250,7 @@ func TestProvisionTranscript(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, s := range pl.Steps {
-		if s.File != nil && !bytes.Equal(m.uploads[fmt.Sprintf("/tmp/kiln-harden-%d", i+1)], s.File.Contents) {
+		if s.File != nil && !bytes.Equal(m.uploads[fmt.Sprintf("%s/step-%d", stagePath, i+1)], s.File.Contents) {
 			t.Errorf("step %d: upload of %s differs from the plan's contents", i+1, s.File.Path)
 		}
 	}
@@ -367,6 +372,7 @@ func TestApplyStepsForReal(t *testing.T) {
 		{Command: &harden.Command{Argv: []string{"sh", "-c", "echo 'no such thing' >&2; exit 3"}, Purpose: "fail"}},
 		{Command: &harden.Command{Argv: []string{"touch", filepath.Join(root, "never")}, Purpose: "after the failure"}},
 	}
+	before, _ := filepath.Glob("/tmp/kiln-harden.*")
 	r := &remote{comm: local{}, ui: &packersdk.MockUi{}}
 	err = r.applySteps(context.Background(), steps, 0, len(steps))
 	if !errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), "step 3 (fail)") || !strings.Contains(err.Error(), "exit status 3: no such thing") {
@@ -385,7 +391,7 @@ func TestApplyStepsForReal(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "never")); err == nil {
 		t.Error("a step after the failure ran")
 	}
-	if _, err := os.Stat("/tmp/kiln-harden-1"); err == nil {
-		t.Error("the uploaded temporary file was left behind")
+	if left, _ := filepath.Glob("/tmp/kiln-harden.*"); len(left) > len(before) {
+		t.Errorf("the staging directory was left behind: %v (before: %v)", left, before)
 	}
 }

@@ -17,7 +17,15 @@ type remote struct {
 	ui   packersdk.Ui
 	// sudo prefixes every command but the os-release read with `sudo -n`: the build user is not root.
 	sudo bool
+	// stage is the private directory files are uploaded to before install puts them in place:
+	// made by mktemp -d (a random name, mode 0700, owned by the build user) for the steps of one
+	// applySteps, and removed after them. Empty when none is made.
+	stage string
 }
+
+// stageTemplate is mktemp's template for the staging directory: ten random characters, so that no
+// other user of the build VM can guess the path and plant a file or a symlink there first.
+const stageTemplate = "/tmp/kiln-harden.XXXXXXXXXX"
 
 // maxOutputInError is how much of a failed command's output an error carries.
 const maxOutputInError = 2048
@@ -79,7 +87,12 @@ func (r *remote) outputAs(ctx context.Context, argv []string, sudo bool) ([]byte
 }
 
 // applySteps runs steps, numbered from first+1 of total, stopping at the first failure.
-func (r *remote) applySteps(ctx context.Context, steps []harden.Step, first, total int) error {
+func (r *remote) applySteps(ctx context.Context, steps []harden.Step, first, total int) (err error) {
+	defer func() {
+		if rmErr := r.removeStage(ctx); err == nil {
+			err = rmErr
+		}
+	}()
 	for i, s := range steps {
 		n := first + i + 1
 		switch {
@@ -108,7 +121,11 @@ func (r *remote) applySteps(ctx context.Context, steps []harden.Step, first, tot
 // writeFile uploads f to a temporary file and installs it in place with its owner and mode; install
 // creates missing parent directories.
 func (r *remote) writeFile(ctx context.Context, f harden.File, n int) error {
-	tmp := fmt.Sprintf("/tmp/kiln-harden-%d", n)
+	dir, err := r.stageDir(ctx)
+	if err != nil {
+		return err
+	}
+	tmp := fmt.Sprintf("%s/step-%d", dir, n)
 	if err := r.comm.Upload(tmp, bytes.NewReader(f.Contents), nil); err != nil {
 		return fmt.Errorf("upload %s: %w", f.Path, err)
 	}
@@ -120,6 +137,46 @@ func (r *remote) writeFile(ctx context.Context, f harden.File, n int) error {
 	if _, err := r.output(ctx, install); err != nil {
 		return err
 	}
-	_, err := r.outputNoSudo(ctx, []string{"rm", "-f", tmp})
+	_, err = r.outputNoSudo(ctx, []string{"rm", "-f", tmp})
 	return err
+}
+
+// stageDir makes the private staging directory on the build VM, as the build user, once per
+// applySteps: mktemp -d with a random name, then chmod 0700 so that its mode does not rest on
+// mktemp's defaults.
+func (r *remote) stageDir(ctx context.Context) (string, error) {
+	if r.stage != "" {
+		return r.stage, nil
+	}
+	out, err := r.outputNoSudo(ctx, []string{"mktemp", "-d", stageTemplate})
+	if err != nil {
+		return "", fmt.Errorf("make the staging directory: %w", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	prefix := strings.TrimSuffix(stageTemplate, "XXXXXXXXXX")
+	if !strings.HasPrefix(dir, prefix) || len(dir) != len(stageTemplate) || strings.TrimFunc(dir[len(prefix):], isAlnum) != "" {
+		return "", fmt.Errorf("make the staging directory: mktemp printed %q, want a path like %s", dir, stageTemplate)
+	}
+	if _, err := r.outputNoSudo(ctx, []string{"chmod", "0700", dir}); err != nil {
+		return "", fmt.Errorf("make the staging directory private: %w", err)
+	}
+	r.stage = dir
+	return dir, nil
+}
+
+// removeStage removes the staging directory, if one was made.
+func (r *remote) removeStage(ctx context.Context) error {
+	if r.stage == "" {
+		return nil
+	}
+	dir := r.stage
+	r.stage = ""
+	if _, err := r.outputNoSudo(ctx, []string{"rm", "-rf", dir}); err != nil {
+		return fmt.Errorf("remove the staging directory: %w", err)
+	}
+	return nil
+}
+
+func isAlnum(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/kiln-dev/kiln/api/readlimit"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/lint"
@@ -139,7 +140,7 @@ func (d *Datasource) clock() time.Time {
 // Render renders the config c names: the spec, the cluster's secrets from the state store, and a
 // bootstrap token with at least half its lifetime left (minted and recorded when there is none).
 func Render(c Config, now time.Time) ([]byte, error) {
-	data, err := os.ReadFile(c.ClusterSpec)
+	data, err := readlimit.ReadFile(c.ClusterSpec, readlimit.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("kiln-ignition: cluster_spec: %w", err)
 	}
