@@ -8,6 +8,8 @@
 #                             kubectl once; print kube-apiserver's path (the others are next to it)
 #   hack/tools.sh containerd  build containerd v2 (containerd, containerd-shim-runc-v2, ctr) once; print
 #                             containerd's path (the others are next to it)
+#   hack/tools.sh node-images build kiln's pause and echo images (cmd/kiln-pause, cmd/kiln-echo, static)
+#                             as OCI image tarballs for `ctr -n k8s.io images import`; print their directory
 #   hack/tools.sh base-image  build the Debian 12 base image once (root: debootstrap, chroot); print the
 #                             path of its launcher `base-image`, next to disk.qcow2, vmlinuz, initrd.img
 #                             and cmdline (images/base/README.md)
@@ -255,6 +257,57 @@ build_containerd() {
 }
 
 tool_containerd() { cached_build containerd "$CONTAINERD_VERSION" build_containerd; }
+
+# node_images_source prints a short hash of the kiln source that the node images are built from: the Go
+# files of every kiln package that cmd/kiln-pause, cmd/kiln-echo and cmd/kiln-node-images depend on
+# (the image names included: bootstrap/kubecfg), go.mod and go.sum. It names the node-images cache
+# entry, so that a changed program or name builds anew.
+node_images_source() {
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	(
+		cd "$repo"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		go list -deps -f '{{if and .Module (eq .Module.Path "github.com/kiln-dev/kiln")}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}' \
+			./cmd/kiln-pause ./cmd/kiln-echo ./cmd/kiln-node-images | LC_ALL=C sort | xargs sha256sum | sed "s| $repo/| |"
+		sha256sum go.mod go.sum
+	) | sha256sum | cut -c1-12
+}
+
+# build_node_images OUT DIR builds kiln's node images from this checkout: the static binaries
+# kiln-pause and kiln-echo (CGO_ENABLED=0) into DIR, and with cmd/kiln-node-images their image
+# archives DIR/pause.tar and DIR/echo.tar, named as bootstrap/kubecfg says (SandboxImage, EchoImage).
+# OUT is kiln-pause, made last, which marks the entry complete. Cold: 92 s on 2 busy cores.
+build_node_images() {
+	local out=$1 dir=$2
+	log "node images: kiln-pause, kiln-echo (static) and their image archives; about 1.5 min cold"
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	local work="$dir/work"
+	rm -rf "$work"
+	mkdir -p "$work"
+	(
+		cd "$repo"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		local ld="-s -w -X github.com/kiln-dev/kiln/images/nodeimages/pause.Version=$(node_images_source)" b
+		for b in kiln-pause kiln-echo kiln-node-images; do
+			log "building $b"
+			go build -trimpath -ldflags "$ld" -o "$work/$b" "./cmd/$b" >&2
+		done
+	)
+	"$work/kiln-node-images" -bin "$work" -out "$dir" >&2
+	install -m 0755 "$work/kiln-echo" "$dir/kiln-echo"
+	install -m 0755 "$work/kiln-pause" "$out"
+	rm -rf "$work"
+}
+
+# tool_node-images prints the directory of the node images: pause.tar, echo.tar and the binaries
+# kiln-pause and kiln-echo they hold.
+tool_node-images() {
+	local pause
+	pause=$(cached_build node-images "$(node_images_source)" build_node_images kiln-pause)
+	dirname "$pause"
+}
 
 # build_go_main OUT DIR NAME MODULE VERSION PKG [LDFLAGS] builds the main package PKG of MODULE@VERSION
 # through a scratch module under DIR with a tools file that imports it, the go-cty replace that
