@@ -55,6 +55,7 @@ APT_PACKAGES=(
 	busybox-static # the network boot test's initrd, which fetches the machine's Ignition
 	ipmitool     # IPMI power control of the metal provider (onprem/metal)
 	ssh-audit    # judges the baked image's sshd against images/harden/testdata/ssh-audit-policy.txt (images/bake)
+	runc         # the OCI runtime under the built containerd in the node runtime test (images/nodeimages)
 )
 
 IGNITION_VERSION=v2.26.0
