@@ -4,8 +4,8 @@
 # Usage:
 #   hack/tools.sh deps        install (as root) the Debian packages the tests need; print their names
 #   hack/tools.sh ignition    build github.com/coreos/ignition/v2 once; print the binary's absolute path
-#   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
-#                             kubectl once; print kube-apiserver's path (the others are next to it)
+#   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+#                             kubectl and kube-proxy once; print kube-apiserver's path (the others are next to it)
 #   hack/tools.sh containerd  build containerd v2 (containerd, containerd-shim-runc-v2, ctr) once; print
 #                             containerd's path (the others are next to it)
 #   hack/tools.sh node-images build kiln's pause and echo images (cmd/kiln-pause, cmd/kiln-echo, static)
@@ -107,11 +107,24 @@ cmd_deps() {
 	printf '%s\n' "${APT_PACKAGES[@]}"
 }
 
-# recipe_key prints a short hash of the named functions' text and the Go
-# toolchain, which names the cache entry of a build.
+# RECIPE_SETTINGS names, per build function, the settings outside its text that
+# its product depends on: `declare -f` gives a function's text, in which a
+# setting such as KUBERNETES_BINARIES is only a name, so that a changed value
+# would otherwise reuse the old cache entry.
+declare -A RECIPE_SETTINGS=([build_kubernetes]=KUBERNETES_BINARIES)
+
+# recipe_key prints a short hash of the named functions' text, the values of
+# their RECIPE_SETTINGS and the Go toolchain, which names the cache entry of a
+# build.
 recipe_key() {
 	{
 		declare -f "$@"
+		local fn v
+		for fn in "$@"; do
+			for v in ${RECIPE_SETTINGS[$fn]:-}; do
+				declare -p "$v"
+			done
+		done
 		go env GOVERSION GOOS GOARCH
 	} | sha256sum | cut -c1-12
 }
@@ -372,20 +385,22 @@ build_packer_plugin_vsphere() {
 
 tool_packer-plugin-vsphere() { cached_build packer-plugin-vsphere "$PACKER_PLUGIN_VSPHERE_VERSION" build_packer_plugin_vsphere; }
 
-# build_base_image OUT DIR builds the Debian 12 base image with images/base/build.sh (debootstrap, the
-# Ignition and Kubernetes binaries built above, a dracut initramfs) into DIR, and installs OUT, the
-# launcher that boots it by hand. The cache key also covers every file under images/base (see
-# base_image_key), so a changed recipe builds anew.
+# build_base_image OUT DIR builds the Debian 12 base image with images/base/build.sh (debootstrap; the
+# Ignition, Kubernetes and containerd binaries and the node images built above; a dracut initramfs) into
+# DIR, and installs OUT, the launcher that boots it by hand. The cache key also covers every file under
+# images/base (see base_image_key), so a changed recipe builds anew.
 build_base_image() {
 	local out=$1 dir=$2
 	local repo
 	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	((EUID == 0)) || die "base-image needs root (debootstrap, chroot, mounts); run: sudo hack/tools.sh base-image"
 	ensure_apt debootstrap e2fsprogs qemu-utils
-	local ign kube
+	local ign kube ctrd images
 	ign=$(tool_ignition)
 	kube=$(dirname "$(tool_kubernetes)")
-	bash "$repo/images/base/build.sh" "$dir" "$ign" "$kube"
+	ctrd=$(dirname "$(tool_containerd)")
+	images=$(tool_node-images)
+	bash "$repo/images/base/build.sh" "$dir" "$ign" "$kube" "$ctrd" "$images"
 	install -m 0755 "$repo/images/base/boot.sh" "$out"
 }
 
@@ -396,8 +411,8 @@ base_image_key() {
 	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	{
 		(cd "$repo/images/base" && find . -type f ! -name "*.md" -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-		printf '%s\n' "$IGNITION_VERSION" "$KUBERNETES_VERSION"
-		declare -f build_ignition build_kubernetes
+		printf '%s\n' "$IGNITION_VERSION" "$KUBERNETES_VERSION" "${KUBERNETES_BINARIES[*]}" "$CONTAINERD_VERSION" "$(node_images_source)"
+		declare -f build_ignition build_kubernetes build_containerd build_node_images
 	} | sha256sum | cut -c1-12
 }
 
