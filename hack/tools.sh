@@ -9,7 +9,7 @@
 #   hack/tools.sh containerd  build containerd v2 (containerd, containerd-shim-runc-v2, ctr) once; print
 #                             containerd's path (the others are next to it)
 #   hack/tools.sh node-images build kiln's pause and echo images (cmd/kiln-pause, cmd/kiln-echo, static)
-#                             as OCI image tarballs for `ctr -n k8s.io images import`; print their directory
+#                             as image archives for `ctr -n k8s.io images import`; print their directory
 #   hack/tools.sh base-image  build the Debian 12 base image once (root: debootstrap, chroot); print the
 #                             path of its launcher `base-image`, next to disk.qcow2, vmlinuz, initrd.img
 #                             and cmdline (images/base/README.md)
