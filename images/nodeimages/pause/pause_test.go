@@ -131,8 +131,8 @@ func TestExitsZeroOnSignal(t *testing.T) {
 		{name: "SIGINT", sig: syscall.SIGINT},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// A child keeps the test's read of its PID simple; it is reaped or killed with the rest.
-			cmd, _ := start(t, `sleep 30 >/dev/null 2>&1 & echo $!; exec "$0"`)
+			// start wants a child PID to read; this child outlives the test by a few seconds at most.
+			cmd, _ := start(t, `sleep 5 >/dev/null 2>&1 & echo $!; exec "$0"`)
 			// Let Main install its handler: until then the signal would kill the process.
 			time.Sleep(300 * time.Millisecond)
 			if err := cmd.Process.Signal(tc.sig); err != nil {
