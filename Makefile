@@ -24,6 +24,8 @@ deps: ## install the Debian packages the tests need (as root)
 tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln
 	hack/tools.sh ignition >/dev/null
 	hack/tools.sh kubernetes >/dev/null
+	hack/tools.sh containerd >/dev/null
+	hack/tools.sh node-images >/dev/null
 	hack/tools.sh base-image >/dev/null
 	hack/tools.sh packer >/dev/null
 	hack/tools.sh packer-plugin-qemu >/dev/null

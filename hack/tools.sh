@@ -4,8 +4,12 @@
 # Usage:
 #   hack/tools.sh deps        install (as root) the Debian packages the tests need; print their names
 #   hack/tools.sh ignition    build github.com/coreos/ignition/v2 once; print the binary's absolute path
-#   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
-#                             kubectl once; print kube-apiserver's path (the others are next to it)
+#   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+#                             kubectl and kube-proxy once; print kube-apiserver's path (the others are next to it)
+#   hack/tools.sh containerd  build containerd v2 (containerd, containerd-shim-runc-v2, ctr) once; print
+#                             containerd's path (the others are next to it)
+#   hack/tools.sh node-images build kiln's pause and echo images (cmd/kiln-pause, cmd/kiln-echo, static)
+#                             as image archives for `ctr -n k8s.io images import`; print their directory
 #   hack/tools.sh base-image  build the Debian 12 base image once (root: debootstrap, chroot); print the
 #                             path of its launcher `base-image`, next to disk.qcow2, vmlinuz, initrd.img
 #                             and cmdline (images/base/README.md)
@@ -53,13 +57,15 @@ APT_PACKAGES=(
 	busybox-static # the network boot test's initrd, which fetches the machine's Ignition
 	ipmitool     # IPMI power control of the metal provider (onprem/metal)
 	ssh-audit    # judges the baked image's sshd against images/harden/testdata/ssh-audit-policy.txt (images/bake)
+	runc         # the OCI runtime under the built containerd in the node runtime test (images/nodeimages)
 	haproxy      # haproxy -c on the rendered haproxy.cfg of the API endpoint (bootstrap/ignition)
 	keepalived   # keepalived --config-test on the rendered keepalived.conf of the API endpoint (bootstrap/ignition)
 )
 
 IGNITION_VERSION=v2.26.0
 KUBERNETES_VERSION=v1.37.2
-KUBERNETES_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+KUBERNETES_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy)
+CONTAINERD_VERSION=v2.4.2
 PACKER_VERSION=v1.12.0
 PACKER_PLUGIN_QEMU_VERSION=v1.0.9
 PACKER_PLUGIN_AMAZON_VERSION=v1.2.1
@@ -105,25 +111,38 @@ cmd_deps() {
 	printf '%s\n' "${APT_PACKAGES[@]}"
 }
 
-# recipe_key prints a short hash of the named functions' text and the Go
-# toolchain, which names the cache entry of a build.
+# RECIPE_SETTINGS names, per build function, the settings outside its text that
+# its product depends on: `declare -f` gives a function's text, in which a
+# setting such as KUBERNETES_BINARIES is only a name, so that a changed value
+# would otherwise reuse the old cache entry.
+declare -A RECIPE_SETTINGS=([build_kubernetes]=KUBERNETES_BINARIES)
+
+# recipe_key prints a short hash of the named functions' text, the values of
+# their RECIPE_SETTINGS and the Go toolchain, which names the cache entry of a
+# build.
 recipe_key() {
 	{
 		declare -f "$@"
+		local fn v
+		for fn in "$@"; do
+			for v in ${RECIPE_SETTINGS[$fn]:-}; do
+				declare -p "$v"
+			done
+		done
 		go env GOVERSION GOOS GOARCH
 	} | sha256sum | cut -c1-12
 }
 
-# cached_build NAME VERSION BUILD_FN prints the path of NAME's binary, running
-# BUILD_FN OUT DIR to make it when the cache has no binary for this recipe.
+# cached_build NAME VERSION BUILD_FN [FILE] prints the path of NAME's binary (DIR/FILE, FILE defaulting
+# to NAME), running BUILD_FN OUT DIR to make it when the cache has no binary for this recipe.
 # Builds are serialized with a lock so that parallel test binaries wait for
 # one build instead of racing; the binary appears atomically (temp name, mv).
 cached_build() {
-	local name=$1 version=$2 build_fn=$3
+	local name=$1 version=$2 build_fn=$3 file=${4:-$1}
 	command -v go >/dev/null || die "go is not on PATH"
 	local dir
 	dir="$KILN_CACHE/$name/$version-$(recipe_key "$build_fn")"
-	local out="$dir/$name"
+	local out="$dir/$file"
 	if [[ ! -x "$out" ]]; then
 		mkdir -p "$dir"
 		exec {lock}>"$dir/.lock"
@@ -215,6 +234,99 @@ build_kubernetes() {
 
 tool_kubernetes() { cached_build kube-apiserver "$KUBERNETES_VERSION" build_kubernetes; }
 
+# build_containerd OUT DIR builds containerd, containerd-shim-runc-v2 and ctr from the module
+# github.com/containerd/containerd/v2 through a scratch module, the way containerd's Makefile builds
+# them (urfave_cli_no_docs; the shim also no_grpc), but with CGO_ENABLED=0 for static binaries: the btrfs
+# snapshotter needs cgo and is left out (no_btrfs), as are the devmapper and ZFS snapshotters (no_devmapper,
+# no_zfs), which a kiln node does not use; overlayfs and native remain. CRI is built in. The version
+# package gets the version and, for lack of a git revision in a module zip, the module's go.sum hash.
+# All three binaries land in DIR; OUT (containerd) is made last and is the one cached_build checks.
+# Cold: 448 s on 2 cores busy with a Kubernetes build; with a warm Go build cache, about a minute.
+build_containerd() {
+	local out=$1 dir=$2
+	log "containerd $CONTAINERD_VERSION: containerd, containerd-shim-runc-v2 and ctr, static (CGO_ENABLED=0); about 7 min cold"
+	local src="$dir/src" m=github.com/containerd/containerd/v2
+	rm -rf "$src"
+	mkdir -p "$src"
+	(
+		cd "$src"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		go mod init kilntools-containerd >&2
+		go get "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" >&2
+		local sum
+		sum=$(go mod download -json "$m@$CONTAINERD_VERSION" | sed -n 's/.*"Sum": "\(.*\)",/\1/p')
+		local ld="-s -w -X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Revision=$sum -X $m/version.Package=$m"
+		local tags=urfave_cli_no_docs,no_btrfs,no_devmapper,no_zfs
+		log "building containerd-shim-runc-v2"
+		go build -trimpath -tags "$tags,no_grpc" -ldflags "$ld" -o "$dir/containerd-shim-runc-v2.tmp" "$m/cmd/containerd-shim-runc-v2" >&2
+		mv -f "$dir/containerd-shim-runc-v2.tmp" "$dir/containerd-shim-runc-v2"
+		log "building ctr"
+		go build -trimpath -tags "$tags" -ldflags "$ld" -o "$dir/ctr.tmp" "$m/cmd/ctr" >&2
+		mv -f "$dir/ctr.tmp" "$dir/ctr"
+		# containerd last and straight to OUT: its presence marks the entry complete.
+		log "building containerd"
+		go build -trimpath -tags "$tags" -ldflags "$ld" -o "$out" "$m/cmd/containerd" >&2
+	)
+	local got
+	got=$("$out" --version)
+	[[ "$got" == "containerd $m $CONTAINERD_VERSION "* ]] || die "built containerd reports ${got@Q}"
+	"$dir/ctr" --version >&2
+	log "$got"
+}
+
+tool_containerd() { cached_build containerd "$CONTAINERD_VERSION" build_containerd; }
+
+# node_images_source prints a short hash of the kiln source that the node images are built from: the Go
+# files of every kiln package that cmd/kiln-pause, cmd/kiln-echo and cmd/kiln-node-images depend on
+# (the image names included: bootstrap/kubecfg), go.mod and go.sum. It names the node-images cache
+# entry, so that a changed program or name builds anew.
+node_images_source() {
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	(
+		cd "$repo"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		go list -deps -f '{{if and .Module (eq .Module.Path "github.com/kiln-dev/kiln")}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}' \
+			./cmd/kiln-pause ./cmd/kiln-echo ./cmd/kiln-node-images | LC_ALL=C sort | xargs sha256sum | sed "s| $repo/| |"
+		sha256sum go.mod go.sum
+	) | sha256sum | cut -c1-12
+}
+
+# build_node_images OUT DIR builds kiln's node images from this checkout: the static binaries
+# kiln-pause and kiln-echo (CGO_ENABLED=0) into DIR, and with cmd/kiln-node-images their image
+# archives DIR/pause.tar and DIR/echo.tar, named as bootstrap/kubecfg says (SandboxImage, EchoImage).
+# OUT is kiln-pause, made last, which marks the entry complete. Cold: 92 s on 2 busy cores.
+build_node_images() {
+	local out=$1 dir=$2
+	log "node images: kiln-pause, kiln-echo (static) and their image archives; about 1.5 min cold"
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	local work="$dir/work"
+	rm -rf "$work"
+	mkdir -p "$work"
+	(
+		cd "$repo"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		local ld="-s -w -X github.com/kiln-dev/kiln/images/nodeimages/pause.Version=$(node_images_source)" b
+		for b in kiln-pause kiln-echo kiln-node-images; do
+			log "building $b"
+			go build -trimpath -ldflags "$ld" -o "$work/$b" "./cmd/$b" >&2
+		done
+	)
+	"$work/kiln-node-images" -bin "$work" -out "$dir" >&2
+	install -m 0755 "$work/kiln-echo" "$dir/kiln-echo"
+	install -m 0755 "$work/kiln-pause" "$out"
+	rm -rf "$work"
+}
+
+# tool_node-images prints the directory of the node images: pause.tar, echo.tar and the binaries
+# kiln-pause and kiln-echo they hold.
+tool_node-images() {
+	local pause
+	pause=$(cached_build node-images "$(node_images_source)" build_node_images kiln-pause)
+	dirname "$pause"
+}
+
 # build_packer_set OUT DIR builds packer and the three builder plugins the tests drive (QEMU, which
 # bakes; amazon and vsphere, whose schemas `packer validate` checks the templates against) in ONE
 # scratch module, so that what they share (packer-plugin-sdk, the AWS SDK, hcl, grpc, ...) is resolved
@@ -268,20 +380,22 @@ tool_packer-plugin-qemu() { echo "$(packer_set)/packer-plugin-qemu"; }
 tool_packer-plugin-amazon() { echo "$(packer_set)/packer-plugin-amazon"; }
 tool_packer-plugin-vsphere() { echo "$(packer_set)/packer-plugin-vsphere"; }
 
-# build_base_image OUT DIR builds the Debian 12 base image with images/base/build.sh (debootstrap, the
-# Ignition and Kubernetes binaries built above, a dracut initramfs) into DIR, and installs OUT, the
-# launcher that boots it by hand. The cache key also covers every file under images/base (see
-# base_image_key), so a changed recipe builds anew.
+# build_base_image OUT DIR builds the Debian 12 base image with images/base/build.sh (debootstrap; the
+# Ignition, Kubernetes and containerd binaries and the node images built above; a dracut initramfs) into
+# DIR, and installs OUT, the launcher that boots it by hand. The cache key also covers every file under
+# images/base (see base_image_key), so a changed recipe builds anew.
 build_base_image() {
 	local out=$1 dir=$2
 	local repo
 	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	((EUID == 0)) || die "base-image needs root (debootstrap, chroot, mounts); run: sudo hack/tools.sh base-image"
 	ensure_apt debootstrap e2fsprogs qemu-utils
-	local ign kube
+	local ign kube ctrd images
 	ign=$(tool_ignition)
 	kube=$(dirname "$(tool_kubernetes)")
-	bash "$repo/images/base/build.sh" "$dir" "$ign" "$kube"
+	ctrd=$(dirname "$(tool_containerd)")
+	images=$(tool_node-images)
+	bash "$repo/images/base/build.sh" "$dir" "$ign" "$kube" "$ctrd" "$images"
 	install -m 0755 "$repo/images/base/boot.sh" "$out"
 }
 
@@ -292,8 +406,8 @@ base_image_key() {
 	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	{
 		(cd "$repo/images/base" && find . -type f ! -name "*.md" -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-		printf '%s\n' "$IGNITION_VERSION" "$KUBERNETES_VERSION"
-		declare -f build_ignition build_kubernetes
+		printf '%s\n' "$IGNITION_VERSION" "$KUBERNETES_VERSION" "${KUBERNETES_BINARIES[*]}" "$CONTAINERD_VERSION" "$(node_images_source)"
+		declare -f build_ignition build_kubernetes build_containerd build_node_images
 	} | sha256sum | cut -c1-12
 }
 

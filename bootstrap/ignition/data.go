@@ -43,6 +43,8 @@ type templateData struct {
 	BootstrapKubeconfig string
 	KubeletConfig       string
 	KubeletFlags        []string
+	// ContainerdConfig is /etc/containerd/config.toml (containerd 2.x, kiln's pinned sandbox image).
+	ContainerdConfig string
 	// FirewallRuleset and FirewallUnit enforce the firewall intent on the node itself, where no cloud
 	// firewall does (every provider but aws).
 	FirewallRuleset string
@@ -111,6 +113,7 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		return nil, fmt.Errorf("ignition: kubelet config: %w", err)
 	}
 	d.KubeletConfig = string(kc)
+	d.ContainerdConfig = string(kubecfg.ContainerdConfig())
 	labels := map[string]string{"kiln.dev/cluster": c.Metadata.Name, "kiln.dev/role": role}
 	var taints []string
 	if role == v1alpha1.RoleControlPlane {

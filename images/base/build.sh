@@ -2,7 +2,11 @@
 # build.sh makes the kiln Debian 12 base image. hack/tools.sh base-image runs it (as root) and caches
 # the result; run it by hand only to debug the recipe.
 #
-# Usage: images/base/build.sh OUTDIR IGNITION_BINARY KUBERNETES_DIR
+# Usage: images/base/build.sh OUTDIR IGNITION_BINARY KUBERNETES_DIR CONTAINERD_DIR NODE_IMAGES_DIR
+#
+# KUBERNETES_DIR holds the Kubernetes binaries (hack/tools.sh kubernetes), CONTAINERD_DIR containerd,
+# containerd-shim-runc-v2 and ctr (hack/tools.sh containerd), NODE_IMAGES_DIR the node images' archives
+# (hack/tools.sh node-images).
 #
 # Writes OUTDIR/disk.qcow2 (one ext4 file system labelled kiln-root, no partition table),
 # OUTDIR/vmlinuz, OUTDIR/initrd.img (dracut, with Ignition and the first-boot gate) and OUTDIR/cmdline
@@ -11,15 +15,21 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${1:?usage: build.sh OUTDIR IGNITION_BINARY KUBERNETES_DIR}
-ignition=${2:?usage: build.sh OUTDIR IGNITION_BINARY KUBERNETES_DIR}
-kubedir=${3:?usage: build.sh OUTDIR IGNITION_BINARY KUBERNETES_DIR}
+usage="usage: build.sh OUTDIR IGNITION_BINARY KUBERNETES_DIR CONTAINERD_DIR NODE_IMAGES_DIR"
+out=${1:?$usage}
+ignition=${2:?$usage}
+kubedir=${3:?$usage}
+containerddir=${4:?$usage}
+imagesdir=${5:?$usage}
 
 SUITE=bookworm
 DISK_SIZE=8G
 LABEL=kiln-root
 CMDLINE="root=LABEL=$LABEL rw console=ttyS0 ignition.firstboot ignition.platform.id=qemu"
-KUBE_NODE_BINARIES=(kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler)
+KUBE_NODE_BINARIES=(kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+CONTAINERD_BINARIES=(containerd containerd-shim-runc-v2 ctr)
+# Units that Debian's packages enable and that only a control-plane node's Ignition enables.
+CONTROL_PLANE_UNITS=(etcd.service keepalived.service haproxy.service)
 
 log() { printf 'base-image: %s\n' "$*" >&2; }
 die() {
@@ -32,6 +42,10 @@ die() {
 for b in "${KUBE_NODE_BINARIES[@]}"; do
 	[[ -x $kubedir/$b ]] || die "no $b in $kubedir"
 done
+for b in "${CONTAINERD_BINARIES[@]}"; do
+	[[ -x $containerddir/$b ]] || die "no $b in $containerddir"
+done
+compgen -G "$imagesdir/*.tar" >/dev/null || die "no image archives (*.tar) in $imagesdir"
 
 # mirror prints the Debian mirror this machine's apt uses for $SUITE (deb822 .sources or one-line
 # sources.list), so that the image comes from where the host's packages come from.
@@ -119,10 +133,19 @@ for b in "${KUBE_NODE_BINARIES[@]}"; do
 done
 # The rendered units run $BinDir/etcd (bootstrap/ignition.DefaultBinDir): Debian's etcd 3.4.
 ln -sf /usr/bin/etcd "$root/usr/local/bin/etcd"
+log "containerd into /usr/local/bin: $("$containerddir/containerd" --version)"
+for b in "${CONTAINERD_BINARIES[@]}"; do
+	install -m 0755 "$containerddir/$b" "$root/usr/local/bin/$b"
+done
+log "node images into /usr/share/kiln/images: $(cd "$imagesdir" && echo *.tar)"
+install -d -m 0755 "$root/usr/share/kiln/images"
+install -m 0644 "$imagesdir"/*.tar "$root/usr/share/kiln/images/"
 
-# Debian enables its own etcd.service; only a control-plane node's Ignition enables kiln's etcd unit.
-in_root systemctl disable etcd.service >&2
-in_root systemctl enable systemd-networkd.service kiln-ssh-hostkeys.service >&2
+# Debian enables etcd, keepalived and haproxy; only a control-plane node's Ignition enables them.
+in_root systemctl disable "${CONTROL_PLANE_UNITS[@]}" >&2
+# containerd.service (upstream's, rootfs/usr/local/lib/systemd/system) and kiln-images.service, which
+# imports the node images into it before the kubelet starts.
+in_root systemctl enable systemd-networkd.service kiln-ssh-hostkeys.service containerd.service kiln-images.service >&2
 # On first boot (machine-id "uninitialized") systemd applies the presets to every unit, and Debian's
 # presets enable whatever they do not name: etcd, nftables.service (whose ruleset flushes kiln's
 # firewall), ssh.socket. Presets that restate the image's own choices keep first boot from changing
@@ -133,7 +156,12 @@ mkdir -p "$root/etc/systemd/system-preset"
 	in_root systemctl list-unit-files --state=enabled --no-legend --no-pager | awk '{ print "enable " $1 }'
 	echo "disable *"
 } >"$root/etc/systemd/system-preset/80-kiln.preset"
-grep -qx 'enable ssh.service' "$root/etc/systemd/system-preset/80-kiln.preset" || die "ssh.service is not enabled in the image"
+for u in ssh.service containerd.service kiln-images.service; do
+	grep -qx "enable $u" "$root/etc/systemd/system-preset/80-kiln.preset" || die "$u is not enabled in the image"
+done
+for u in "${CONTROL_PLANE_UNITS[@]}"; do
+	! grep -qx "enable $u" "$root/etc/systemd/system-preset/80-kiln.preset" || die "$u is enabled in the image"
+done
 
 kver=$(basename "$(ls -d "$root"/lib/modules/* | sort -V | tail -n1)")
 # The kernel boots from outside the disk (QEMU -kernel): an upgrade in the guest would remove the

@@ -4,3 +4,6 @@ import "errors"
 
 // errNotExecutable says that a tool's path names no executable regular file.
 var errNotExecutable = errors.New("not an executable file")
+
+// errNotDir says that a data tool's path names no directory.
+var errNotDir = errors.New("not a directory")

@@ -44,9 +44,23 @@ func Ignition(t testing.TB) string {
 // stderr instead.
 func Tool(t testing.TB, name string) string {
 	t.Helper()
+	return find(t, name, checkExecutable)
+}
+
+// Dir returns the absolute path of the directory that the named tool makes, for tools whose product
+// is data rather than a program (node-images: image archives): `hack/tools.sh <name>` prints a
+// directory. It finds, caches, skips and fails as Tool does; KILN_<NAME> may name the directory.
+func Dir(t testing.TB, name string) string {
+	t.Helper()
+	return find(t, name, checkDir)
+}
+
+// find returns the path of the named tool, checked with check; see Tool.
+func find(t testing.TB, name string, check func(string) error) string {
+	t.Helper()
 	env := EnvVar(name)
 	if p := os.Getenv(env); p != "" {
-		if err := checkExecutable(p); err != nil {
+		if err := check(p); err != nil {
 			t.Fatalf("testtool: $%s: %v", env, err)
 		}
 		abs, err := filepath.Abs(p)
@@ -55,7 +69,7 @@ func Tool(t testing.TB, name string) string {
 		}
 		return abs
 	}
-	r := lookup(name)
+	r := lookup(name, check)
 	if r.err != nil {
 		unavailable(t, "testtool: %s: %v\n%s", name, r.err, r.stderr)
 	}
@@ -107,8 +121,8 @@ var (
 	results = map[string]*result{}
 )
 
-// lookup runs the tools script for name, at most once per process.
-func lookup(name string) *result {
+// lookup runs the tools script for name, at most once per process, and checks its answer with check.
+func lookup(name string, check func(string) error) *result {
 	mu.Lock()
 	r, ok := results[name]
 	if !ok {
@@ -117,7 +131,7 @@ func lookup(name string) *result {
 	}
 	mu.Unlock()
 	r.once.Do(func() {
-		r.path, r.stderr, r.err = run(name)
+		r.path, r.stderr, r.err = run(name, check)
 	})
 	return r
 }
@@ -125,7 +139,7 @@ func lookup(name string) *result {
 // run runs `hack/tools.sh <name>` and returns the path it printed and its
 // stderr, which is also copied to os.Stderr so that a long build shows its
 // progress.
-func run(name string) (path, stderr string, err error) {
+func run(name string, check func(string) error) (path, stderr string, err error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "", "", err
@@ -147,7 +161,7 @@ func run(name string) (path, stderr string, err error) {
 	if !filepath.IsAbs(path) {
 		return "", errBuf.String(), fmt.Errorf("%s %s printed %q, not an absolute path; %s", script, name, path, how)
 	}
-	if err := checkExecutable(path); err != nil {
+	if err := check(path); err != nil {
 		return "", errBuf.String(), fmt.Errorf("%s %s: %w; %s", script, name, err, how)
 	}
 	return path, errBuf.String(), nil
@@ -182,6 +196,17 @@ func checkExecutable(p string) error {
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("%s: %w", p, errNotExecutable)
+	}
+	return nil
+}
+
+func checkDir(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: %w", p, errNotDir)
 	}
 	return nil
 }

@@ -84,6 +84,24 @@ func TestToolFromEnvNotExecutable(t *testing.T) {
 	}
 }
 
+func TestDirFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KILN_TESTTOOL_DATA", dir)
+	if got := Dir(t, "testtool-data"); got != dir {
+		t.Errorf("Dir = %q, want %q from $KILN_TESTTOOL_DATA", got, dir)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KILN_TESTTOOL_DATA", exe)
+	t.Setenv("CI", "false")
+	r := record(t, func(tb testing.TB) { Dir(tb, "testtool-data") })
+	if !r.failed || !strings.Contains(r.msg, "not a directory") {
+		t.Errorf("a file in $KILN_TESTTOOL_DATA must fail the test; failed=%v skipped=%v msg=%q", r.failed, r.skipped, r.msg)
+	}
+}
+
 func TestToolUnavailable(t *testing.T) {
 	tests := []struct {
 		name     string
