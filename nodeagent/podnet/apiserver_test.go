@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,12 +23,11 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/bootstrap/controlplane"
+	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/internal/testtool"
 )
 
 // waitTimeout bounds each wait on the control plane (the controller manager's leader election and
@@ -48,35 +46,12 @@ const waitTimeout = 2 * time.Minute
 //	CI=true go test -count=1 -run TestAgentAgainstAPIServer -v ./nodeagent/podnet
 func TestAgentAgainstAPIServer(t *testing.T) {
 	requireNetAdmin(t)
-	kubeDir := filepath.Dir(testtool.Tool(t, "kubernetes"))
-	if _, err := exec.LookPath("etcd"); err != nil {
-		unavailable(t, "etcd: %v; install Debian's etcd-server (hack/tools.sh deps)", err)
-	}
-	bins, err := controlplane.FindBinaries(kubeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	in := clusterInput(t)
 	clusterCIDR := netip.MustParsePrefix(in.Cluster.Spec.Network.PodCIDR)
 
 	ctx := t.Context()
 	start := time.Now()
-	cp, err := controlplane.Start(ctx, in, controlplane.Options{Dir: t.TempDir(), Binaries: bins, Progress: testWriter{t}, ReadyTimeout: waitTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cp.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			for _, name := range []string{"kube-apiserver", "kube-controller-manager"} {
-				data, _ := os.ReadFile(filepath.Join(cp.Dir, "log", name+".log"))
-				lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-				t.Logf("last lines of the %s log:\n%s", name, strings.Join(lines[max(0, len(lines)-30):], "\n"))
-			}
-		}
-	})
+	cp := controlplanetest.Start(t, in)
 	t.Logf("control plane ready after %v", time.Since(start).Round(time.Millisecond))
 	// The node's read access to all Nodes comes from the cluster init, as on a real control plane.
 	var rbac []string

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,10 +21,9 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/bootstrap/controlplane"
+	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/drain"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
@@ -60,24 +57,10 @@ spec:
 const ns = "drain-test"
 
 // startCluster starts a real etcd and kube-apiserver (with the controller manager, whose disruption
-// controller keeps the budgets' status) on loopback through package controlplane, the harness of
-// bootstrap/clustertest, and returns an admin client. The programs come from hack/tools.sh
-// kubernetes (or $KILN_KUBERNETES) and Debian's etcd-server; without them the test is skipped,
-// saying how to get them, and under CI=true it fails.
+// controller keeps the budgets' status) on loopback through controlplanetest, the one harness of
+// tests that need a real API, and returns an admin client.
 func startCluster(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	kube := filepath.Dir(testtool.Tool(t, "kubernetes"))
-	if _, err := exec.LookPath("etcd"); err != nil {
-		msg := "etcd: not found; install Debian's etcd-server (hack/tools.sh deps)"
-		if testtool.CI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	bins, err := controlplane.FindBinaries(kube)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := v1alpha1.Decode([]byte(spec), "cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -92,15 +75,7 @@ func startCluster(t *testing.T) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	b.BootstrapTokens = append(b.BootstrapTokens, tok)
-	cp, err := controlplane.Start(t.Context(), ignition.Input{Cluster: c, Secrets: b, Token: tok}, controlplane.Options{Dir: t.TempDir(), Binaries: bins})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cp.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	cp := controlplanetest.Start(t, ignition.Input{Cluster: c, Secrets: b, Token: tok})
 	cfg, err := clientcmd.BuildConfigFromFlags("", cp.AdminKubeconfig)
 	if err != nil {
 		t.Fatal(err)
