@@ -9,7 +9,8 @@
 #   hack/tools.sh containerd  build containerd v2 (containerd, containerd-shim-runc-v2, ctr) once; print
 #                             containerd's path (the others are next to it)
 #   hack/tools.sh node-images build kiln's pause and echo images (cmd/kiln-pause, cmd/kiln-echo, static)
-#                             as image archives for `ctr -n k8s.io images import`; print their directory
+#                             as image archives for `ctr -n k8s.io images import`, and kiln's node agent
+#                             (cmd/kiln-node, static); print their directory
 #   hack/tools.sh base-image  build the Debian 12 base image once (root: debootstrap, chroot); print the
 #                             path of its launcher `base-image`, next to disk.qcow2, vmlinuz, initrd.img
 #                             and cmdline (images/base/README.md)
@@ -277,7 +278,7 @@ build_containerd() {
 tool_containerd() { cached_build containerd "$CONTAINERD_VERSION" build_containerd; }
 
 # node_images_source prints a short hash of the kiln source that the node images are built from: the Go
-# files of every kiln package that cmd/kiln-pause, cmd/kiln-echo and cmd/kiln-node-images depend on
+# files of every kiln package that cmd/kiln-pause, cmd/kiln-echo, cmd/kiln-node-images and cmd/kiln-node depend on
 # (the image names included: bootstrap/kubecfg), go.mod and go.sum. It names the node-images cache
 # entry, so that a changed program or name builds anew.
 node_images_source() {
@@ -287,14 +288,15 @@ node_images_source() {
 		cd "$repo"
 		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
 		go list -deps -f '{{if and .Module (eq .Module.Path "github.com/kiln-dev/kiln")}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}' \
-			./cmd/kiln-pause ./cmd/kiln-echo ./cmd/kiln-node-images | LC_ALL=C sort | xargs sha256sum | sed "s| $repo/| |"
+			./cmd/kiln-pause ./cmd/kiln-echo ./cmd/kiln-node-images ./cmd/kiln-node | LC_ALL=C sort | xargs sha256sum | sed "s| $repo/| |"
 		sha256sum go.mod go.sum
 	) | sha256sum | cut -c1-12
 }
 
 # build_node_images OUT DIR builds kiln's node images from this checkout: the static binaries
 # kiln-pause and kiln-echo (CGO_ENABLED=0) into DIR, and with cmd/kiln-node-images their image
-# archives DIR/pause.tar and DIR/echo.tar, named as bootstrap/kubecfg says (SandboxImage, EchoImage).
+# archives DIR/pause.tar and DIR/echo.tar, named as bootstrap/kubecfg says (SandboxImage, EchoImage);
+# and kiln's node agent DIR/kiln-node (static), which the base image installs as /usr/local/bin/kiln-node.
 # OUT is kiln-pause, made last, which marks the entry complete. Cold: 92 s on 2 busy cores.
 build_node_images() {
 	local out=$1 dir=$2
@@ -308,13 +310,14 @@ build_node_images() {
 		cd "$repo"
 		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
 		local ld="-s -w -X github.com/kiln-dev/kiln/images/nodeimages/pause.Version=$(node_images_source)" b
-		for b in kiln-pause kiln-echo kiln-node-images; do
+		for b in kiln-pause kiln-echo kiln-node-images kiln-node; do
 			log "building $b"
 			go build -trimpath -ldflags "$ld" -o "$work/$b" "./cmd/$b" >&2
 		done
 	)
 	"$work/kiln-node-images" -bin "$work" -out "$dir" >&2
 	install -m 0755 "$work/kiln-echo" "$dir/kiln-echo"
+	install -m 0755 "$work/kiln-node" "$dir/kiln-node"
 	install -m 0755 "$work/kiln-pause" "$out"
 	rm -rf "$work"
 }

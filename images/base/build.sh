@@ -6,7 +6,7 @@
 #
 # KUBERNETES_DIR holds the Kubernetes binaries (hack/tools.sh kubernetes), CONTAINERD_DIR containerd,
 # containerd-shim-runc-v2 and ctr (hack/tools.sh containerd), NODE_IMAGES_DIR the node images' archives
-# (hack/tools.sh node-images).
+# and kiln-node, kiln's node agent (hack/tools.sh node-images).
 #
 # Writes OUTDIR/disk.qcow2 (one ext4 file system labelled kiln-root, no partition table),
 # OUTDIR/vmlinuz, OUTDIR/initrd.img (dracut, with Ignition and the first-boot gate) and OUTDIR/cmdline
@@ -46,6 +46,7 @@ for b in "${CONTAINERD_BINARIES[@]}"; do
 	[[ -x $containerddir/$b ]] || die "no $b in $containerddir"
 done
 compgen -G "$imagesdir/*.tar" >/dev/null || die "no image archives (*.tar) in $imagesdir"
+[[ -x $imagesdir/kiln-node ]] || die "no kiln-node (kiln's node agent) in $imagesdir"
 
 # mirror prints the Debian mirror this machine's apt uses for $SUITE (deb822 .sources or one-line
 # sources.list), so that the image comes from where the host's packages come from.
@@ -137,6 +138,8 @@ log "containerd into /usr/local/bin: $("$containerddir/containerd" --version)"
 for b in "${CONTAINERD_BINARIES[@]}"; do
 	install -m 0755 "$containerddir/$b" "$root/usr/local/bin/$b"
 done
+log "kiln's node agent into /usr/local/bin/kiln-node"
+install -m 0755 "$imagesdir/kiln-node" "$root/usr/local/bin/kiln-node"
 log "node images into /usr/share/kiln/images: $(cd "$imagesdir" && echo *.tar)"
 install -d -m 0755 "$root/usr/share/kiln/images"
 install -m 0644 "$imagesdir"/*.tar "$root/usr/share/kiln/images/"
