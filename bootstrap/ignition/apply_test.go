@@ -53,7 +53,10 @@ func TestApplyWorkerWithRealIgnition(t *testing.T) {
 		{path: "/var/lib/kubelet", mode: fs.ModeDir | 0o700},
 		{path: "/etc/containerd/config.toml", mode: 0o644, contains: "SystemdCgroup = true"},
 		{path: "/etc/systemd/system/kubelet.service", mode: 0o644, contains: "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf"},
-		{path: "/etc/systemd/system-preset/20-ignition.preset", mode: 0o644, contains: "enable containerd.service\nenable kiln-firewall.service\nenable kubelet.service\n"},
+		{path: "/etc/systemd/system-preset/20-ignition.preset", mode: 0o644, contains: "enable containerd.service\nenable kiln-firewall.service\nenable kiln-podnet.service\nenable kube-proxy.service\nenable kubelet.service\n"},
+		{path: "/etc/systemd/system/kiln-podnet.service", mode: 0o644, contains: "ExecStart=/usr/local/bin/kiln-node podnet --cluster-cidr=10.244.0.0/16"},
+		{path: "/etc/systemd/system/kube-proxy.service", mode: 0o644, contains: "ExecStart=/usr/local/bin/kube-proxy --config=/etc/kubernetes/kube-proxy.yaml"},
+		{path: "/etc/kubernetes/kube-proxy.yaml", mode: 0o644, contains: "kubeconfig: /etc/kubernetes/kubelet.conf"},
 		{path: "/etc/kiln/firewall.nft", mode: 0o600, contains: "table inet kiln_filter"},
 		{path: "/etc/systemd/system/kiln-firewall.service", mode: 0o644, contains: "Before=network-pre.target"},
 	} {

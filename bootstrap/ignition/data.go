@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/butane"
+	"github.com/kiln-dev/kiln/nodeagent/podnet"
 )
 
 // Paths on the node.
@@ -49,6 +50,10 @@ type templateData struct {
 	// firewall does (every provider but aws).
 	FirewallRuleset string
 	FirewallUnit    string
+	// PodNetworkUnit is kiln-podnet.service (kiln-node podnet: the CNI config and the routes to the
+	// other nodes' pods); KubeProxyConfig is kube-proxy's --config file.
+	PodNetworkUnit  string
+	KubeProxyConfig string
 
 	// Control plane only.
 	ControlPlaneFiles []nodeFile
@@ -114,6 +119,18 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 	}
 	d.KubeletConfig = string(kc)
 	d.ContainerdConfig = string(kubecfg.ContainerdConfig())
+	podCIDR, err := netip.ParsePrefix(spec.Network.PodCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("ignition: spec.network.podCIDR: %w", err)
+	}
+	if d.PodNetworkUnit, err = podnet.Unit(podCIDR); err != nil {
+		return nil, fmt.Errorf("ignition: pod network: %w", err)
+	}
+	kp, err := kubecfg.KubeProxyConfig(kubecfg.KubeProxyInput{Kubeconfig: kubeletKubeconfig, ClusterCIDR: podCIDR})
+	if err != nil {
+		return nil, fmt.Errorf("ignition: %w", err)
+	}
+	d.KubeProxyConfig = string(kp)
 	labels := map[string]string{"kiln.dev/cluster": c.Metadata.Name, "kiln.dev/role": role}
 	var taints []string
 	if role == v1alpha1.RoleControlPlane {
@@ -258,7 +275,8 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	}
 
 	// Objects applied once the API is up: namespaces with their Pod Security labels, the RBAC
-	// bindings of kubelet TLS bootstrap, the pod network agent's read access to Nodes, and the
+	// bindings of kubelet TLS bootstrap, the pod network agent's read access to Nodes, kube-proxy's
+	// (both act with the kubelet's credential), and the
 	// bootstrap tokens nodes join with.
 	ns, err := kubecfg.NamespaceManifests(spec.Security.PodSecurity.Namespaces)
 	if err != nil {
@@ -267,6 +285,7 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	add(manifestsDir+"/00-namespaces.yaml", 0o600, ns)
 	add(manifestsDir+"/10-bootstrap-rbac.yaml", 0o600, kubecfg.BootstrapRBAC())
 	add(manifestsDir+"/15-podnet-rbac.yaml", 0o600, kubecfg.PodNetworkRBAC())
+	add(manifestsDir+"/16-kube-proxy-rbac.yaml", 0o600, kubecfg.KubeProxyRBAC())
 	var tokens []byte
 	for _, t := range b.BootstrapTokens {
 		s, err := kubecfg.BootstrapTokenSecret(t.ID, t.Secret, t.Expires, t.Description)
