@@ -63,15 +63,26 @@ type Observation struct {
 	Kubelet Probe
 	// NodeReady is the Node's Ready condition.
 	NodeReady Condition
+	// NodeRequired is true when the machine joins a Kubernetes cluster whose Nodes kiln reads: it is
+	// then up only once its Node is Ready, never on the probes alone. While the cluster's API does not
+	// answer (NodeReady not Known) a machine that was up before stays judged by its probes.
+	NodeRequired bool
 	// Up is when the machine was first seen up (every probe OK, and Node Ready if known); zero if never.
 	// Until then the machine is judged by NodeStartupTimeout, afterwards by UnhealthyTimeout.
 	Up time.Time
 }
 
 // IsUp reports whether the observation shows the machine working right now: both probes OK and,
-// when known, the Node Ready.
+// when known, the Node Ready. A machine that must have a Node (NodeRequired) and was never up is up
+// only with its Node Ready.
 func (o Observation) IsUp() bool {
-	return o.SSH.passes() && o.Kubelet.passes() && (!o.NodeReady.Known || o.NodeReady.Ready)
+	if !o.SSH.passes() || !o.Kubelet.passes() {
+		return false
+	}
+	if o.NodeReady.Known {
+		return o.NodeReady.Ready
+	}
+	return !o.NodeRequired || !o.Up.IsZero()
 }
 
 // passes reports whether the probe lets the machine count as up: it succeeded, or it is off.
@@ -152,6 +163,8 @@ func notUp(m provisioner.Machine, obs Observation) string {
 		return "ssh port unreachable"
 	case !obs.Kubelet.passes():
 		return "kubelet port unreachable"
+	case !obs.NodeReady.Known && obs.NodeRequired:
+		return "no Ready Node yet (no Node of this name, or the cluster's API does not answer)"
 	default:
 		return "node not ready"
 	}

@@ -38,6 +38,26 @@ func TestJudge(t *testing.T) {
 			want: Verdict{Healthy: true, Ready: true, Reason: "up"},
 		},
 		{
+			name: "probes pass but the required Node is not known yet: starting, not ready",
+			m:    running, obs: Observation{SSH: ok, Kubelet: ok, NodeRequired: true}, now: at(time.Minute),
+			want: Verdict{Healthy: true, Reason: "starting: no Ready Node yet (no Node of this name, or the cluster's API does not answer)"},
+		},
+		{
+			name: "the required Node never became Ready within the startup timeout",
+			m:    running, obs: Observation{SSH: ok, Kubelet: ok, NodeRequired: true}, now: at(11 * time.Minute),
+			want: Verdict{Reason: "not up within 10m0s of creation (11m0s ago): no Ready Node yet (no Node of this name, or the cluster's API does not answer)"},
+		},
+		{
+			name: "the required Node is Ready",
+			m:    running, obs: Observation{SSH: ok, Kubelet: ok, NodeRequired: true, NodeReady: Condition{Known: true, Ready: true}}, now: at(time.Minute),
+			want: Verdict{Healthy: true, Ready: true, Reason: "up"},
+		},
+		{
+			name: "once up, an API that does not answer leaves the machine to its probes",
+			m:    running, obs: Observation{SSH: ok, Kubelet: ok, NodeRequired: true, Up: at(2 * time.Minute)}, now: at(time.Hour),
+			want: Verdict{Healthy: true, Ready: true, Reason: "up"},
+		},
+		{
 			name: "gone",
 			m:    withState(provisioner.StateGone), obs: upObs, now: at(time.Hour),
 			want: Verdict{Reason: "machine is gone"},
