@@ -14,7 +14,7 @@ const (
 	NodeImageRegistry = "registry.kiln.internal"
 	// NodeImageTag tags the node images. Raise it when kiln-pause or kiln-echo changes in a way a
 	// node could tell apart.
-	NodeImageTag = "v1"
+	NodeImageTag = "v2"
 	// SandboxImage is the pod sandbox ("pause") image: containerd's pinned sandbox image, never
 	// garbage-collected and never pulled.
 	SandboxImage = NodeImageRegistry + "/pause:" + NodeImageTag

@@ -6,6 +6,8 @@ package echo
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -34,6 +37,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", DefaultListen, "address to serve on")
 	get := fs.String("get", "", "act as the client: GET this URL, print the body, exit 1 unless the answer is 200 OK")
 	timeout := fs.Duration("timeout", 5*time.Second, "with -get: how long to wait for the answer")
+	var o GetOptions
+	fs.StringVar(&o.CAFile, "ca", "", "with -get: trust only the CA certificates in this PEM file for https (a pod's service-account ca.crt)")
+	fs.StringVar(&o.TokenFile, "token", "", "with -get: send the bearer token in this file (a pod's service-account token)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -46,7 +52,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if *get != "" {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		if err := Get(ctx, *get, stdout); err != nil {
+		if err := Get(ctx, *get, o, stdout); err != nil {
 			fmt.Fprintf(stderr, "kiln-echo: %v\n", err)
 			return 1
 		}
@@ -120,13 +126,40 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	return nil
 }
 
+// GetOptions are Get's credentials for an https server such as the cluster's API.
+type GetOptions struct {
+	// CAFile, when set, is a PEM file with the only CA certificates trusted for https.
+	CAFile string
+	// TokenFile, when set, holds a bearer token sent in the Authorization header.
+	TokenFile string
+}
+
 // Get fetches url and copies the body to w; an answer other than 200 OK is an error.
-func Get(ctx context.Context, url string, w io.Writer) error {
+func Get(ctx context.Context, url string, o GetOptions, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("get %s: %w", url, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return fmt.Errorf("get %s: -ca: %w", url, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("get %s: -ca %s: no PEM certificate in it", url, o.CAFile)
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	if o.TokenFile != "" {
+		tok, err := os.ReadFile(o.TokenFile)
+		if err != nil {
+			return fmt.Errorf("get %s: -token: %w", url, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("get %s: %w", url, err)
 	}

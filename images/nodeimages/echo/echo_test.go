@@ -3,9 +3,18 @@ package echo_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -79,7 +88,7 @@ func TestGet(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := echo.Get(t.Context(), srv.URL+tc.path, &out)
+			err := echo.Get(t.Context(), srv.URL+tc.path, echo.GetOptions{}, &out)
 			if out.String() != tc.wantOut {
 				t.Errorf("output %q, want %q", out.String(), tc.wantOut)
 			}
@@ -148,6 +157,66 @@ func TestMainArgs(t *testing.T) {
 			}
 			if !strings.Contains(errb.String(), tc.wantErr) {
 				t.Errorf("stderr %q, want %q", errb.String(), tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestGetTLS: with -ca the client trusts only that CA, and with -token it sends the bearer token, as a
+// pod does to reach the cluster's API through the kubernetes Service.
+func TestGetTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte("version\n"))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// httptest's servers share one certificate: another CA is made here.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "another CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.crt")
+	if err := os.WriteFile(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		o       echo.GetOptions
+		wantErr string
+	}{
+		{name: "ca and token", o: echo.GetOptions{CAFile: ca, TokenFile: token}},
+		{name: "no token", o: echo.GetOptions{CAFile: ca}, wantErr: "401 Unauthorized"},
+		{name: "another CA", o: echo.GetOptions{CAFile: other, TokenFile: token}, wantErr: "certificate"},
+		{name: "system roots only", o: echo.GetOptions{TokenFile: token}, wantErr: "certificate"},
+		{name: "missing ca file", o: echo.GetOptions{CAFile: filepath.Join(dir, "nope")}, wantErr: "-ca"},
+		{name: "ca file without PEM", o: echo.GetOptions{CAFile: token}, wantErr: "no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := echo.Get(t.Context(), srv.URL+"/version", tc.o, &out)
+			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			if err == nil && out.String() != "version\n" {
+				t.Fatalf("output %q", out.String())
 			}
 		})
 	}
