@@ -29,40 +29,43 @@ var known = map[string][]netip.Addr{
 	"n3": nil,
 }
 
-// The tests' keys, made once.
+// The tests' keys, each made once when first asked for (the fuzz workers ask for few).
 var (
-	keysOnce sync.Once
-	keys     map[string]crypto.Signer
+	keysMu sync.Mutex
+	keys   = map[string]crypto.Signer{}
 )
 
 func key(t testing.TB, name string) crypto.Signer {
 	t.Helper()
-	keysOnce.Do(func() {
-		keys = map[string]crypto.Signer{}
-		for name, curve := range map[string]elliptic.Curve{"p224": elliptic.P224(), "p256": elliptic.P256(), "p384": elliptic.P384()} {
-			k, err := ecdsa.GenerateKey(curve, rand.Reader)
-			if err != nil {
-				panic(err)
-			}
-			keys[name] = k
-		}
-		for name, bits := range map[string]int{"rsa1024": 1024, "rsa2048": 2048} {
-			k, err := rsa.GenerateKey(rand.Reader, bits)
-			if err != nil {
-				panic(err)
-			}
-			keys[name] = k
-		}
-		_, ed, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		keys["ed25519"] = ed
-	})
-	k, ok := keys[name]
-	if !ok {
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	if k, ok := keys[name]; ok {
+		return k
+	}
+	var (
+		k   crypto.Signer
+		err error
+	)
+	switch name {
+	case "p224":
+		k, err = ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	case "p256":
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "p384":
+		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "rsa1024":
+		k, err = rsa.GenerateKey(rand.Reader, 1024)
+	case "rsa2048":
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	case "ed25519":
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	default:
 		t.Fatalf("no test key %s", name)
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys[name] = k
 	return k
 }
 
@@ -424,7 +427,7 @@ func FuzzDecide(f *testing.F) {
 	block, _ := pem.Decode(good)
 	f.Add(good, false)
 	f.Add(block.Bytes, true)
-	f.Add(request(f, servingTemplate("n1", "10.0.0.99"), key(f, "rsa2048")), false)
+	f.Add(request(f, servingTemplate("n1", "10.0.0.99"), key(f, "p384")), false)
 	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"), false)
 	f.Add([]byte{}, true)
 	f.Fuzz(func(t *testing.T, data []byte, wrap bool) {
