@@ -172,11 +172,16 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	e.Store = stateMemory{g: g, cluster: c.Metadata.Name, lease: l}
 	e.Approve = approver{g: g, cluster: c.Metadata.Name, yes: o.yes}.approve
 	// Once per pass, after it: the tokens of joined, deleted and expired machines go, and those stored
-	// while the API was out of reach are applied. A failure is logged, and the next pass tries again.
+	// while the API was out of reach are applied; once the API answers, the kubelets' serving
+	// certificates of the machines listed are approved. A failure is logged, and the next pass tries
+	// again. The tokens' error is returned.
 	cleanupTokens := func(ctx context.Context) error {
-		err := keeper.cleanupTokens(ctx)
+		err, serr := keeper.afterPass(ctx)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("bootstrap tokens are not in step with the machines yet; the next pass tries again", "err", err)
+		}
+		if serr != nil && ctx.Err() == nil {
+			log.Warn("kubelet serving certificates could not all be approved; the next pass tries again", "err", serr)
 		}
 		return err
 	}
