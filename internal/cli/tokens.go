@@ -41,8 +41,8 @@ const (
 // tokenKeeper gives each machine that apply creates its own bootstrap token, applied to the cluster
 // before the machine is created when the API is reachable, and keeps the cluster's tokens in step with
 // the machines once per pass (bootstrap/tokens); in the same step it approves the kubelet serving
-// certificates of the machines (bootstrap/servingcsr). It opens the state store only for as long as it reads
-// or changes it, never while the cluster answers.
+// certificates of the machines (bootstrap/servingcsr). It opens the state store only for as long as it
+// reads or changes it, never while the cluster answers.
 type tokenKeeper struct {
 	g   *globals
 	c   *v1alpha1.Cluster
