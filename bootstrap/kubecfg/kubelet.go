@@ -44,7 +44,8 @@ type kubeletConfigFile struct {
 // protectKernelDefaults makes the kubelet exit unless the node's image sets the kernel parameters it
 // would otherwise tune: KubeletSysctls.
 // Serving certificates (serverTLSBootstrap) need an approver: the controller manager approves only
-// client certificates.
+// client certificates; kiln apply approves them for its machines' names and addresses
+// (bootstrap/servingcsr).
 func KubeletConfig(in KubeletInput) ([]byte, error) {
 	domain := orDefault(in.ClusterDomain, DefaultClusterDomain)
 	clientCA := orDefault(in.ClientCAFile, path.Join(DefaultPKIDir, CACert))

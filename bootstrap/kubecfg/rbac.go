@@ -31,7 +31,8 @@ const (
 //     exec and port-forward (system:kubelet-api-admin);
 //   - kiln:cluster-admins: group kiln:cluster-admins (the admin client certificate) is cluster-admin.
 //
-// Kubelet serving certificates (serverTLSBootstrap) are not approved automatically by any of these.
+// Kubelet serving certificates (serverTLSBootstrap) are not approved automatically by any of these:
+// kiln apply approves them (bootstrap/servingcsr).
 func BootstrapRBAC() []byte {
 	bindings := []rbacv1.ClusterRoleBinding{
 		clusterRoleBinding("kiln:kubelet-bootstrap", "system:node-bootstrapper", rbacv1.GroupKind, BootstrappersGroup),

@@ -64,6 +64,12 @@ control plane and of each node pool exists, runs the pool's image and is up:
   - guards hold replacements back and say why: above spec.health.maxUnhealthy unhealthy machines in a
     group nothing of it is replaced (a network partition is no reason to replace the fleet), at most
     one replacement is under way at once, and a machine is tried at most 3 times with backoff;
+  - once the cluster's API answers, each pass approves the kubelets' serving certificate requests
+    (signer kubernetes.io/kubelet-serving) of the machines the provider lists, and only for each
+    machine's own name and private address: kube-apiserver checks a kubelet's serving certificate
+    against the cluster CA, so kubectl logs and exec need it, and the controller manager approves
+    none. A request for any other name or address, or from a node kiln does not manage, is left
+    pending (never denied: you may approve it by hand) and its reason logged once;
   - surplus machines (a pool scaled down, removed or renamed) are deleted bounded: at most the pool's
     maxUnavailable healthy machines per pass (one per pass for a pool no longer in the spec), after
     the replacements are up, and the control plane never below etcd quorum. With --kubeconfig each
@@ -172,11 +178,16 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	e.Store = stateMemory{g: g, cluster: c.Metadata.Name, lease: l}
 	e.Approve = approver{g: g, cluster: c.Metadata.Name, yes: o.yes}.approve
 	// Once per pass, after it: the tokens of joined, deleted and expired machines go, and those stored
-	// while the API was out of reach are applied. A failure is logged, and the next pass tries again.
-	cleanupTokens := func(ctx context.Context) error {
-		err := keeper.cleanupTokens(ctx)
+	// while the API was out of reach are applied; once the API answers, the kubelets' serving
+	// certificates of the machines listed are approved. A failure is logged, and the next pass tries
+	// again. The tokens' error is returned.
+	afterPass := func(ctx context.Context) error {
+		err, serr := keeper.afterPass(ctx)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("bootstrap tokens are not in step with the machines yet; the next pass tries again", "err", err)
+		}
+		if serr != nil && ctx.Err() == nil {
+			log.Warn("kubelet serving certificates could not all be approved; the next pass tries again", "err", serr)
 		}
 		return err
 	}
@@ -189,7 +200,7 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	if o.watch {
 		fmt.Fprintf(g.errOut, "converging %s every %s until interrupted\n", c.Metadata.Name, o.interval)
 		err := e.Run(ctx, o.interval, func(r converge.Report, err error) {
-			_ = cleanupTokens(ctx) // logged; tried again after the next pass
+			_ = afterPass(ctx) // logged; tried again after the next pass
 			switch {
 			case errors.Is(err, converge.ErrNotApproved):
 				log.Warn("pass held: its plan is not approved", "reason", err)
@@ -211,7 +222,7 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	var last converge.Report
 	for pass := 1; ; pass++ {
 		r, err := e.Pass(ctx)
-		terr := cleanupTokens(ctx)
+		terr := afterPass(ctx)
 		if err != nil && ctx.Err() == context.DeadlineExceeded {
 			return fmt.Errorf("%s has not converged within --timeout %s; last pass: %s", c.Metadata.Name, o.timeout, summary(last))
 		}
@@ -278,7 +289,7 @@ func summary(r converge.Report) string {
 }
 
 // executor builds the executor of cluster c on provider p, and the keeper of its machines' bootstrap
-// tokens, whose cleanupTokens runs once per pass.
+// tokens, whose afterPass runs once per pass.
 func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slog.Logger, o applyOptions) (*converge.Executor, *tokenKeeper) {
 	policy := reconcile.PolicyFromSpec(c.Spec.Health)
 	policy.KeepFailed = o.keepFailed

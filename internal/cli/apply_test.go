@@ -198,6 +198,19 @@ func (a addressingMemory) Create(ctx context.Context, spec provisioner.MachineSp
 	return a.Provider.Create(ctx, spec)
 }
 
+// List lists the machines, each with its reserved address as its private address, as QEMU's does.
+func (a addressingMemory) List(ctx context.Context, cluster string) ([]provisioner.Machine, error) {
+	ms, err := a.Provider.List(ctx, cluster)
+	a.book.mu.Lock()
+	defer a.book.mu.Unlock()
+	for i := range ms {
+		if addr, ok := a.book.addrs[ms[i].Name]; ok {
+			ms[i].Address = addr.String()
+		}
+	}
+	return ms, err
+}
+
 func (a addressingMemory) Delete(ctx context.Context, name string) error {
 	if err := a.Provider.Delete(ctx, name); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/bootstrap/servingcsr"
 	"github.com/kiln-dev/kiln/bootstrap/tokens"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
@@ -278,6 +280,49 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 			}
 		}
 		replacement = own
+	})
+
+	t.Run("apply approves a machine's kubelet serving certificate for its name and address, and no other", func(t *testing.T) {
+		if replacement.ID == "" {
+			t.Skip("no replacement was made")
+		}
+		book := addressBookOf(mem)
+		book.mu.Lock()
+		addr := book.addrs["late-workers-2"]
+		book.mu.Unlock()
+		if !addr.IsValid() {
+			t.Fatal("late-workers-2 has no reserved address")
+		}
+		good := servingCSRAs(t, cp, b, "late-workers-2", addr.String())
+		wrongIP := servingCSRAs(t, cp, b, "late-workers-2", addr.String(), "10.9.9.9")
+		stranger := servingCSRAs(t, cp, b, "late-stranger", "10.0.0.99")
+		_, errOut := kilnG(t, "apply", "--interval", "1ms", "--timeout", "60s")
+		for _, want := range []string{
+			`msg="kubelet serving certificate approved" csr=` + good + ` node=late-workers-2 reason="kubelet serving certificate of node late-workers-2 for late-workers-2, ` + addr.String() + `"`,
+			`msg="kubelet serving certificate request left pending" csr=` + wrongIP + ` node=late-workers-2 reason="IP address 10.9.9.9 is not an address of machine late-workers-2`,
+			`msg="kubelet serving certificate request left pending" csr=` + stranger + ` node=late-stranger reason="node late-stranger is not a machine kiln manages"`,
+		} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("apply did not log %s:\n%s", want, errOut)
+			}
+		}
+		var csr *certificatesv1.CertificateSigningRequest
+		_ = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			csr, err = adminClient.CertificatesV1().CertificateSigningRequests().Get(ctx, good, metav1.GetOptions{})
+			return err == nil && len(csr.Status.Certificate) > 0, nil
+		})
+		if err != nil || len(csr.Status.Certificate) == 0 {
+			t.Fatalf("the approved CSR %s was not signed: %v (%+v)", good, err, csr.Status.Conditions)
+		}
+		if c := csr.Status.Conditions; len(c) == 0 || c[0].Type != certificatesv1.CertificateApproved || c[0].Reason != servingcsr.ApprovalReason {
+			t.Errorf("CSR %s: conditions %+v, want approved by kiln", good, c)
+		}
+		for _, name := range []string{wrongIP, stranger} {
+			csr, err := adminClient.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+			if err != nil || len(csr.Status.Conditions) != 0 {
+				t.Errorf("CSR %s: %v, conditions %+v; want it left pending", name, err, csr.Status.Conditions)
+			}
+		}
 	})
 
 	t.Run("once the machine's Node is Ready, apply sees it and deletes the token", func(t *testing.T) {

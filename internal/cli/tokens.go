@@ -40,8 +40,9 @@ const (
 
 // tokenKeeper gives each machine that apply creates its own bootstrap token, applied to the cluster
 // before the machine is created when the API is reachable, and keeps the cluster's tokens in step with
-// the machines once per pass (bootstrap/tokens). It opens the state store only for as long as it reads
-// or changes it, never while the cluster answers.
+// the machines once per pass (bootstrap/tokens); in the same step it approves the kubelet serving
+// certificates of the machines (bootstrap/servingcsr). It opens the state store only for as long as it
+// reads or changes it, never while the cluster answers.
 type tokenKeeper struct {
 	g   *globals
 	c   *v1alpha1.Cluster
@@ -83,18 +84,30 @@ func (k *tokenKeeper) ensureToken(ctx context.Context, cr reconcile.Create) (*se
 	return b, tok, nil
 }
 
-// cleanupTokens runs one round of the token lifecycle (tokens.Sync): the tokens of machines whose Node
-// joined, of machines gone, and expired ones are deleted from the cluster and forgotten; tokens stored
-// while the API was out of reach are applied. apply calls it once per pass.
-func (k *tokenKeeper) cleanupTokens(ctx context.Context) error {
+// afterPass is what apply does once per pass, after it, with one List of the cluster's machines: it
+// keeps the bootstrap tokens in step with them (cleanupTokens) and, when the cluster's API answers
+// kiln, approves their kubelets' serving certificates (approveServing). It returns the error of each
+// (a failed List is the tokens'); the next pass tries again.
+func (k *tokenKeeper) afterPass(ctx context.Context) (tokensErr, servingErr error) {
 	kc, err := k.cluster(ctx)
 	if err != nil {
-		return err
+		return err, nil
 	}
 	ms, err := k.p.List(ctx, k.c.Metadata.Name)
 	if err != nil {
-		return fmt.Errorf("list machines of %s: %w", k.c.Metadata.Name, err)
+		return fmt.Errorf("list machines of %s: %w", k.c.Metadata.Name, err), nil
 	}
+	tokensErr = k.cleanupTokens(ctx, kc, ms)
+	if kc != nil {
+		_, servingErr = k.approveServing(ctx, kc.Client, ms)
+	}
+	return tokensErr, servingErr
+}
+
+// cleanupTokens runs one round of the token lifecycle (tokens.Sync) for the machines ms: the tokens of
+// machines whose Node joined, of machines gone, and expired ones are deleted from the cluster kc (nil:
+// not reachable) and forgotten; tokens stored while the API was out of reach are applied.
+func (k *tokenKeeper) cleanupTokens(ctx context.Context, kc *tokens.Cluster, ms []provisioner.Machine) error {
 	names := make([]string, 0, len(ms))
 	for _, m := range ms {
 		if m.State != provisioner.StateGone {
