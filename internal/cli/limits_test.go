@@ -89,7 +89,7 @@ func TestPXELoadInsecureBMC(t *testing.T) {
 	bmc := "\n    bmc: {driver: redfish, address: http://10.0.0.9, insecure: true}\n"
 	write(t, dir, "machines.yaml", strings.TrimSuffix(testInventory, "\n")+bmc)
 	code, _, errOut := kiln(t, dir, "pxe", "load", "-i", "machines.yaml")
-	want := "warning: machines.yaml:20: machines[1].bmc.insecure: Redfish over http:// (http://10.0.0.9) sends the BMC password in clear"
+	want := "machines.yaml:20:54: machines[1].bmc.insecure: warning: machine demo-workers-0: Redfish over http:// (http://10.0.0.9) sends the BMC password in clear"
 	if code != 0 || !strings.Contains(errOut, want) {
 		t.Fatalf("exit %d, want 0 and %q:\n%s", code, want, errOut)
 	}

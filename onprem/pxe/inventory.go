@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/kiln-dev/kiln/api/readlimit"
+	"github.com/kiln-dev/kiln/api/strictyaml"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"go.yaml.in/yaml/v3"
 )
@@ -115,14 +116,16 @@ const maxInventory = readlimit.Inventory
 // invalid value are errors naming the file, the field's path and its line. Every finding is reported at
 // once (errors.Join). MACs and UUIDs are normalised to lower case.
 func DecodeInventory(data []byte, filename string) (*Inventory, error) {
-	inv, _, err := DecodeInventoryWarnings(data, filename)
+	inv, _, err := DecodeInventoryFindings(data, filename)
 	return inv, err
 }
 
-// DecodeInventoryWarnings is DecodeInventory that also returns the warnings, formatted like the
-// errors (FILE:LINE: PATH: MESSAGE): settings that are allowed but weaken security, such as a
-// Redfish BMC with insecure: true. A command with --strict treats them as errors.
-func DecodeInventoryWarnings(data []byte, filename string) (*Inventory, []string, error) {
+// DecodeInventoryFindings is DecodeInventory that also returns the warnings: settings that are
+// allowed but weaken security (a Redfish BMC over http:// or without TLS verification, IPMI), each
+// naming its machine, with its path, line and column like the errors (FILE:LINE:COL: PATH: MESSAGE,
+// strictyaml's findings). A command with --strict treats them as errors. The findings of an invalid
+// inventory are a *strictyaml.Error.
+func DecodeInventoryFindings(data []byte, filename string) (*Inventory, []strictyaml.Finding, error) {
 	if len(data) > maxInventory {
 		return nil, nil, fmt.Errorf("%s: %d bytes, more than the %d allowed", filename, len(data), maxInventory)
 	}
@@ -143,19 +146,21 @@ func DecodeInventoryWarnings(data []byte, filename string) (*Inventory, []string
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", filename, err)
 	}
-	lines := nodeLines(&root)
-	var errs []error
-	bad := func(p, format string, args ...any) {
-		l := lineOf(lines, p)
-		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", filename, l, p, fmt.Sprintf(format, args...)))
+	positions := nodePositions(&root)
+	var errs, warnings []strictyaml.Finding
+	finding := func(sev strictyaml.Severity, p, format string, args ...any) strictyaml.Finding {
+		at := positionOf(positions, p)
+		return strictyaml.Finding{Path: p, Line: at.line, Column: at.col, Severity: sev, Message: fmt.Sprintf(format, args...)}
 	}
-	var warnings []string
+	bad := func(p, format string, args ...any) {
+		errs = append(errs, finding(strictyaml.SeverityError, p, format, args...))
+	}
 	warn := func(p, format string, args ...any) {
-		warnings = append(warnings, fmt.Sprintf("%s:%d: %s: %s", filename, lineOf(lines, p), p, fmt.Sprintf(format, args...)))
+		warnings = append(warnings, finding(strictyaml.SeverityWarning, p, format, args...))
 	}
 	inv.validate(bad, warn)
 	if len(errs) > 0 {
-		return nil, warnings, errors.Join(errs...)
+		return nil, warnings, &strictyaml.Error{File: filename, Findings: errs}
 	}
 	return &inv, warnings, nil
 }
@@ -265,12 +270,14 @@ func (inv *Inventory) validate(bad, warn func(p, format string, args ...any)) {
 			}
 		}
 		if m.BMC != nil {
-			checkBMC(m.BMC, at+".bmc", bad, warn)
+			checkBMC(m.Name, m.BMC, at+".bmc", bad, warn)
 		}
 	}
 }
 
-func checkBMC(b *BMC, at string, bad, warn func(p, format string, args ...any)) {
+// checkBMC checks the BMC of machine name at path at: errors go to bad, and what is allowed but
+// weakens security to warn, naming the machine.
+func checkBMC(name string, b *BMC, at string, bad, warn func(p, format string, args ...any)) {
 	switch b.Driver {
 	case "redfish":
 		u, err := url.Parse(b.Address)
@@ -282,14 +289,16 @@ func checkBMC(b *BMC, at string, bad, warn func(p, format string, args ...any)) 
 		case u.Scheme == "http" && !b.Insecure:
 			bad(at+".address", "%q: Redfish over http:// sends the BMC password in clear: use https://, or set insecure: true to allow it", b.Address)
 		case u.Scheme == "http":
-			warn(at+".insecure", "Redfish over http:// (%s) sends the BMC password in clear", b.Address)
+			warn(at+".insecure", "machine %s: Redfish over http:// (%s) sends the BMC password in clear", name, b.Address)
 		case b.Insecure:
-			warn(at+".insecure", "the BMC's TLS certificate is not verified")
+			warn(at+".insecure", "machine %s: the TLS certificate of its Redfish BMC (%s) is not verified", name, b.Address)
 		}
 	case "ipmi":
 		if b.Address == "" || strings.ContainsAny(b.Address, " /") {
 			bad(at+".address", "%q: want host or host:port", b.Address)
 		}
+		warn(at+".driver", "machine %s: IPMI (v2.0, lanplus) hands a hash of the BMC password to anyone who asks (RAKP, CVE-2013-4786) "+
+			"and never authenticates the BMC: use redfish over https:// where the BMC has it", name)
 	default:
 		bad(at+".driver", "%q: want redfish or ipmi", b.Driver)
 	}
@@ -323,9 +332,13 @@ func NormalizeMAC(mac string) (string, error) {
 	return hw.String(), nil
 }
 
-// nodeLines maps each path (machines[0].mac) of a YAML document to its line.
-func nodeLines(root *yaml.Node) map[string]int {
-	out := map[string]int{}
+// position is where a node is in a YAML document: 1-based line and column.
+type position struct{ line, col int }
+
+// nodePositions maps each path (machines[0].mac) of a YAML document to its position; a mapping
+// entry's is its key's.
+func nodePositions(root *yaml.Node) map[string]position {
+	out := map[string]position{}
 	var walk func(n *yaml.Node, p string)
 	walk = func(n *yaml.Node, p string) {
 		if n == nil {
@@ -333,7 +346,7 @@ func nodeLines(root *yaml.Node) map[string]int {
 		}
 		if p != "" {
 			if _, ok := out[p]; !ok {
-				out[p] = n.Line
+				out[p] = position{n.Line, n.Column}
 			}
 		}
 		switch n.Kind {
@@ -348,7 +361,7 @@ func nodeLines(root *yaml.Node) map[string]int {
 				if p != "" {
 					child = p + "." + k
 				}
-				out[child] = n.Content[i].Line
+				out[child] = position{n.Content[i].Line, n.Content[i].Column}
 				walk(n.Content[i+1], child)
 			}
 		case yaml.SequenceNode:
@@ -361,11 +374,11 @@ func nodeLines(root *yaml.Node) map[string]int {
 	return out
 }
 
-// lineOf is the line of p, or of its nearest parent that is in the document.
-func lineOf(lines map[string]int, p string) int {
+// positionOf is the position of p, or of its nearest parent that is in the document.
+func positionOf(positions map[string]position, p string) position {
 	for p != "" {
-		if l, ok := lines[p]; ok {
-			return l
+		if at, ok := positions[p]; ok {
+			return at
 		}
 		i := strings.LastIndexAny(p, ".[")
 		if i < 0 {
@@ -373,7 +386,7 @@ func lineOf(lines map[string]int, p string) int {
 		}
 		p = p[:i]
 	}
-	return 1
+	return position{line: 1, col: 1}
 }
 
 // Lookup finds a machine by MAC (any notation).
