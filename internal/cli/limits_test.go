@@ -31,7 +31,7 @@ func TestInputLimits(t *testing.T) {
 		{
 			name: "pxe load /dev/zero",
 			args: []string{"pxe", "load", "-i", "/dev/zero"},
-			want: "read inventory: /dev/zero: larger than the limit of 8 MiB",
+			want: "read inventory: /dev/zero: larger than the limit of 2 MiB",
 		},
 		{
 			name: "init with authorized keys from /dev/zero",

@@ -10,6 +10,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/kiln-dev/kiln/api/readlimit"
@@ -109,7 +110,7 @@ var (
 	hostnameR = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$`)
 )
 
-// maxInventory bounds the size of machines.yaml (1 MiB holds about ten thousand machines).
+// maxInventory bounds the size of machines.yaml (see readlimit.Inventory).
 const maxInventory = readlimit.Inventory
 
 // DecodeInventory reads machines.yaml strictly: unknown fields, duplicate keys, wrong types and every
@@ -142,14 +143,18 @@ func DecodeInventoryFindings(data []byte, filename string) (*Inventory, []strict
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, nil, fmt.Errorf("%s: more than one YAML document", filename)
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", filename, err)
-	}
-	positions := nodePositions(&root)
+	// Positions are looked up in the document's node tree, parsed only when there is a finding: the
+	// tree is as large as the decoding was, and most inventories have nothing to report.
+	var root *yaml.Node
 	var errs, warnings []strictyaml.Finding
 	finding := func(sev strictyaml.Severity, p, format string, args ...any) strictyaml.Finding {
-		at := positionOf(positions, p)
+		if root == nil {
+			root = new(yaml.Node)
+			if err := yaml.Unmarshal(data, root); err != nil {
+				root = new(yaml.Node) // decoded above, so not expected; the findings go without positions
+			}
+		}
+		at := positionOf(root, p)
 		return strictyaml.Finding{Path: p, Line: at.line, Column: at.col, Severity: sev, Message: fmt.Sprintf(format, args...)}
 	}
 	bad := func(p, format string, args ...any) {
@@ -335,58 +340,44 @@ func NormalizeMAC(mac string) (string, error) {
 // position is where a node is in a YAML document: 1-based line and column.
 type position struct{ line, col int }
 
-// nodePositions maps each path (machines[0].mac) of a YAML document to its position; a mapping
-// entry's is its key's.
-func nodePositions(root *yaml.Node) map[string]position {
-	out := map[string]position{}
-	var walk func(n *yaml.Node, p string)
-	walk = func(n *yaml.Node, p string) {
-		if n == nil {
-			return
-		}
-		if p != "" {
-			if _, ok := out[p]; !ok {
-				out[p] = position{n.Line, n.Column}
+// positionOf is the position of path p (machines[0].labels.example.com/rack) in the document root, or
+// of its nearest parent that is in it; 1:1 when none is. A mapping entry's position is its key's.
+func positionOf(root *yaml.Node, p string) position {
+	at := position{line: 1, col: 1}
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for p != "" && n != nil {
+		switch {
+		case strings.HasPrefix(p, "["):
+			end := strings.IndexByte(p, ']')
+			i, err := strconv.Atoi(p[1:max(end, 1)])
+			if end < 0 || err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+				return at
 			}
-		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, p)
-			}
-		case yaml.MappingNode:
+			n, p = n.Content[i], strings.TrimPrefix(p[end+1:], ".")
+			at = position{n.Line, n.Column}
+		case n.Kind == yaml.MappingNode:
+			// The longest key that p starts with, followed by the end, "." or "[": label keys hold dots.
+			var key, val *yaml.Node
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i].Value
-				child := k
-				if p != "" {
-					child = p + "." + k
+				if rest, ok := strings.CutPrefix(p, k); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') &&
+					(key == nil || len(k) > len(key.Value)) {
+					key, val = n.Content[i], n.Content[i+1]
 				}
-				out[child] = position{n.Content[i].Line, n.Content[i].Column}
-				walk(n.Content[i+1], child)
 			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				walk(c, fmt.Sprintf("%s[%d]", p, i))
+			if key == nil {
+				return at
 			}
-		}
-	}
-	walk(root, "")
-	return out
-}
-
-// positionOf is the position of p, or of its nearest parent that is in the document.
-func positionOf(positions map[string]position, p string) position {
-	for p != "" {
-		if at, ok := positions[p]; ok {
+			at = position{key.Line, key.Column}
+			n, p = val, strings.TrimPrefix(p[len(key.Value):], ".")
+		default:
 			return at
 		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
 	}
-	return position{line: 1, col: 1}
+	return at
 }
 
 // Lookup finds a machine by MAC (any notation).
