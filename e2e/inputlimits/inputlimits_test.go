@@ -108,6 +108,7 @@ func TestBoundedMemory(t *testing.T) {
 	const inventoryLimit = readlimit.Inventory
 	invLimit, specLimit := readlimit.Size(readlimit.Inventory), readlimit.Size(readlimit.Spec)
 	const head = "apiVersion: kiln.dev/v1alpha1\nkind: MachineInventory\n"
+	const absurd = "apiVersion: kiln.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: x\nspec:\n  provider:\n    name: qemu\n  controlPlane:\n    count: 1\n    image: kiln.qcow2\n  nodePools:\n    - name: workers\n      count: 9223372036854775807\n      image: kiln.qcow2\n  ssh:\n    generate: true\n"
 	for _, tc := range []struct {
 		name  string
 		files map[string]string
@@ -161,6 +162,22 @@ func TestBoundedMemory(t *testing.T) {
 			name: "validate /dev/zero",
 			args: []string{"validate", "-f", "/dev/zero"},
 			want: []string{"kiln: read cluster spec: /dev/zero: larger than the limit of " + specLimit},
+		},
+		{
+			name: "apply /dev/zero",
+			args: []string{"apply", "-f", "/dev/zero"},
+			want: []string{"kiln: read cluster spec: /dev/zero: larger than the limit of " + specLimit},
+		},
+		{
+			name:  "apply an absurd count",
+			files: map[string]string{"huge.yaml": absurd},
+			args:  []string{"apply", "-f", "huge.yaml"},
+			want:  []string{"huge.yaml:13:14: spec.nodePools[0].count: must be at most 1000, got 9223372036854775807"},
+		},
+		{
+			name: "init with authorized keys from /dev/zero",
+			args: []string{"init", "demo", "--ssh-authorized-keys", "/dev/zero"},
+			want: []string{"--ssh-authorized-keys: /dev/zero: larger than the limit of " + readlimit.Size(readlimit.Key)},
 		},
 		{
 			name:  "validate a metal cluster whose inventory is endless",
