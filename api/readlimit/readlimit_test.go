@@ -60,7 +60,7 @@ func TestReadFileDevZero(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
-	if want := "/dev/zero: larger than the limit of 8 MiB"; err.Error() != want {
+	if want := "/dev/zero: larger than the limit of 2 MiB"; err.Error() != want {
 		t.Errorf("err = %q, want %q", err, want)
 	}
 	if d := time.Since(start); d > 10*time.Second {
@@ -74,7 +74,7 @@ func TestReadFileDevZero(t *testing.T) {
 }
 
 func TestSize(t *testing.T) {
-	for n, want := range map[int64]string{Spec: "1 MiB", Inventory: "8 MiB", Config: "16 MiB", Secret: "4 KiB", 100: "100 bytes", 1536: "1536 bytes"} {
+	for n, want := range map[int64]string{Spec: "1 MiB", Inventory: "2 MiB", Config: "16 MiB", Secret: "4 KiB", 100: "100 bytes", 1536: "1536 bytes"} {
 		if got := Size(n); got != want {
 			t.Errorf("Size(%d) = %q, want %q", n, got, want)
 		}

@@ -6,8 +6,10 @@
 // process and the provider's backend (govmomi's vCenter simulator, the AWS fake), holds the answer to
 // each mutating request (a vSphere *_Task method, an EC2/ELB action that is not Describe/Get/List, an
 // S3 write) until the backend has acted on it, and on the Nth one kills the child before the child
-// sees the answer. kiln carries no test hook; the crash lands at the worst moment, after the
-// backend changed and before kiln learned of it.
+// sees the answer. The QEMU provider's backend is the programs it runs (qemu-img, vde_switch,
+// qemu-system-x86_64) and the signals it sends them: stand-ins of those programs (testdata/qemustandin)
+// report each change, once made, to the harness, which counts them the same way. kiln carries no test
+// hook; the crash lands at the worst moment, after the backend changed and before kiln learned of it.
 package crashpoint
 
 import (
@@ -98,6 +100,9 @@ type backend struct {
 	// resources counts the cluster's tagged resources other than machines, by kind (network objects);
 	// nil for backends without any.
 	resources func(t *testing.T) map[string]int
+	// consistent, when set, checks the backend's own bookkeeping after each crash point, converged
+	// or deleted (the QEMU provider's directories, pidfiles, address reservations and ports).
+	consistent func(t *testing.T)
 }
 
 // harness runs the kiln binary against a backend through the counting proxy.
@@ -366,6 +371,9 @@ func (h *harness) converged(t *testing.T) {
 	if want := h.want(t); !mapsEqual(got, want) {
 		t.Errorf("machines by pool: got %v, want %v (orphans or missing machines): %v", got, want, ms)
 	}
+	if h.b.consistent != nil {
+		h.b.consistent(t)
+	}
 	h.checkState(t, true)
 }
 
@@ -379,6 +387,9 @@ func (h *harness) deleted(t *testing.T) {
 		if rs := h.b.resources(t); len(rs) > 0 {
 			t.Errorf("resources left after delete: %v", rs)
 		}
+	}
+	if h.b.consistent != nil {
+		h.b.consistent(t)
 	}
 	h.checkState(t, false)
 }

@@ -31,7 +31,7 @@ func TestInputLimits(t *testing.T) {
 		{
 			name: "pxe load /dev/zero",
 			args: []string{"pxe", "load", "-i", "/dev/zero"},
-			want: "read inventory: /dev/zero: larger than the limit of 8 MiB",
+			want: "read inventory: /dev/zero: larger than the limit of 2 MiB",
 		},
 		{
 			name: "init with authorized keys from /dev/zero",
@@ -89,7 +89,7 @@ func TestPXELoadInsecureBMC(t *testing.T) {
 	bmc := "\n    bmc: {driver: redfish, address: http://10.0.0.9, insecure: true}\n"
 	write(t, dir, "machines.yaml", strings.TrimSuffix(testInventory, "\n")+bmc)
 	code, _, errOut := kiln(t, dir, "pxe", "load", "-i", "machines.yaml")
-	want := "warning: machines.yaml:20: machines[1].bmc.insecure: Redfish over http:// (http://10.0.0.9) sends the BMC password in clear"
+	want := "machines.yaml:20:54: machines[1].bmc.insecure: warning: machine demo-workers-0: Redfish over http:// (http://10.0.0.9) sends the BMC password in clear"
 	if code != 0 || !strings.Contains(errOut, want) {
 		t.Fatalf("exit %d, want 0 and %q:\n%s", code, want, errOut)
 	}

@@ -33,13 +33,19 @@ func newPXE(g *globals) *cobra.Command {
 	return cmd
 }
 
-// readInventory decodes machines.yaml and returns its warnings too.
+// readInventory decodes machines.yaml and returns its warnings too, each formatted as
+// FILE:LINE:COL: PATH: warning: MESSAGE.
 func readInventory(path string) (*pxe.Inventory, []string, error) {
 	data, err := readlimit.ReadFile(path, readlimit.Inventory)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read inventory: %w", err)
 	}
-	return pxe.DecodeInventoryWarnings(data, path)
+	inv, findings, err := pxe.DecodeInventoryFindings(data, path)
+	var warnings []string
+	for _, f := range findings {
+		warnings = append(warnings, f.Format(path))
+	}
+	return inv, warnings, err
 }
 
 func newPXELoad(g *globals) *cobra.Command {
@@ -52,7 +58,8 @@ func newPXELoad(g *globals) *cobra.Command {
 		Short: "Check machines.yaml and load it into the state store",
 		Long: `load decodes the machine inventory strictly (every error with its field and line) and stores
 it in the state store, where 'kiln pxe serve' and the metal provider find it. Warnings (a Redfish BMC
-with insecure: true) are printed and do not fail unless --strict is given.`,
+over http:// or whose certificate is not verified, with insecure: true; an IPMI BMC) name the machine
+and are printed as FILE:LINE:COL: PATH: warning: MESSAGE; they do not fail unless --strict is given.`,
 		Example: `  kiln pxe load -i machines.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -61,7 +68,7 @@ with insecure: true) are printed and do not fail unless --strict is given.`,
 				return err
 			}
 			for _, w := range warnings {
-				fmt.Fprintln(g.errOut, "warning: "+w)
+				fmt.Fprintln(g.errOut, w)
 			}
 			if strict && len(warnings) > 0 {
 				return fmt.Errorf("%s: %d warnings with --strict", invPath, len(warnings))

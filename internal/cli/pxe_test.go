@@ -76,7 +76,7 @@ func TestPXELoadAndGetMachines(t *testing.T) {
 	// A bad inventory is refused with its line, and nothing is loaded.
 	write(t, dir, "bad.yaml", strings.Replace(testInventory, "mac: 52:54:00:00:00:02", "mac: 52:54:00:00:00", 1))
 	code, _, errOut = kiln(t, dir, "pxe", "load", "-i", "bad.yaml")
-	if code == 0 || !strings.Contains(errOut, `bad.yaml:16: machines[1].mac: "52:54:00:00:00" is not an Ethernet MAC address`) {
+	if code == 0 || !strings.Contains(errOut, `bad.yaml:16:5: machines[1].mac: "52:54:00:00:00" is not an Ethernet MAC address`) {
 		t.Fatalf("bad inventory: %d %s", code, errOut)
 	}
 }

@@ -10,9 +10,11 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/kiln-dev/kiln/api/readlimit"
+	"github.com/kiln-dev/kiln/api/strictyaml"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"go.yaml.in/yaml/v3"
 )
@@ -108,21 +110,23 @@ var (
 	hostnameR = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$`)
 )
 
-// maxInventory bounds the size of machines.yaml (1 MiB holds about ten thousand machines).
+// maxInventory bounds the size of machines.yaml (see readlimit.Inventory).
 const maxInventory = readlimit.Inventory
 
 // DecodeInventory reads machines.yaml strictly: unknown fields, duplicate keys, wrong types and every
 // invalid value are errors naming the file, the field's path and its line. Every finding is reported at
 // once (errors.Join). MACs and UUIDs are normalised to lower case.
 func DecodeInventory(data []byte, filename string) (*Inventory, error) {
-	inv, _, err := DecodeInventoryWarnings(data, filename)
+	inv, _, err := DecodeInventoryFindings(data, filename)
 	return inv, err
 }
 
-// DecodeInventoryWarnings is DecodeInventory that also returns the warnings, formatted like the
-// errors (FILE:LINE: PATH: MESSAGE): settings that are allowed but weaken security, such as a
-// Redfish BMC with insecure: true. A command with --strict treats them as errors.
-func DecodeInventoryWarnings(data []byte, filename string) (*Inventory, []string, error) {
+// DecodeInventoryFindings is DecodeInventory that also returns the warnings: settings that are
+// allowed but weaken security (a Redfish BMC over http:// or without TLS verification, IPMI), each
+// naming its machine, with its path, line and column like the errors (FILE:LINE:COL: PATH: MESSAGE,
+// strictyaml's findings). A command with --strict treats them as errors. The findings of an invalid
+// inventory are a *strictyaml.Error.
+func DecodeInventoryFindings(data []byte, filename string) (*Inventory, []strictyaml.Finding, error) {
 	if len(data) > maxInventory {
 		return nil, nil, fmt.Errorf("%s: %d bytes, more than the %d allowed", filename, len(data), maxInventory)
 	}
@@ -139,23 +143,29 @@ func DecodeInventoryWarnings(data []byte, filename string) (*Inventory, []string
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, nil, fmt.Errorf("%s: more than one YAML document", filename)
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", filename, err)
+	// Positions are looked up in the document's node tree, parsed only when there is a finding: the
+	// tree is as large as the decoding was, and most inventories have nothing to report.
+	var root *yaml.Node
+	var errs, warnings []strictyaml.Finding
+	finding := func(sev strictyaml.Severity, p, format string, args ...any) strictyaml.Finding {
+		if root == nil {
+			root = new(yaml.Node)
+			if err := yaml.Unmarshal(data, root); err != nil {
+				root = new(yaml.Node) // decoded above, so not expected; the findings go without positions
+			}
+		}
+		at := positionOf(root, p)
+		return strictyaml.Finding{Path: p, Line: at.line, Column: at.col, Severity: sev, Message: fmt.Sprintf(format, args...)}
 	}
-	lines := nodeLines(&root)
-	var errs []error
 	bad := func(p, format string, args ...any) {
-		l := lineOf(lines, p)
-		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", filename, l, p, fmt.Sprintf(format, args...)))
+		errs = append(errs, finding(strictyaml.SeverityError, p, format, args...))
 	}
-	var warnings []string
 	warn := func(p, format string, args ...any) {
-		warnings = append(warnings, fmt.Sprintf("%s:%d: %s: %s", filename, lineOf(lines, p), p, fmt.Sprintf(format, args...)))
+		warnings = append(warnings, finding(strictyaml.SeverityWarning, p, format, args...))
 	}
 	inv.validate(bad, warn)
 	if len(errs) > 0 {
-		return nil, warnings, errors.Join(errs...)
+		return nil, warnings, &strictyaml.Error{File: filename, Findings: errs}
 	}
 	return &inv, warnings, nil
 }
@@ -265,12 +275,14 @@ func (inv *Inventory) validate(bad, warn func(p, format string, args ...any)) {
 			}
 		}
 		if m.BMC != nil {
-			checkBMC(m.BMC, at+".bmc", bad, warn)
+			checkBMC(m.Name, m.BMC, at+".bmc", bad, warn)
 		}
 	}
 }
 
-func checkBMC(b *BMC, at string, bad, warn func(p, format string, args ...any)) {
+// checkBMC checks the BMC of machine name at path at: errors go to bad, and what is allowed but
+// weakens security to warn, naming the machine.
+func checkBMC(name string, b *BMC, at string, bad, warn func(p, format string, args ...any)) {
 	switch b.Driver {
 	case "redfish":
 		u, err := url.Parse(b.Address)
@@ -282,14 +294,16 @@ func checkBMC(b *BMC, at string, bad, warn func(p, format string, args ...any)) 
 		case u.Scheme == "http" && !b.Insecure:
 			bad(at+".address", "%q: Redfish over http:// sends the BMC password in clear: use https://, or set insecure: true to allow it", b.Address)
 		case u.Scheme == "http":
-			warn(at+".insecure", "Redfish over http:// (%s) sends the BMC password in clear", b.Address)
+			warn(at+".insecure", "machine %s: Redfish over http:// (%s) sends the BMC password in clear", name, b.Address)
 		case b.Insecure:
-			warn(at+".insecure", "the BMC's TLS certificate is not verified")
+			warn(at+".insecure", "machine %s: the TLS certificate of its Redfish BMC (%s) is not verified", name, b.Address)
 		}
 	case "ipmi":
 		if b.Address == "" || strings.ContainsAny(b.Address, " /") {
 			bad(at+".address", "%q: want host or host:port", b.Address)
 		}
+		warn(at+".driver", "machine %s: IPMI (v2.0, lanplus) hands a hash of the BMC password to anyone who asks (RAKP, CVE-2013-4786) "+
+			"and never authenticates the BMC: use redfish over https:// where the BMC has it", name)
 	default:
 		bad(at+".driver", "%q: want redfish or ipmi", b.Driver)
 	}
@@ -323,57 +337,47 @@ func NormalizeMAC(mac string) (string, error) {
 	return hw.String(), nil
 }
 
-// nodeLines maps each path (machines[0].mac) of a YAML document to its line.
-func nodeLines(root *yaml.Node) map[string]int {
-	out := map[string]int{}
-	var walk func(n *yaml.Node, p string)
-	walk = func(n *yaml.Node, p string) {
-		if n == nil {
-			return
-		}
-		if p != "" {
-			if _, ok := out[p]; !ok {
-				out[p] = n.Line
+// position is where a node is in a YAML document: 1-based line and column.
+type position struct{ line, col int }
+
+// positionOf is the position of path p (machines[0].labels.example.com/rack) in the document root, or
+// of its nearest parent that is in it; 1:1 when none is. A mapping entry's position is its key's.
+func positionOf(root *yaml.Node, p string) position {
+	at := position{line: 1, col: 1}
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for p != "" && n != nil {
+		switch {
+		case strings.HasPrefix(p, "["):
+			end := strings.IndexByte(p, ']')
+			i, err := strconv.Atoi(p[1:max(end, 1)])
+			if end < 0 || err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+				return at
 			}
-		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, p)
-			}
-		case yaml.MappingNode:
+			n, p = n.Content[i], strings.TrimPrefix(p[end+1:], ".")
+			at = position{n.Line, n.Column}
+		case n.Kind == yaml.MappingNode:
+			// The longest key that p starts with, followed by the end, "." or "[": label keys hold dots.
+			var key, val *yaml.Node
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i].Value
-				child := k
-				if p != "" {
-					child = p + "." + k
+				if rest, ok := strings.CutPrefix(p, k); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') &&
+					(key == nil || len(k) > len(key.Value)) {
+					key, val = n.Content[i], n.Content[i+1]
 				}
-				out[child] = n.Content[i].Line
-				walk(n.Content[i+1], child)
 			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				walk(c, fmt.Sprintf("%s[%d]", p, i))
+			if key == nil {
+				return at
 			}
+			at = position{key.Line, key.Column}
+			n, p = val, strings.TrimPrefix(p[len(key.Value):], ".")
+		default:
+			return at
 		}
 	}
-	walk(root, "")
-	return out
-}
-
-// lineOf is the line of p, or of its nearest parent that is in the document.
-func lineOf(lines map[string]int, p string) int {
-	for p != "" {
-		if l, ok := lines[p]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return 1
+	return at
 }
 
 // Lookup finds a machine by MAC (any notation).

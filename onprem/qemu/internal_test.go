@@ -333,3 +333,88 @@ func TestFailedCreateKeepsTheReservation(t *testing.T) {
 		t.Errorf("the failed Create left %v behind, want only the reservation's %s", entries, metaFile)
 	}
 }
+
+// TestDeleteNetwork: what a kiln killed in the middle of a delete or a create leaves of a cluster
+// without machines (reservations, a directory without a record, the switch's directory) goes; a
+// machine that is still there keeps it all and is named; other clusters are untouched.
+func TestDeleteNetwork(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// reserved and unrecorded are names of cluster a with a reservation, or a directory and no
+		// record; machine names a machine of a (a record that is not a reservation).
+		reserved, unrecorded []string
+		machine              string
+		wantErr              string
+		wantLeft             []string // entries left in a's directory
+	}{
+		{name: "nothing there"},
+		{name: "a switch directory only", wantLeft: nil},
+		{name: "reservations", reserved: []string{"a-workers-0", "a-control-plane-0"}},
+		{name: "a create interrupted before its record", unrecorded: []string{"a-workers-1"}},
+		{
+			name:     "a machine is still there",
+			reserved: []string{"a-workers-0"}, machine: "a-workers-1",
+			wantErr:  "machines a-workers-1 are still there",
+			wantLeft: []string{".switch", "a-workers-1"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestProvider(t, Config{})
+			ctx := context.Background()
+			for _, n := range tc.reserved {
+				if _, err := p.Reserve(ctx, "a", n); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := p.Reserve(ctx, "b", "b-workers-0"); err != nil {
+				t.Fatal(err)
+			}
+			adir := p.clusterDir("a")
+			if tc.name != "nothing there" {
+				if err := os.MkdirAll(filepath.Join(adir, switchDir), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range tc.unrecorded {
+				if err := os.MkdirAll(filepath.Join(adir, n), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(adir, n, diskFile), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.machine != "" {
+				if err := os.MkdirAll(filepath.Join(adir, tc.machine), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.writeMeta(filepath.Join(adir, tc.machine), meta{Name: tc.machine, Cluster: "a", Address: "10.0.0.20"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			err := p.DeleteNetwork(ctx, "a")
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("DeleteNetwork: %v, want an error with %q", err, tc.wantErr)
+			}
+			var left []string
+			entries, err := os.ReadDir(adir)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				left = append(left, e.Name())
+			}
+			if diff := cmp.Diff(tc.wantLeft, left, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("left in a's directory (-want +got):\n%s", diff)
+			}
+			if tc.wantErr == "" {
+				if _, err := os.Stat(adir); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("a's directory: %v, want it gone", err)
+				}
+			}
+			if a, err := p.Reserve(ctx, "b", "b-workers-0"); err != nil || a.String() != "10.0.0.10" {
+				t.Errorf("b's reservation: %v %v, want 10.0.0.10 kept", a, err)
+			}
+		})
+	}
+}

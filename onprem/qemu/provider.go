@@ -47,6 +47,9 @@ var (
 	_ provisioner.Stopper    = (*Provider)(nil)
 	_ provisioner.Addresser  = (*Provider)(nil)
 	_ provisioner.APIReacher = (*Provider)(nil)
+	// The cluster's network is its private switch, started with its first machine; DeleteNetwork
+	// finishes what a Delete interrupted before the switch went.
+	_ provisioner.NetworkDeleter = (*Provider)(nil)
 )
 
 // New checks cfg and returns a Provider. It makes the state directory.
@@ -460,6 +463,65 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("qemu: delete %s: %w", name, err)
 	}
 	return p.dropSwitchIfEmpty(ctx, filepath.Base(filepath.Dir(dir)))
+}
+
+// DeleteNetwork removes what is left of cluster once its machines are deleted: the addresses still
+// reserved for names that got no machine, the directories of creates that were interrupted before
+// their machine was recorded, and the cluster's private network switch with the cluster's directory.
+// A Delete does the last itself when it removes the cluster's last machine, but a kiln killed in
+// between leaves them to this. It is an error if a machine of the cluster is still there.
+func (p *Provider) DeleteNetwork(ctx context.Context, cluster string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("qemu: delete network of %s: %w", cluster, err)
+	}
+	if err := checkName("cluster", cluster); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(p.clusterDir(cluster))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("qemu: delete network of %s: %w", cluster, err)
+	}
+	var left []string
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		kept, err := p.releaseUnmade(ctx, filepath.Join(p.clusterDir(cluster), e.Name()))
+		if err != nil {
+			return fmt.Errorf("qemu: delete network of %s: %w", cluster, err)
+		}
+		if kept {
+			left = append(left, e.Name())
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("qemu: delete network of %s: machines %s are still there: %w", cluster, strings.Join(left, ", "), ErrInvalid)
+	}
+	return p.dropSwitchIfEmpty(ctx, cluster)
+}
+
+// releaseUnmade removes the machine directory dir if it holds no machine (a reservation only, or a
+// create interrupted before it wrote the machine's record), under the name's lock, and reports
+// whether a machine is there.
+func (p *Provider) releaseUnmade(ctx context.Context, dir string) (kept bool, err error) {
+	unlock, err := p.lock(ctx, "machine-"+filepath.Base(dir))
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	md, err := readMeta(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		p.kill(dir) // no record, so no QEMU was started; to be sure
+	case err != nil:
+		return false, err
+	case !md.Reserved:
+		return true, nil
+	}
+	return false, os.RemoveAll(dir)
 }
 
 // Stop stops the machine's process and keeps its disk; List then reports it stopped. A missing or
