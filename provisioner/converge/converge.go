@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -111,6 +112,9 @@ type Executor struct {
 	Limiter *rate.Limiter
 	// Log gets one record per action and per held-back replacement. Defaults to discarding.
 	Log *slog.Logger
+
+	// apiSilent is whether the last pass could not read the Nodes, so that it is said once, not each pass.
+	apiSilent atomic.Bool
 }
 
 // Action is one call to the provider, or to the cluster's API, that a pass made.
@@ -327,8 +331,13 @@ func (e *Executor) nodeReady(ctx context.Context) (map[string]health.Condition, 
 	}
 	n, err := e.Nodes.NodeReady(ctx)
 	if err != nil {
-		e.log().Warn("cannot read node conditions; judging by probes alone, deleting without draining", "err", err)
+		if !e.apiSilent.Swap(true) {
+			e.log().Warn("cannot read node conditions; judging by probes alone, deleting without draining (said once, until the API answers)", "err", err)
+		}
 		return nil, false
+	}
+	if e.apiSilent.Swap(false) {
+		e.log().Info("the cluster's API answers: machines are judged by their Nodes again")
 	}
 	return n, true
 }
