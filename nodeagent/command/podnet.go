@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/nodeagent/podnet"
@@ -101,33 +102,39 @@ credential and, on every change and every --resync:
 	return cmd
 }
 
-// nodeClient waits until kubeconfig exists, saying so through waiting, and returns a client with
-// it. It returns a nil client and no error when ctx ends first.
+// nodeClient waits until kubeconfig exists and can be used (the kubelet writes its client
+// certificate, which the kubeconfig names, around the same time), saying what it waits for through
+// waiting, and returns a client with it. It returns a nil client and no error when ctx ends first.
 func nodeClient(ctx context.Context, kubeconfig string, waiting func(string)) (kubernetes.Interface, error) {
-	said := false
+	said := ""
+	say := func(why string) {
+		if why != said {
+			waiting(why)
+			said = why
+		}
+	}
+	var rc *rest.Config
 	err := wait.PollUntilContextCancel(ctx, kubeconfigPoll, true, func(context.Context) (bool, error) {
 		_, err := os.Stat(kubeconfig)
 		switch {
-		case err == nil:
-			return true, nil
 		case errors.Is(err, fs.ErrNotExist):
-			if !said {
-				waiting(fmt.Sprintf("no kubeconfig at %s yet (the kubelet writes it after its TLS bootstrap)", kubeconfig))
-				said = true
-			}
+			say(fmt.Sprintf("no kubeconfig at %s yet (the kubelet writes it after its TLS bootstrap)", kubeconfig))
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("kubeconfig: %w", err)
+		}
+		if rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
+			// Most often the client certificate it names is not written yet.
+			say(fmt.Sprintf("kubeconfig %s is not usable yet: %v", kubeconfig, err))
 			return false, nil
 		}
-		return false, fmt.Errorf("kubeconfig: %w", err)
+		return true, nil
 	})
 	if ctx.Err() != nil {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	rc.UserAgent = "kiln-node/" + Version + " podnet"
 	client, err := kubernetes.NewForConfig(rc)

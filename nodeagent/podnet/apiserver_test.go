@@ -1,4 +1,4 @@
-package podnet
+package podnet_test
 
 import (
 	"bytes"
@@ -28,6 +28,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/nodeagent/podnet"
 )
 
 // waitTimeout bounds each wait on the control plane (the controller manager's leader election and
@@ -45,7 +46,7 @@ const waitTimeout = 2 * time.Minute
 //
 //	CI=true go test -count=1 -run TestAgentAgainstAPIServer -v ./nodeagent/podnet
 func TestAgentAgainstAPIServer(t *testing.T) {
-	requireNetAdmin(t)
+	podnet.RequireNetAdmin(t)
 	in := clusterInput(t)
 	clusterCIDR := netip.MustParsePrefix(in.Cluster.Spec.Network.PodCIDR)
 
@@ -66,27 +67,27 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	admin := clientFor(t, cp.AdminKubeconfig)
 
 	// The node's namespace on the private network, with a route of its own that the agent leaves alone.
-	lan, _ := newNetns(t, "lan")
-	ns, h := newNetns(t, "node")
-	run(t, "ip", "-n", lan, "link", "add", "br0", "type", "bridge")
-	run(t, "ip", "-n", lan, "link", "set", "br0", "up")
-	run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "n0", "netns", lan)
-	run(t, "ip", "-n", lan, "link", "set", "n0", "master", "br0", "up")
-	run(t, "ip", "-n", ns, "addr", "add", "192.0.2.10/24", "dev", "eth0")
-	run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-	run(t, "ip", "-n", ns, "route", "add", "198.51.100.0/24", "via", "192.0.2.1", "proto", "static")
+	lan, _ := podnet.NewNetns(t, "lan")
+	ns, h := podnet.NewNetns(t, "node")
+	podnet.Run(t, "ip", "-n", lan, "link", "add", "br0", "type", "bridge")
+	podnet.Run(t, "ip", "-n", lan, "link", "set", "br0", "up")
+	podnet.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "n0", "netns", lan)
+	podnet.Run(t, "ip", "-n", lan, "link", "set", "n0", "master", "br0", "up")
+	podnet.Run(t, "ip", "-n", ns, "addr", "add", "192.0.2.10/24", "dev", "eth0")
+	podnet.Run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	podnet.Run(t, "ip", "-n", ns, "route", "add", "198.51.100.0/24", "via", "192.0.2.1", "proto", "static")
 
 	// The agent, as node podnet-a, with the credential its kubelet has.
 	const self = "podnet-a"
 	nodeClient := clientFor(t, nodeKubeconfig(t, in, cp.APIURL, self))
 	cniDir := t.TempDir()
 	logs := &logBuffer{t: t}
-	agent := &Agent{
+	agent := &podnet.Agent{
 		NodeName:    self,
 		ClusterCIDR: clusterCIDR,
 		CNIDir:      cniDir,
-		Routes:      NewRouteTable(h),
-		Nft:         Nft{Command: []string{"ip", "netns", "exec", ns, "nft"}},
+		Routes:      podnet.NewRouteTable(h),
+		Nft:         podnet.Nft{Command: []string{"ip", "netns", "exec", ns, "nft"}},
 		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Resync:      5 * time.Second,
 	}
@@ -110,7 +111,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	waitFor(t, "the agent to say it waits for its Node", func() bool {
 		return logs.contains("node podnet-a is not registered yet")
 	})
-	if _, err := os.Stat(filepath.Join(cniDir, ConflistFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(cniDir, podnet.ConflistFile)); !os.IsNotExist(err) {
 		t.Fatalf("a CNI config exists before the node has a podCIDR: %v", err)
 	}
 
@@ -118,19 +119,19 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	// the agent writes the CNI config for it.
 	createNode(t, admin, self, "", "192.0.2.10")
 	a := waitPodCIDR(t, admin, self)
-	wantConf, err := Conflist(a)
+	wantConf, err := podnet.Conflist(a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the CNI config with "+a.String(), func() bool {
-		got, err := os.ReadFile(filepath.Join(cniDir, ConflistFile))
+		got, err := os.ReadFile(filepath.Join(cniDir, podnet.ConflistFile))
 		return err == nil && bytes.Equal(got, wantConf)
 	})
 	t.Logf("node %s got podCIDR %s; the CNI config appeared", self, a)
 	if !clusterCIDR.Contains(a.Addr()) {
 		t.Errorf("podCIDR %s is outside the cluster's %s", a, clusterCIDR)
 	}
-	if table := run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", NftTable); !strings.Contains(table,
+	if table := podnet.Run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", podnet.NftTable); !strings.Contains(table,
 		"ip saddr "+a.String()+" ip daddr != "+clusterCIDR.String()) {
 		t.Errorf("the masquerading is not loaded for %s:\n%s", a, table)
 	}
@@ -143,7 +144,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	routeB := b.String() + " via 192.0.2.11 dev eth0 proto 107"
 	routeC := "10.244.200.0/24 via 192.0.2.12 dev eth0 proto 107"
 	waitFor(t, "routes to the pods of b and c", func() bool {
-		got := routesIn(t, ns)
+		got := podnet.RoutesIn(t, ns)
 		return slices.Contains(got, routeB) && slices.Contains(got, routeC)
 	})
 	if c != netip.MustParsePrefix("10.244.200.0/24") {
@@ -154,8 +155,8 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	if err := admin.CoreV1().Nodes().Delete(ctx, "podnet-c", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the route to c's pods to go", func() bool { return !slices.Contains(routesIn(t, ns), routeC) })
-	got := routesIn(t, ns)
+	waitFor(t, "the route to c's pods to go", func() bool { return !slices.Contains(podnet.RoutesIn(t, ns), routeC) })
+	got := podnet.RoutesIn(t, ns)
 	for _, want := range []string{routeB, "198.51.100.0/24 via 192.0.2.1 dev eth0 proto static"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("route %q is gone: %v", want, got)
@@ -168,8 +169,8 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	}
 
 	// A route deleted by hand comes back within the resync.
-	run(t, "ip", "-n", ns, "route", "del", b.String())
-	waitFor(t, "the route to b's pods to come back", func() bool { return slices.Contains(routesIn(t, ns), routeB) })
+	podnet.Run(t, "ip", "-n", ns, "route", "del", b.String())
+	waitFor(t, "the route to b's pods to come back", func() bool { return slices.Contains(podnet.RoutesIn(t, ns), routeB) })
 }
 
 // clusterInput is testdata/cluster.yaml with fresh secrets and a bootstrap token.
@@ -309,11 +310,4 @@ func (l *logBuffer) contains(s string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Contains(l.buf.String(), s)
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -101,3 +101,10 @@ func routesIn(t *testing.T, ns string) []string {
 	}
 	return out
 }
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
