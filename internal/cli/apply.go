@@ -306,10 +306,10 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Log:         log,
 		Ignition:    renderer.render,
 	}
-	// Where kiln reaches the cluster's API (the provider forwards it to this host, or a kubeconfig is
-	// given), a machine is ready once its Node is Ready, not when SSH answers.
-	_, reaches := p.(provisioner.APIReacher)
-	e.RequireNodes = reaches || o.kubeconfig != ""
+	// With a kubeconfig a machine is ready once its Node is Ready, not when SSH answers. Without one,
+	// kiln's own credential reads the Nodes once the API answers, and a machine without a Node is
+	// judged by its probes (the fallback before the API is up).
+	e.RequireNodes = o.kubeconfig != ""
 	if o.qps > 0 {
 		e.Limiter = rate.NewLimiter(rate.Limit(o.qps), max(1, int(o.qps)))
 	}

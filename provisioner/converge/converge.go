@@ -94,8 +94,9 @@ type Executor struct {
 	Prober   Prober
 	// Nodes, when set, adds the Kubernetes Node Ready condition to the health of each machine.
 	Nodes NodeLister
-	// RequireNodes says that kiln reaches the cluster's API, so a machine is up (ready) only once its
-	// Node is Ready, never on its probes alone (health.Observation.NodeRequired).
+	// RequireNodes says that a machine is up (ready) only once its Node is Ready, never on its probes
+	// alone (health.Observation.NodeRequired). Without it, a machine without a Node (or whose Nodes
+	// cannot be read) is judged by its probes.
 	RequireNodes bool
 	// Drainer drains the Node of a machine before it is deleted or powered off. Defaults to Nodes
 	// when Nodes is a Drainer too (KubeNodes is). It is used only in passes where Nodes answered.
@@ -397,7 +398,7 @@ func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, 
 		} else {
 			o.NodeReady = health.Condition{}
 		}
-		o.NodeRequired = e.RequireNodes && e.Nodes != nil
+		o.NodeRequired = e.Nodes != nil && e.RequireNodes
 		if o.Up.IsZero() && m.State == provisioner.StateRunning && o.IsUp() {
 			o.Up = now
 		}

@@ -146,9 +146,10 @@ func TestDrainFailureIsAnError(t *testing.T) {
 }
 
 func TestNoDrainWithoutANode(t *testing.T) {
-	k := &kube{noNode: []string{"kt-workers-2"}}
+	k := &kube{}
 	h, e := scaledDown(t, k)
-	// kt-workers-2 has no Node: there is nothing to drain.
+	// kt-workers-2 (up before) has no Node now: there is nothing to drain.
+	k.noNode = []string{"kt-workers-2"}
 	if got := ops(h.pass(t, e)); got != "delete kt-workers-2" || len(k.calls) != 0 {
 		t.Fatalf("actions %s, calls %v; want the delete alone", got, k.calls)
 	}
@@ -206,5 +207,25 @@ func TestPlanActsOnNothing(t *testing.T) {
 	}
 	if len(r.Plan.Creates) != 3 || len(r.Actions) != 0 || len(h.names()) != 0 || h.store.data != nil || len(k.calls) != 0 {
 		t.Fatalf("Plan: %+v, actions %v, machines %v, memory %s, calls %v; want a plan and nothing done", r.Plan, r.Actions, h.names(), h.store.data, k.calls)
+	}
+}
+
+// With RequireNodes a new machine is ready only once its Node is Ready, not when its probes pass;
+// without it, a machine without a Node is judged by its probes.
+func TestRequireNodes(t *testing.T) {
+	for _, require := range []bool{true, false} {
+		k := &kube{noNode: []string{"kt-workers-0"}}
+		h := newHarness()
+		k.mem = h.mem
+		e := h.executor(desired(1), reconcile.Policy{})
+		e.Nodes, e.RequireNodes = k, require
+		h.pass(t, e)
+		if r := h.pass(t, e); r.Converged(desired(1)) == require {
+			t.Fatalf("RequireNodes %v: converged %v with no Node for kt-workers-0: %s", require, !require, ops(r))
+		}
+		k.noNode = nil
+		if r := h.pass(t, e); !r.Converged(desired(1)) {
+			t.Fatalf("RequireNodes %v: not converged with kt-workers-0's Node Ready: %s", require, ops(r))
+		}
 	}
 }
