@@ -53,7 +53,8 @@ func TestApplyWorkerWithRealIgnition(t *testing.T) {
 		{path: "/var/lib/kubelet", mode: fs.ModeDir | 0o700},
 		{path: "/etc/containerd/config.toml", mode: 0o644, contains: "SystemdCgroup = true"},
 		{path: "/etc/systemd/system/kubelet.service", mode: 0o644, contains: "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf"},
-		{path: "/etc/systemd/system-preset/20-ignition.preset", mode: 0o644, contains: "enable containerd.service\nenable kiln-firewall.service\nenable kubelet.service\n"},
+		{path: "/etc/systemd/system-preset/20-ignition.preset", mode: 0o644, contains: "enable containerd.service\nenable kiln-firewall.service\nenable kiln-ssh-hostkeys-report.service\nenable kubelet.service\n"},
+		{path: "/etc/systemd/system/kiln-ssh-hostkeys-report.service", mode: 0o644, contains: "cat /etc/ssh/ssh_host_*_key.pub;"},
 		{path: "/etc/kiln/firewall.nft", mode: 0o600, contains: "table inet kiln_filter"},
 		{path: "/etc/systemd/system/kiln-firewall.service", mode: 0o644, contains: "Before=network-pre.target"},
 	} {
