@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/lease"
@@ -294,6 +295,10 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Concurrency: o.concurrency,
 		Log:         log,
 		Ignition:    renderer.render,
+		// A deleted machine's pinned host keys go with it: a new machine gets its own.
+		Deleted: func(_ context.Context, name string) error {
+			return openingStore{g: g, mu: &keeper.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
+		},
 	}
 	if o.qps > 0 {
 		e.Limiter = rate.NewLimiter(rate.Limit(o.qps), max(1, int(o.qps)))
