@@ -47,6 +47,7 @@ func TestHostKeysFromSerialLog(t *testing.T) {
 		{name: "no serial console yet", wantErr: provisioner.ErrNoHostKeys},
 		{name: "booting", serial: ptr("SeaBIOS\r\nLinux version\r\n"), wantErr: provisioner.ErrNoHostKeys},
 		{name: "one report", serial: ptr("boot\r\n" + report(l1) + "login: "), want: k1},
+		{name: "a report after a login prompt", serial: ptr("boot\r\nnode login: " + report(l1)), want: k1},
 		{name: "two reports: the last wins", serial: ptr(report(l1) + "reboot\r\n" + report(l2)), want: k2},
 		{name: "a report before the last MiB is not read", serial: ptr(report(l1) + noise), wantErr: provisioner.ErrNoHostKeys},
 		{name: "a report after a MiB of console", serial: ptr(report(l1) + noise + report(l2)), want: k2},

@@ -58,6 +58,8 @@ func TestUnitParse(t *testing.T) {
 		{name: "no report yet", console: "[    0.000000] Linux version 6.1\r\nkiln login: \r\n", wantErr: provisioner.ErrNoHostKeys},
 		{name: "one report, console line endings", console: "boot\r\n" + begin + "\r\n" + l1 + "\r\n" + l2 + "\r\n" + end + "\r\nlogin: ",
 			want: []ssh.PublicKey{k1, k2}},
+		{name: "the marker after a login prompt", console: "node login: " + begin + "\r\n" + l1 + "\r\n" + end + "\r\n",
+			want: []ssh.PublicKey{k1}},
 		{name: "two reports: the last wins", console: begin + "\n" + l1 + "\n" + end + "\nreboot\n" + begin + "\n" + l3 + "\n" + end + "\n",
 			want: []ssh.PublicKey{k3}},
 		{name: "a truncated report after a complete one: the complete one", console: begin + "\n" + l1 + "\n" + end + "\n" + begin + "\n" + l3[:20],

@@ -28,7 +28,8 @@ const (
 const MaxReportRead = 1 << 20
 
 // Parse returns the keys of the last complete report in data: the lines between the last
-// BeginMarker that an EndMarker closes and that EndMarker, each one public key in authorized_keys
+// BeginMarker (which may end a line of other console output) that an EndMarker closes and that
+// EndMarker, each one public key in authorized_keys
 // form without options. Lines outside reports (the rest of a console) are ignored; a report that a
 // reboot cut short (a BeginMarker without its EndMarker) does not count. It returns
 // provisioner.ErrNoHostKeys when
@@ -49,7 +50,9 @@ func Parse(data []byte) ([]ssh.PublicKey, error) {
 		n := i + 1
 		line := strings.TrimSpace(string(raw)) // a console ends its lines with \r\n
 		switch {
-		case line == BeginMarker:
+		case strings.HasSuffix(line, BeginMarker):
+			// What comes before the marker on its line is the console's unfinished line (a getty's
+			// "login: " prompt), not part of the report.
 			// A report open before this one was cut short: this one replaces it.
 			in, keys, bad, begin = true, nil, nil, n
 		case !in:
