@@ -9,6 +9,9 @@ import (
 // ErrChanged is wrapped by a *MismatchError: a machine reported host keys other than those pinned.
 var ErrChanged = errors.New("host keys differ from the pinned ones")
 
+// errNoKeys: a report without keys is never pinned.
+var errNoKeys = errors.New("no host key reported")
+
 // FormatError is a report that is not a list of public keys. It names the line (counted from the
 // start of what was parsed) and never quotes it.
 type FormatError struct {

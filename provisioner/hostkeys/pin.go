@@ -71,8 +71,6 @@ func Decide(machine string, pin *Pin, reported []ssh.PublicKey) (Verdict, error)
 	return Refuse, &MismatchError{Machine: machine, Pinned: Fingerprints(pinned), Reported: Fingerprints(reported)}
 }
 
-var errNoKeys = errors.New("no host key reported")
-
 // keySet is keys in authorized_keys form, sorted, without repeats.
 func keySet(keys []ssh.PublicKey) []string {
 	out := make([]string, 0, len(keys))
