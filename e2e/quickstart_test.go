@@ -5,6 +5,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kiln-dev/kiln/internal/ignitiontest"
 	"github.com/kiln-dev/kiln/internal/testtool"
@@ -68,13 +71,22 @@ func TestQuickstart(t *testing.T) {
 	if err := json.Unmarshal(nodes, &views); err != nil {
 		t.Fatalf("get nodes -o json: %v\n%s", err, nodes)
 	}
+	// Only the host keys the nodes reported, and kiln pinned, are accepted.
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	if out, err := kiln("known-hosts", "-f", filepath.Join(demo, "cluster.yaml"), "--wait", "2m", "--output-file", known); err != nil {
+		t.Fatalf("kiln known-hosts: %v\n%s", err, out)
+	}
+	hostKeys, err := knownhosts.New(known)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, v := range views {
 		if v.Name != "demo-workers-1" {
 			continue
 		}
 		for _, user := range []string{"kiln", "root"} {
 			_, err := ssh.Dial("tcp", v.SSH, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password("kiln")},
-				HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: time.Minute})
+				HostKeyCallback: hostKeys, HostKeyAlgorithms: keyAlgorithms(t, known), Timeout: time.Minute})
 			if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 				t.Errorf("password login as %s on %s: %v, want refused", user, v.SSH, err)
 			}
@@ -116,6 +128,33 @@ func env() []string {
 		if !strings.HasPrefix(kv, "KILN_STATE_") {
 			out = append(out, kv)
 		}
+	}
+	return out
+}
+
+// keyAlgorithms are the host key algorithms of the keys of the known_hosts file, so that a host that
+// offers several is asked for one the file holds.
+func keyAlgorithms(t *testing.T, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for len(data) > 0 {
+		_, _, key, _, rest, err := ssh.ParseKnownHosts(data)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		data = rest
+		if key.Type() == ssh.KeyAlgoRSA {
+			out = append(out, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
+			continue
+		}
+		out = append(out, key.Type())
 	}
 	return out
 }

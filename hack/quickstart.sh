@@ -75,7 +75,8 @@ grep -E '"msg":"(create|delete)"' "$DEMO/watch.log" || true
 step "log in to the new worker with the cluster's key"
 "$KILN" ssh-key -f "$SPEC" --output-file "$DEMO/id_demo"
 ssh_addr=$("$KILN" get nodes -f "$SPEC" -o wide | awk '$1 == "demo-workers-1" { print $8 }')
-ssh -i "$DEMO/id_demo" -p "${ssh_addr##*:}" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+"$KILN" known-hosts -f "$SPEC" --wait 2m --output-file "$DEMO/known_hosts"
+ssh -i "$DEMO/id_demo" -p "${ssh_addr##*:}" -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$DEMO/known_hosts" \
 	-o LogLevel=ERROR -o BatchMode=yes kiln@127.0.0.1 'echo "logged in to $(hostname) as $(id -un)"'
 
 step "done"

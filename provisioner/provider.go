@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/kiln-dev/kiln/bootstrap/firewall"
 )
 
@@ -151,4 +153,16 @@ type APIReacher interface {
 	// APIAddress returns the host:port at which kiln's host reaches the cluster's API endpoint, and
 	// ErrNotReachable (wrapped) while no control-plane machine forwards it.
 	APIAddress(ctx context.Context, cluster string) (string, error)
+}
+
+// HostKeyReporter is the capability of providers that carry a machine's own report of its SSH host
+// public keys over a channel the platform binds to that machine (the local QEMU provider: the VM's
+// serial console, which only that VM writes and only root on the host reads). Every node writes the
+// report at each boot (kiln-ssh-hostkeys-report.service); kiln pins the first keys it reads
+// (provisioner/hostkeys) and accepts no others. Find it by type assertion on a Provider.
+type HostKeyReporter interface {
+	// HostKeys returns the keys of the machine's latest complete report. It wraps ErrNoHostKeys while
+	// there is none (the node has not booted that far), and, for a report it cannot read as public
+	// keys, names where in the channel the bad line is (never quoting it).
+	HostKeys(ctx context.Context, name string) ([]ssh.PublicKey, error)
 }

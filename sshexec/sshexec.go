@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -49,6 +50,7 @@ type Client struct {
 	deadline   time.Time
 	timeout    time.Duration
 	maxOutput  int
+	conn       net.Conn
 	client     *ssh.Client
 }
 
@@ -132,7 +134,7 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Client, error) {
 		}
 		return nil, c.wrap(ctx, err)
 	}
-	c.client = ssh.NewClient(cc, chans, reqs)
+	c.conn, c.client = conn, ssh.NewClient(cc, chans, reqs)
 	return c, nil
 }
 
@@ -172,6 +174,78 @@ func (c *Client) Run(ctx context.Context, command string) (Result, error) {
 		return res, c.errorf("%w", xe)
 	}
 	return res, c.wrap(ctx, fmt.Errorf("%s: %w", command, err))
+}
+
+// Stdio connects a command that Attach runs to the caller's streams.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+	// TTY, when set, asks the host for a pseudo-terminal (an interactive shell); Err is then unused,
+	// as a terminal has one output.
+	TTY *TTY
+}
+
+// TTY is the pseudo-terminal of an interactive session.
+type TTY struct {
+	// Term is the terminal type ($TERM).
+	Term          string
+	Width, Height int
+}
+
+// Attach runs command, or the user's login shell when command is empty, with its streams connected
+// to s: it is for a person, who ends it. Config.Timeout and Config.MaxOutput stop applying once it
+// starts; ctx still ends it, and the connection with it. A command that does not exit 0 returns an
+// error wrapping an *ExitError (its Stderr is empty: it went to s.Err).
+func (c *Client) Attach(ctx context.Context, command string, s Stdio) error {
+	if err := ctx.Err(); err != nil {
+		return c.errorf("%w", context.Cause(ctx))
+	}
+	if err := c.conn.SetDeadline(time.Time{}); err != nil {
+		return c.errorf("%w", err)
+	}
+	c.deadline = time.Time{}
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return c.wrap(ctx, err)
+	}
+	defer sess.Close()
+	sess.Stdin, sess.Stdout, sess.Stderr = s.In, s.Out, s.Err
+	if s.TTY != nil {
+		modes := ssh.TerminalModes{ssh.ECHO: 1, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
+		if err := sess.RequestPty(s.TTY.Term, s.TTY.Height, s.TTY.Width, modes); err != nil {
+			return c.errorf("pseudo-terminal: %w", err)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { c.client.Close() })
+	if command == "" {
+		if err = sess.Shell(); err == nil {
+			err = sess.Wait()
+		}
+	} else {
+		err = sess.Run(command)
+	}
+	cancelled := !stop()
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case cancelled:
+		return c.errorf("%s: %w", orShell(command), context.Cause(ctx))
+	case errors.As(err, &ee):
+		xe := &ExitError{Command: orShell(command), Status: ee.ExitStatus()}
+		if ee.Signal() != "" {
+			xe.Status, xe.Signal = -1, ee.Signal()
+		}
+		return c.errorf("%w", xe)
+	}
+	return c.wrap(ctx, fmt.Errorf("%s: %w", orShell(command), err))
+}
+
+func orShell(command string) string {
+	if command == "" {
+		return "login shell"
+	}
+	return command
 }
 
 // Close ends the connection.

@@ -296,3 +296,51 @@ func TestMaxOutput(t *testing.T) {
 		t.Fatalf("kept %d bytes of output, want at most %d", len(res.Stdout), 64<<10)
 	}
 }
+
+// TestAttach: a command attached to the caller's streams prints as it goes, outlives Config.Timeout,
+// and reports a failure as an ExitError.
+func TestAttach(t *testing.T) {
+	client := sshexectest.NewKey(t)
+	srv := sshexectest.Start(t, sshexectest.Config{ClientKeys: []ssh.PublicKey{client.PublicKey()},
+		Handler: func(command string, stdout, stderr io.Writer) uint32 {
+			switch command {
+			case "slow":
+				time.Sleep(600 * time.Millisecond) // longer than the timeout
+				io.WriteString(stdout, "done\n")
+				return 0
+			case "false":
+				io.WriteString(stderr, "it failed\n")
+				return 3
+			}
+			return commands(command, stdout, stderr)
+		}})
+	file := knownHosts(t, srv.KnownHostsLine())
+	for _, tc := range []struct {
+		command, wantOut, wantErrOut string
+		wantStatus                   int
+	}{
+		{command: "hostname", wantOut: "node-0\n"},
+		{command: "slow", wantOut: "done\n"},
+		{command: "false", wantErrOut: "it failed\n", wantStatus: 3},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			c, err := sshexec.Dial(t.Context(), srv.Addr, sshexec.Config{User: "kiln", Signer: client, KnownHosts: file, Timeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var out, errOut strings.Builder
+			err = c.Attach(t.Context(), tc.command, sshexec.Stdio{In: strings.NewReader(""), Out: &out, Err: &errOut})
+			var xe *sshexec.ExitError
+			switch {
+			case tc.wantStatus == 0 && err != nil:
+				t.Fatal(err)
+			case tc.wantStatus != 0 && (!errors.As(err, &xe) || xe.Status != tc.wantStatus):
+				t.Fatalf("err = %v, want an ExitError with status %d", err, tc.wantStatus)
+			}
+			if out.String() != tc.wantOut || errOut.String() != tc.wantErrOut {
+				t.Errorf("stdout %q, stderr %q; want %q, %q", out.String(), errOut.String(), tc.wantOut, tc.wantErrOut)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +24,8 @@ import (
 	"github.com/kiln-dev/kiln/images/packer/packertest"
 	"github.com/kiln-dev/kiln/internal/cli"
 	"github.com/kiln-dev/kiln/internal/testtool"
+	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 )
 
 // baseImage is the kiln Debian 12 base image: disk.qcow2, vmlinuz, initrd.img and cmdline.
@@ -183,6 +186,37 @@ type vm struct {
 	port    int
 	cmd     *exec.Cmd
 	console string
+	// hostKeys are the keys the node reported on its serial console, the only ones accepted (pin);
+	// knownHosts is a known_hosts file of them.
+	hostKeys   []ssh.PublicKey
+	knownHosts string
+}
+
+// pin waits for the host key report that kiln's Ignition config makes the node write to its serial
+// console, and keeps its keys as the only ones the test accepts.
+func (v *vm) pin(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		console, err := os.ReadFile(v.console)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := hostkeys.Parse(console)
+		if err == nil {
+			v.hostKeys = keys
+			break
+		}
+		if !errors.Is(err, provisioner.ErrNoHostKeys) || time.Now().After(deadline) {
+			t.Fatalf("host key report on the serial console: %v; console:\n%s", err, tail(console, 4000))
+		}
+		time.Sleep(time.Second)
+	}
+	v.knownHosts = filepath.Join(t.TempDir(), "known_hosts")
+	lines := hostkeys.KnownHostsLines("127.0.0.1:"+strconv.Itoa(v.port), v.hostKeys)
+	if err := os.WriteFile(v.knownHosts, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func freePort(t testing.TB) int {
@@ -249,17 +283,24 @@ func sshBanner(port int) (string, error) {
 	return bufio.NewReader(c).ReadString('\n')
 }
 
-// dial logs in with signer and returns the client and the host key the server showed.
+// dial logs in with signer, accepting only the host keys pin read, and returns the client and the host
+// key the server showed.
 func (v *vm) dial(user string, signer ssh.Signer) (*ssh.Client, ssh.PublicKey, error) {
 	var hostKey ssh.PublicKey
 	c, err := ssh.Dial("tcp", "127.0.0.1:"+strconv.Itoa(v.port), &ssh.ClientConfig{
 		User: user,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
-			hostKey = k
-			return nil
+			for _, p := range v.hostKeys {
+				if bytes.Equal(p.Marshal(), k.Marshal()) {
+					hostKey = k
+					return nil
+				}
+			}
+			return fmt.Errorf("host key %s is not one the node reported on its console (%v)", ssh.FingerprintSHA256(k), hostkeys.Fingerprints(v.hostKeys))
 		},
-		Timeout: 30 * time.Second,
+		HostKeyAlgorithms: keyAlgorithms(v.hostKeys),
+		Timeout:           30 * time.Second,
 	})
 	return c, hostKey, err
 }
@@ -279,11 +320,25 @@ func run(t testing.TB, c *ssh.Client, cmd string) string {
 	return out.String()
 }
 
+// keyAlgorithms are the host key algorithms of keys, so that a host offering several is asked for one
+// of them.
+func keyAlgorithms(keys []ssh.PublicKey) []string {
+	var out []string
+	for _, k := range keys {
+		if k.Type() == ssh.KeyAlgoRSA {
+			out = append(out, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
+			continue
+		}
+		out = append(out, k.Type())
+	}
+	return out
+}
+
 // opensshLogin tries the OpenSSH client with the given options and returns its stderr.
 func opensshLogin(t testing.TB, v *vm, user string, opts ...string) string {
 	t.Helper()
-	args := append([]string{"-p", strconv.Itoa(v.port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30"}, opts...)
+	args := append([]string{"-p", strconv.Itoa(v.port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile=" + v.knownHosts, "-o", "ConnectTimeout=30"}, opts...)
 	args = append(args, user+"@127.0.0.1", "true")
 	cmd := exec.Command("ssh", args...)
 	var errOut bytes.Buffer
@@ -384,6 +439,7 @@ func TestBake(t *testing.T) {
 	}
 
 	first := boot(t, base, img, ign)
+	first.pin(t)
 	c, hostKey1, err := first.dial("kiln", signer)
 	if err != nil {
 		t.Fatalf("key login as kiln: %v", err)
@@ -417,7 +473,7 @@ func TestBake(t *testing.T) {
 		}
 	})
 	t.Run("kiln image audit", func(t *testing.T) {
-		out := kiln(t, "image", "audit", "127.0.0.1", "-p", strconv.Itoa(first.port), "-f", spec, "--insecure-ignore-host-key")
+		out := kiln(t, "image", "audit", "127.0.0.1", "-p", strconv.Itoa(first.port), "-f", spec, "--known-hosts", first.knownHosts)
 		if !strings.Contains(out, "no drift") {
 			t.Errorf("kiln image audit: %s", out)
 		}
@@ -460,6 +516,7 @@ func TestBake(t *testing.T) {
 	})
 	t.Run("second boot has other host keys", func(t *testing.T) {
 		second := boot(t, base, img, ign)
+		second.pin(t)
 		c2, hostKey2, err := second.dial("kiln", signer)
 		if err != nil {
 			t.Fatalf("key login on the second machine: %v", err)

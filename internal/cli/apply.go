@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/lease"
@@ -305,6 +306,10 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Concurrency: o.concurrency,
 		Log:         log,
 		Ignition:    renderer.render,
+		// A deleted machine's pinned host keys go with it: a new machine gets its own.
+		Deleted: func(_ context.Context, name string) error {
+			return openingStore{g: g, mu: &keeper.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
+		},
 	}
 	// With a kubeconfig a machine is ready once its Node is Ready, not when SSH answers. Without one,
 	// kiln's own credential reads the Nodes once the API answers, and a machine without a Node is

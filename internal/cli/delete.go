@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/lease"
 )
@@ -24,9 +25,9 @@ func newDelete(g *globals) *cobra.Command {
 		Use:   "delete -f cluster.yaml --yes",
 		Short: "Delete every machine of the cluster, then its network",
 		Long: `delete deletes every machine the provider lists for the cluster, then, on providers that made
-it, the cluster's network, API endpoint and firewall, and forgets what apply remembered and the machines'
-bootstrap tokens. The cluster's secrets stay in the state store, so that 'kiln apply' can bring the
-cluster back.
+it, the cluster's network, API endpoint and firewall, and forgets what apply remembered, the machines'
+bootstrap tokens and their pinned SSH host keys. The cluster's secrets stay in the state store, so
+that 'kiln apply' can bring the cluster back.
 
 It asks for --yes, as nothing it deletes can be brought back. Like apply, it takes the cluster's
 lease first: while another kiln changes the cluster it refuses, naming it, or with --wait waits.`,
@@ -73,15 +74,25 @@ func runDelete(ctx context.Context, g *globals, specPath string, lo leaseOptions
 	if err != nil {
 		return fmt.Errorf("list machines of %s: %w", name, err)
 	}
-	var errs []error
+	var (
+		errs    []error
+		deleted []string
+	)
 	for _, m := range ms {
 		if m.State == provisioner.StateGone {
+			deleted = append(deleted, m.Name)
 			continue
 		}
 		fmt.Fprintf(g.errOut, "deleting %s\n", m.Name)
 		if err := p.Delete(ctx, m.Name); err != nil {
 			errs = append(errs, fmt.Errorf("delete %s: %w", m.Name, err))
+			continue
 		}
+		deleted = append(deleted, m.Name)
+	}
+	// The deleted machines' pinned host keys go with them: a new machine gets its own.
+	if err := forgetHostKeys(g, deleted); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -116,4 +127,21 @@ func runDelete(ctx context.Context, g *globals, specPath string, lo leaseOptions
 	}
 	fmt.Fprintf(g.errOut, "deleted %d machines of %s\n", len(ms), name)
 	return nil
+}
+
+// forgetHostKeys drops the pinned host keys of the machines named.
+func forgetHostKeys(g *globals, machines []string) error {
+	if len(machines) == 0 {
+		return nil
+	}
+	st, err := g.openState()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var errs []error
+	for _, m := range machines {
+		errs = append(errs, hostkeys.Forget(st, m))
+	}
+	return errors.Join(errs...)
 }

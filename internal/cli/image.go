@@ -146,9 +146,12 @@ func newImageAudit(g *globals) *cobra.Command {
 store with -f cluster.yaml), reads the effective sshd configuration (sudo sshd -T) and the apt
 configuration (apt-config dump), compares them with kiln's hardening profile and prints every drift.
 It exits non-zero when there is one. The host key must be in --known-hosts (an unknown or changed
-key is an error) unless --insecure-ignore-host-key is given; --timeout bounds the whole exchange.`,
+key is an error) unless --insecure-ignore-host-key is given; --timeout bounds the whole exchange.
+For a cluster's machines, 'kiln known-hosts --output-file FILE' writes the host keys they reported and
+kiln pinned, for --known-hosts FILE.`,
 		Example: `  kiln image audit 10.0.1.12 -f cluster.yaml --known-hosts ~/.ssh/known_hosts
-  kiln image audit 127.0.0.1 -p 2222 -l kiln -i ~/.ssh/kiln-demo --insecure-ignore-host-key`,
+  kiln known-hosts -f cluster.yaml --output-file known_hosts
+  kiln image audit 127.0.0.1 -p 2222 -f cluster.yaml --known-hosts known_hosts`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.host = args[0]

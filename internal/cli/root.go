@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,6 +103,8 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		newControlPlane(g),
 		newCluster(g),
 		newSSHKey(g),
+		newKnownHosts(g),
+		newSSH(g),
 		newPXE(g),
 		newGet(g),
 		newPlan(g),
@@ -129,6 +132,9 @@ func run(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	requireKnownCommands(root)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(stderr, "kiln: "+err.Error())
+		if xs := (*exitStatus)(nil); errors.As(err, &xs) {
+			return xs.code
+		}
 		return 1
 	}
 	return 0

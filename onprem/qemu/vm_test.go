@@ -2,6 +2,7 @@ package qemu_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
@@ -22,13 +24,15 @@ import (
 	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 )
 
 // TestBaseImageNode boots a worker from the base image (hack/tools.sh base-image) with its real
 // kiln-rendered Ignition config, and a second one beside it, and checks what a node promises: key login
 // as the admin user over the forwarded port, no password login, its hostname and private address, no way
 // out of the user network, the peer reachable over the private network, Ignition not run again on a
-// reboot, and a killed VM listed as failed.
+// reboot, and a killed VM listed as failed. SSH accepts only the host keys the node reported on its
+// serial console (provisioner.HostKeyReporter), which it reports again at every boot.
 func TestBaseImageNodes(t *testing.T) {
 	testtool.RequireRoot(t)
 	testtool.ExclusiveVMs(t)
@@ -104,16 +108,54 @@ func TestBaseImageNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	user := cluster.Spec.SSH.User
+
+	// A fresh VM's host key is made at its first boot; the node reports it on its serial console, and
+	// only the reported keys are accepted.
+	start := time.Now()
+	pinned := waitHostKeys(ctx, t, p, name)
+	t.Logf("%s reported its host keys %v after %s", name, hostkeys.Fingerprints(pinned), time.Since(start).Round(time.Second))
+	peerAddr, err := p.SSHAddress(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	lines := append(hostkeys.KnownHostsLines(addr, pinned), hostkeys.KnownHostsLines(peerAddr, waitHostKeys(ctx, t, p, peer))...)
+	if err := os.WriteFile(known, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostKeys, err := knownhosts.New(known)
+	if err != nil {
+		t.Fatal(err)
+	}
 	keyLogin := &ssh.ClientConfig{
-		User:            user,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), // a fresh VM's host key is made at its first boot
-		Timeout:         15 * time.Second,
+		User:              user,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback:   hostKeys,
+		HostKeyAlgorithms: algorithms(pinned),
+		Timeout:           15 * time.Second,
 	}
 
-	start := time.Now()
 	client := dialSSH(ctx, t, addr, keyLogin)
-	t.Logf("SSH as %s with the cluster key after %s", user, time.Since(start).Round(time.Second))
+	t.Logf("SSH as %s with the cluster key and the pinned host key after %s", user, time.Since(start).Round(time.Second))
+
+	// Another key in the host's place is refused.
+	wrong, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongKey, err := ssh.NewPublicKey(wrong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongLogin := *keyLogin
+	wrongLogin.HostKeyCallback = ssh.FixedHostKey(wrongKey)
+	wrongLogin.HostKeyAlgorithms = algorithms([]ssh.PublicKey{wrongKey})
+	if c, err := ssh.Dial("tcp", addr, &wrongLogin); err == nil {
+		c.Close()
+		t.Errorf("SSH with a wrong pinned host key: connected, want refused")
+	} else if !strings.Contains(err.Error(), "host key mismatch") {
+		t.Errorf("SSH with a wrong pinned host key: %v, want a host key mismatch", err)
+	}
 	out := run(t, client, "id -un; hostname; ip -4 -o addr show; systemctl is-active kiln-firewall.service; sudo -n true && echo sudo-ok; test -e /etc/kiln/ignition-firstboot && echo stamp-present || echo stamp-gone")
 	for _, want := range []string{user + "\n", name + "\n", " " + m.Address + "/24 ", "\nactive\n", "sudo-ok\n", "stamp-gone\n"} {
 		if !strings.Contains(out, want) {
@@ -124,7 +166,7 @@ func TestBaseImageNodes(t *testing.T) {
 	// Passwords are refused: the server offers publickey only.
 	_, err = ssh.Dial("tcp", addr, &ssh.ClientConfig{
 		User: user, Auth: []ssh.AuthMethod{ssh.Password("kiln")},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 15 * time.Second,
+		HostKeyCallback: hostKeys, HostKeyAlgorithms: algorithms(pinned), Timeout: 15 * time.Second,
 	})
 	if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Errorf("password login: err = %v, want unable to authenticate", err)
@@ -144,10 +186,6 @@ func TestBaseImageNodes(t *testing.T) {
 	}
 
 	// The peer reaches the first node over the private network, by the name its /etc/hosts gives.
-	peerAddr, err := p.SSHAddress(peer)
-	if err != nil {
-		t.Fatal(err)
-	}
 	peerClient := dialSSH(ctx, t, peerAddr, keyLogin)
 	out = run(t, peerClient, "ping -c 2 -W 5 "+name+" && echo ping-ok")
 	peerClient.Close()
@@ -168,6 +206,15 @@ func TestBaseImageNodes(t *testing.T) {
 	out = run(t, client, "cat /etc/kiln/node.env; sudo journalctl -b -o cat -u kiln-firstboot-check.service")
 	if !strings.Contains(out, "# kept across reboots") || !strings.Contains(out, "not the first boot") {
 		t.Errorf("after a reboot Ignition ran again, or the first-boot check did not say it skipped it:\n%s", out)
+	}
+	// Every boot reports the keys again, the same ones.
+	if data, err := os.ReadFile(serial); err != nil || strings.Count(string(data), hostkeys.BeginMarker) < 2 {
+		t.Errorf("serial console after a reboot: %d reports (err %v), want one per boot", strings.Count(string(data), hostkeys.BeginMarker), err)
+	}
+	if again, err := p.HostKeys(ctx, name); err != nil {
+		t.Errorf("HostKeys after a reboot: %v", err)
+	} else if _, err := hostkeys.Decide(name, pinOf(pinned), again); err != nil {
+		t.Errorf("after a reboot: %v", err)
 	}
 	client.Close()
 
@@ -199,6 +246,48 @@ func TestBaseImageNodes(t *testing.T) {
 			t.Fatalf("after killing %s's QEMU, List = %+v, want it in state error and %s running", name, ms, peer)
 		}
 	}
+}
+
+// waitHostKeys waits until the machine has reported its host keys, or ctx ends.
+func waitHostKeys(ctx context.Context, t *testing.T, p *qemu.Provider, name string) []ssh.PublicKey {
+	t.Helper()
+	for {
+		keys, err := p.HostKeys(ctx, name)
+		if err == nil {
+			return keys
+		}
+		if !errors.Is(err, provisioner.ErrNoHostKeys) {
+			t.Fatalf("HostKeys(%s): %v", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("HostKeys(%s): %v (last: %v)", name, ctx.Err(), err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// algorithms are the host key algorithms of keys, so that a host offering several is asked for one
+// that is pinned.
+func algorithms(keys []ssh.PublicKey) []string {
+	var out []string
+	for _, k := range keys {
+		if k.Type() == ssh.KeyAlgoRSA {
+			out = append(out, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
+			continue
+		}
+		out = append(out, k.Type())
+	}
+	return out
+}
+
+// pinOf is the pin of keys.
+func pinOf(keys []ssh.PublicKey) *hostkeys.Pin {
+	p := &hostkeys.Pin{}
+	for _, k := range keys {
+		p.Keys = append(p.Keys, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))))
+	}
+	return p
 }
 
 // dialSSH connects until it works or ctx ends.

@@ -101,6 +101,9 @@ type Executor struct {
 	// Drainer drains the Node of a machine before it is deleted or powered off. Defaults to Nodes
 	// when Nodes is a Drainer too (KubeNodes is). It is used only in passes where Nodes answered.
 	Drainer Drainer
+	// Deleted, when set, is called once the provider has deleted a machine, to forget what is kept
+	// about it elsewhere (its pinned SSH host keys); an error is the delete action's.
+	Deleted func(ctx context.Context, name string) error
 	// Approve, when set, sees every plan that acts (creates, deletes or powers off) before the pass
 	// stores or does anything; an error stops the pass there and Pass returns it, wrapping
 	// ErrNotApproved. kiln apply asks here before a plan with reconcile.Plan.NeedConfirmation.
@@ -457,8 +460,10 @@ func (e *Executor) act(ctx context.Context, plan reconcile.Plan, k *nodes) []Act
 			a.Err = err
 		} else if d.stop {
 			a.Err = stopper.Stop(ctx, d.d.Name)
-		} else {
-			a.Err = e.Provider.Delete(ctx, d.d.Name)
+		} else if a.Err = e.Provider.Delete(ctx, d.d.Name); a.Err == nil && e.Deleted != nil {
+			if err := e.Deleted(ctx, d.d.Name); err != nil {
+				a.Err = fmt.Errorf("deleted, but: %w", err)
+			}
 		}
 		if a.Err != nil {
 			a.Err = fmt.Errorf("converge: %s %s: %w", a.Op, a.Machine, a.Err)

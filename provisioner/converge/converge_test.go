@@ -353,3 +353,54 @@ func TestSSHProbeNeedsBanner(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletedHook: Deleted is told of each machine the provider deleted, and only of those; its error
+// is the delete action's.
+func TestDeletedHook(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		hookErr   error
+		keep      bool // KeepFailed: the failed machine is stopped, not deleted
+		wantCalls []string
+		wantErr   string
+	}{
+		{name: "a replaced machine", wantCalls: []string{"kt-workers-1"}},
+		{name: "the hook fails", hookErr: errors.New("state store locked"), wantCalls: []string{"kt-workers-1"},
+			wantErr: "converge: delete kt-workers-1: deleted, but: state store locked"},
+		{name: "a machine kept for forensics is not deleted", keep: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness()
+			d := desired(2)
+			e := h.executor(d, reconcile.Policy{KeepFailed: tc.keep})
+			var (
+				mu    sync.Mutex
+				calls []string
+			)
+			e.Deleted = func(_ context.Context, name string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, name)
+				return tc.hookErr
+			}
+			h.pass(t, e)
+			h.mem.SetState("kt-workers-1", provisioner.StateError)
+			h.clk.advance(time.Minute)
+			h.pass(t, e) // the replacement
+			r, err := e.Pass(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotErr := ""
+			if err := r.Err(); err != nil {
+				gotErr = err.Error()
+			}
+			if !strings.Contains(gotErr, tc.wantErr) || (tc.wantErr == "") != (gotErr == "") {
+				t.Errorf("actions' error = %q, want %q", gotErr, tc.wantErr)
+			}
+			if !slices.Equal(calls, tc.wantCalls) {
+				t.Errorf("Deleted called for %v, want %v", calls, tc.wantCalls)
+			}
+		})
+	}
+}
