@@ -21,7 +21,7 @@ build: ## build bin/kiln
 deps: ## install the Debian packages the tests need (as root)
 	hack/tools.sh deps >/dev/null
 
-tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln
+tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln; bake the hardened image the VM tests share
 	hack/tools.sh ignition >/dev/null
 	hack/tools.sh kubernetes >/dev/null
 	hack/tools.sh containerd >/dev/null
@@ -32,6 +32,7 @@ tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln
 	hack/tools.sh packer-plugin-amazon >/dev/null
 	hack/tools.sh packer-plugin-vsphere >/dev/null
 	hack/tools.sh pxe-kernel >/dev/null
+	hack/tools.sh baked-image >/dev/null
 
 test: tools ## run the whole test suite (real components included)
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -52,7 +53,7 @@ e2e: tools ## the quickstart end to end: the built kiln, then the real Ignition 
 bench: ## benchmarks (figures are reported in README.md)
 	go test -run '^$$' -bench . -benchmem ./...
 
-bench-bake: tools ## one real bake (packer build, QEMU with TCG, kiln-harden) on the base image; reports s/bake
+bench-bake: tools ## one fresh real bake (packer build, QEMU with TCG, kiln-harden) on the base image, not the cached one; reports s/bake
 	go test -run '^$$' -bench Bake -benchtime 1x -timeout 30m ./images/bake
 
 fuzz: ## fuzz each target for FUZZTIME (default 30s)

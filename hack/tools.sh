@@ -14,6 +14,10 @@
 #   hack/tools.sh base-image  build the Debian 12 base image once (root: debootstrap, chroot); print the
 #                             path of its launcher `base-image`, next to disk.qcow2, vmlinuz, initrd.img
 #                             and cmdline (images/base/README.md)
+#   hack/tools.sh baked-image bake the hardened image once: `kiln image build --target qemu` (kiln and
+#                             packer-plugin-kiln built from this checkout) on the base image with packer
+#                             and its QEMU builder under TCG; print the path of its disk.qcow2, next to
+#                             the base image's vmlinuz, initrd.img and cmdline and the launcher baked-image
 #   hack/tools.sh qemu        install QEMU, qemu-img and vde_switch if missing; print qemu-system-x86_64's path
 #   hack/tools.sh packer      build packer v1.12.0 and its QEMU, amazon and vsphere plugins once (one
 #                             module, so shared packages compile once); print packer's path
@@ -373,9 +377,14 @@ build_packer_set() {
 	cp "$dir/packer" "$out"
 }
 
+# packer_set_version prints the version part of the packer-set cache entry's name.
+packer_set_version() {
+	echo "$PACKER_VERSION-qemu$PACKER_PLUGIN_QEMU_VERSION-amazon$PACKER_PLUGIN_AMAZON_VERSION-vsphere$PACKER_PLUGIN_VSPHERE_VERSION"
+}
+
 # packer_set prints the directory that holds packer and its plugins, building them once.
 packer_set() {
-	dirname "$(cached_build packer-set "$PACKER_VERSION-qemu$PACKER_PLUGIN_QEMU_VERSION-amazon$PACKER_PLUGIN_AMAZON_VERSION-vsphere$PACKER_PLUGIN_VSPHERE_VERSION" build_packer_set)"
+	dirname "$(cached_build packer-set "$(packer_set_version)" build_packer_set)"
 }
 
 tool_packer() { echo "$(packer_set)/packer"; }
@@ -415,6 +424,100 @@ base_image_key() {
 }
 
 tool_base-image() { cached_build base-image "debian12-$(base_image_key)" build_base_image; }
+
+# baked_image_source prints a short hash of the kiln source that bakes the image: the Go files and
+# embedded files of every kiln package that cmd/kiln and cmd/packer-plugin-kiln depend on, the
+# templates in images/templates, go.mod and go.sum.
+baked_image_source() {
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	(
+		cd "$repo"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		go list -deps -f '{{if and .Module (eq .Module.Path "github.com/kiln-dev/kiln")}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}' \
+			./cmd/kiln ./cmd/packer-plugin-kiln | LC_ALL=C sort -u | xargs sha256sum | sed "s| $repo/| |"
+		find images/templates -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+		sha256sum go.mod go.sum
+	) | sha256sum | cut -c1-12
+}
+
+# baked_image_key prints a short hash of what the baked image is made of: the base image's key, the
+# version and recipe of packer and its plugins, kiln's source (baked_image_source) and the helper
+# that installs the plugins.
+baked_image_key() {
+	{
+		printf '%s\n' "$(base_image_key)" "$(packer_set_version)" "$(recipe_key build_packer_set)" "$(baked_image_source)"
+		declare -f install_packer_plugin
+	} | sha256sum | cut -c1-12
+}
+
+# install_packer_plugin PACKER PLUGIN_DIR BINARY SOURCE installs a plugin binary into a Packer plugin
+# directory without the network, as images/packer/packertest does for tests: `packer plugins install
+# --path` takes a binary named packer-plugin-NAME (NAME the last element of SOURCE) with a release
+# version.
+install_packer_plugin() {
+	local packer=$1 plugins=$2 binary=$3 source=$4
+	local name="packer-plugin-${source##*/}"
+	[[ "$(basename "$binary")" == "$name" ]] || die "install_packer_plugin: $binary is not named $name"
+	PACKER_PLUGIN_PATH=$plugins CHECKPOINT_DISABLE=1 "$packer" plugins install --path "$binary" "$source" >&2
+}
+
+# build_baked_image OUT DIR bakes the hardened image into DIR with `kiln image build --target qemu`,
+# as a user would: kiln and packer-plugin-kiln are built from this checkout, the plugins are installed
+# into a plugin directory of the entry's own, and kiln makes the one-time build access itself. It
+# bakes the base image (--base-image) under TCG with RSA-3072 host keys (RSA-4096 at each first boot
+# takes minutes under TCG; images/bake's ssh-audit policy says 3072). DIR gets disk.qcow2, the base
+# image's vmlinuz, initrd.img and cmdline (the QEMU provider boots an image with the kernel beside
+# it), the build machine's console log build-console.log, and OUT, the launcher baked-image
+# (images/base/boot.sh), made last. On failure the console's last lines go to stderr.
+build_baked_image() {
+	local out=$1 dir=$2
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	ensure_apt qemu-system-x86 qemu-utils
+	local base set
+	base=$(dirname "$(tool_base-image)")
+	set=$(packer_set)
+	local work="$dir/work"
+	rm -rf "$work"
+	mkdir -p "$work/bin" "$work/plugins"
+	(
+		cd "$repo"
+		export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+		local b
+		for b in kiln packer-plugin-kiln; do
+			log "building $b from $repo"
+			go build -trimpath -o "$work/bin/$b" "./cmd/$b" >&2
+		done
+	)
+	install_packer_plugin "$set/packer" "$work/plugins" "$work/bin/packer-plugin-kiln" github.com/kiln-dev/kiln
+	install_packer_plugin "$set/packer" "$work/plugins" "$set/packer-plugin-qemu" github.com/hashicorp/qemu
+	log "baking the hardened image with packer under TCG: about 2 to 6 minutes (more on a busy machine)"
+	local start=$SECONDS console="$dir/build-console.log"
+	if ! PACKER_PLUGIN_PATH="$work/plugins" PACKER_CACHE_DIR="$work/packer-cache" PACKER_CONFIG_DIR="$work/packer-config" \
+		CHECKPOINT_DISABLE=1 "$work/bin/kiln" image build --target qemu --packer "$set/packer" --work-dir "$work/build" \
+		--base-image "$base" --var accelerator=tcg --var rsa_host_key_bits=3072 --var "serial_log=$console" >&2; then
+		log "the build machine's console ($console), last lines:"
+		tail -n 60 "$console" >&2 || true
+		die "kiln image build --target qemu failed after $((SECONDS - start))s"
+	fi
+	log "baked in $((SECONDS - start))s"
+	mv -f "$work/build/output-kiln-qemu/kiln.qcow2" "$dir/disk.qcow2"
+	local f
+	for f in vmlinuz initrd.img cmdline; do
+		cp -f "$base/$f" "$dir/$f"
+	done
+	rm -rf "$work"
+	install -m 0755 "$repo/images/base/boot.sh" "$out"
+}
+
+# tool_baked-image prints the path of the baked image, DIR/disk.qcow2; DIR is laid out as the base
+# image's directory is (vmlinuz, initrd.img, cmdline; the launcher baked-image boots it by hand).
+tool_baked-image() {
+	local launcher
+	launcher=$(cached_build baked-image "debian12-$(baked_image_key)" build_baked_image)
+	echo "$(dirname "$launcher")/disk.qcow2"
+}
 
 # tool_qemu installs QEMU, qemu-img and vde_switch when missing (Debian packages; nothing to build)
 # and prints qemu-system-x86_64's path. The local QEMU provider's tests (onprem/qemu) use it.

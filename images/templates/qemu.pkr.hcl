@@ -1,11 +1,12 @@
 # kiln: bake a hardened image from a base disk image with the QEMU builder, as qcow2 (local QEMU
 # nodes) or raw (bare metal, written to disks or served by the PXE boot server).
 #
-#   kiln image build --target qemu --var base_image=... --var ssh_private_key_file=... [--var format=raw]
+#   kiln image build --target qemu --base-image DIR [--var format=raw]
+#   kiln image build --target qemu --var base_image=... --var build_ignition=... --var ssh_private_key_file=...
 #
 # The build machine boots the base image with a build-time Ignition config (build_ignition, passed
 # through QEMU's fw_cfg) that creates the build user with the public half of ssh_private_key_file and
-# passwordless sudo. kiln-harden then hardens it, verifies it and cleans it; by default it removes the
+# passwordless sudo; kiln image build makes a one-time pair when neither is given (images/buildaccess). kiln-harden then hardens it, verifies it and cleans it; by default it removes the
 # build user last and powers the machine off itself.
 
 packer {
@@ -91,7 +92,7 @@ variable "ssh_username" {
 
 variable "ssh_private_key_file" {
   type        = string
-  description = "Private key of the build user (its public half is in build_ignition)."
+  description = "Private key of the build user (its public half is in build_ignition). kiln image build makes a one-time one, with build_ignition, when neither is given."
 }
 
 variable "serial_log" {

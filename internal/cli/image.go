@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +16,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/spf13/cobra"
+	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-dev/kiln/api/readlimit"
+	"github.com/kiln-dev/kiln/images/buildaccess"
 	"github.com/kiln-dev/kiln/images/harden"
 	"github.com/kiln-dev/kiln/images/packer/hardening"
 	"github.com/kiln-dev/kiln/images/templates"
@@ -36,8 +41,8 @@ func newImage(g *globals) *cobra.Command {
 
 func newImageBuild(g *globals) *cobra.Command {
 	var (
-		target, packerPath, workDir string
-		vars, varFiles              []string
+		target, packerPath, workDir, baseImage string
+		vars, varFiles                         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -48,12 +53,33 @@ passing Packer's progress through. The template boots the base image with a buil
 config (the build user and its key), runs the kiln-harden provisioner, which hardens the machine,
 verifies sshd -T and apt-config dump against kiln's profile and fails the build on any drift, and
 cleans the image. packer and its plugins (kiln's packer-plugin-kiln and the target's builder) must be
-installed: packer finds them in PACKER_PLUGIN_PATH.`,
-		Example: `  kiln image build --target qemu --var base_image=disk.qcow2 --var kernel=vmlinuz --var initrd=initrd.img \
+installed: packer finds them in PACKER_PLUGIN_PATH.
+
+For the qemu target, kiln makes the build access itself when neither build_ignition nor
+ssh_private_key_file is given (by --var, --var-file, a *.auto.pkrvars.hcl file in the work directory
+or PKR_VAR_NAME): a one-time ed25519 build key and the build Ignition config that creates the build
+user (ssh_username, default packer) with its public half and passwordless sudo, both written into the
+work directory as kiln-build-key and kiln-build.ign (mode 0600), passed to packer, and removed when
+the build ends. kiln-harden removes the build user from the image. Giving one of the two without the
+other is an error.
+
+--base-image DIR names a kiln base image directory (hack/tools.sh base-image: disk.qcow2, vmlinuz,
+initrd.img, cmdline) and fills base_image, kernel, initrd and kernel_cmdline from it; a variable
+given otherwise wins.`,
+		Example: `  kiln image build --target qemu --base-image ~/.cache/kiln/base-image/KEY --var accelerator=tcg
+  kiln image build --target qemu --var base_image=disk.qcow2 --var kernel=vmlinuz --var initrd=initrd.img \
     --var build_ignition=build.ign --var ssh_private_key_file=build_key --var accelerator=tcg
-  kiln image build --target qemu --var format=raw ...        # a raw image for bare metal`,
+  kiln image build --target qemu --base-image DIR --var format=raw   # a raw image for bare metal`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			for _, v := range vars {
+				if !strings.Contains(v, "=") {
+					return fmt.Errorf("--var %q: want NAME=VALUE", v)
+				}
+			}
+			if baseImage != "" && target != "qemu" {
+				return fmt.Errorf("--base-image: only the qemu target boots a kiln base image directory (--target %s)", target)
+			}
 			dir := workDir
 			if dir == "" {
 				tmp, err := os.MkdirTemp("", "kiln-image-")
@@ -70,18 +96,51 @@ installed: packer finds them in PACKER_PLUGIN_PATH.`,
 				return fmt.Errorf("--target: %w", err)
 			}
 			args := []string{"build", "-color=false"}
-			for _, v := range vars {
-				if !strings.Contains(v, "=") {
-					return fmt.Errorf("--var %q: want NAME=VALUE", v)
-				}
-				args = append(args, "-var", v)
-			}
+			var abs []string
 			for _, f := range varFiles {
-				abs, err := filepath.Abs(f)
+				a, err := filepath.Abs(f)
 				if err != nil {
 					return err
 				}
-				args = append(args, "-var-file", abs)
+				abs = append(abs, a)
+				args = append(args, "-var-file", a)
+			}
+			given, err := givenVars(vars, abs, dir, os.Environ())
+			if err != nil {
+				return err
+			}
+			for _, v := range vars {
+				args = append(args, "-var", v)
+			}
+			if baseImage != "" {
+				bv, err := baseImageVars(baseImage, given)
+				if err != nil {
+					return err
+				}
+				for _, v := range bv {
+					args = append(args, "-var", v)
+				}
+			}
+			if target == "qemu" {
+				need, err := buildaccess.Needed(keys(given))
+				if err != nil {
+					return fmt.Errorf("--var: %w", err)
+				}
+				if need {
+					user := given[buildaccess.VarUser]
+					if user == "" {
+						user = buildaccess.DefaultUser
+					}
+					access, err := buildaccess.Write(dir, user, rand.Reader)
+					if err != nil {
+						return err
+					}
+					defer func() { err = errors.Join(err, access.Remove()) }()
+					fmt.Fprintf(g.errOut, "kiln: one-time build access for %s: %s, %s (removed after the build)\n", user, access.KeyPath, access.IgnitionPath)
+					for _, v := range access.Vars() {
+						args = append(args, "-var", v)
+					}
+				}
 			}
 			args = append(args, filepath.Base(tpl))
 			p := exec.CommandContext(cmd.Context(), packerPath, args...)
@@ -101,7 +160,131 @@ installed: packer finds them in PACKER_PLUGIN_PATH.`,
 	f.StringArrayVar(&vars, "var", nil, "template variable NAME=VALUE (repeatable; the template's header lists them)")
 	f.StringArrayVar(&varFiles, "var-file", nil, "Packer variables file (repeatable)")
 	f.StringVar(&workDir, "work-dir", "", "directory for the template and Packer's relative output (default: a temporary directory, removed afterwards; set it to keep a qemu image's output-kiln-qemu/)")
+	f.StringVar(&baseImage, "base-image", "", "qemu: a kiln base image directory (disk.qcow2, vmlinuz, initrd.img, cmdline) that fills base_image, kernel, initrd and kernel_cmdline")
+	cmd.MarkFlagDirname("base-image")
 	return cmd
+}
+
+// Files of a kiln base image directory (hack/tools.sh base-image), and the qemu template variables
+// each fills.
+var baseImageFiles = []struct{ file, variable string }{
+	{"disk.qcow2", "base_image"},
+	{"vmlinuz", "kernel"},
+	{"initrd.img", "initrd"},
+	{"cmdline", "kernel_cmdline"},
+}
+
+// baseImageVars returns the -var values that boot the kiln base image in dir: base_image, kernel and
+// initrd as absolute paths (packer runs in the work directory), kernel_cmdline as the cmdline file's
+// text. A variable in given is left to its given value. Every missing file is reported at once.
+func baseImageVars(dir string, given map[string]string) ([]string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--base-image %s: %w", dir, err)
+	}
+	var out []string
+	var errs []error
+	for _, bf := range baseImageFiles {
+		if _, ok := given[bf.variable]; ok {
+			continue
+		}
+		p := filepath.Join(abs, bf.file)
+		fi, err := os.Stat(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--base-image: %s for %s: %w", p, bf.variable, err))
+			continue
+		}
+		if !fi.Mode().IsRegular() {
+			errs = append(errs, fmt.Errorf("--base-image: %s for %s: not a regular file", p, bf.variable))
+			continue
+		}
+		value := p
+		if bf.variable == "kernel_cmdline" {
+			data, err := readlimit.ReadFile(p, readlimit.Spec)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--base-image: %s for %s: %w", p, bf.variable, err))
+				continue
+			}
+			value = strings.TrimSpace(string(data))
+			if value == "" || strings.Contains(value, "\n") {
+				errs = append(errs, fmt.Errorf("--base-image: %s for %s: want one line of kernel arguments", p, bf.variable))
+				continue
+			}
+		}
+		out = append(out, bf.variable+"="+value)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// givenVars returns the template variables that are given, by name, with their value where it is a
+// literal string (else ""): --var NAME=VALUE, the top-level attributes of the --var-file files (HCL
+// or JSON by their extension), the *.auto.pkrvars.hcl and *.auto.pkrvars.json files that Packer reads
+// from the work directory, and PKR_VAR_NAME in environ. Later sources override earlier ones, as
+// Packer's own precedence puts --var over files over the environment.
+func givenVars(vars, varFiles []string, workDir string, environ []string) (map[string]string, error) {
+	given := map[string]string{}
+	for _, kv := range environ {
+		if rest, ok := strings.CutPrefix(kv, "PKR_VAR_"); ok {
+			name, value, _ := strings.Cut(rest, "=")
+			given[name] = value
+		}
+	}
+	auto, err := filepath.Glob(filepath.Join(workDir, "*.auto.pkrvars.*"))
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(auto)
+	for _, f := range append(auto, varFiles...) {
+		if err := varFileAttrs(f, given); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range vars {
+		name, value, _ := strings.Cut(v, "=")
+		given[name] = value
+	}
+	return given, nil
+}
+
+// varFileAttrs adds the top-level attributes of a Packer variables file to given.
+func varFileAttrs(path string, given map[string]string) error {
+	src, err := readlimit.ReadFile(path, readlimit.Spec)
+	if err != nil {
+		return fmt.Errorf("--var-file: %w", err)
+	}
+	parser := hclparse.NewParser()
+	var file *hcl.File
+	var diags hcl.Diagnostics
+	if strings.HasSuffix(path, ".json") {
+		file, diags = parser.ParseJSON(src, path)
+	} else {
+		file, diags = parser.ParseHCL(src, path)
+	}
+	if diags.HasErrors() {
+		return fmt.Errorf("--var-file: %w", diags)
+	}
+	attrs, diags := file.Body.JustAttributes()
+	if diags.HasErrors() {
+		return fmt.Errorf("--var-file: %w", diags)
+	}
+	for name, a := range attrs {
+		given[name] = ""
+		if v, d := a.Expr.Value(nil); !d.HasErrors() && v.Type() == cty.String && v.IsKnown() && !v.IsNull() {
+			given[name] = v.AsString()
+		}
+	}
+	return nil
+}
+
+func keys(m map[string]string) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 // redactVars hides the values of variables whose name suggests a secret.

@@ -55,6 +55,15 @@ func Dir(t testing.TB, name string) string {
 	return find(t, name, checkDir)
 }
 
+// File returns the absolute path of the file that the named tool makes, for tools whose product is one
+// data file (baked-image: the hardened disk.qcow2, with vmlinuz, initrd.img and cmdline beside it):
+// `hack/tools.sh <name>` prints a regular file's path. It finds, caches, skips and fails as Tool does;
+// KILN_<NAME> may name the file.
+func File(t testing.TB, name string) string {
+	t.Helper()
+	return find(t, name, checkFile)
+}
+
 // find returns the path of the named tool, checked with check; see Tool.
 func find(t testing.TB, name string, check func(string) error) string {
 	t.Helper()
@@ -196,6 +205,17 @@ func checkExecutable(p string) error {
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("%s: %w", p, errNotExecutable)
+	}
+	return nil
+}
+
+func checkFile(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w", p, errNotFile)
 	}
 	return nil
 }

@@ -102,6 +102,37 @@ func TestDirFromEnv(t *testing.T) {
 	}
 }
 
+func TestFileFromEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "disk.qcow2")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, wantErr string
+	}{
+		{name: "a file", path: file},
+		{name: "a directory", path: filepath.Dir(file), wantErr: "not a regular file"},
+		{name: "missing", path: file + ".none", wantErr: "no such file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("KILN_TESTTOOL_IMAGE", tc.path)
+			t.Setenv("CI", "false")
+			var got string
+			r := record(t, func(tb testing.TB) { got = File(tb, "testtool-image") })
+			if tc.wantErr == "" {
+				if r.failed || r.skipped || got != tc.path {
+					t.Errorf("File = %q (failed=%v skipped=%v %s), want %q from $KILN_TESTTOOL_IMAGE", got, r.failed, r.skipped, r.msg, tc.path)
+				}
+				return
+			}
+			if !r.failed || !strings.Contains(r.msg, tc.wantErr) {
+				t.Errorf("a bad $KILN_TESTTOOL_IMAGE must fail the test; failed=%v skipped=%v msg=%q", r.failed, r.skipped, r.msg)
+			}
+		})
+	}
+}
+
 func TestToolUnavailable(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -63,7 +63,9 @@ func New(t testing.TB, builders ...string) *Packer {
 	return p
 }
 
-// Install installs a plugin binary under its source address.
+// Install installs a plugin binary under its source address, without the network. hack/tools.sh
+// does the same for the baked image (install_packer_plugin): `packer plugins install --path BINARY
+// SOURCE` with PACKER_PLUGIN_PATH naming the plugin directory.
 func (p *Packer) Install(t testing.TB, binary, source string) {
 	t.Helper()
 	// packer plugins install --path wants the binary named packer-plugin-NAME.
