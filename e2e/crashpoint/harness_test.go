@@ -46,29 +46,7 @@ const maxPoints = 80
 
 var kilnBin string
 
-func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "kiln-crash-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		root, err := testtool.RepoRoot(".")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		kilnBin = filepath.Join(dir, "kiln")
-		build := exec.Command("go", "build", "-o", kilnBin, "./cmd/kiln")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-			return 1
-		}
-		return m.Run()
-	}())
-}
+func TestMain(m *testing.M) { os.Exit(testtool.MainWithKiln(m, &kilnBin)) }
 
 // machine is a machine of the cluster as the backend itself sees it.
 type machine struct {

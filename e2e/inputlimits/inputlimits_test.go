@@ -28,29 +28,7 @@ const memoryLimit = 256 << 20
 
 var kilnBin string
 
-func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "kiln-limits-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		root, err := testtool.RepoRoot(".")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		kilnBin = filepath.Join(dir, "kiln")
-		build := exec.Command("go", "build", "-o", kilnBin, "./cmd/kiln")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-			return 1
-		}
-		return m.Run()
-	}())
-}
+func TestMain(m *testing.M) { os.Exit(testtool.MainWithKiln(m, &kilnBin)) }
 
 // limited runs kiln with args in dir with its data segment limited to limit bytes, stdin from in.
 func limited(t *testing.T, dir string, limit int64, in io.Reader, args ...string) (exit *os.ProcessState, out string) {

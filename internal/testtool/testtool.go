@@ -249,3 +249,35 @@ func ExclusiveVMs(t testing.TB) {
 	}
 	t.Cleanup(func() { f.Close() }) // closing releases the lock
 }
+
+// BuildKiln builds kiln's command line (./cmd/kiln) from this checkout into dir and returns the
+// binary's path.
+func BuildKiln(dir string) (string, error) {
+	root, err := RepoRoot(".")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "kiln")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kiln")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/kiln: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// MainWithKiln is the TestMain of packages that run the built command line: it builds kiln into a
+// temporary directory, sets *bin to its path, runs the tests and removes the directory.
+func MainWithKiln(m *testing.M, bin *string) int {
+	dir, err := os.MkdirTemp("", "kiln-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildKiln(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
