@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // DefaultListen is where the server listens unless -listen says otherwise.
@@ -104,10 +106,22 @@ func Handler(hostname string, podIP func() string, log io.Writer) http.Handler {
 	})
 }
 
+// The server's limits: a slow or hostile client holds neither a connection nor memory for long. Every
+// route is GET or HEAD and reads no body.
+const (
+	readTimeout    = 10 * time.Second
+	writeTimeout   = 10 * time.Second
+	idleTimeout    = time.Minute
+	maxHeaderBytes = 16 << 10
+	maxConns       = 256
+)
+
 // Serve serves h on ln until ctx ends, then shuts down, letting requests in flight finish for up to
-// five seconds.
+// five seconds. At most maxConns connections are open at once; further clients wait in the backlog.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ln = netutil.LimitListener(ln, maxConns)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -219,5 +220,55 @@ func TestGetTLS(t *testing.T) {
 				t.Fatalf("output %q", out.String())
 			}
 		})
+	}
+}
+
+// TestServeLimits: a client that sends headers past the limit is refused, and one that never
+// finishes its request is cut off; the server goes on serving others.
+func TestServeLimits(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- echo.Serve(ctx, ln, echo.Handler("h", func() string { return "10.244.1.2" }, io.Discard))
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	url := "http://" + ln.Addr().String() + "/"
+
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB of headers: %s, want 431", resp.Status)
+	}
+
+	slow, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	slow.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.ReadAll(slow); err != nil {
+		t.Errorf("a request never finished: %v, want the server to close the connection", err)
+	}
+
+	var out bytes.Buffer
+	if err := echo.Get(t.Context(), url, echo.GetOptions{}, &out); err != nil || !strings.Contains(out.String(), "hostname=h") {
+		t.Errorf("a plain request after them: %q, %v", out.String(), err)
 	}
 }
