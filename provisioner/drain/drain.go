@@ -164,12 +164,20 @@ func (d Drainer) waitGone(ctx context.Context, node string, pods []corev1.Pod) e
 	if len(pods) == 0 {
 		return nil
 	}
-	var left []string
+	left := make([]string, 0, len(pods))
+	for _, p := range pods {
+		left = append(left, key(p))
+	}
+	// A failed list is tried again at the next tick: near the timeout, client-go's rate limiter
+	// refuses a call that would outlast the deadline, which is no reason to give up early.
+	var listErr error
 	err := wait.PollUntilContextCancel(ctx, d.interval(), true, func(ctx context.Context) (bool, error) {
 		now, err := d.pods(ctx, node)
 		if err != nil {
-			return false, err
+			listErr = err
+			return false, nil
 		}
+		listErr = nil
 		uids := map[types.UID]bool{}
 		for _, p := range now {
 			uids[p.UID] = true
@@ -185,8 +193,12 @@ func (d Drainer) waitGone(ctx context.Context, node string, pods []corev1.Pod) e
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(context.Cause(ctx), errTimedOut) && listErr != nil:
+		return fmt.Errorf("%w after %s: %s (the last list of the node's pods failed: %w)", ErrPodsLeft, d.timeout(), strings.Join(left, ", "), listErr)
 	case errors.Is(context.Cause(ctx), errTimedOut):
 		return fmt.Errorf("%w after %s: %s", ErrPodsLeft, d.timeout(), strings.Join(left, ", "))
+	case listErr != nil:
+		return fmt.Errorf("wait for evicted pods: %w (the last list of the node's pods failed: %w)", err, listErr)
 	}
 	return fmt.Errorf("wait for evicted pods: %w", err)
 }
