@@ -180,13 +180,9 @@ non-zero after writing the others; --wait waits that long for running machines t
 			if err != nil {
 				return err
 			}
-			p, err := g.provider(cmd.Context(), c, specPath)
+			p, ms, err := g.machines(cmd.Context(), c, specPath)
 			if err != nil {
 				return err
-			}
-			ms, err := p.List(cmd.Context(), c.Metadata.Name)
-			if err != nil {
-				return fmt.Errorf("list machines of %s: %w", c.Metadata.Name, err)
 			}
 			ms = slices.DeleteFunc(ms, func(m provisioner.Machine) bool { return m.State == provisioner.StateGone })
 			mks, err := g.hostKeysOf(cmd.Context(), c, p, ms, waitFor)
@@ -274,13 +270,9 @@ func runSSH(ctx context.Context, g *globals, specPath, user, node string, comman
 	if user == "" {
 		user = c.Spec.SSH.User
 	}
-	p, err := g.provider(ctx, c, specPath)
+	p, ms, err := g.machines(ctx, c, specPath)
 	if err != nil {
 		return err
-	}
-	ms, err := p.List(ctx, c.Metadata.Name)
-	if err != nil {
-		return fmt.Errorf("list machines of %s: %w", c.Metadata.Name, err)
 	}
 	i := slices.IndexFunc(ms, func(m provisioner.Machine) bool { return m.Name == node })
 	if i < 0 {

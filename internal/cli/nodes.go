@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
@@ -53,13 +55,9 @@ and yaml print everything.`,
 			if err != nil {
 				return err
 			}
-			p, err := g.provider(cmd.Context(), c, specPath)
+			p, ms, err := g.machines(cmd.Context(), c, specPath)
 			if err != nil {
 				return err
-			}
-			ms, err := p.List(cmd.Context(), c.Metadata.Name)
-			if err != nil {
-				return fmt.Errorf("list machines of %s: %w", c.Metadata.Name, err)
 			}
 			mem, err := stateMemory{g: g, cluster: c.Metadata.Name}.Load(cmd.Context())
 			if err != nil {
@@ -125,4 +123,17 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// machines is cluster c's provider and the machines it lists (one List call).
+func (g *globals) machines(ctx context.Context, c *v1alpha1.Cluster, specPath string) (provisioner.Provider, []provisioner.Machine, error) {
+	p, err := g.provider(ctx, c, specPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	ms, err := p.List(ctx, c.Metadata.Name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list machines of %s: %w", c.Metadata.Name, err)
+	}
+	return p, ms, nil
 }
