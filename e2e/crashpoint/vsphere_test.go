@@ -2,22 +2,18 @@ package crashpoint
 
 import (
 	"context"
-	"crypto/tls"
 	"net/http"
-	"net/url"
 	"regexp"
 	"testing"
 
-	"github.com/vmware/govmomi"
-	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
+	"github.com/kiln-dev/kiln/onprem/vsphere/vspheretest"
 )
 
 // soapTask is the vSphere method of a SOAP request that starts a task: every call that changes the
@@ -25,46 +21,11 @@ import (
 var soapTask = regexp.MustCompile(`<(?:\w+:)?(\w+_Task)[\s>]`)
 
 func TestCrashPointsVSphere(t *testing.T) {
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	m.Service.TLS = new(tls.Config)
-	m.Service.Listen = &url.URL{User: url.UserPassword("kiln", "sim-password")}
-	s := m.Service.NewServer()
-	t.Cleanup(func() { s.Close(); m.Remove() })
-
+	sim := vspheretest.Start(t)
 	ctx := context.Background()
-	c, err := govmomi.NewClient(ctx, s.URL, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	finder := find.NewFinder(c.Client, true)
-	dc, err := finder.Datacenter(ctx, "DC0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	finder.SetDatacenter(dc)
-	folders, err := dc.Folders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	folder, err := folders.VmFolder.CreateFolder(ctx, "kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := finder.VirtualMachine(ctx, "DC0_H0_VM0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if task, err := tmpl.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
-		t.Fatalf("power off template: %v", err)
-	}
-	if err := tmpl.MarkAsTemplate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, folder := sim.Client, sim.Folder
 
-	up := *s.URL
+	up := *sim.URL
 	up.User, up.Path = nil, ""
 	list := func(t *testing.T) []mo.VirtualMachine {
 		v, err := view.NewManager(c.Client).CreateContainerView(ctx, folder.Reference(), []string{"VirtualMachine"}, false)

@@ -1,66 +1,20 @@
 package cli
 
 import (
-	"context"
-	"crypto/tls"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/vmware/govmomi"
-	"github.com/vmware/govmomi/find"
-	"github.com/vmware/govmomi/simulator"
-
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/onprem/vsphere/vspheretest"
 )
 
 // TestApplyOnVSphereSimulator runs kiln apply, get nodes and delete against govmomi's vCenter
 // simulator, with the real vSphere client and nothing of kiln replaced.
 func TestApplyOnVSphereSimulator(t *testing.T) {
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	m.Service.TLS = new(tls.Config)
-	m.Service.Listen = &url.URL{User: url.UserPassword("kiln", "sim-password")}
-	s := m.Service.NewServer()
-	t.Cleanup(func() { s.Close(); m.Remove() })
-	caFile, err := s.CertificateFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The template: the simulator's first VM, powered off and marked as a template.
-	ctx := context.Background()
-	c, err := govmomi.NewClient(ctx, s.URL, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	finder := find.NewFinder(c.Client, true)
-	dc, err := finder.Datacenter(ctx, "DC0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	finder.SetDatacenter(dc)
-	folders, err := dc.Folders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := folders.VmFolder.CreateFolder(ctx, "kiln"); err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := finder.VirtualMachine(ctx, "DC0_H0_VM0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if task, err := tmpl.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
-		t.Fatalf("power off template: %v", err)
-	}
-	if err := tmpl.MarkAsTemplate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	sim := vspheretest.Start(t)
+	caFile := sim.CAFile
 
 	dir := t.TempDir()
 	mustKiln(t, dir, "init", "demo", "--provider", "vsphere")
@@ -72,7 +26,7 @@ func TestApplyOnVSphereSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.Spec.Provider.VSphere = &v1alpha1.VSphereProvider{Server: s.URL.Host, Datacenter: "DC0", Cluster: "DC0_C0",
+	cl.Spec.Provider.VSphere = &v1alpha1.VSphereProvider{Server: sim.URL.Host, Datacenter: vspheretest.Datacenter, Cluster: vspheretest.Cluster,
 		Folder: "/DC0/vm/kiln", Datastore: "LocalDS_0", Network: "DC0_DVPG0"}
 	cl.Spec.ControlPlane.Image = "DC0_H0_VM0"
 	for i := range cl.Spec.NodePools {
