@@ -361,6 +361,12 @@ func (p *Provider) clone(ctx context.Context, spec provisioner.MachineSpec) (*vm
 			return nil, fmt.Errorf("vsphere: clone %q: %w, yet no VM of that name is in the folder: %w", spec.Name, err, cmp.Or(lerr, error(ErrNotFound)))
 		}
 		return vm, nil
+	case fault.Is(err, &types.InvalidPowerState{}):
+		// The clone was made, but another creator saw it powered off and powered it on before the clone
+		// task could: the machine is there and running, which is what this Create wanted.
+		if vm, lerr := p.lookup(ctx, spec.Name); lerr == nil && vm != nil && vm.power == types.VirtualMachinePowerStatePoweredOn {
+			return vm, nil
+		}
 	case fault.Is(err, &types.ManagedObjectNotFound{}):
 		p.forget(spec.Image) // the template may have been replaced: resolve it again next time
 	}
