@@ -5,7 +5,8 @@
 #   hack/tools.sh deps        install (as root) the Debian packages the tests need; print their names
 #   hack/tools.sh ignition    build github.com/coreos/ignition/v2 once; print the binary's absolute path
 #   hack/tools.sh kubernetes  build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-#                             kubectl and kube-proxy once; print kube-apiserver's path (the others are next to it)
+#                             kubectl and kube-proxy once, and etcd at the version Kubernetes requires;
+#                             print kube-apiserver's path (the others are next to it)
 #   hack/tools.sh containerd  build containerd v2 (containerd, containerd-shim-runc-v2, ctr) once; print
 #                             containerd's path (the others are next to it)
 #   hack/tools.sh node-images build kiln's pause and echo images (cmd/kiln-pause, cmd/kiln-echo, static)
@@ -48,7 +49,6 @@ APT_PACKAGES=(
 	iproute2     # ip netns/link/addr: the firewall network test's namespaces, veths and bridge
 	containernetworking-plugins # bridge, host-local, portmap in /usr/lib/cni: the pod network's data path test (nodeagent/podnet)
 	systemd      # systemd-analyze verify on rendered units (kiln-firewall.service)
-	etcd-server  # etcd (3.4) for the control-plane security test (bootstrap/clustertest)
 	etcd-client  # etcdctl: the control-plane security test reads raw Secrets from etcd
 	openssh-server # sshd: kiln audit network --ssh reads a node's ruleset from a real sshd (internal/cli)
 	sudo         # sudo -n nft -j list ruleset, run by kiln audit network --ssh over SSH
@@ -232,6 +232,20 @@ build_kubernetes() {
 			go build -trimpath -ldflags "$ld" -o "$dir/$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2
 			mv -f "$dir/$b.tmp" "$dir/$b"
 		done
+		# etcd at the version Kubernetes' own go.mod requires of go.etcd.io/etcd/server/v3 (its client
+		# and the server then share every compiled package): etcd's main is two lines around etcdmain,
+		# so the scratch module carries them rather than requiring etcd's root module, whose go.mod
+		# replaces its parts with local paths like Kubernetes' does.
+		local etcd
+		etcd=$(sed -n 's|^[[:space:]]*go.etcd.io/etcd/server/v3 \(v[^[:space:]]*\).*|\1|p' "$gomod")
+		[[ -n "$etcd" ]] || die "k8s.io/kubernetes@$KUBERNETES_VERSION's go.mod requires no go.etcd.io/etcd/server/v3"
+		mkdir -p etcd
+		printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >etcd/main.go
+		go get "go.etcd.io/etcd/server/v3/etcdmain@$etcd" >&2
+		log "building etcd $etcd"
+		go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module" -o "$dir/etcd.tmp" ./etcd >&2
+		mv -f "$dir/etcd.tmp" "$dir/etcd"
+		"$dir/etcd" --version >&2
 	)
 	cp "$dir/kube-apiserver" "$out"
 	"$out" --version >&2

@@ -5,8 +5,8 @@
 // namespace labels and RBAC bindings back (package clusterapply). The control plane is started by
 // package controlplane, the code behind `kiln controlplane run`.
 //
-// It holds only a test. Run it as root with the Kubernetes binaries from hack/tools.sh and Debian's
-// etcd-server and etcd-client installed (hack/tools.sh deps):
+// It holds only a test. Run it as root with etcd and the Kubernetes binaries from hack/tools.sh
+// kubernetes and Debian's etcd-client (etcdctl) installed (hack/tools.sh deps):
 //
 //	CI=true go test -count=1 -v ./bootstrap/clustertest
 package clustertest

@@ -49,7 +49,6 @@ type cluster struct {
 func TestControlPlaneSecurity(t *testing.T) {
 	testtool.RequireRoot(t)
 	kubeDir := kubernetesDir(t)
-	debianTool(t, "etcd", "etcd-server")
 	etcdctl := debianTool(t, "etcdctl", "etcd-client")
 	bins, err := controlplane.FindBinaries(kubeDir)
 	if err != nil {

@@ -21,7 +21,7 @@ var programs = []string{"etcd", "kube-apiserver", "kube-controller-manager", "ku
 
 // FindBinaries looks each program up in dirs, in order, then in $KILN_BIN_DIR, then in $PATH. Its
 // error wraps ErrMissingBinary, names every missing program and where it looked, and says how to get
-// each one: the Kubernetes binaries from `hack/tools.sh kubernetes`, etcd from Debian's etcd-server.
+// each one: `hack/tools.sh kubernetes` builds etcd and the Kubernetes binaries.
 func FindBinaries(dirs ...string) (Binaries, error) {
 	if d := os.Getenv(EnvBinDir); d != "" {
 		dirs = append(dirs, d)
@@ -41,20 +41,8 @@ func FindBinaries(dirs ...string) (Binaries, error) {
 		if len(dirs) > 0 {
 			where = strings.Join(dirs, ", ") + " and $PATH"
 		}
-		var how []string
-		kube := false
-		for _, m := range missing {
-			if m == "etcd" {
-				how = append(how, "etcd: install Debian's etcd-server (apt-get install etcd-server)")
-			} else {
-				kube = true
-			}
-		}
-		if kube {
-			how = append(how, `the Kubernetes binaries: build them with hack/tools.sh kubernetes and pass --bin-dir "$(dirname "$(hack/tools.sh kubernetes)")"`)
-		}
-		return Binaries{}, fmt.Errorf("controlplane: %w: %s (looked in %s); %s", ErrMissingBinary,
-			strings.Join(missing, ", "), where, strings.Join(how, "; "))
+		return Binaries{}, fmt.Errorf("controlplane: %w: %s (looked in %s); build etcd and the Kubernetes binaries with hack/tools.sh kubernetes and pass --bin-dir \"$(dirname \"$(hack/tools.sh kubernetes)\")\"",
+			ErrMissingBinary, strings.Join(missing, ", "), where)
 	}
 	return Binaries{
 		Etcd:              found["etcd"],

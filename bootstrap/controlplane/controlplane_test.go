@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -219,7 +218,7 @@ func TestFindBinaries(t *testing.T) {
 	if !errors.Is(err, ErrMissingBinary) {
 		t.Fatalf("got %v, want ErrMissingBinary", err)
 	}
-	for _, want := range []string{"etcd, kube-controller-manager (looked in " + dir, "apt-get install etcd-server", "hack/tools.sh kubernetes"} {
+	for _, want := range []string{"etcd, kube-controller-manager (looked in " + dir, "hack/tools.sh kubernetes"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error lacks %q: %v", want, err)
 		}
@@ -241,17 +240,10 @@ func TestFindBinaries(t *testing.T) {
 	}
 }
 
-// binaries returns the real programs: Kubernetes from hack/tools.sh, etcd from Debian.
+// binaries returns the real programs: Kubernetes and etcd from hack/tools.sh kubernetes.
 func binaries(tb testing.TB) Binaries {
 	tb.Helper()
 	kube := filepath.Dir(testtool.Tool(tb, "kubernetes"))
-	if _, err := exec.LookPath("etcd"); err != nil {
-		msg := "etcd: not found; install Debian's etcd-server (hack/tools.sh deps)"
-		if testtool.CI() {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
 	b, err := FindBinaries(kube)
 	if err != nil {
 		tb.Fatal(err)

@@ -26,10 +26,10 @@ SUITE=bookworm
 DISK_SIZE=8G
 LABEL=kiln-root
 CMDLINE="root=LABEL=$LABEL rw console=ttyS0 ignition.firstboot ignition.platform.id=qemu"
-KUBE_NODE_BINARIES=(kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+KUBE_NODE_BINARIES=(kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd)
 CONTAINERD_BINARIES=(containerd containerd-shim-runc-v2 ctr)
 # Units that Debian's packages enable and that only a control-plane node's Ignition enables.
-CONTROL_PLANE_UNITS=(etcd.service keepalived.service haproxy.service)
+CONTROL_PLANE_UNITS=(keepalived.service haproxy.service)
 
 log() { printf 'base-image: %s\n' "$*" >&2; }
 die() {
@@ -128,12 +128,10 @@ in_root apt-get upgrade -y -q --no-install-recommends >&2
 
 log "Ignition: Debian's dracut module with the $("$ignition" -version) binary"
 install -m 0755 "$ignition" "$root/usr/lib/dracut/modules.d/30ignition/ignition"
-log "Kubernetes node binaries into /usr/local/bin"
+log "Kubernetes node binaries and etcd (hack/tools.sh kubernetes) into /usr/local/bin"
 for b in "${KUBE_NODE_BINARIES[@]}"; do
 	install -m 0755 "$kubedir/$b" "$root/usr/local/bin/$b"
 done
-# The rendered units run $BinDir/etcd (bootstrap/ignition.DefaultBinDir): Debian's etcd 3.4.
-ln -sf /usr/bin/etcd "$root/usr/local/bin/etcd"
 log "containerd into /usr/local/bin: $("$containerddir/containerd" --version)"
 for b in "${CONTAINERD_BINARIES[@]}"; do
 	install -m 0755 "$containerddir/$b" "$root/usr/local/bin/$b"
@@ -144,13 +142,13 @@ log "node images into /usr/share/kiln/images: $(cd "$imagesdir" && echo *.tar)"
 install -d -m 0755 "$root/usr/share/kiln/images"
 install -m 0644 "$imagesdir"/*.tar "$root/usr/share/kiln/images/"
 
-# Debian enables etcd, keepalived and haproxy; only a control-plane node's Ignition enables them.
+# Debian enables keepalived and haproxy; only a control-plane node's Ignition enables them.
 in_root systemctl disable "${CONTROL_PLANE_UNITS[@]}" >&2
 # containerd.service (upstream's, rootfs/usr/local/lib/systemd/system) and kiln-images.service, which
 # imports the node images into it before the kubelet starts.
 in_root systemctl enable systemd-networkd.service kiln-ssh-hostkeys.service containerd.service kiln-images.service >&2
 # On first boot (machine-id "uninitialized") systemd applies the presets to every unit, and Debian's
-# presets enable whatever they do not name: etcd, nftables.service (whose ruleset flushes kiln's
+# presets enable whatever they do not name: nftables.service (whose ruleset flushes kiln's
 # firewall), ssh.socket. Presets that restate the image's own choices keep first boot from changing
 # them; Ignition's 20-ignition.preset comes first, so the units a node's config enables still start.
 mkdir -p "$root/etc/systemd/system-preset"

@@ -44,7 +44,7 @@ kubeconfig (DIR/admin.conf, mode 0600) and prints its path. It runs until interr
 SIGTERM), then stops the components in reverse order; it fails if one of them exits on its own.
 
 The programs are looked up in --bin-dir, $KILN_BIN_DIR and $PATH: the Kubernetes ones come from
-'hack/tools.sh kubernetes', etcd from Debian's etcd-server package. Logs are in DIR/log.`,
+'hack/tools.sh kubernetes', which builds etcd too. Logs are in DIR/log.`,
 		Example: `  kiln controlplane run -f cluster.yaml --bin-dir "$(dirname "$(hack/tools.sh kubernetes)")"
   kubectl --kubeconfig demo-control-plane/admin.conf get namespaces`,
 		Args: cobra.NoArgs,

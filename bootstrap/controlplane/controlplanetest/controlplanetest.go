@@ -4,15 +4,12 @@
 // It is the one harness for tests that need a real Kubernetes API; it only finds the programs and
 // ties the control plane's life to the test's.
 //
-// The Kubernetes binaries come from `hack/tools.sh kubernetes` (internal/testtool), etcd from Debian's
-// etcd-server. A test whose programs are missing is skipped, saying how to get them, or fails under
+// etcd and the Kubernetes binaries come from `hack/tools.sh kubernetes` (internal/testtool). A test whose programs are missing is skipped, saying how to get them, or fails under
 // CI=true.
 package controlplanetest
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,16 +26,10 @@ import (
 // tests share a small machine.
 const ReadyTimeout = 3 * time.Minute
 
-// Binaries finds etcd and the Kubernetes control-plane programs, or skips t (fails it under CI).
+// Binaries finds etcd and the Kubernetes control-plane programs (hack/tools.sh kubernetes builds both),
+// or skips t (fails it under CI).
 func Binaries(t testing.TB) controlplane.Binaries {
 	t.Helper()
-	if _, err := exec.LookPath("etcd"); err != nil {
-		msg := fmt.Sprintf("controlplanetest: etcd: %v; install Debian's etcd-server (hack/tools.sh deps)", err)
-		if testtool.CI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
 	dir := filepath.Dir(testtool.Tool(t, "kubernetes"))
 	bins, err := controlplane.FindBinaries(dir)
 	if err != nil {
