@@ -375,6 +375,11 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		PodCIDR:        spec.Network.PodCIDR,
 		ServiceCIDR:    spec.Network.ServiceCIDR,
 	}
+	var election kubecfg.LeaderElection
+	if r.in.Placement.SlowMachines {
+		election = kubecfg.SlowMachineLeaderElection
+	}
+	cmIn.LeaderElection = election
 	if err := errors.Join(apiIn.Validate(), cmIn.Validate()); err != nil {
 		return fmt.Errorf("ignition: control-plane flags: %w", err)
 	}
@@ -383,7 +388,7 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	}
 	api := kubecfg.APIServerFlags(apiIn)
 	cm := kubecfg.ControllerManagerFlags(cmIn)
-	sch := kubecfg.SchedulerFlags(kubecfg.SchedulerInput{KubeconfigFile: "/etc/kubernetes/scheduler.conf"})
+	sch := kubecfg.SchedulerFlags(kubecfg.SchedulerInput{KubeconfigFile: "/etc/kubernetes/scheduler.conf", LeaderElection: election})
 	d.ControlPlaneUnits = []controlPlaneUnit{
 		{Name: "kube-apiserver", Description: "Kubernetes API server", After: "etcd.service network-online.target", Flags: api},
 		{Name: "kube-controller-manager", Description: "Kubernetes controller manager", After: "kube-apiserver.service", Flags: cm},

@@ -84,6 +84,9 @@ type Placement struct {
 	// in the config (the kubelet's node IP, etcd's URLs, the API server's advertise address), and New
 	// requires Input.ControlPlaneAddresses.
 	NodeAddresses bool
+	// SlowMachines: the machines are emulated (QEMU's TCG) and their API server may take many seconds
+	// to answer, so the control plane's leader elections use kubecfg.SlowMachineLeaderElection.
+	SlowMachines bool
 }
 
 // Endpoint is how a provider makes the cluster's API endpoint (spec.network.apiEndpoint).

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -190,6 +191,48 @@ type ControllerManagerInput struct {
 	PodCIDR string
 	// ServiceCIDR is the service address range, e.g. "10.96.0.0/12". Required.
 	ServiceCIDR string
+	// LeaderElection: the zero value keeps Kubernetes' own timings.
+	LeaderElection LeaderElection
+}
+
+// LeaderElection is the lease timing of a control-plane component that elects a leader. Zero fields
+// keep Kubernetes' defaults (15 s lease, 10 s renew deadline, 2 s retry).
+type LeaderElection struct {
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// SlowMachineLeaderElection tolerates an API server that takes many seconds to answer, as on emulated
+// (TCG) machines: with Kubernetes' defaults a leader gives up its lease whenever one renewal takes
+// over 10 s, and kube-controller-manager and kube-scheduler then exit and start over, so that CSRs are
+// never approved. A failed leader's successor takes over within a minute instead of 15 s.
+var SlowMachineLeaderElection = LeaderElection{LeaseDuration: 60 * time.Second, RenewDeadline: 40 * time.Second, RetryPeriod: 10 * time.Second}
+
+func (le LeaderElection) addFlags(f map[string]string) {
+	for name, d := range map[string]time.Duration{
+		"leader-elect-lease-duration": le.LeaseDuration,
+		"leader-elect-renew-deadline": le.RenewDeadline,
+		"leader-elect-retry-period":   le.RetryPeriod,
+	} {
+		if d > 0 {
+			f[name] = d.String()
+		}
+	}
+}
+
+func (le LeaderElection) validate(component string) error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"lease duration", le.LeaseDuration}, {"renew deadline", le.RenewDeadline}, {"retry period", le.RetryPeriod}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("kubecfg: %s: leader election %s %s: %w: negative", component, d.name, d.v, ErrInvalid))
+		}
+	}
+	if le.LeaseDuration > 0 && le.RenewDeadline > 0 && le.RenewDeadline >= le.LeaseDuration {
+		errs = append(errs, fmt.Errorf("kubecfg: %s: leader election renew deadline %s: %w: must be shorter than the lease duration %s", component, le.RenewDeadline, ErrInvalid, le.LeaseDuration))
+	}
+	return errors.Join(errs...)
 }
 
 func (in ControllerManagerInput) withDefaults() ControllerManagerInput {
@@ -205,6 +248,9 @@ func (in ControllerManagerInput) Validate() error {
 		"pki dir":         in.PKIDir,
 		"kubeconfig file": in.KubeconfigFile,
 	})
+	if err := in.LeaderElection.validate("kube-controller-manager"); err != nil {
+		errs = append(errs, err)
+	}
 	pods, err := parseCIDR(in.PodCIDR)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("kubecfg: kube-controller-manager: pod cidr: %w", err))
@@ -255,6 +301,7 @@ func ControllerManagerFlags(in ControllerManagerInput) []string {
 	if in.ClusterName != "" {
 		f["cluster-name"] = in.ClusterName
 	}
+	in.LeaderElection.addFlags(f)
 	return flagList(f)
 }
 
@@ -263,13 +310,15 @@ type SchedulerInput struct {
 	// KubeconfigFile is the scheduler's kubeconfig, also used to delegate authentication and
 	// authorization of its own endpoints. Defaults to "/etc/kubernetes/scheduler.conf".
 	KubeconfigFile string
+	// LeaderElection: the zero value keeps Kubernetes' own timings.
+	LeaderElection LeaderElection
 }
 
 // SchedulerFlags returns kube-scheduler's command-line flags, "--name=value", sorted by name: the secure
 // port listens on loopback only with TLSMinVersion and TLSCipherSuites, profiling is off.
 func SchedulerFlags(in SchedulerInput) []string {
 	kubeconfig := orDefault(in.KubeconfigFile, DefaultSchedulerKubeconfig)
-	return flagList(map[string]string{
+	f := map[string]string{
 		"authentication-kubeconfig": kubeconfig,
 		"authorization-kubeconfig":  kubeconfig,
 		"bind-address":              "127.0.0.1",
@@ -278,7 +327,9 @@ func SchedulerFlags(in SchedulerInput) []string {
 		"profiling":                 "false",
 		"tls-cipher-suites":         strings.Join(TLSCipherSuites, ","),
 		"tls-min-version":           TLSMinVersion,
-	})
+	}
+	in.LeaderElection.addFlags(f)
+	return flagList(f)
 }
 
 // flagList renders flags as "--name=value", sorted by name.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	cliflag "k8s.io/component-base/cli/flag"
 )
@@ -35,10 +36,12 @@ var componentFlags = map[string][]string{
 	},
 	"kube-controller-manager": {
 		"allocate-node-cidrs", "cluster-cidr", "cluster-name", "cluster-signing-cert-file",
-		"cluster-signing-key-file", "controllers", "kubeconfig", "leader-elect", "profiling", "root-ca-file",
+		"cluster-signing-key-file", "controllers", "kubeconfig", "leader-elect",
+		"leader-elect-lease-duration", "leader-elect-renew-deadline", "leader-elect-retry-period", "profiling", "root-ca-file",
 		"service-account-private-key-file", "service-cluster-ip-range", "use-service-account-credentials",
 	},
-	"kube-scheduler": {"kubeconfig", "leader-elect", "profiling"},
+	"kube-scheduler": {"kubeconfig", "leader-elect", "leader-elect-lease-duration", "leader-elect-renew-deadline",
+		"leader-elect-retry-period", "profiling"},
 }
 
 // genericOptions are the option types of k8s.io/apiserver/pkg/server/options whose flags each component
@@ -343,6 +346,11 @@ func TestControllerManagerInputValidate(t *testing.T) {
 		{name: "no pod cidr", edit: func(in *ControllerManagerInput) { in.PodCIDR = "" }, want: []string{"pod cidr"}},
 		{name: "bad cluster name", edit: func(in *ControllerManagerInput) { in.ClusterName = "Demo Cluster" }, want: []string{`cluster name "Demo Cluster"`}},
 		{name: "relative kubeconfig", edit: func(in *ControllerManagerInput) { in.KubeconfigFile = "cm.conf" }, want: []string{`kubeconfig file "cm.conf"`}},
+		{name: "renew deadline not under lease", edit: func(in *ControllerManagerInput) {
+			in.LeaderElection = LeaderElection{LeaseDuration: 10 * time.Second, RenewDeadline: 10 * time.Second}
+		}, want: []string{"leader election renew deadline 10s: invalid: must be shorter than the lease duration 10s"}},
+		{name: "negative retry", edit: func(in *ControllerManagerInput) { in.LeaderElection.RetryPeriod = -time.Second },
+			want: []string{"leader election retry period -1s: invalid: negative"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := testControllerManagerInput
@@ -363,6 +371,31 @@ func TestSchedulerFlags(t *testing.T) {
 		"bind-address":              "127.0.0.1",
 		"profiling":                 "false",
 	})
+}
+
+// TestLeaderElectionFlags: slow machines get the three timings on both electing components; the zero
+// value adds none, so Kubernetes' defaults hold.
+func TestLeaderElectionFlags(t *testing.T) {
+	upstream := upstreamFlags(t)
+	want := map[string]string{
+		"leader-elect-lease-duration": "1m0s",
+		"leader-elect-renew-deadline": "40s",
+		"leader-elect-retry-period":   "10s",
+	}
+	cm := testControllerManagerInput
+	cm.LeaderElection = SlowMachineLeaderElection
+	if err := cm.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	wantFlags(t, "kube-controller-manager", checkFlags(t, "kube-controller-manager", ControllerManagerFlags(cm), upstream), want)
+	wantFlags(t, "kube-scheduler", checkFlags(t, "kube-scheduler", SchedulerFlags(SchedulerInput{LeaderElection: SlowMachineLeaderElection}), upstream), want)
+	for _, flags := range [][]string{ControllerManagerFlags(testControllerManagerInput), SchedulerFlags(SchedulerInput{})} {
+		for _, f := range flags {
+			if strings.HasPrefix(f, "--leader-elect-") {
+				t.Errorf("%s without a LeaderElection", f)
+			}
+		}
+	}
 }
 
 func TestUpstreamFlagsFound(t *testing.T) {

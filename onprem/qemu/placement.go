@@ -6,7 +6,8 @@ import "github.com/kiln-dev/kiln/bootstrap/ignition"
 // load their firewall themselves; a config travels as a file through fw_cfg, which holds any size a
 // node config reaches; the control-plane nodes make the API endpoint (keepalived holds its address
 // on the private network, haproxy balances to the kube-apiservers); and every machine's private
-// address is reserved before its config is rendered (Provider.Reserve).
+// address is reserved before its config is rendered (Provider.Reserve); the machines are emulated
+// (TCG), so the control plane's leader elections tolerate a slow API server.
 func Placement() ignition.Placement {
-	return ignition.Placement{Endpoint: ignition.EndpointVIP, NodeAddresses: true}
+	return ignition.Placement{Endpoint: ignition.EndpointVIP, NodeAddresses: true, SlowMachines: true}
 }
