@@ -1,10 +1,10 @@
 // Package e2e runs kiln as a user does: the built binary, through the README's quickstart script
-// (a cluster on local QEMU VMs that heals a killed node), then checks the new node over SSH and runs
-// the real Ignition binary on what kiln rendered.
+// (a Kubernetes cluster on local QEMU VMs that heals a killed node), then checks through the
+// Kubernetes API and over SSH what the cluster promises, and runs the real Ignition binary on what
+// kiln rendered.
 package e2e
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -12,13 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kiln-dev/kiln/internal/ignitiontest"
 	"github.com/kiln-dev/kiln/internal/testtool"
+	"golang.org/x/crypto/ssh"
 )
 
 func TestQuickstart(t *testing.T) {
@@ -36,6 +33,7 @@ func TestQuickstart(t *testing.T) {
 	testtool.ExclusiveVMs(t)
 	testtool.Tool(t, "qemu")
 	testtool.Tool(t, "base-image")
+	testtool.Tool(t, "kubernetes") // kubectl, which the quickstart uses
 	demo := filepath.Join(t.TempDir(), "demo")
 	kiln := func(args ...string) ([]byte, error) {
 		c := exec.Command(bin, args...)
@@ -55,43 +53,17 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("quickstart: %v\n%s", err, out)
 	}
 	for _, want := range []string{"cluster demo initialised", "cluster.yaml: valid", "demo-workers-0.ign: ok",
-		"demo has converged: 2 machines", "killed demo-workers-0", `"msg":"create","machine":"demo-workers-1"`,
-		`"msg":"delete","machine":"demo-workers-0"`, "logged in to demo-workers-1 as kiln"} {
+		"demo has converged: 3 machines", "all 3 Nodes Ready", "pod/echo-demo-workers-0 condition met",
+		"pod/echo-demo-workers-1 condition met", "killed demo-workers-0", `"msg":"create","machine":"demo-workers-2"`,
+		`"msg":"delete","machine":"demo-workers-0"`, "the replacement's Node is Ready", "logged in to demo-workers-2 as kiln"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("quickstart output lacks %q:\n%s", want, out)
 		}
 	}
+	t.Logf("quickstart:\n%s", out)
 
-	// The replacement refuses a password, and root.
-	nodes, err := kiln("get", "nodes", "-f", filepath.Join(demo, "cluster.yaml"), "-o", "json")
-	if err != nil {
-		t.Fatalf("get nodes: %v\n%s", err, nodes)
-	}
-	var views []struct{ Name, SSH string }
-	if err := json.Unmarshal(nodes, &views); err != nil {
-		t.Fatalf("get nodes -o json: %v\n%s", err, nodes)
-	}
-	// Only the host keys the nodes reported, and kiln pinned, are accepted.
-	known := filepath.Join(t.TempDir(), "known_hosts")
-	if out, err := kiln("known-hosts", "-f", filepath.Join(demo, "cluster.yaml"), "--wait", "2m", "--output-file", known); err != nil {
-		t.Fatalf("kiln known-hosts: %v\n%s", err, out)
-	}
-	hostKeys, err := knownhosts.New(known)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range views {
-		if v.Name != "demo-workers-1" {
-			continue
-		}
-		for _, user := range []string{"kiln", "root"} {
-			_, err := ssh.Dial("tcp", v.SSH, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password("kiln")},
-				HostKeyCallback: hostKeys, HostKeyAlgorithms: keyAlgorithms(t, known), Timeout: time.Minute})
-			if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
-				t.Errorf("password login as %s on %s: %v, want refused", user, v.SSH, err)
-			}
-		}
-	}
+	// What the cluster promises, through the Kubernetes API and SSH.
+	checkCluster(t, newDemoCluster(t, kiln, demo))
 
 	// The worker's config boots: the real Ignition applies it, and the admin user may log in with
 	// the cluster's key only.
