@@ -8,7 +8,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/kiln-dev/kiln/internal/cli.Version=$(VERSION) -X github.com/kiln-dev/kiln/internal/cli.Commit=$(COMMIT)
 BIN     := bin
 # Per-package test timeout; the real-component tests build their tools on first use.
-TEST_TIMEOUT ?= 30m
+TEST_TIMEOUT ?= 60m
 
 .PHONY: help build test deps tools generate verify e2e bench bench-bake fuzz quickstart clean
 
