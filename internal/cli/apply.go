@@ -312,8 +312,8 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		},
 	}
 	// With a kubeconfig a machine is ready once its Node is Ready, not when SSH answers. Without one,
-	// kiln's own credential reads the Nodes once the API answers, and a machine without a Node is
-	// judged by its probes (the fallback before the API is up).
+	// kiln's own credential reads the Nodes once the API answers, and from then on a machine needs a
+	// Ready Node too; before that, its probes (SSH) are the fallback.
 	e.RequireNodes = o.kubeconfig != ""
 	if o.qps > 0 {
 		e.Limiter = rate.NewLimiter(rate.Limit(o.qps), max(1, int(o.qps)))

@@ -95,8 +95,9 @@ type Executor struct {
 	// Nodes, when set, adds the Kubernetes Node Ready condition to the health of each machine.
 	Nodes NodeLister
 	// RequireNodes says that a machine is up (ready) only once its Node is Ready, never on its probes
-	// alone (health.Observation.NodeRequired). Without it, a machine without a Node (or whose Nodes
-	// cannot be read) is judged by its probes.
+	// alone, even while the Nodes cannot be read (health.Observation.NodeRequired). Without it, the
+	// probes stand in for the Node while Nodes does not answer; once it answers, a machine needs a
+	// Ready Node all the same.
 	RequireNodes bool
 	// Drainer drains the Node of a machine before it is deleted or powered off. Defaults to Nodes
 	// when Nodes is a Drainer too (KubeNodes is). It is used only in passes where Nodes answered.
@@ -237,7 +238,7 @@ func (e *Executor) decide(ctx context.Context) (decision, error) {
 	now := e.now()
 	d.mem = mem
 	d.nodes, d.reachable = e.nodeReady(ctx)
-	d.obs = e.observe(ctx, machines, mem.Observations, d.nodes, now)
+	d.obs = e.observe(ctx, machines, mem.Observations, d.nodes, d.reachable, now)
 	verdicts := make(map[string]health.Verdict, len(machines))
 	for _, m := range machines {
 		verdicts[m.Name] = health.Judge(m, d.obs[m.Name], now, e.Health)
@@ -380,8 +381,10 @@ func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, ver
 }
 
 // observe probes the running machines and folds what it saw, and the Nodes' conditions, into their
-// observations; machines no longer listed are forgotten.
-func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, prev map[string]health.Observation, nodes map[string]health.Condition, now time.Time) map[string]health.Observation {
+// observations; machines no longer listed are forgotten. Once the API answers (reachable), a machine
+// needs a Ready Node to be up, whatever RequireNodes says: SSH is the fallback only while the Nodes
+// cannot be read.
+func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, prev map[string]health.Observation, nodes map[string]health.Condition, reachable bool, now time.Time) map[string]health.Observation {
 	seen := make([]Seen, len(machines))
 	e.each(len(machines), func(i int) {
 		if e.Prober != nil && machines[i].State == provisioner.StateRunning {
@@ -401,7 +404,7 @@ func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, 
 		} else {
 			o.NodeReady = health.Condition{}
 		}
-		o.NodeRequired = e.Nodes != nil && e.RequireNodes
+		o.NodeRequired = e.Nodes != nil && (e.RequireNodes || reachable)
 		if o.Up.IsZero() && m.State == provisioner.StateRunning && o.IsUp() {
 			o.Up = now
 		}

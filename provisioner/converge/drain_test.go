@@ -210,22 +210,37 @@ func TestPlanActsOnNothing(t *testing.T) {
 	}
 }
 
-// With RequireNodes a new machine is ready only once its Node is Ready, not when its probes pass;
-// without it, a machine without a Node is judged by its probes.
+// Once the API answers, a new machine is ready only with a Ready Node, never on its probes alone;
+// while it does not answer, RequireNodes says whether the probes may stand in for the Node.
 func TestRequireNodes(t *testing.T) {
-	for _, require := range []bool{true, false} {
-		k := &kube{noNode: []string{"kt-workers-0"}}
-		h := newHarness()
-		k.mem = h.mem
-		e := h.executor(desired(1), reconcile.Policy{})
-		e.Nodes, e.RequireNodes = k, require
-		h.pass(t, e)
-		if r := h.pass(t, e); r.Converged(desired(1)) == require {
-			t.Fatalf("RequireNodes %v: converged %v with no Node for kt-workers-0: %s", require, !require, ops(r))
-		}
-		k.noNode = nil
-		if r := h.pass(t, e); !r.Converged(desired(1)) {
-			t.Fatalf("RequireNodes %v: not converged with kt-workers-0's Node Ready: %s", require, ops(r))
-		}
+	for _, tc := range []struct {
+		name     string
+		require  bool
+		apiDown  bool
+		readyNow bool // ready with its probes passing and no Node
+	}{
+		{name: "API answers, RequireNodes", require: true},
+		{name: "API answers", require: false},
+		{name: "API down, RequireNodes", require: true, apiDown: true},
+		{name: "API down: the probes stand in", require: false, apiDown: true, readyNow: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &kube{noNode: []string{"kt-workers-0"}}
+			if tc.apiDown {
+				k.down = errors.New("connection refused")
+			}
+			h := newHarness()
+			k.mem = h.mem
+			e := h.executor(desired(1), reconcile.Policy{})
+			e.Nodes, e.RequireNodes = k, tc.require
+			h.pass(t, e)
+			if r := h.pass(t, e); r.Converged(desired(1)) != tc.readyNow {
+				t.Fatalf("converged %v with no Node for kt-workers-0, want %v: %s", !tc.readyNow, tc.readyNow, ops(r))
+			}
+			k.noNode, k.down = nil, nil
+			if r := h.pass(t, e); !r.Converged(desired(1)) {
+				t.Fatalf("not converged with kt-workers-0's Node Ready: %s", ops(r))
+			}
+		})
 	}
 }
