@@ -32,7 +32,7 @@ func TestQuickstart(t *testing.T) {
 	testtool.RequireRoot(t) // the base image is built with debootstrap and mounts
 	testtool.ExclusiveVMs(t)
 	testtool.Tool(t, "qemu")
-	testtool.Tool(t, "baked-image") // the hardened image the quickstart boots
+	testtool.File(t, "baked-image") // the hardened image the quickstart boots
 	testtool.Tool(t, "kubernetes") // kubectl, which the quickstart uses
 	demo := filepath.Join(t.TempDir(), "demo")
 	kiln := func(args ...string) ([]byte, error) {
