@@ -85,7 +85,9 @@ type Placement struct {
 	// requires Input.ControlPlaneAddresses.
 	NodeAddresses bool
 	// SlowMachines: the machines are emulated (QEMU's TCG) and their API server may take many seconds
-	// to answer, so the control plane's leader elections use kubecfg.SlowMachineLeaderElection.
+	// to answer, so the control plane's leader elections use kubecfg.SlowMachineLeaderElection, and
+	// kiln apply brings the control plane up before it creates the workers
+	// (reconcile.Policy.ControlPlaneFirst).
 	SlowMachines bool
 }
 

@@ -21,12 +21,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/drain"
 	"github.com/kiln-dev/kiln/provisioner/health"
@@ -120,6 +122,8 @@ type Executor struct {
 
 	// apiSilent is whether the last pass could not read the Nodes, so that it is said once, not each pass.
 	apiSilent atomic.Bool
+	// lastHeld is what the last pass held back, so that the same holds are logged once.
+	lastHeld atomic.Value
 }
 
 // Action is one call to the provider, or to the cluster's API, that a pass made.
@@ -274,8 +278,15 @@ func (e *Executor) Pass(ctx context.Context) (Report, error) {
 			return r, fmt.Errorf("converge: plan of %s: %w: %w", cluster, ErrNotApproved, err)
 		}
 	}
+	// What is held back is said when it changes, not again in every pass that holds it.
+	var held []string
 	for _, b := range plan.Blocked {
-		e.log().Warn("held back", "pool", b.Pool, "machine", b.Machine, "reason", b.Reason)
+		held = append(held, b.Pool+"\x00"+b.Machine+"\x00"+b.Reason)
+	}
+	if key := strings.Join(held, "\n"); e.lastHeld.Swap(key) != key {
+		for _, b := range plan.Blocked {
+			e.log().Warn("held back", "pool", b.Pool, "machine", b.Machine, "reason", b.Reason)
+		}
 	}
 	// Remember before acting: a crash after this point repeats the same idempotent creates.
 	next := Memory{Version: MemoryVersion, Remediation: plan.Next, Observations: d.obs}
@@ -383,7 +394,8 @@ func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, ver
 // observe probes the running machines and folds what it saw, and the Nodes' conditions, into their
 // observations; machines no longer listed are forgotten. Once the API answers (reachable), a machine
 // needs a Ready Node to be up, whatever RequireNodes says: SSH is the fallback only while the Nodes
-// cannot be read.
+// cannot be read, and never for the control plane when the policy brings it up first
+// (reconcile.Policy.ControlPlaneFirst): the workers wait for its Node, not for its SSH.
 func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, prev map[string]health.Observation, nodes map[string]health.Condition, reachable bool, now time.Time) map[string]health.Observation {
 	seen := make([]Seen, len(machines))
 	e.each(len(machines), func(i int) {
@@ -404,7 +416,7 @@ func (e *Executor) observe(ctx context.Context, machines []provisioner.Machine, 
 		} else {
 			o.NodeReady = health.Condition{}
 		}
-		o.NodeRequired = e.Nodes != nil && (e.RequireNodes || reachable)
+		o.NodeRequired = e.Nodes != nil && (e.RequireNodes || reachable || e.Policy.ControlPlaneFirst && m.Role == v1alpha1.RoleControlPlane)
 		if o.Up.IsZero() && m.State == provisioner.StateRunning && o.IsUp() {
 			o.Up = now
 		}

@@ -244,3 +244,40 @@ func TestRequireNodes(t *testing.T) {
 		})
 	}
 }
+
+// With ControlPlaneFirst the workers are created only once the control plane's Node is Ready: its
+// SSH answering is not enough, whether or not the API answers.
+func TestControlPlaneFirst(t *testing.T) {
+	k := &kube{down: errors.New("connection refused")}
+	h := newHarness()
+	k.mem = h.mem
+	e := h.executor(desired(2), reconcile.Policy{ControlPlaneFirst: true})
+	e.Nodes = k
+	workers := func() int {
+		n := 0
+		for _, m := range h.mem.Machines() {
+			if m.Pool == "workers" {
+				n++
+			}
+		}
+		return n
+	}
+	for range 3 {
+		r := h.pass(t, e)
+		if n := workers(); n != 0 {
+			t.Fatalf("%d workers created while the control plane's API is down: %s", n, ops(r))
+		}
+	}
+	k.down, k.noNode = nil, []string{"kt-control-plane-0"}
+	if r := h.pass(t, e); workers() != 0 {
+		t.Fatalf("workers created before the control plane's Node is Ready: %s", ops(r))
+	}
+	k.noNode = nil
+	h.pass(t, e) // the control plane is up: the workers are created
+	if n := workers(); n != 2 {
+		t.Fatalf("%d workers once the control plane's Node is Ready, want 2", n)
+	}
+	if r := h.pass(t, e); !r.Converged(desired(2)) {
+		t.Fatalf("not converged: %s", ops(r))
+	}
+}

@@ -76,6 +76,12 @@ type Policy struct {
 	BackoffCap time.Duration
 	// KeepFailed powers failed machines off instead of deleting them, for forensics.
 	KeepFailed bool
+	// ControlPlaneFirst holds back the creation of the node pools' missing machines until every
+	// control-plane machine is up. It is for emulated machines (QEMU under TCG) on a small host, where
+	// workers that boot beside a new control plane starve it of the CPU its API server needs to come
+	// up, and cannot join before it does anyway. The executor then judges control-plane machines by
+	// their Nodes alone (see converge.Executor), so that "up" means the control plane's Node is Ready.
+	ControlPlaneFirst bool
 }
 
 // Policy defaults.

@@ -7,7 +7,8 @@
 //
 // The rules, per group (the control plane, each node pool):
 //
-//   - Missing machines are created, named with the lowest free ordinals.
+//   - Missing machines are created, named with the lowest free ordinals; with ControlPlaneFirst, those
+//     of the node pools only once every control-plane machine is up.
 //   - Extra machines (a pool scaled down, or a pool no longer in the spec: renamed or removed) are
 //     deleted: failed ones first, then those not ready, then those on another image than their
 //     group's, then the highest ordinals. Failed machines go at once (unless more of the group is
@@ -484,8 +485,12 @@ func (pl *planner) converge(g Group, members []*machine, active []Replacement, s
 		}
 	}
 
-	for i := len(slots); i < g.Count; i++ {
-		pl.plan.Creates = append(pl.plan.Creates, Create{Name: pl.freeName(g.Pool), Pool: g.Pool, Role: g.Role, Image: g.Image, Reason: fmt.Sprintf("pool %s has %d of %d machines", g.Pool, len(slots), g.Count)})
+	if missing := g.Count - len(slots); missing > 0 && pl.p.ControlPlaneFirst && g.Role == v1alpha1.RoleWorker && short[v1alpha1.RoleControlPlane] != "" {
+		pl.block(g.Pool, "", fmt.Sprintf("pool %s: creating %s waits for the control plane, which comes up first on these machines: %s", g.Pool, plural(missing, "machine"), short[v1alpha1.RoleControlPlane]))
+	} else {
+		for i := len(slots); i < g.Count; i++ {
+			pl.plan.Creates = append(pl.plan.Creates, Create{Name: pl.freeName(g.Pool), Pool: g.Pool, Role: g.Role, Image: g.Image, Reason: fmt.Sprintf("pool %s has %d of %d machines", g.Pool, len(slots), g.Count)})
+		}
 	}
 	if extra := len(slots) - g.Count; extra > 0 {
 		pl.shrink(g, members, slots, extra, replacing, len(active) > 0, short[g.Role])

@@ -121,6 +121,46 @@ func TestDecide(t *testing.T) {
 			}},
 		},
 		{
+			name:    "control plane first: an empty cluster gets its control plane, the workers wait",
+			desired: desired(1, 2, "img-1"),
+			policy:  Policy{ControlPlaneFirst: true},
+			want: Plan{
+				Creates: []Create{{Name: c(0), Pool: cp, Role: v1alpha1.RoleControlPlane, Image: "cp-1", Reason: "pool control-plane has 0 of 1 machines"}},
+				Blocked: []Block{{Pool: "workers", Reason: "pool workers: creating 2 machines waits for the control plane, which comes up first on these machines: pool control-plane has 0 of 1 machines up"}},
+			},
+		},
+		{
+			name:     "control plane first: a control plane still starting holds the workers",
+			desired:  desired(1, 2, "img-1"),
+			observed: []provisioner.Machine{mach(cp, 0, "cp-1", running)},
+			verdicts: map[string]health.Verdict{c(0): starting},
+			policy:   Policy{ControlPlaneFirst: true},
+			want: Plan{Blocked: []Block{{Pool: "workers", Reason: "pool workers: creating 2 machines waits for the control plane, which comes up first on these machines: pool control-plane has 0 of 1 machines up"}}},
+		},
+		{
+			name:     "control plane first: the workers are created once the control plane is up",
+			desired:  desired(1, 2, "img-1"),
+			observed: []provisioner.Machine{mach(cp, 0, "cp-1", running)},
+			verdicts: map[string]health.Verdict{c(0): up},
+			policy:   Policy{ControlPlaneFirst: true},
+			want: Plan{Creates: []Create{
+				{Name: w(0), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Reason: "pool workers has 0 of 2 machines"},
+				{Name: w(1), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Reason: "pool workers has 0 of 2 machines"},
+			}},
+		},
+		{
+			name:     "control plane first: a failed worker is still replaced while the control plane is up",
+			desired:  desired(1, 2, "img-1"),
+			observed: []provisioner.Machine{mach(cp, 0, "cp-1", running), mach("workers", 0, "img-1", running), mach("workers", 1, "img-1", running)},
+			verdicts: map[string]health.Verdict{c(0): up, w(0): up, w(1): failed},
+			now:      t0,
+			policy:   Policy{ControlPlaneFirst: true},
+			want: Plan{
+				Creates: []Create{{Name: w(2), Pool: "workers", Role: v1alpha1.RoleWorker, Image: "img-1", Replaces: w(1), Reason: failed.Reason}},
+				Next:    replacing(w(1), w(2), failed.Reason, t0),
+			},
+		},
+		{
 			name:    "steady state: nothing to do",
 			desired: desired(3, 3, "img-1"), observed: steady, verdicts: upAll,
 		},
