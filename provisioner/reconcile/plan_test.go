@@ -135,7 +135,7 @@ func TestDecide(t *testing.T) {
 			observed: []provisioner.Machine{mach(cp, 0, "cp-1", running)},
 			verdicts: map[string]health.Verdict{c(0): starting},
 			policy:   Policy{ControlPlaneFirst: true},
-			want: Plan{Blocked: []Block{{Pool: "workers", Reason: "pool workers: creating 2 machines waits for the control plane, which comes up first on these machines: pool control-plane has 0 of 1 machines up"}}},
+			want:     Plan{Blocked: []Block{{Pool: "workers", Reason: "pool workers: creating 2 machines waits for the control plane, which comes up first on these machines: pool control-plane has 0 of 1 machines up"}}},
 		},
 		{
 			name:     "control plane first: the workers are created once the control plane is up",
