@@ -435,3 +435,34 @@ func TestNetworkInterfaces(t *testing.T) {
 		}
 	})
 }
+
+func TestAfterActionDropsTheAnswer(t *testing.T) {
+	f, c, _, _ := clients(t)
+	_, sn := subnet(t, c)
+	var seen []string
+	f.SetFaults(awstest.Faults{AfterAction: func(action string) error {
+		seen = append(seen, action)
+		return errors.New("crashed")
+	}})
+	_, err := c.CreateNetworkInterface(t.Context(), &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(sn)}, func(o *ec2.Options) {
+		o.Retryer = aws.NopRetryer{}
+	})
+	f.SetFaults(awstest.Faults{})
+	if err == nil {
+		t.Fatal("CreateNetworkInterface answered though the hook dropped the connection")
+	}
+	if len(seen) != 1 || seen[0] != "CreateNetworkInterface" {
+		t.Errorf("hook saw %v", seen)
+	}
+	if n := len(f.NetworkInterfaces()); n != 1 {
+		t.Errorf("%d network interfaces after the dropped answer, want the 1 made before it", n)
+	}
+	// An action that fails is not carried out, and the hook does not see it.
+	f.SetFaults(awstest.Faults{AfterAction: func(action string) error {
+		t.Errorf("hook called for %s, which failed", action)
+		return nil
+	}})
+	if _, err := c.DeleteNetworkInterface(t.Context(), &ec2.DeleteNetworkInterfaceInput{NetworkInterfaceId: aws.String("eni-00000000000000000")}); code(err) != "InvalidNetworkInterfaceID.NotFound" {
+		t.Errorf("delete of a missing interface: %v", err)
+	}
+}
