@@ -1,10 +1,12 @@
 package aws
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -446,5 +448,111 @@ func TestDeleteNetworkReleasesAddresses(t *testing.T) {
 	}
 	if len(order) == 0 || order[0] != "DeleteNetworkInterface" || order[1] != "DeleteNetworkInterface" {
 		t.Errorf("the interfaces should go before the groups and subnets: %v", order)
+	}
+}
+
+// TestCrashPoints stops the controller right after each call that changes EC2 in a machine's life
+// (its address reserved, its instance launched, both deleted), before it hears back; with crash
+// false the answer is only lost and the SDK tries again. A restarted controller (a new provider) does
+// the step again, as the executor would. It must converge: one interface and one instance for the
+// machine, at the address Reserve said, and after Delete neither.
+func TestCrashPoints(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		action string
+		crash  bool
+		// inDelete: the crash is in Delete, after the machine was made.
+		inDelete bool
+	}{
+		{name: "reserve crashes after CreateNetworkInterface", action: "CreateNetworkInterface", crash: true},
+		{name: "reserve loses the answer of CreateNetworkInterface", action: "CreateNetworkInterface"},
+		{name: "create crashes after RunInstances", action: "RunInstances", crash: true},
+		{name: "create loses the answer of RunInstances", action: "RunInstances"},
+		{name: "delete crashes after TerminateInstances", action: "TerminateInstances", crash: true, inDelete: true},
+		{name: "delete crashes after DeleteNetworkInterface", action: "DeleteNetworkInterface", crash: true, inDelete: true},
+		{name: "delete loses the answer of DeleteNetworkInterface", action: "DeleteNetworkInterface", inDelete: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFake(t)
+			ensureNetwork(t, newProvider(t, f), "demo")
+			spec := controlPlaneSpec("demo", 1, ign)
+			ctx, crash := context.WithCancel(t.Context())
+			defer crash()
+			var hit atomic.Int32
+			f.SetFaults(awstest.Faults{AfterAction: func(action string) error {
+				if action != tc.action || !hit.CompareAndSwap(0, 1) {
+					return nil
+				}
+				if tc.crash {
+					crash()
+				}
+				return errors.New("the answer is lost")
+			}})
+			// makeMachine reserves the machine's address and creates it, as apply does.
+			makeMachine := func(ctx context.Context, p *Provider) (netip.Addr, error) {
+				addr, err := p.Reserve(ctx, "demo", spec.Name)
+				if err != nil {
+					return netip.Addr{}, err
+				}
+				m, err := p.Create(ctx, spec)
+				if err != nil {
+					return netip.Addr{}, err
+				}
+				if m.Address != addr.String() {
+					t.Errorf("Create made %s at %s, Reserve said %s", m.Name, m.Address, addr)
+				}
+				return addr, nil
+			}
+			addr, err := makeMachine(ctx, newProvider(t, f))
+			if !tc.inDelete {
+				if tc.crash && err == nil {
+					t.Fatal("no error though the controller crashed")
+				}
+				f.SetFaults(awstest.Faults{})
+				if tc.crash {
+					if addr, err = makeMachine(t.Context(), newProvider(t, f)); err != nil {
+						t.Fatalf("after the crash: %v", err)
+					}
+				} else if err != nil {
+					t.Fatalf("the SDK's retry of the lost answer: %v", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				err := newProvider(t, f).Delete(ctx, spec.Name)
+				if tc.crash && err == nil {
+					t.Fatal("no error though the controller crashed")
+				}
+				f.SetFaults(awstest.Faults{})
+				if !tc.crash && err != nil {
+					t.Fatalf("the SDK's retry of the lost answer: %v", err)
+				}
+			}
+			if hit.Load() != 1 {
+				t.Fatalf("%s was not called: no crash point", tc.action)
+			}
+			if !tc.inDelete {
+				enis := interfacesNamed(f, spec.Name)
+				if len(enis) != 1 || enis[0].PrivateIP != addr.String() {
+					t.Errorf("network interfaces %+v, want one at %s", enis, addr)
+				}
+				if n := liveByName(f)[spec.Name]; n != 1 {
+					t.Errorf("%d instances of %s", n, spec.Name)
+				}
+				if in := instanceNamed(t, f, spec.Name); in.PrivateIP != addr.String() || len(enis) == 0 || in.NetworkInterface != enis[0].ID {
+					t.Errorf("instance %s at %s with interface %q, want it launched with the reserved interface at %s", in.ID, in.PrivateIP, in.NetworkInterface, addr)
+				}
+			}
+			if err := newProvider(t, f).Delete(t.Context(), spec.Name); err != nil {
+				t.Fatalf("Delete after the crash: %v", err)
+			}
+			if enis := interfacesNamed(f, spec.Name); len(enis) != 0 {
+				t.Errorf("network interfaces left after Delete: %+v", enis)
+			}
+			if n := liveByName(f)[spec.Name]; n != 0 {
+				t.Errorf("%d instances of %s left after Delete", n, spec.Name)
+			}
+		})
 	}
 }
