@@ -67,11 +67,24 @@ func TestApplyOnAWSFake(t *testing.T) {
 	if n := f.Calls("RunInstances"); n != 3 {
 		t.Errorf("RunInstances called %d times, want 3", n)
 	}
+	// Each node's address was reserved before its config was rendered, and it was launched with it.
+	enis := map[string]awstest.NetworkInterface{}
+	for _, n := range f.NetworkInterfaces() {
+		enis[n.ID] = n
+	}
+	for _, in := range f.Instances() {
+		if n, ok := enis[in.NetworkInterface]; !ok || n.PrivateIP != in.PrivateIP || n.Tags["kiln.dev/name"] != in.Tags["kiln.dev/name"] {
+			t.Errorf("instance %s (%s) at %s was not launched with its reserved network interface (%q)", in.ID, in.Tags["kiln.dev/name"], in.PrivateIP, in.NetworkInterface)
+		}
+	}
 	out, _ := kilnOK(t, dir, "get", "nodes")
 	if strings.Count(out, "ready") != 3 {
 		t.Fatalf("get nodes:\n%s", out)
 	}
 	kilnOK(t, dir, "delete", "--yes")
+	if left := f.NetworkInterfaces(); len(left) > 0 {
+		t.Errorf("delete left network interfaces: %+v", left)
+	}
 	out, _ = kilnOK(t, dir, "get", "nodes")
 	if strings.Contains(out, "ready") {
 		t.Fatalf("after delete:\n%s", out)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/provisioner"
 )
 
 // Tags kiln puts on everything it creates.
@@ -129,8 +130,8 @@ func (o *Options) setDefaults() {
 }
 
 // Provider places a cluster's machines on EC2 and builds their network. It implements
-// provisioner.Provider, provisioner.NetworkProvider and provisioner.Stopper, and is safe for
-// concurrent use.
+// provisioner.Provider, provisioner.NetworkProvider, provisioner.NetworkDeleter,
+// provisioner.Stopper, provisioner.Joiner and provisioner.Addresser, and is safe for concurrent use.
 type Provider struct {
 	opts    Options
 	ec2     *ec2.Client
@@ -143,7 +144,18 @@ type Provider struct {
 	nets map[string]*clusterNet
 	// roots caches each image's root device name.
 	roots map[string]string
+	// names serializes the reserves and creates of each machine name (lockName).
+	names map[string]*sync.Mutex
 }
+
+var (
+	_ provisioner.Provider        = (*Provider)(nil)
+	_ provisioner.NetworkProvider = (*Provider)(nil)
+	_ provisioner.NetworkDeleter  = (*Provider)(nil)
+	_ provisioner.Stopper         = (*Provider)(nil)
+	_ provisioner.Joiner          = (*Provider)(nil)
+	_ provisioner.Addresser       = (*Provider)(nil)
+)
 
 // New returns a provider that talks to AWS with cfg (its region, credentials and, for S3-compatible
 // or test endpoints, its BaseEndpoint and HTTPClient). cfg's retryer and HTTP client are wrapped:
@@ -181,6 +193,7 @@ func New(cfg aws.Config, opts Options) (*Provider, error) {
 		limiter: limiter,
 		nets:    map[string]*clusterNet{},
 		roots:   map[string]string{},
+		names:   map[string]*sync.Mutex{},
 	}
 	p.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle = opts.S3PathStyle
@@ -267,6 +280,10 @@ var hints = map[string]string{
 	"InvalidNatGatewayID.NotFound":  "the NAT gateway does not exist",
 	"InvalidRouteTableID.NotFound":  "the route table does not exist",
 	"InvalidAssociationID.NotFound": "the route table association does not exist",
+
+	"InvalidNetworkInterfaceID.NotFound": "the network interface does not exist",
+	"InvalidNetworkInterface.InUse":      "the network interface is attached to an instance",
+	"InsufficientFreeAddressesInSubnet":  "the subnet has no free private address left",
 }
 
 // apiCode is the AWS error code of err, or "".

@@ -27,11 +27,12 @@
 //     running control-plane instances are registered.
 //
 // Create launches one instance per machine: RunInstances with ClientToken =
-// provisioner.ClientToken(cluster, name), in a private subnet, no public IP, IMDSv2 required with a
-// hop limit of 1, an encrypted gp3 root volume, the optional instance profile, tags kiln.dev/cluster,
-// role, pool and name. Its user-data is the Ignition config when it is a worker's and fits in 16 KiB;
-// otherwise (control-plane configs carry the cluster's keys) the config goes to Options.Bucket
-// (SSE-S3 encrypted) and the user-data is a stub that merges it from a presigned https URL with a
+// provisioner.ClientToken(cluster, name), in a private subnet (with the interface that holds its
+// reserved address, see below), no public IP, IMDSv2 required with a hop limit of 1, an encrypted
+// gp3 root volume, the optional instance profile, tags kiln.dev/cluster, role, pool and name. Its
+// user-data is the Ignition config when it is a worker's and fits in 16 KiB; otherwise
+// (control-plane configs carry the cluster's keys) the config goes to Options.Bucket (SSE-S3
+// encrypted) and the user-data is a stub that merges it from a presigned https URL with a
 // sha512 verification hash. Joined deletes that object once the node is up. A presigned URL made with
 // temporary credentials stops working when they expire, whatever Options.PresignExpiry says, and
 // carries their session token: prefer long-lived credentials of a dedicated IAM user, or an
@@ -42,7 +43,27 @@
 // AWS error codes come back as errors that say what to do: "aws: run instance "x": the credentials
 // lack an IAM permission kiln needs (see the package documentation) (UnauthorizedOperation): ...".
 //
-// DeleteNetwork removes all of it in dependency order, and refuses while machines exist.
+// DeleteNetwork removes all of it in dependency order, reserved addresses whose machines never came
+// included, and refuses while machines exist.
+//
+// # Addresses known before rendering
+//
+// A node's config names private addresses: its own (etcd's advertise and listen URLs, the API
+// server's --advertise-address, the kubelet's node IP) and every control-plane node's (etcd's
+// members). Placement declares NodeAddresses, so kiln calls Reserve (provisioner.Addresser) for the
+// machine and each control-plane node before it renders the config, and renders those addresses.
+// Reserve makes EC2 hold the address: an elastic network interface (CreateNetworkInterface) in the
+// private subnet and with the security groups Create would give the machine, tagged
+// kiln.dev/cluster, kiln.dev/name and kiln.dev/resource=address, its address picked by EC2. Reserving
+// the name again finds that interface by tag (a crash after it was made loses nothing, and makes no
+// second one); a machine launched before its address was reserved keeps its own. Create launches the
+// instance with that interface as device 0 instead of a subnet and groups, so the instance has the
+// rendered address; the interface outlives the instance (EC2 does not delete an interface that
+// existed before it), so a machine made again after its instance died keeps its address. Delete
+// deletes the interface once the instance has let go of it, and DeleteNetwork any left. Should two
+// controllers reserve a name at once, Reserve and Create agree on one interface (the one in use,
+// else the lowest ID), and Delete deletes both. Errors name the machine, the subnet and the
+// interface.
 //
 // # IAM permissions
 //
@@ -53,7 +74,8 @@
 // AssociateRouteTable, DisassociateRouteTable, DeleteRouteTable, DescribeSecurityGroups,
 // CreateSecurityGroup, AuthorizeSecurityGroupIngress, RevokeSecurityGroupIngress,
 // DeleteSecurityGroup, DescribeImages, RunInstances, DescribeInstances, StopInstances,
-// TerminateInstances, CreateTags (for tagging on create).
+// TerminateInstances, CreateNetworkInterface, DescribeNetworkInterfaces, DeleteNetworkInterface,
+// CreateTags (for tagging on create, network-interface resources included).
 //
 // Elastic Load Balancing: DescribeLoadBalancers, CreateLoadBalancer, DeleteLoadBalancer,
 // DescribeTargetGroups, CreateTargetGroup, DeleteTargetGroup, DescribeListeners, CreateListener,

@@ -28,7 +28,9 @@ var liveStates = []string{"pending", "running", "shutting-down", "stopping", "st
 // gets the same instance back. The instance has no public IP, requires IMDSv2 (hop limit 1), has an
 // encrypted root volume, the optional instance profile, the role's security group and a private
 // subnet (spread over the zones by ordinal) and, for a worker of a pool with inbound rules of its own,
-// the pool's group too, and is tagged with its cluster, role, pool and name.
+// the pool's group too, and is tagged with its cluster, role, pool and name. A machine whose address
+// was reserved (Reserve) is launched with the network interface that holds it as its primary one
+// (device 0), which brings that subnet, those groups and that address, and outlives the instance.
 // Its user-data is the Ignition config, or a stub that fetches it from S3 (see UserData).
 func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (provisioner.Machine, error) {
 	if err := ctx.Err(); err != nil {
@@ -41,13 +43,35 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 	if err != nil {
 		return provisioner.Machine{}, fmt.Errorf("aws: run instance %q: %w", spec.Name, err)
 	}
-	group := net.groups[spec.Role]
-	if group == "" {
-		return provisioner.Machine{}, fmt.Errorf("aws: run instance %q: no security group for role %q: %w", spec.Name, spec.Role, ErrNoNetwork)
+	subnet, groups, err := net.place(spec)
+	if err != nil {
+		return provisioner.Machine{}, fmt.Errorf("aws: run instance %q: %w", spec.Name, err)
 	}
-	groups := []string{group}
-	if pg := net.groups[poolKey(spec.Pool)]; pg != "" && spec.Role == v1alpha1.RoleWorker {
-		groups = append(groups, pg)
+	defer p.lockName(spec.Name)()
+	enis, err := p.interfaces(ctx, spec.Cluster, spec.Name)
+	if err != nil {
+		return provisioner.Machine{}, wrap(err, "run instance %q: find its reserved address", spec.Name)
+	}
+	eni := reservedInterface(spec.Cluster, spec.Name, enis)
+	what := fmt.Sprintf("run instance %q", spec.Name)
+	nic := ec2types.InstanceNetworkInterfaceSpecification{
+		DeviceIndex:              aws.Int32(0),
+		SubnetId:                 aws.String(subnet),
+		Groups:                   groups,
+		AssociatePublicIpAddress: aws.Bool(false),
+		DeleteOnTermination:      aws.Bool(true),
+	}
+	if eni != nil {
+		// The reserved address: its interface is the instance's, and stays when the instance goes.
+		if err := reservedFits(*eni, spec, groups); err != nil {
+			return provisioner.Machine{}, err
+		}
+		nic = ec2types.InstanceNetworkInterfaceSpecification{
+			DeviceIndex:         aws.Int32(0),
+			NetworkInterfaceId:  eni.NetworkInterfaceId,
+			DeleteOnTermination: aws.Bool(false),
+		}
+		what = fmt.Sprintf("run instance %q with network interface %s in subnet %s", spec.Name, aws.ToString(eni.NetworkInterfaceId), aws.ToString(eni.SubnetId))
 	}
 	root, err := p.rootDevice(ctx, spec.Image)
 	if err != nil {
@@ -58,18 +82,12 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 		return provisioner.Machine{}, err
 	}
 	in := &ec2.RunInstancesInput{
-		ImageId:      aws.String(spec.Image),
-		InstanceType: ec2types.InstanceType(p.opts.InstanceType),
-		MinCount:     aws.Int32(1),
-		MaxCount:     aws.Int32(1),
-		UserData:     aws.String(base64.StdEncoding.EncodeToString(userData)),
-		NetworkInterfaces: []ec2types.InstanceNetworkInterfaceSpecification{{
-			DeviceIndex:              aws.Int32(0),
-			SubnetId:                 aws.String(pickSubnet(net.private, spec)),
-			Groups:                   groups,
-			AssociatePublicIpAddress: aws.Bool(false),
-			DeleteOnTermination:      aws.Bool(true),
-		}},
+		ImageId:           aws.String(spec.Image),
+		InstanceType:      ec2types.InstanceType(p.opts.InstanceType),
+		MinCount:          aws.Int32(1),
+		MaxCount:          aws.Int32(1),
+		UserData:          aws.String(base64.StdEncoding.EncodeToString(userData)),
+		NetworkInterfaces: []ec2types.InstanceNetworkInterfaceSpecification{nic},
 		MetadataOptions: &ec2types.InstanceMetadataOptionsRequest{
 			HttpTokens:              ec2types.HttpTokensStateRequired,
 			HttpPutResponseHopLimit: aws.Int32(1),
@@ -95,7 +113,14 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 	// a Delete takes the next token of a chain that every controller computes alike.
 	for range 16 {
 		in.ClientToken = aws.String(token)
-		inst, err := p.run(ctx, spec, in)
+		inst, err := p.run(ctx, what, in)
+		if eni != nil && apiCode(err) == "InvalidNetworkInterface.InUse" {
+			// The machine's previous instance is still letting go of the interface.
+			if err := p.interfaceAvailable(ctx, spec.Name, aws.ToString(eni.NetworkInterfaceId)); err != nil {
+				return provisioner.Machine{}, err
+			}
+			continue
+		}
 		if err != nil {
 			return provisioner.Machine{}, err
 		}
@@ -106,26 +131,26 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 		}
 		return machine(inst), nil
 	}
-	return provisioner.Machine{}, fmt.Errorf("aws: run instance %q: 16 generations of terminated instances: %w", spec.Name, ErrTimeout)
+	return provisioner.Machine{}, fmt.Errorf("aws: %s: 16 attempts, each answered with a terminated instance or the network interface still in use: %w", what, ErrTimeout)
 }
 
 // run calls RunInstances once with in's client token and returns the token's instance, looking it
 // up when EC2 says the token was used with other parameters (the presigned URL of a stub differs
-// from one attempt to the next).
-func (p *Provider) run(ctx context.Context, spec provisioner.MachineSpec, in *ec2.RunInstancesInput) (ec2types.Instance, error) {
+// from one attempt to the next). Its errors say what: "run instance "x" ...".
+func (p *Provider) run(ctx context.Context, what string, in *ec2.RunInstancesInput) (ec2types.Instance, error) {
 	out, err := p.ec2.RunInstances(ctx, in)
 	if err == nil {
 		if len(out.Instances) != 1 {
-			return ec2types.Instance{}, fmt.Errorf("aws: run instance %q: RunInstances returned %d instances, want 1", spec.Name, len(out.Instances))
+			return ec2types.Instance{}, fmt.Errorf("aws: %s: RunInstances returned %d instances, want 1", what, len(out.Instances))
 		}
 		return out.Instances[0], nil
 	}
 	if apiCode(err) != "IdempotentParameterMismatch" {
-		return ec2types.Instance{}, wrap(err, "run instance %q", spec.Name)
+		return ec2types.Instance{}, wrap(err, "%s", what)
 	}
 	// The instance may not be visible yet (EC2 is eventually consistent): wait with EC2's
 	// InstanceExists waiter.
-	what := fmt.Sprintf("find instance %q by its client token", spec.Name)
+	what += ": find the instance by its client token"
 	find := &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{filter("client-token", aws.ToString(in.ClientToken))}}
 	found, err := ec2.NewInstanceExistsWaiter(p.ec2).WaitForOutput(ctx, find, p.waitBudget(), func(o *ec2.InstanceExistsWaiterOptions) {
 		o.MinDelay, o.MaxDelay = p.opts.PollInterval, p.opts.PollInterval
@@ -274,8 +299,9 @@ func (p *Provider) byName(ctx context.Context, name string, states ...string) ([
 	return p.describe(ctx, []ec2types.Filter{filter("tag:"+TagName, name), filter("instance-state-name", states...)})
 }
 
-// Delete terminates the machine's instances and deletes its bootstrap object; a machine that does not
-// exist is not an error.
+// Delete terminates the machine's instances, then deletes the network interface that holds its
+// reserved address once the instance has let go of it, and its bootstrap object; a machine that does
+// not exist is not an error, and one with only a reserved address loses the address.
 func (p *Provider) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -293,6 +319,9 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		if err != nil && apiCode(err) != "InvalidInstanceID.NotFound" {
 			return wrap(err, "terminate instance %q", name)
 		}
+	}
+	if err := p.releaseAddress(ctx, name); err != nil {
+		return err
 	}
 	return p.deleteObject(ctx, name)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -63,19 +64,22 @@ func renderDemo(t testing.TB) rendered {
 			return
 		}
 		b.BootstrapTokens = append(b.BootstrapTokens, tok)
-		in := ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: Placement()}
+		// The AWS placement names every node's address (Reserve gives them before rendering).
+		cp := netip.MustParseAddr("10.0.0.4")
+		in := ignition.Input{Cluster: c, Secrets: b, Token: tok, Placement: Placement(),
+			ControlPlaneAddresses: map[string]netip.Addr{"demo-control-plane-0": cp}}
 		r, err := ignition.New(in)
 		if err != nil {
 			renderErr = err
 			return
 		}
 		renderOut.secrets = b
-		if renderOut.worker, renderErr = r.Render(ignition.Node{Name: "demo-workers-0", Role: v1alpha1.RoleWorker, Pool: "workers"}); renderErr != nil {
+		if renderOut.worker, renderErr = r.Render(ignition.Node{Name: "demo-workers-0", Role: v1alpha1.RoleWorker, Pool: "workers", Address: netip.MustParseAddr("10.0.1.4")}); renderErr != nil {
 			return
 		}
 		// A control-plane config reaches its node through S3: the AWS placement holds only workers to
 		// user-data's 16 KiB.
-		renderOut.controlPlane, renderErr = r.Render(ignition.Node{Name: "demo-control-plane-0", Role: v1alpha1.RoleControlPlane})
+		renderOut.controlPlane, renderErr = r.Render(ignition.Node{Name: "demo-control-plane-0", Role: v1alpha1.RoleControlPlane, Address: cp})
 	})
 	if renderErr != nil {
 		t.Fatal(renderErr)

@@ -12,13 +12,16 @@ import (
 // bootstrap bucket behind a small user-data stub, so no channel limits its size. The API endpoint is
 // the NLB, outside the nodes (EndpointExternal): kube-apiserver listens on the endpoint's port itself.
 //
-// Node addresses are not known before rendering yet (no NodeAddresses). What comes next: the provider
-// picks a free address of the machine's subnet and reserves it (provisioner.Addresser), and
-// RunInstances asks for it (PrivateIpAddress); then this placement declares NodeAddresses.
+// Node addresses are known before rendering (NodeAddresses): the provider reserves each machine's
+// private address first (Provider.Reserve, a provisioner.Addresser), as an elastic network interface
+// in the machine's subnet whose address EC2 picks and holds, and Create launches the instance with
+// that interface, so etcd's members and the API servers' advertise addresses in the configs are the
+// addresses the nodes get.
 func Placement() ignition.Placement {
 	return ignition.Placement{
 		ExternalFirewall: true,
 		Channels:         map[string]lint.Limit{v1alpha1.RoleWorker: lint.Limits["aws"]},
 		Endpoint:         ignition.EndpointExternal,
+		NodeAddresses:    true,
 	}
 }

@@ -17,10 +17,11 @@ import (
 
 // DeleteNetwork deletes everything EnsureNetwork made for the cluster, found by tag, in dependency
 // order (teardown): the load balancer's listeners, the load balancer and its target group, the NAT
-// gateways (waiting until they are gone) and their Elastic IPs, the route tables, the security
-// groups, the subnets, the internet gateway and the VPC (never a VPC kiln did not create). It
-// refuses while machines of the cluster still exist. Calling it again, or on a cluster without a
-// network, does nothing.
+// gateways (waiting until they are gone) and their Elastic IPs, the route tables, the network
+// interfaces left holding reserved addresses (of machines never made, or whose Delete did not
+// finish), the security groups, the subnets, the internet gateway and the VPC (never a VPC kiln did
+// not create). It refuses while machines of the cluster still exist. Calling it again, or on a
+// cluster without a network, does nothing.
 func (p *Provider) DeleteNetwork(ctx context.Context, c string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -248,6 +249,29 @@ var teardown = []teardownStep{
 			return err
 		},
 		gone: []string{"InvalidRouteTableID.NotFound"},
+	},
+	// Reserved addresses whose machines never came, or whose Delete did not finish: each interface
+	// uses a subnet and security groups, which cannot go before it.
+	step[ec2types.NetworkInterface]{
+		kind: "network interface",
+		list: func(ctx context.Context, p *Provider, c string) ([]ec2types.NetworkInterface, error) {
+			enis, err := p.interfaces(ctx, c, "")
+			if err != nil {
+				return nil, wrap(err, "list the network interfaces of cluster %q", c)
+			}
+			return enis, nil
+		},
+		id: func(n ec2types.NetworkInterface) string {
+			return fmt.Sprintf("%s of %q in subnet %s", aws.ToString(n.NetworkInterfaceId), tagValue(n.TagSet, TagName), aws.ToString(n.SubnetId))
+		},
+		// An interface is in use only while an instance that DeleteNetwork found gone (shutting down)
+		// lets go of it.
+		delete: func(ctx context.Context, p *Provider, n ec2types.NetworkInterface) error {
+			_, err := p.ec2.DeleteNetworkInterface(ctx, &ec2.DeleteNetworkInterfaceInput{NetworkInterfaceId: n.NetworkInterfaceId})
+			return err
+		},
+		retry: []string{"InvalidNetworkInterface.InUse"},
+		gone:  []string{"InvalidNetworkInterfaceID.NotFound"},
 	},
 	// Rules that name another group go first, so that no group is still referenced when it goes.
 	step[ec2types.SecurityGroup]{

@@ -25,6 +25,7 @@ func TestTeardownOrder(t *testing.T) {
 		"delete listener", "delete load balancer", "delete target group",
 		"delete NAT gateway", "release Elastic IP",
 		"disassociate route table association", "delete route table",
+		"delete network interface",
 		"revoke group rules of security group", "delete security group",
 		"delete subnet",
 		"detach internet gateway", "delete internet gateway",

@@ -12,8 +12,9 @@
 // actions kiln calls are implemented; any other answers InvalidAction.
 //
 // Faults make it behave as AWS does on a bad day: a share of 503s and throttling errors, new
-// instances missing from DescribeInstances for a few calls (eventual consistency), and a hook right
-// after RunInstances made its instances, to stand for a controller that crashes before it hears back.
+// instances missing from DescribeInstances for a few calls (eventual consistency), and hooks right
+// after RunInstances made its instances or after any action, to stand for a controller that crashes
+// before it hears back.
 package awstest
 
 import (
@@ -56,6 +57,11 @@ type Faults struct {
 	// AfterRunInstances, when set, is called with the new instances' IDs once RunInstances has made
 	// them and before it answers; if it returns an error the connection is closed without an answer.
 	AfterRunInstances func(ids []string) error
+	// AfterAction, when set, is called with the name of every EC2 and Elastic Load Balancing action
+	// the fake has carried out (CreateNetworkInterface, TerminateInstances, ...) before it answers;
+	// if it returns an error the connection is closed without an answer: a controller that crashes
+	// at that point.
+	AfterAction func(action string) error
 }
 
 // Request is one request the fake received, in the order of arrival.
@@ -346,6 +352,14 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, service stri
 		out, err = s.ec2Action(action, p)
 	} else {
 		out, err = s.elbAction(action, p)
+	}
+	if err == nil {
+		s.mu.Lock()
+		hook := s.faults.AfterAction
+		s.mu.Unlock()
+		if hook != nil && hook(action) != nil {
+			err = dropConnection{}
+		}
 	}
 	if _, ok := err.(dropConnection); ok {
 		rec.Code = "ConnectionDropped"

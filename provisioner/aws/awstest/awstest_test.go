@@ -281,3 +281,188 @@ func TestCreateRouteTableClientToken(t *testing.T) {
 		t.Errorf("two client tokens made one route table %s", a)
 	}
 }
+
+func TestNetworkInterfaces(t *testing.T) {
+	_, c, _, _ := clients(t)
+	ctx := t.Context()
+	vpc, sn := subnet(t, c) // 10.0.1.0/24
+	create := func(in *ec2.CreateNetworkInterfaceInput) (ec2types.NetworkInterface, error) {
+		out, err := c.CreateNetworkInterface(ctx, in)
+		if err != nil {
+			return ec2types.NetworkInterface{}, err
+		}
+		return *out.NetworkInterface, nil
+	}
+	eni, err := create(&ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(sn), TagSpecifications: []ec2types.TagSpecification{{
+		ResourceType: ec2types.ResourceTypeNetworkInterface, Tags: []ec2types.Tag{{Key: aws.String("kiln.dev/name"), Value: aws.String("m0")}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(eni.PrivateIpAddress); got != "10.0.1.4" {
+		t.Errorf("first address %s, want 10.0.1.4 (AWS keeps .0 to .3)", got)
+	}
+	id := aws.ToString(eni.NetworkInterfaceId)
+
+	t.Run("describe filters", func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			filters []ec2types.Filter
+			ids     []string
+			want    int
+		}{
+			{name: "by tag", filters: []ec2types.Filter{{Name: aws.String("tag:kiln.dev/name"), Values: []string{"m0"}}}, want: 1},
+			{name: "by other tag", filters: []ec2types.Filter{{Name: aws.String("tag:kiln.dev/name"), Values: []string{"m1"}}}, want: 0},
+			{name: "by subnet", filters: []ec2types.Filter{{Name: aws.String("subnet-id"), Values: []string{sn}}}, want: 1},
+			{name: "by vpc", filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpc}}}, want: 1},
+			{name: "by id filter", filters: []ec2types.Filter{{Name: aws.String("network-interface-id"), Values: []string{id}}}, want: 1},
+			{name: "by id", ids: []string{id}, want: 1},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				out, err := c.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: tc.filters, NetworkInterfaceIds: tc.ids})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(out.NetworkInterfaces) != tc.want {
+					t.Errorf("%d interfaces, want %d", len(out.NetworkInterfaces), tc.want)
+				}
+			})
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		small, err := c.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: aws.String(vpc), CidrBlock: aws.String("10.0.2.0/28"), AvailabilityZone: aws.String("us-east-1a")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 16 - 5 {
+			if _, err := create(&ec2.CreateNetworkInterfaceInput{SubnetId: small.Subnet.SubnetId}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct {
+			name string
+			call func() error
+			code string
+		}{
+			{name: "address in use", code: "InvalidIPAddress.InUse", call: func() error {
+				_, err := create(&ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(sn), PrivateIpAddress: aws.String("10.0.1.4")})
+				return err
+			}},
+			{name: "address AWS keeps", code: "InvalidParameterValue", call: func() error {
+				_, err := create(&ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(sn), PrivateIpAddress: aws.String("10.0.1.255")})
+				return err
+			}},
+			{name: "subnet full", code: "InsufficientFreeAddressesInSubnet", call: func() error {
+				_, err := create(&ec2.CreateNetworkInterfaceInput{SubnetId: small.Subnet.SubnetId})
+				return err
+			}},
+			{name: "unknown subnet", code: "InvalidSubnetID.NotFound", call: func() error {
+				_, err := create(&ec2.CreateNetworkInterfaceInput{SubnetId: aws.String("subnet-0000000000000000f")})
+				return err
+			}},
+			{name: "delete unknown", code: "InvalidNetworkInterfaceID.NotFound", call: func() error {
+				_, err := c.DeleteNetworkInterface(ctx, &ec2.DeleteNetworkInterfaceInput{NetworkInterfaceId: aws.String("eni-0000000000000000f")})
+				return err
+			}},
+			{name: "describe unknown", code: "InvalidNetworkInterfaceID.NotFound", call: func() error {
+				_, err := c.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{"eni-0000000000000000f"}})
+				return err
+			}},
+			{name: "subnet with interfaces", code: "DependencyViolation", call: func() error {
+				_, err := c.DeleteSubnet(ctx, &ec2.DeleteSubnetInput{SubnetId: aws.String(sn)})
+				return err
+			}},
+			{name: "launch with a subnet and an interface", code: "InvalidParameterCombination", call: func() error {
+				_, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(image), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+					NetworkInterfaces: []ec2types.InstanceNetworkInterfaceSpecification{{DeviceIndex: aws.Int32(0), NetworkInterfaceId: aws.String(id), SubnetId: aws.String(sn)}}})
+				return err
+			}},
+			{name: "launch deleting an interface that existed", code: "InvalidParameterCombination", call: func() error {
+				_, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(image), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+					NetworkInterfaces: []ec2types.InstanceNetworkInterfaceSpecification{{DeviceIndex: aws.Int32(0), NetworkInterfaceId: aws.String(id), DeleteOnTermination: aws.Bool(true)}}})
+				return err
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if err := tc.call(); code(err) != tc.code {
+					t.Errorf("%v, want %s", err, tc.code)
+				}
+			})
+		}
+	})
+
+	t.Run("attached to an instance until it is terminated", func(t *testing.T) {
+		run := func() (*ec2.RunInstancesOutput, error) {
+			return c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(image), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+				NetworkInterfaces: []ec2types.InstanceNetworkInterfaceSpecification{{DeviceIndex: aws.Int32(0), NetworkInterfaceId: aws.String(id), DeleteOnTermination: aws.Bool(false)}}})
+		}
+		out, err := run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := out.Instances[0]
+		if aws.ToString(in.PrivateIpAddress) != aws.ToString(eni.PrivateIpAddress) || aws.ToString(in.SubnetId) != sn {
+			t.Errorf("instance at %s in %s, interface at %s in %s", aws.ToString(in.PrivateIpAddress), aws.ToString(in.SubnetId), aws.ToString(eni.PrivateIpAddress), sn)
+		}
+		if _, err := run(); code(err) != "InvalidNetworkInterface.InUse" {
+			t.Errorf("second launch with the interface: %v, want InvalidNetworkInterface.InUse", err)
+		}
+		if _, err := c.DeleteNetworkInterface(ctx, &ec2.DeleteNetworkInterfaceInput{NetworkInterfaceId: aws.String(id)}); code(err) != "InvalidNetworkInterface.InUse" {
+			t.Errorf("delete attached: %v, want InvalidNetworkInterface.InUse", err)
+		}
+		if _, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{aws.ToString(in.InstanceId)}}); err != nil {
+			t.Fatal(err)
+		}
+		status := func() ec2types.NetworkInterfaceStatus {
+			out, err := c.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{id}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out.NetworkInterfaces[0].Status
+		}
+		if s := status(); s != ec2types.NetworkInterfaceStatusInUse {
+			t.Errorf("interface of an instance shutting down: %s, want in-use", s)
+		}
+		if s := status(); s != ec2types.NetworkInterfaceStatusAvailable {
+			t.Errorf("interface of a terminated instance: %s, want available (it existed before the instance)", s)
+		}
+		if _, err := c.DeleteNetworkInterface(ctx, &ec2.DeleteNetworkInterfaceInput{NetworkInterfaceId: aws.String(id)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := create(&ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(sn), PrivateIpAddress: eni.PrivateIpAddress}); err != nil {
+			t.Errorf("the address of a deleted interface is free again: %v", err)
+		}
+	})
+}
+
+func TestAfterActionDropsTheAnswer(t *testing.T) {
+	f, c, _, _ := clients(t)
+	_, sn := subnet(t, c)
+	var seen []string
+	f.SetFaults(awstest.Faults{AfterAction: func(action string) error {
+		seen = append(seen, action)
+		return errors.New("crashed")
+	}})
+	_, err := c.CreateNetworkInterface(t.Context(), &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(sn)}, func(o *ec2.Options) {
+		o.Retryer = aws.NopRetryer{}
+	})
+	f.SetFaults(awstest.Faults{})
+	if err == nil {
+		t.Fatal("CreateNetworkInterface answered though the hook dropped the connection")
+	}
+	if len(seen) != 1 || seen[0] != "CreateNetworkInterface" {
+		t.Errorf("hook saw %v", seen)
+	}
+	if n := len(f.NetworkInterfaces()); n != 1 {
+		t.Errorf("%d network interfaces after the dropped answer, want the 1 made before it", n)
+	}
+	// An action that fails is not carried out, and the hook does not see it.
+	f.SetFaults(awstest.Faults{AfterAction: func(action string) error {
+		t.Errorf("hook called for %s, which failed", action)
+		return nil
+	}})
+	if _, err := c.DeleteNetworkInterface(t.Context(), &ec2.DeleteNetworkInterfaceInput{NetworkInterfaceId: aws.String("eni-00000000000000000")}); code(err) != "InvalidNetworkInterfaceID.NotFound" {
+		t.Errorf("delete of a missing interface: %v", err)
+	}
+}

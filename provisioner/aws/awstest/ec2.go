@@ -20,6 +20,7 @@ type ec2State struct {
 	tables    map[string]*routeTable
 	groups    map[string]*securityGroup
 	instances map[string]*Instance
+	enis      map[string]*networkInterface
 	// order keeps instances in creation order for stable pages.
 	order  []string
 	tokens map[string]clientToken
@@ -38,6 +39,7 @@ func (e *ec2State) init() {
 	e.tables = map[string]*routeTable{}
 	e.groups = map[string]*securityGroup{}
 	e.instances = map[string]*Instance{}
+	e.enis = map[string]*networkInterface{}
 	e.tokens = map[string]clientToken{}
 	e.images = map[string]string{}
 	e.created = map[string][2]string{}
@@ -80,6 +82,7 @@ var ec2Actions = merge(
 	securityGroupActions,
 	imageActions,
 	instanceActions,
+	networkInterfaceActions,
 )
 
 // ec2Action answers one EC2 action with the server's lock held.

@@ -37,6 +37,9 @@ type Instance struct {
 	// BlockDevices asked for, by device name: whether each is encrypted.
 	BlockDevices    map[string]bool
 	InstanceProfile string
+	// NetworkInterface is the interface made before the instance (CreateNetworkInterface) that it
+	// was launched with, empty if RunInstances made its interface.
+	NetworkInterface string
 
 	hidden int
 }
@@ -135,7 +138,6 @@ func (s *Server) runInstances(p params) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	in.ID = s.id("i")
 	in.Reservation = s.id("r")
 	in.ClientToken = token
 	in.State = "pending"
@@ -196,6 +198,7 @@ func (s *Server) instanceFrom(p params) (*Instance, error) {
 	subnetID := p.get("SubnetId")
 	groups := p.list("SecurityGroupId")
 	var publicIP *bool
+	var eni string
 	if nis := p.items("NetworkInterface"); len(nis) > 0 {
 		if len(nis) > 1 || subnetID != "" || len(groups) > 0 {
 			return nil, badRequest("InvalidParameterCombination", "Network interfaces and an instance-level subnet ID or security groups may not be specified on the same request")
@@ -208,6 +211,24 @@ func (s *Server) instanceFrom(p params) (*Instance, error) {
 		if v := ni.get("AssociatePublicIpAddress"); v != "" {
 			b := v == "true"
 			publicIP = &b
+		}
+		if eni = ni.get("NetworkInterfaceId"); eni != "" {
+			switch {
+			case subnetID != "" || len(groups) > 0 || ni.get("PrivateIpAddress") != "":
+				return nil, badRequest("InvalidParameterCombination", "A network interface may not specify both a network interface ID and a subnet, security groups or a private IP address")
+			case publicIP != nil:
+				return nil, badRequest("InvalidParameterCombination", "The associatePublicIPAddress parameter cannot be specified when launching with an existing network interface")
+			case ni.get("DeleteOnTermination") == "true":
+				return nil, badRequest("InvalidParameterCombination", "DeleteOnTermination can be true only for a network interface created at launch")
+			}
+			n, ok := s.ec2.enis[eni]
+			if !ok {
+				return nil, notFound("InvalidNetworkInterfaceID.NotFound", "network interface ID", eni)
+			}
+			if n.instance != "" {
+				return nil, badRequest("InvalidNetworkInterface.InUse", "Interface: [%s] in use.", eni)
+			}
+			subnetID = n.subnet
 		}
 	}
 	sn, ok := s.ec2.subnets[subnetID]
@@ -271,14 +292,18 @@ func (s *Server) instanceFrom(p params) (*Instance, error) {
 		return nil, err
 	}
 	in.Tags = t
-	// Private address: the subnet's next free one past the 4 AWS reserves (and the last one).
-	if 4+sn.nextIP+1 >= 1<<(32-sn.cidr.Bits()) {
-		return nil, badRequest("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances.", sn.id)
+	in.ID = s.id("i")
+	if eni != "" {
+		// The instance takes the interface's subnet, groups and address.
+		if err := s.attach(eni, in); err != nil {
+			return nil, err
+		}
+		return in, nil
 	}
-	sn.nextIP++
-	addr := sn.cidr.Addr()
-	for range 3 + sn.nextIP {
-		addr = addr.Next()
+	// Private address: the subnet's lowest free one (EC2 keeps the first four and the last).
+	addr, err := sn.allocate(in.ID)
+	if err != nil {
+		return nil, err
 	}
 	in.PrivateIP = addr.String()
 	if (publicIP != nil && *publicIP) || (publicIP == nil && sn.mapPublicIP) {
@@ -363,7 +388,7 @@ func (s *Server) describeInstances(p params) (any, error) {
 		case "stopping":
 			in.State = "stopped"
 		case "shutting-down":
-			in.State = "terminated"
+			s.terminated(in)
 		}
 	}
 	return &struct {

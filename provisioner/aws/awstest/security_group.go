@@ -310,6 +310,11 @@ func (s *Server) deleteSecurityGroup(p params) (any, error) {
 			return nil, badRequest("DependencyViolation", "resource %s has a dependent object (instance %s)", sg.id, in.ID)
 		}
 	}
+	for _, n := range s.ec2.enis {
+		if slices.Contains(n.groups, sg.id) {
+			return nil, badRequest("DependencyViolation", "resource %s has a dependent object (network interface %s)", sg.id, n.id)
+		}
+	}
 	for _, lb := range s.elb.lbs {
 		if slices.Contains(lb.groups, sg.id) {
 			return nil, badRequest("DependencyViolation", "resource %s has a dependent object (load balancer %s)", sg.id, lb.name)

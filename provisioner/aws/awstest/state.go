@@ -86,6 +86,9 @@ func (s *Server) Tagged(key, value string) []string {
 	for id, r := range s.ec2.groups {
 		add(id, r.tags)
 	}
+	for id, r := range s.ec2.enis {
+		add(id, r.tags)
+	}
 	for id, r := range s.ec2.instances {
 		if r.State != "terminated" && r.State != "shutting-down" {
 			add(id, r.Tags)

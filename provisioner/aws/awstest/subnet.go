@@ -16,8 +16,9 @@ type subnet struct {
 	id, vpc, az string
 	cidr        netip.Prefix
 	mapPublicIP bool
-	nextIP      int
-	tags        tags
+	// used maps each address in use (an instance's, an interface's) to its holder's ID.
+	used map[netip.Addr]string
+	tags tags
 }
 
 type xmlSubnet struct {
@@ -33,10 +34,54 @@ type xmlSubnet struct {
 
 func (sn *subnet) xml() xmlSubnet {
 	return xmlSubnet{ID: sn.id, VpcID: sn.vpc, CIDR: sn.cidr.String(), AZ: sn.az, State: "available",
-		MapPublicIP: sn.mapPublicIP, Available: (1 << (32 - sn.cidr.Bits())) - 5 - sn.nextIP, Tags: sn.tags.xml()}
+		MapPublicIP: sn.mapPublicIP, Available: sn.size() - 5 - len(sn.used), Tags: sn.tags.xml()}
 }
 
 func overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
+
+func (sn *subnet) size() int { return 1 << (32 - sn.cidr.Bits()) }
+
+// usable reports whether a is an address of the subnet that EC2 hands out: not the network address,
+// the next three (the VPC router, DNS, reserved for the future) or the broadcast address.
+func (sn *subnet) usable(a netip.Addr) bool {
+	if !sn.cidr.Contains(a) {
+		return false
+	}
+	base := sn.cidr.Addr().As4()
+	ip := a.As4()
+	off := 0
+	for i := range 4 {
+		off = off<<8 | int(ip[i]-base[i])
+	}
+	return off >= 4 && off < sn.size()-1
+}
+
+// allocate takes the lowest free address of the subnet for holder.
+func (sn *subnet) allocate(holder string) (netip.Addr, error) {
+	for a := sn.cidr.Addr(); sn.cidr.Contains(a); a = a.Next() {
+		if _, taken := sn.used[a]; !taken && sn.usable(a) {
+			sn.used[a] = holder
+			return a, nil
+		}
+	}
+	return netip.Addr{}, badRequest("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances.", sn.id)
+}
+
+// take takes the address ip of the subnet for holder.
+func (sn *subnet) take(ip, holder string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !sn.usable(a) {
+		return netip.Addr{}, badRequest("InvalidParameterValue", "Address %s does not fall within the subnet's address range or is reserved by AWS (subnet %s, %s)", ip, sn.id, sn.cidr)
+	}
+	if by, taken := sn.used[a]; taken {
+		return netip.Addr{}, badRequest("InvalidIPAddress.InUse", "The specified address %s is already in use by %s", ip, by)
+	}
+	sn.used[a] = holder
+	return a, nil
+}
+
+// release gives an address back.
+func (sn *subnet) release(a netip.Addr) { delete(sn.used, a) }
 
 func (s *Server) createSubnet(p params) (any, error) {
 	v, ok := s.ec2.vpcs[p.get("VpcId")]
@@ -63,7 +108,7 @@ func (s *Server) createSubnet(p params) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sn := &subnet{id: s.id("subnet"), vpc: v.id, az: az, cidr: cidr, tags: t}
+	sn := &subnet{id: s.id("subnet"), vpc: v.id, az: az, cidr: cidr, used: map[netip.Addr]string{}, tags: t}
 	s.ec2.subnets[sn.id] = sn
 	return &struct {
 		ec2Meta
@@ -108,6 +153,11 @@ func (s *Server) deleteSubnet(p params) (any, error) {
 	for _, in := range s.ec2.instances {
 		if in.SubnetID == id && in.State != "terminated" {
 			return nil, badRequest("DependencyViolation", "The subnet '%s' has dependencies and cannot be deleted (instance %s).", id, in.ID)
+		}
+	}
+	for _, n := range s.ec2.enis {
+		if n.subnet == id {
+			return nil, badRequest("DependencyViolation", "The subnet '%s' has dependencies and cannot be deleted (network interface %s).", id, n.id)
 		}
 	}
 	for _, n := range s.ec2.nats {
