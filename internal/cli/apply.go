@@ -314,7 +314,7 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Ignition:    renderer.render,
 		// A deleted machine's pinned host keys go with it: a new machine gets its own.
 		Deleted: func(_ context.Context, name string) error {
-			return openingStore{g: g, mu: &keeper.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
+			return openingStore{g: g, mu: &g.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
 		},
 	}
 	// With a kubeconfig a machine is ready once its Node is Ready, not when SSH answers. Without one,

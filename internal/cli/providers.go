@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/addrpool"
 	awsprovider "github.com/kiln-dev/kiln/provisioner/aws"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 )
@@ -27,7 +28,7 @@ func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster, specPath st
 	}
 	switch name := c.Spec.Provider.Name; name {
 	case v1alpha1.ProviderVSphere:
-		return vsphereProvider(ctx, c)
+		return vsphereProvider(ctx, c, openingStore{g: g, mu: &g.state})
 	case v1alpha1.ProviderAWS:
 		return awsProvider(ctx, c)
 	case v1alpha1.ProviderQEMU:
@@ -111,10 +112,15 @@ const (
 	envVSphereInsecure   = "KILN_VSPHERE_INSECURE"
 )
 
-// vsphereProvider logs in to the vCenter of the spec with the credentials of the environment.
-func vsphereProvider(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
+// vsphereProvider logs in to the vCenter of the spec with the credentials of the environment; it keeps
+// its machines' address reservations in st.
+func vsphereProvider(ctx context.Context, c *v1alpha1.Cluster, st addrpool.Store) (provisioner.Provider, error) {
 	if c.Spec.Provider.VSphere == nil {
 		return nil, fmt.Errorf("spec.provider.vsphere: required for provider vsphere")
+	}
+	addrs, err := vsphere.AddressesFor(c, st)
+	if err != nil {
+		return nil, err
 	}
 	cfg := vsphere.Config{
 		VSphereProvider: *c.Spec.Provider.VSphere,
@@ -127,7 +133,7 @@ func vsphereProvider(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Prov
 	if cfg.Username == "" || cfg.Password == "" {
 		return nil, fmt.Errorf("provider vsphere: set %s and %s to log in to %s", envVSphereUser, envVSpherePassword, cfg.Server)
 	}
-	return vsphere.New(ctx, cfg)
+	return vsphere.New(ctx, cfg, addrs)
 }
 
 // Environment variables of the AWS provider, besides the SDK's own (AWS_PROFILE, AWS_REGION,

@@ -35,9 +35,10 @@ with a bootstrap token; control-plane nodes also get etcd, the API server, contr
 scheduler with the cluster's security settings (private-CA TLS, no anonymous access, Node and RBAC
 authorization, Pod Security admission, Secrets encrypted at rest, audit logging).
 
-Where the provider gives nodes their private addresses before they exist (qemu), the config names the
-node's and the control plane's: render reserves them with the provider, as apply does, and the
-machine apply makes of that name gets the same address.
+Where the provider gives nodes their private addresses before they exist (qemu, vsphere), the config
+names the node's and the control plane's: render reserves them with the provider, as apply does, and
+the machine apply makes of that name gets the same address (on vsphere, the reservation is kept in
+the state store until the machine is deleted).
 
 Every config is validated with Ignition's own validator and linted: no remote source without https
 and a verification hash, no secret on a machine that must not hold it (a worker holds no private key
@@ -73,8 +74,11 @@ it once the machine's Node has joined.`,
 			if err != nil {
 				return err
 			}
-			defer st.Close()
 			b, tok, err := joinToken(st, c, time.Now())
+			// Closed before the provider reserves addresses, which it may keep in the store too.
+			if cerr := st.Close(); err == nil {
+				err = cerr
+			}
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,6 +43,11 @@ type globals struct {
 	newProvider func(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error)
 	// now, when set (by tests), replaces time.Now for the lifetimes of bootstrap tokens.
 	now func() time.Time
+
+	// state serializes this process's use of the state store through openingStore: apply renders and
+	// creates several machines at once, each minting a token and reserving an address in the store,
+	// and the store's file lock admits one holder at a time.
+	state sync.Mutex
 }
 
 // clock is the time for bootstrap tokens: g.now, or time.Now.

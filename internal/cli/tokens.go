@@ -49,10 +49,6 @@ type tokenKeeper struct {
 	p   provisioner.Provider
 	log *slog.Logger
 
-	// state serializes this process's use of the state store: the executor renders several machines
-	// at once, and the store's file lock admits one holder at a time.
-	state sync.Mutex
-
 	mu      sync.Mutex
 	ca      *pki.KeyPair
 	cert    *pki.KeyPair
@@ -71,7 +67,7 @@ func (k *tokenKeeper) ensureToken(ctx context.Context, cr reconcile.Create) (*se
 		return nil, secrets.BootstrapToken{}, err
 	}
 	name := cr.Name
-	b, tok, err := tokens.Ensure(ctx, openingStore{g: k.g, mu: &k.state}, kc, k.c, name, cr.Pool, k.g.clock())
+	b, tok, err := tokens.Ensure(ctx, openingStore{g: k.g, mu: &k.g.state}, kc, k.c, name, cr.Pool, k.g.clock())
 	if err != nil {
 		return nil, secrets.BootstrapToken{}, err
 	}
@@ -114,7 +110,7 @@ func (k *tokenKeeper) cleanupTokens(ctx context.Context, kc *tokens.Cluster, ms 
 			names = append(names, m.Name)
 		}
 	}
-	plan, err := tokens.Sync(ctx, openingStore{g: k.g, mu: &k.state}, kc, k.c, names, k.g.clock(), tokens.Policy{})
+	plan, err := tokens.Sync(ctx, openingStore{g: k.g, mu: &k.g.state}, kc, k.c, names, k.g.clock(), tokens.Policy{})
 	for _, t := range plan.Apply {
 		k.log.Info("bootstrap token applied", "machine", t.Machine, "token", t.ID)
 	}
@@ -212,7 +208,7 @@ func (k *tokenKeeper) certificate() (*pki.KeyPair, error) {
 	}
 	if k.ca == nil {
 		var b *secrets.Bundle
-		err := openingStore{g: k.g, mu: &k.state}.do(func(st *state.Store) (err error) {
+		err := openingStore{g: k.g, mu: &k.g.state}.do(func(st *state.Store) (err error) {
 			b, err = secrets.Load(st, k.c.Metadata.Name)
 			return err
 		})
@@ -229,7 +225,8 @@ func (k *tokenKeeper) certificate() (*pki.KeyPair, error) {
 	return kp, nil
 }
 
-// openingStore is a tokens.Store that opens the state store for each call, one call at a time.
+// openingStore is a tokens.Store and an addrpool.Store (vSphere's address reservations) that opens the
+// state store for each call, one call at a time.
 type openingStore struct {
 	g  *globals
 	mu *sync.Mutex
@@ -267,4 +264,16 @@ func (s openingStore) Forget(cluster string, ids ...string) error {
 		return nil
 	}
 	return s.do(func(st *state.Store) error { return tokens.StateStore{State: st}.Forget(cluster, ids...) })
+}
+
+func (s openingStore) Get(bucket, key string, v any) error {
+	return s.do(func(st *state.Store) error { return st.Get(bucket, key, v) })
+}
+
+func (s openingStore) Create(bucket, key string, v any) error {
+	return s.do(func(st *state.Store) error { return st.Create(bucket, key, v) })
+}
+
+func (s openingStore) Modify(bucket, key string, v any, fn func() error) error {
+	return s.do(func(st *state.Store) error { return st.Modify(bucket, key, v, fn) })
 }

@@ -1,13 +1,21 @@
 package cli
 
 import (
+	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/coreos/ignition/v2/config/v3_5"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/onprem/vsphere/vspheretest"
+	"github.com/kiln-dev/kiln/provisioner/addrpool"
 )
 
 // TestApplyOnVSphereSimulator runs kiln apply, get nodes and delete against govmomi's vCenter
@@ -48,10 +56,36 @@ func TestApplyOnVSphereSimulator(t *testing.T) {
 	t.Setenv(envVSpherePassword, "sim-password")
 	t.Setenv(envVSphereCAFile, caFile)
 
+	// render reserves, with the provider, the addresses its configs name (the subnet 10.0.0.0/24: .1
+	// the gateway, .5 the API endpoint; the control plane's reserved first), as apply would.
+	for _, r := range []struct{ role, node, want string }{
+		{v1alpha1.RoleControlPlane, "demo-control-plane-0", "--advertise-address=10.0.0.2"},
+		{v1alpha1.RoleWorker, "demo-workers-0", "--node-ip=10.0.0.3"},
+	} {
+		cfg, _ := kilnOK(t, dir, "render", "ignition", "--role", r.role, "--node", r.node)
+		if units := configUnits(t, []byte(cfg)); !strings.Contains(units, r.want+" ") && !strings.Contains(units, r.want+"\n") {
+			t.Errorf("%s's config lacks %s", r.node, r.want)
+		}
+	}
+
 	_, progress := kilnOK(t, dir, "apply", "--interval", "10ms", "--concurrency", "1", "--timeout", "2m")
 	if !strings.Contains(progress, "demo has converged: 3 machines") {
 		t.Fatalf("apply said:\n%s", progress)
 	}
+	// apply made the machines render named with the addresses render reserved, and gave the next
+	// one the next address: each VM's NIC has the static MAC of its address, which its config's
+	// network file matches (onprem/vsphere checks the config itself; it is cleared from guestinfo
+	// once the machine is up).
+	want := map[string]string{"demo-control-plane-0": "10.0.0.2", "demo-workers-0": "10.0.0.3", "demo-workers-1": "10.0.0.4"}
+	if got := addressHolds(t, dir); !maps.Equal(got, want) {
+		t.Errorf("addresses held after apply: %v, want %v", got, want)
+	}
+	for name, mac := range map[string]string{"demo-control-plane-0": "00:50:56:00:00:02", "demo-workers-0": "00:50:56:00:00:03", "demo-workers-1": "00:50:56:00:00:04"} {
+		if got := vmMAC(t, sim, name); got != mac {
+			t.Errorf("%s's NIC has MAC %s, want %s (of %s)", name, got, mac, want[name])
+		}
+	}
+
 	out, _ := kilnOK(t, dir, "get", "nodes", "-o", "wide")
 	for _, n := range []string{"demo-control-plane-0", "demo-workers-0", "demo-workers-1"} {
 		if !strings.Contains(out, n) {
@@ -66,6 +100,68 @@ func TestApplyOnVSphereSimulator(t *testing.T) {
 	if strings.Contains(out, "demo-") {
 		t.Fatalf("machines left after delete:\n%s", out)
 	}
+	if got := addressHolds(t, dir); len(got) != 0 {
+		t.Errorf("addresses held after delete: %v, want none", got)
+	}
+}
+
+// configUnits returns the contents of the systemd units of the Ignition config cfg.
+func configUnits(t *testing.T, cfg []byte) string {
+	t.Helper()
+	c, _, err := v3_5.Parse(cfg)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var u strings.Builder
+	for _, unit := range c.Systemd.Units {
+		if unit.Contents != nil {
+			u.WriteString(*unit.Contents)
+		}
+	}
+	return u.String()
+}
+
+// addressHolds returns the addresses the state store in dir holds in the simulator's port group
+// subnet, 10.0.0.0/24, by machine.
+func addressHolds(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	st, err := (&globals{stateDir: filepath.Join(dir, "state")}).openState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pool, err := addrpool.New(st, netip.MustParsePrefix("10.0.0.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holds, err := pool.Holds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, h := range holds {
+		got[h.Name] = h.Address.String()
+	}
+	return got
+}
+
+// vmMAC returns the MAC of the only NIC of the simulator's VM name.
+func vmMAC(t *testing.T, sim *vspheretest.Sim, name string) string {
+	t.Helper()
+	ctx := t.Context()
+	ref, err := object.NewSearchIndex(sim.Client.Client).FindChild(ctx, sim.Folder, name)
+	if err != nil || ref == nil {
+		t.Fatalf("find %s: %v", name, err)
+	}
+	var vm mo.VirtualMachine
+	if err := sim.Client.RetrieveOne(ctx, ref.Reference(), []string{"config.hardware.device"}, &vm); err != nil {
+		t.Fatal(err)
+	}
+	nics := object.VirtualDeviceList(vm.Config.Hardware.Device).SelectByType((*types.VirtualEthernetCard)(nil))
+	if len(nics) != 1 {
+		t.Fatalf("%s has %d NICs, want 1", name, len(nics))
+	}
+	return nics[0].(types.BaseVirtualEthernetCard).GetVirtualEthernetCard().MacAddress
 }
 
 func kilnOK(t *testing.T, dir string, args ...string) (string, string) {

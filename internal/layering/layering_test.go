@@ -24,8 +24,12 @@ var layers = []struct {
 	// Node agents run on the nodes; rendering (bootstrap) starts them with their units, so it may read
 	// their units, paths and flags, and they need nothing of kiln's.
 	{"node agents: the services kiln-node runs on a node (pod network, later the reboot coordinator)", []string{"nodeagent/"}},
-	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane"}},
-	{"images and the provisioner core", []string{"images/", "provisioner"}},
+	// bootstrap/privatenet wraps a node's config with its static address for the providers that give
+	// one (qemu, vsphere): rendering, shared, so that no provider imports another.
+	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane", "bootstrap/privatenet"}},
+	// provisioner/addrpool (static addresses reserved in the state store) serves several providers:
+	// core, so that no provider imports another to share it.
+	{"images and the provisioner core", []string{"images/", "provisioner", "provisioner/addrpool"}},
 	{"providers and boot services", []string{"provisioner/aws", "onprem/"}},
 	{"the command line", []string{"internal/cli"}},
 	{"binaries", []string{"cmd/"}},

@@ -98,3 +98,5 @@ func TestHostKeysFromSerialLog(t *testing.T) {
 		}
 	})
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -9,7 +9,8 @@
 //		Username:        "kiln@vsphere.local",
 //		Password:        os.Getenv("KILN_VSPHERE_PASSWORD"),
 //		Thumbprint:      "AB:CD:...", // or CAFile; Insecure only for a lab
-//	})
+//	}, vsphere.Addresses{Store: st, Subnet: netip.MustParsePrefix("10.0.1.0/24"),
+//		Endpoint: netip.MustParseAddr("10.0.1.5")}) // or vsphere.AddressesFor(spec, st)
 //	defer p.Close(ctx)
 //	m, err := p.Create(ctx, provisioner.MachineSpec{Cluster: "prod", Name: "prod-workers-0",
 //		Role: "worker", Pool: "workers", Image: "kiln-debian-12", Ignition: ign})
@@ -32,8 +33,23 @@
 //     path per key, so a List never downloads the Ignition data). They are deliberately not
 //     guestinfo keys, which the guest itself may set, so a node cannot relabel itself.
 //
-// The template's first NIC is moved onto the configured port group with a newly generated MAC and
-// any other NIC is removed, so a machine is on the cluster's private network and nowhere else.
+// The template's first NIC is moved onto the configured port group and any other NIC is removed, so a
+// machine is on the cluster's private network and nowhere else.
+//
+// # Addresses
+//
+// Every machine has a static address of Addresses.Subnet, reserved before its config is rendered
+// (Reserve, provisioner.Addresser) and kept in kiln's state store (provisioner/addrpool) until Delete
+// has destroyed the VM: the lowest free one, never the subnet's network address, its first host
+// address (taken as the gateway), its broadcast address or the API endpoint. Create hands the VM
+// MachineSpec.Ignition wrapped in an outer config (bootstrap/privatenet), gzip-compressed to fit
+// guestinfo, that writes the systemd-networkd file setting the address and gateway on the NIC, and
+// /etc/hosts. The file matches the NIC by its MAC, which the clone spec sets (a static MAC in
+// VMware's manual range, 00:50:56:00:00:00 to 00:50:56:3F:FF:FF, from the address's last 22 bits).
+// A Create that fails, or whose caller dies, leaves the reservation for the next attempt, which gets
+// the same address. AddressesFor and New check the subnet and the endpoint and name the spec fields
+// (spec.network.privateSubnets[0], spec.network.apiEndpoint.address); a full subnet is an error
+// naming the machine, the subnet and its field, wrapping addrpool.ErrExhausted.
 //
 // # Behaviour
 //

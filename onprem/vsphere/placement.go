@@ -8,22 +8,20 @@ import (
 
 // Placement is what the vSphere provider does for the configs of the machines it places: the nodes
 // load their firewall themselves (a port group has none); every config travels base64-encoded in
-// guestinfo.ignition.config.data, which holds 64 KiB; and the control-plane nodes make the API
-// endpoint themselves (keepalived holds spec.network.apiEndpoint.address on the port group, haproxy
-// balances to the kube-apiservers).
-//
-// Node addresses are not known before rendering yet (no NodeAddresses): etcd's members and haproxy's
-// backends are node names, which nothing resolves on a port group. What comes next (docs/vsphere.md):
-// kiln assigns each machine a static address from the port group's subnet
-// (spec.network.privateSubnets), reserved before its config is rendered (provisioner.Addresser, kept
-// in the state store since the VM does not exist yet), and the config carries the systemd-networkd
-// file that sets it; then this placement declares NodeAddresses.
+// guestinfo.ignition.config.data, which holds 64 KiB; the control-plane nodes make the API endpoint
+// themselves (keepalived holds spec.network.apiEndpoint.address on the port group, haproxy balances
+// to the kube-apiservers); and every machine's address is known before its config is rendered
+// (NodeAddresses), so that etcd's members and haproxy's backends are addresses: kiln reserves each
+// machine a static address of the port group's subnet (spec.network.privateSubnets[0]) in its state
+// store before the VM exists (Provider.Reserve), and Create hands the VM its config wrapped with the
+// systemd-networkd file that sets the address on its NIC (docs/vsphere.md).
 func Placement() ignition.Placement {
 	return ignition.Placement{
 		Channels: map[string]lint.Limit{
 			v1alpha1.RoleControlPlane: lint.Limits["vsphere"],
 			v1alpha1.RoleWorker:       lint.Limits["vsphere"],
 		},
-		Endpoint: ignition.EndpointVIP,
+		Endpoint:      ignition.EndpointVIP,
+		NodeAddresses: true,
 	}
 }

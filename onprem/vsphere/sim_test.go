@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -25,9 +26,16 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/state/statetest"
 )
 
 // The package's one simulator harness: every test and benchmark gets its vCenter (or ESX) here.
+
+// The port group's subnet and API endpoint of every simulator: its machines get 10.0.0.3 and up.
+var (
+	simSubnet   = netip.MustParsePrefix("10.0.0.0/16")
+	simEndpoint = netip.MustParseAddr("10.0.0.2")
+)
 
 // simKinds are the simulator models every contract test runs on.
 var simKinds = []string{"vpx", "esx"}
@@ -43,6 +51,10 @@ type sim struct {
 	finder   *find.Finder  // on admin, in the datacenter
 	cfg      Config
 	template string
+	// addrs gives every provider of this simulator its machines' addresses, from one store: a
+	// machine reserved or created through one provider is known to all.
+	addrs Addresses
+	store *statetest.Memory
 }
 
 // newSim starts a simulator of kind "vpx" (vCenter: datacenter DC0, cluster DC0_C0, distributed
@@ -99,7 +111,9 @@ func newSim(tb testing.TB, kind string) *sim {
 			CAFile:   caFile,
 			Retry:    Retry{Attempts: 4, Initial: time.Millisecond, Max: 4 * time.Millisecond},
 		},
+		store: statetest.NewEmpty(),
 	}
+	h.addrs = Addresses{Store: h.store, Subnet: simSubnet, Endpoint: simEndpoint}
 	finder := find.NewFinder(c.Client, false)
 	switch kind {
 	case "vpx":
@@ -185,7 +199,7 @@ func (h *sim) newProvider(tb testing.TB) *Provider {
 
 func (h *sim) newProviderWith(tb testing.TB, cfg Config) *Provider {
 	tb.Helper()
-	p, err := New(context.Background(), cfg)
+	p, err := New(context.Background(), cfg, h.addrs)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kiln-dev/kiln/provisioner"
+	"github.com/kiln-dev/kiln/provisioner/addrpool"
 )
 
 // ExtraConfig keys kiln sets on every VM it clones.
@@ -87,29 +89,39 @@ type Provider struct {
 	backing   types.BaseVirtualDeviceBackingInfo
 	linked    bool
 	retry     Retry
+	addrs     *addrpool.Pool
 
 	mu        sync.Mutex
 	templates map[string]*template
 }
 
 var (
-	_ provisioner.Provider = (*Provider)(nil)
-	_ provisioner.Stopper  = (*Provider)(nil)
+	_ provisioner.Provider  = (*Provider)(nil)
+	_ provisioner.Stopper   = (*Provider)(nil)
+	_ provisioner.Addresser = (*Provider)(nil)
 )
 
 // template is a resolved template and what every clone of it changes.
 type template struct {
 	vm *object.VirtualMachine
-	// nics puts the first NIC on the cluster's port group and removes any other.
-	nics []types.BaseVirtualDeviceConfigSpec
+	// nic is the template's first NIC, which each clone has on the cluster's port group with a MAC
+	// of its own (nics); nil when the template has none, and each clone gets a vmxnet3 NIC.
+	nic types.BaseVirtualDevice
+	// remove removes the template's other NICs.
+	remove []types.BaseVirtualDeviceConfigSpec
 	// snapshot to clone from, for linked clones.
 	snapshot *types.ManagedObjectReference
 }
 
 // New logs in to vCenter (or ESX) and resolves the datacenter, folder, resource pool, datastore and
 // port group of cfg; an inventory object that does not exist is an error naming the config field.
-func New(ctx context.Context, cfg Config) (*Provider, error) {
+// Machines get their addresses on the port group from addrs.
+func New(ctx context.Context, cfg Config, addrs Addresses) (*Provider, error) {
 	u, err := cfg.serverURL()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := addrs.pool()
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +157,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		search:    object.NewSearchIndex(c),
 		linked:    cfg.LinkedClone,
 		retry:     cfg.Retry.withDefaults(),
+		addrs:     pool,
 		templates: map[string]*template{},
 	}
 	if err := p.resolve(ctx, cfg); err != nil {
@@ -295,10 +308,11 @@ func checkSpec(spec provisioner.MachineSpec) error {
 	return errors.Join(errs...)
 }
 
-// extraConfig is what a clone of spec carries in ExtraConfig.
-func extraConfig(spec provisioner.MachineSpec) []types.BaseOptionValue {
+// extraConfig is what a clone of spec carries in ExtraConfig: ignition, the config it boots with, and
+// the labels.
+func extraConfig(spec provisioner.MachineSpec, ignition []byte) []types.BaseOptionValue {
 	opts := []types.BaseOptionValue{
-		&types.OptionValue{Key: KeyIgnitionData, Value: base64.StdEncoding.EncodeToString(spec.Ignition)},
+		&types.OptionValue{Key: KeyIgnitionData, Value: base64.StdEncoding.EncodeToString(ignition)},
 		&types.OptionValue{Key: KeyIgnitionEncoding, Value: "base64"},
 	}
 	for _, l := range []struct{ key, value string }{
@@ -320,13 +334,28 @@ func (p *Provider) clone(ctx context.Context, spec provisioner.MachineSpec) (*vm
 	if err != nil {
 		return nil, fmt.Errorf("vsphere: clone %q: template %q: %w", spec.Name, spec.Image, err)
 	}
+	// The machine's address, reserved before its config was rendered (or now, for a caller that
+	// did not), and the MAC its NIC gets, which the config's network file matches.
+	addr, err := p.reserve(spec.Cluster, spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("vsphere: clone %q: %w", spec.Name, err)
+	}
+	mac := macFor(addr)
+	ign, err := p.machineConfig(spec, addr, mac)
+	if err != nil {
+		return nil, fmt.Errorf("vsphere: clone %q: %w", spec.Name, err)
+	}
+	nics, err := p.nics(t, mac)
+	if err != nil {
+		return nil, fmt.Errorf("vsphere: clone %q: %w", spec.Name, err)
+	}
 	cs := types.VirtualMachineCloneSpec{
 		Location: types.VirtualMachineRelocateSpec{
 			Pool:         &p.pool,
 			Datastore:    &p.datastore,
-			DeviceChange: t.nics,
+			DeviceChange: nics,
 		},
-		Config: &types.VirtualMachineConfigSpec{ExtraConfig: extraConfig(spec)},
+		Config: &types.VirtualMachineConfigSpec{ExtraConfig: extraConfig(spec, ign)},
 		// Powered on by the clone task itself: a kiln killed between a clone and a separate power-on
 		// would leave a stopped machine that the next pass judges failed (and, for a lone control
 		// plane, may not replace below quorum). e2e/crashpoint kills kiln there.
@@ -405,24 +434,12 @@ func (p *Provider) template(ctx context.Context, image string) (*template, error
 	if m.Config != nil {
 		devices = object.VirtualDeviceList(m.Config.Hardware.Device)
 	}
-	nics := devices.SelectByType((*types.VirtualEthernetCard)(nil))
-	if len(nics) == 0 {
-		nic, err := object.EthernetCardTypes().CreateEthernetCard("vmxnet3", p.backing)
-		if err != nil {
-			return nil, err
-		}
-		t.nics = append(t.nics, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: nic})
-	}
-	for i, d := range nics {
+	for i, d := range devices.SelectByType((*types.VirtualEthernetCard)(nil)) {
 		if i > 0 { // only the private port group: a second NIC could reach another network
-			t.nics = append(t.nics, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationRemove, Device: d})
+			t.remove = append(t.remove, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationRemove, Device: d})
 			continue
 		}
-		card := d.(types.BaseVirtualEthernetCard).GetVirtualEthernetCard()
-		card.Backing = p.backing
-		card.AddressType = string(types.VirtualEthernetCardMacTypeGenerated) // never the template's MAC
-		card.MacAddress = ""
-		t.nics = append(t.nics, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: d})
+		t.nic = d
 	}
 	if p.linked {
 		if m.Snapshot == nil || m.Snapshot.CurrentSnapshot == nil {
@@ -434,6 +451,30 @@ func (p *Provider) template(ctx context.Context, image string) (*template, error
 	p.templates[image] = t
 	p.mu.Unlock()
 	return t, nil
+}
+
+// nics is the device change that gives a clone of t one NIC, on the cluster's port group with the
+// static MAC mac (never the template's), and removes any other. The template's NIC is copied, never
+// changed: clones of one template are made concurrently.
+func (p *Provider) nics(t *template, mac string) ([]types.BaseVirtualDeviceConfigSpec, error) {
+	op := types.VirtualDeviceConfigSpecOperationEdit
+	var dev types.BaseVirtualDevice
+	if t.nic == nil {
+		nic, err := object.EthernetCardTypes().CreateEthernetCard("vmxnet3", p.backing)
+		if err != nil {
+			return nil, err
+		}
+		dev, op = nic, types.VirtualDeviceConfigSpecOperationAdd
+	} else {
+		v := reflect.New(reflect.TypeOf(t.nic).Elem())
+		v.Elem().Set(reflect.ValueOf(t.nic).Elem())
+		dev = v.Interface().(types.BaseVirtualDevice)
+	}
+	card := dev.(types.BaseVirtualEthernetCard).GetVirtualEthernetCard()
+	card.Backing = p.backing
+	card.AddressType = string(types.VirtualEthernetCardMacTypeManual)
+	card.MacAddress = mac
+	return append([]types.BaseVirtualDeviceConfigSpec{&types.VirtualDeviceConfigSpec{Operation: op, Device: dev}}, t.remove...), nil
 }
 
 func (p *Provider) forget(image string) {
@@ -506,8 +547,9 @@ func (p *Provider) powerOff(ctx context.Context, ref types.ManagedObjectReferenc
 	return err
 }
 
-// Delete powers the machine off if it is on and destroys it with its disks. A machine that does not
-// exist is not an error; a VM of that name without kiln labels is never touched.
+// Delete powers the machine off if it is on and destroys it with its disks, then releases its
+// address. A machine that does not exist is not an error (an address reserved for it is released);
+// a VM of that name without kiln labels is never touched.
 func (p *Provider) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vsphere: delete %q: %w", name, err)
@@ -517,6 +559,9 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("vsphere: delete %q: %w", name, err)
 	}
 	if vm == nil {
+		if err := p.release("", name); err != nil {
+			return fmt.Errorf("vsphere: delete %q: %w", name, err)
+		}
 		return nil
 	}
 	if !vm.kiln() {
@@ -538,6 +583,10 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	})
 	if err != nil && !fault.Is(err, &types.ManagedObjectNotFound{}) {
 		return fmt.Errorf("vsphere: delete %q: destroy: %w", name, err)
+	}
+	// Only once the VM is gone: a machine that still runs keeps its address.
+	if err := p.release(vm.labels[KeyCluster], name); err != nil {
+		return fmt.Errorf("vsphere: delete %q: %w", name, err)
 	}
 	return nil
 }

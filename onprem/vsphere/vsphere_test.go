@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/privatenet"
 	"github.com/kiln-dev/kiln/provisioner"
 )
 
@@ -51,7 +51,6 @@ func TestGuestinfo(t *testing.T) {
 			vm := h.vm(t, spec.Name, "config.extraConfig", "config.hardware.device")
 			got := extraConfigMap(vm.Config.ExtraConfig)
 			want := map[string]string{
-				KeyIgnitionData:     base64.StdEncoding.EncodeToString(spec.Ignition),
 				KeyIgnitionEncoding: "base64",
 				KeyCluster:          "gi",
 				KeyName:             spec.Name,
@@ -65,10 +64,27 @@ func TestGuestinfo(t *testing.T) {
 				}
 			}
 
-			// One NIC, on the configured port group.
+			// The config carries spec.Ignition whole and the network file that sets the machine's
+			// reserved address on its NIC, matched by the NIC's static MAC.
+			files := guestinfoConfig(t, got[KeyIgnitionData], spec.Ignition)
+			network := files[privatenet.NetworkFile]
+			for _, w := range []string{"MACAddress=00:50:56:00:00:03\n", "Address=10.0.0.3/16\n", "Gateway=10.0.0.1\n"} {
+				if !strings.Contains(network, w) {
+					t.Errorf("%s lacks %q:\n%s", privatenet.NetworkFile, w, network)
+				}
+			}
+			if !strings.Contains(files[privatenet.HostsFile], "10.0.0.3\t"+spec.Name+"\n") {
+				t.Errorf("%s does not name the machine:\n%s", privatenet.HostsFile, files[privatenet.HostsFile])
+			}
+
+			// One NIC, on the configured port group, with the MAC the network file matches.
 			nics := object.VirtualDeviceList(vm.Config.Hardware.Device).SelectByType((*types.VirtualEthernetCard)(nil))
 			if len(nics) != 1 {
 				t.Fatalf("VM has %d NICs, want 1", len(nics))
+			}
+			card := nics[0].(types.BaseVirtualEthernetCard).GetVirtualEthernetCard()
+			if card.MacAddress != "00:50:56:00:00:03" || card.AddressType != string(types.VirtualEthernetCardMacTypeManual) {
+				t.Errorf("NIC MAC %q (%s), want 00:50:56:00:00:03 (manual)", card.MacAddress, card.AddressType)
 			}
 			switch b := nics[0].GetVirtualDevice().Backing.(type) {
 			case *types.VirtualEthernetCardDistributedVirtualPortBackingInfo:
@@ -549,7 +565,7 @@ func TestNewErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := h.cfg
 			tc.change(&cfg)
-			p, err := New(t.Context(), cfg)
+			p, err := New(t.Context(), cfg, h.addrs)
 			if err == nil {
 				_ = p.Close(t.Context())
 				t.Fatal("New succeeded, want an error")
