@@ -34,8 +34,13 @@ tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln;
 	hack/tools.sh pxe-kernel >/dev/null
 	hack/tools.sh baked-image >/dev/null
 
+# The quickstart's cluster (./e2e) runs last and alone: its VMs under TCG, sharing 2 cores with the
+# VMs of other packages' tests, took longer than its timeout. The exit status is the first failure's.
 test: tools ## run the whole test suite (real components included)
-	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	status=0; \
+	go test -count=1 -timeout $(TEST_TIMEOUT) $$(go list ./... | grep -vx 'github.com/kiln-dev/kiln/e2e') || status=$$?; \
+	go test -count=1 -timeout $(TEST_TIMEOUT) ./e2e || { e2e=$$?; ((status)) || status=$$e2e; }; \
+	exit $$status
 
 generate: ## run every go:generate
 	go generate ./...

@@ -166,3 +166,13 @@ type HostKeyReporter interface {
 	// keys, names where in the channel the bad line is (never quoting it).
 	HostKeys(ctx context.Context, name string) ([]ssh.PublicKey, error)
 }
+
+// StagedBoot is the capability of providers whose clusters come up in stages: the control plane,
+// then the workers (reconcile.Policy.ControlPlaneFirst). The local QEMU provider's machines are
+// emulated on kiln's own host, and workers booting beside a new control plane starve its API server.
+// Find it by type assertion on a Provider.
+type StagedBoot interface {
+	// ControlPlaneFirst reports whether the workers wait until every control-plane machine's Node is
+	// Ready.
+	ControlPlaneFirst() bool
+}

@@ -123,6 +123,11 @@ type QEMUProvider struct {
 	// (haproxy, spec.network.apiEndpoint.port): kiln reaches the cluster's API from this host there.
 	// Each control-plane node gets the lowest free port from here. Defaults to 16443.
 	APIPortBase int `json:"apiPortBase,omitempty"`
+	// WorkersWithControlPlane creates a new cluster's workers together with its control plane. By
+	// default kiln apply creates them once the control plane's Node is Ready: under TCG on a host of a
+	// few cores, workers booting beside a new control plane starve its API server, and they cannot
+	// join before it answers anyway. Set it on a host with cores to spare.
+	WorkersWithControlPlane bool `json:"workersWithControlPlane,omitempty"`
 }
 
 // Network describes the cluster's private network.

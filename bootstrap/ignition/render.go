@@ -85,9 +85,8 @@ type Placement struct {
 	// requires Input.ControlPlaneAddresses.
 	NodeAddresses bool
 	// SlowMachines: the machines are emulated (QEMU's TCG) and their API server may take many seconds
-	// to answer, so the control plane's leader elections use kubecfg.SlowMachineLeaderElection, and
-	// kiln apply brings the control plane up before it creates the workers
-	// (reconcile.Policy.ControlPlaneFirst).
+	// to answer, so the control plane's leader elections use kubecfg.SlowMachineLeaderElection (such a
+	// provider is also a provisioner.StagedBoot: kiln apply brings its control plane up first).
 	SlowMachines bool
 }
 

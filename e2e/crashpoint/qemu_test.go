@@ -177,6 +177,8 @@ func TestCrashPointsQEMU(t *testing.T) {
 			c.Spec.Provider.QEMU = &v1alpha1.QEMUProvider{
 				MemoryMiB: 64, CPUs: 1,
 				SSHPortBase: 20000 + rand.IntN(20000), APIPortBase: 41000 + rand.IntN(20000),
+				// The stand-ins run no control plane whose Node could go Ready for the workers to wait for.
+				WorkersWithControlPlane: true,
 			}
 		},
 		mutating: func(*http.Request, []byte) (string, bool) { return "", false },

@@ -295,10 +295,9 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 	policy := reconcile.PolicyFromSpec(c.Spec.Health)
 	policy.KeepFailed = o.keepFailed
 	// On emulated machines (QEMU under TCG) the control plane comes up alone, the workers once its
-	// Node is Ready: booting them beside it starves its API server of the host's CPU. An unknown
-	// provider was refused when the provider was made.
-	if pl, err := placement(c.Spec.Provider.Name); err == nil {
-		policy.ControlPlaneFirst = pl.SlowMachines
+	// Node is Ready: booting them beside it starves its API server of the host's CPU.
+	if s, ok := p.(provisioner.StagedBoot); ok {
+		policy.ControlPlaneFirst = s.ControlPlaneFirst()
 	}
 	keeper := &tokenKeeper{g: g, c: c, p: p, log: log}
 	renderer := &nodeRenderer{c: c, p: p, ensureToken: keeper.ensureToken}

@@ -76,6 +76,10 @@ type Config struct {
 	VDESwitch string
 	// StopTimeout is how long Stop and Delete wait after SIGTERM before SIGKILL. Defaults to 10s.
 	StopTimeout time.Duration
+	// WorkersWithControlPlane: kiln apply creates a new cluster's workers together with its control
+	// plane, not once the control plane's Node is Ready (spec.provider.qemu.workersWithControlPlane;
+	// see Provider.ControlPlaneFirst).
+	WorkersWithControlPlane bool
 }
 
 // FromSpec returns the Config of a cluster spec's QEMU block, with stateDir and imageDir.
@@ -83,6 +87,7 @@ func FromSpec(c *v1alpha1.Cluster, stateDir, imageDir string) Config {
 	cfg := Config{StateDir: stateDir, ImageDir: imageDir}
 	if q := c.Spec.Provider.QEMU; q != nil {
 		cfg.MemoryMiB, cfg.CPUs, cfg.SSHPortBase, cfg.APIPortBase = q.MemoryMiB, q.CPUs, q.SSHPortBase, q.APIPortBase
+		cfg.WorkersWithControlPlane = q.WorkersWithControlPlane
 	}
 	if subs := c.Spec.Network.PrivateSubnets; len(subs) > 0 {
 		cfg.PrivateCIDR = subs[0]

@@ -1,6 +1,9 @@
 package qemu
 
-import "github.com/kiln-dev/kiln/bootstrap/ignition"
+import (
+	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/provisioner"
+)
 
 // Placement is what the local QEMU provider does for the configs of the machines it places: the nodes
 // load their firewall themselves; a config travels as a file through fw_cfg, which holds any size a
@@ -11,3 +14,10 @@ import "github.com/kiln-dev/kiln/bootstrap/ignition"
 func Placement() ignition.Placement {
 	return ignition.Placement{Endpoint: ignition.EndpointVIP, NodeAddresses: true, SlowMachines: true}
 }
+
+// ControlPlaneFirst reports whether kiln apply brings a cluster's control plane up before it creates
+// its workers (provisioner.StagedBoot): yes, unless Config.WorkersWithControlPlane. The machines are
+// emulated (TCG) on this host, and workers booting beside a new control plane starve its API server.
+func (p *Provider) ControlPlaneFirst() bool { return !p.cfg.WorkersWithControlPlane }
+
+var _ provisioner.StagedBoot = (*Provider)(nil)

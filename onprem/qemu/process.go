@@ -72,10 +72,20 @@ func userNetdev(cfg Config, md meta) string {
 // errPortTaken is QEMU failing to bind a forwarded port.
 var errPortTaken = errors.New("port taken")
 
-// startQEMU runs QEMU, which daemonizes once the VM is set up; its first process's exit says whether
-// that worked.
-func startQEMU(ctx context.Context, bin string, args []string) error {
+// workerNice is the CPU priority (nice value) of a worker's QEMU; the control plane's run at the
+// default, 0. On one host under TCG the VMs compete for a few cores, and a starved API server stalls
+// the whole cluster (nodes go NotReady, kiln cannot read them) while a slow worker delays only its own
+// pods.
+const workerNice = 5
+
+// startQEMU runs QEMU, at CPU priority nice (through nice(1) when not 0, so that every thread of the
+// VM has it from the start), which daemonizes once the VM is set up; its first process's exit says
+// whether that worked.
+func startQEMU(ctx context.Context, bin string, args []string, nice int) error {
 	cmd := exec.Command(bin, args...)
+	if nice != 0 {
+		cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(nice), bin}, args...)...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	// Its own session: a signal to kiln's process group (Ctrl-C) does not reach the VM.

@@ -348,7 +348,11 @@ func (p *Provider) create(ctx context.Context, spec provisioner.MachineSpec, dir
 			return provisioner.Machine{}, err
 		}
 		args := qemuArgs(p.cfg.Config, md, dir, sw, boot)
-		err := startQEMU(ctx, p.cfg.QEMU, args)
+		nice := 0
+		if spec.Role == v1alpha1.RoleWorker {
+			nice = workerNice
+		}
+		err := startQEMU(ctx, p.cfg.QEMU, args, nice)
 		if errors.Is(err, errPortTaken) {
 			continue // something took a port between the check and QEMU's bind: both stay used
 		}

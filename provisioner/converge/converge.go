@@ -12,7 +12,8 @@
 // Kubernetes Node is drained before it is deleted or powered off: cordoned, its pods evicted with
 // their PodDisruptionBudgets respected (see provisioner/drain). A drain that does not finish holds the
 // machine: the report's plan says why, and the next pass tries again. Once the machine is deleted,
-// its Node is deleted too. When the API does not answer, machines go undrained, and the report says so.
+// its Node is deleted too. When the API does not answer, machines go undrained, and the report says so;
+// the Nodes they leave behind are deleted in the first pass in which it answers (if not Ready).
 package converge
 
 import (
@@ -298,7 +299,9 @@ func (e *Executor) Pass(ctx context.Context) (Report, error) {
 	if err := e.Store.Save(ctx, next); err != nil {
 		return r, fmt.Errorf("converge: save memory of %s: %w", cluster, err)
 	}
-	r.Actions = e.act(ctx, plan, e.drainer(d))
+	k := e.drainer(d)
+	r.Actions = e.act(ctx, plan, k)
+	r.Actions = append(r.Actions, e.orphans(ctx, k, r.Machines)...)
 	for _, a := range r.Actions {
 		if a.Op == "hold" {
 			r.Plan.Blocked = append(r.Plan.Blocked, reconcile.Block{Pool: a.Pool, Machine: a.Machine, Reason: a.Reason})
@@ -505,6 +508,40 @@ func (e *Executor) act(ctx context.Context, plan reconcile.Plan, k *nodes) []Act
 		}
 	}
 	return actions
+}
+
+// orphans deletes the Nodes left behind by machines that are gone: Nodes named like the cluster's
+// machines, not Ready, of no machine the provider listed. A machine deleted while the cluster's API
+// did not answer (a failed worker replaced while the control plane was too busy to answer) leaves
+// its Node; the first pass in which the API answers deletes it. A Ready Node is left alone: a machine
+// missing from one list is no proof that it is gone.
+func (e *Executor) orphans(ctx context.Context, k *nodes, machines []provisioner.Machine) []Action {
+	if k == nil || k.drainer == nil {
+		return nil
+	}
+	listed := make(map[string]bool, len(machines))
+	for _, m := range machines {
+		listed[m.Name] = true
+	}
+	var names []string
+	for name, c := range k.has {
+		if !listed[name] && !c.Ready && strings.HasPrefix(name, e.Desired.Cluster+"-") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	var out []Action
+	for _, name := range names {
+		a := Action{Op: "delete-node", Machine: name, Reason: "its machine is gone"}
+		if err := k.drainer.DeleteNode(ctx, name); err != nil {
+			a.Err = fmt.Errorf("converge: %w", err)
+			e.log().Error("delete-node failed", "machine", name, "err", a.Err)
+		} else {
+			e.log().Info("delete-node", "machine", name, "reason", a.Reason)
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // drain drains the Node of the machine of action a (a delete or stop) when k has a drainer and the

@@ -25,6 +25,8 @@ type kube struct {
 	down     error
 	noNode   []string
 	drainErr error
+	// stale are Nodes of no machine, by name, with whether they are Ready.
+	stale map[string]bool
 
 	mu             sync.Mutex
 	calls          []string
@@ -40,6 +42,11 @@ func (k *kube) NodeReady(context.Context) (map[string]health.Condition, error) {
 		if !slices.Contains(k.noNode, m.Name) {
 			out[m.Name] = health.Condition{Known: true, Ready: true}
 		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for name, ready := range k.stale {
+		out[name] = health.Condition{Known: true, Ready: ready}
 	}
 	return out, nil
 }
@@ -60,6 +67,7 @@ func (k *kube) DeleteNode(_ context.Context, node string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "delete-node "+node)
+	delete(k.stale, node)
 	return nil
 }
 
@@ -279,5 +287,32 @@ func TestControlPlaneFirst(t *testing.T) {
 	}
 	if r := h.pass(t, e); !r.Converged(desired(2)) {
 		t.Fatalf("not converged: %s", ops(r))
+	}
+}
+
+// A Node whose machine is gone (deleted while the API did not answer) is deleted in the first pass in
+// which the API answers, if it is not Ready; Ready ones and other clusters' are left alone.
+func TestOrphanNodesDeleted(t *testing.T) {
+	k := &kube{stale: map[string]bool{"kt-workers-7": false, "kt-workers-8": true, "other-workers-0": false}}
+	h := newHarness()
+	k.mem = h.mem
+	e := h.executor(desired(1), reconcile.Policy{})
+	e.Nodes = k
+	k.down = errors.New("connection refused")
+	h.pass(t, e)
+	if len(k.calls) != 0 {
+		t.Fatalf("calls with the API down: %v", k.calls)
+	}
+	k.down = nil
+	r := h.pass(t, e)
+	if got, want := strings.Join(k.calls, ", "), "delete-node kt-workers-7"; got != want {
+		t.Fatalf("calls %q, want %q (actions: %s)", got, want, ops(r))
+	}
+	if !strings.Contains(ops(r), "delete-node kt-workers-7") {
+		t.Errorf("actions %s lack the orphan's delete-node", ops(r))
+	}
+	h.pass(t, e)
+	if len(k.calls) != 1 {
+		t.Errorf("calls after the orphan went: %v", k.calls)
 	}
 }
