@@ -34,8 +34,9 @@ tools: deps ## build the outside tools the tests drive, cached in ~/.cache/kiln;
 	hack/tools.sh pxe-kernel >/dev/null
 	hack/tools.sh baked-image >/dev/null
 
-# The quickstart's cluster (./e2e) runs last and alone: its VMs under TCG, sharing 2 cores with the
-# VMs of other packages' tests, took longer than its timeout. The exit status is the first failure's.
+# The quickstart's cluster (./e2e) runs last and alone: the VM tests take turns already
+# (testtool.ExclusiveVMs), but the other packages' compiles and tests beside its three TCG guests
+# starved its control plane on 2 cores. The exit status is the first failure's.
 test: tools ## run the whole test suite (real components included)
 	status=0; \
 	go test -count=1 -timeout $(TEST_TIMEOUT) $$(go list ./... | grep -vx 'github.com/kiln-dev/kiln/e2e') || status=$$?; \

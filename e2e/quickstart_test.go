@@ -33,7 +33,7 @@ func TestQuickstart(t *testing.T) {
 	testtool.ExclusiveVMs(t)
 	testtool.Tool(t, "qemu")
 	testtool.File(t, "baked-image") // the hardened image the quickstart boots
-	testtool.Tool(t, "kubernetes") // kubectl, which the quickstart uses
+	testtool.Tool(t, "kubernetes")  // kubectl, which the quickstart uses
 	demo := filepath.Join(t.TempDir(), "demo")
 	kiln := func(args ...string) ([]byte, error) {
 		c := exec.Command(bin, args...)
