@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/netip"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -69,54 +67,6 @@ func TestQEMUArgs(t *testing.T) {
 				t.Errorf("qemuArgs (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestWrapIgnition(t *testing.T) {
-	inner := []byte(`{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"/etc/kiln/x","contents":{"source":"data:,x"}}]}}`)
-	nw := privateNetwork{MAC: "52:54:00:01:02:03", Address: netip.MustParseAddr("10.0.0.11"), Prefix: netip.MustParsePrefix("10.0.0.0/24")}
-	out, err := wrapIgnition(inner, nw, []hostEntry{{"10.0.0.11", "c-workers-1"}, {"10.0.0.10", "c-control-plane-0"}, {"10.0.0.11", "c-workers-1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, rpt, err := v3_5.Parse(out)
-	if err != nil || len(rpt.Entries) > 0 {
-		t.Fatalf("outer config: %v %s", err, rpt)
-	}
-	if n := len(cfg.Ignition.Config.Merge); n != 1 {
-		t.Fatalf("outer config merges %d configs, want 1", n)
-	}
-	src := *cfg.Ignition.Config.Merge[0].Source
-	got, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(src, "data:;base64,"))
-	if err != nil || string(got) != string(inner) {
-		t.Errorf("merged config = %q (%v), want the inner config whole", got, err)
-	}
-	files := map[string]string{}
-	for _, f := range cfg.Storage.Files {
-		data, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(*f.Contents.Source, "data:;base64,"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[f.Path] = string(data)
-	}
-	for path, wants := range map[string][]string{
-		PrivateNetworkFile: {"MACAddress=52:54:00:01:02:03\n", "Address=10.0.0.11/24\n"},
-		HostsFile:          {"127.0.0.1\tlocalhost\n", "10.0.0.11\tc-workers-1\n10.0.0.10\tc-control-plane-0\n"},
-	} {
-		for _, w := range wants {
-			if !strings.Contains(files[path], w) {
-				t.Errorf("%s lacks %q:\n%s", path, w, files[path])
-			}
-		}
-	}
-	if strings.Count(files[HostsFile], "c-workers-1") != 1 {
-		t.Errorf("%s names c-workers-1 more than once:\n%s", HostsFile, files[HostsFile])
-	}
-
-	for _, bad := range []string{`{"ignition":{"version":"9.0.0"}}`, `not json`, `{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"relative"}]}}`} {
-		if _, err := wrapIgnition([]byte(bad), nw, nil); err == nil || !strings.Contains(err.Error(), "ignition config") {
-			t.Errorf("wrapIgnition(%s): err = %v, want an ignition config error", bad, err)
-		}
 	}
 }
 
