@@ -192,7 +192,8 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 		}
 		return err
 	}
-	// Machines are judged by their Node's Ready condition once the API answers, by their probes before.
+	// Machines are judged by their Node's Ready condition once the API answers, by their probes before;
+	// then a machine's Node is drained before the machine goes, and deleted with it (kiln's own certificate).
 	e.Nodes = keeper
 	if err := withNodes(e, o.kubeconfig); err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/tokens"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
+	"github.com/kiln-dev/kiln/provisioner/drain"
 	"github.com/kiln-dev/kiln/provisioner/health"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 	"github.com/kiln-dev/kiln/state"
@@ -126,18 +127,46 @@ func (k *tokenKeeper) cleanupTokens(ctx context.Context, kc *tokens.Cluster, ms 
 // errNotAnswering: the cluster's API does not answer kiln yet.
 var errNotAnswering = errors.New("the cluster's API does not answer kiln yet")
 
+var _ converge.Drainer = (*tokenKeeper)(nil)
+
 // NodeReady implements converge.NodeLister with apply's own certificate: the Ready condition of the
 // cluster's Nodes once the API answers kiln; before, errNotAnswering, so that the executor judges
 // machines by their probes (SSH).
 func (k *tokenKeeper) NodeReady(ctx context.Context) (map[string]health.Condition, error) {
-	kc, err := k.cluster(ctx)
+	kc, err := k.answering(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if kc == nil {
-		return nil, errNotAnswering
-	}
 	return converge.KubeNodes{Client: kc.Client}.NodeReady(ctx)
+}
+
+// Drain implements converge.Drainer with apply's own certificate (kiln:apply, a cluster admin), once
+// the API answers kiln: the executor drains a machine's Node before the machine goes.
+func (k *tokenKeeper) Drain(ctx context.Context, node string) (drain.Result, error) {
+	kc, err := k.answering(ctx)
+	if err != nil {
+		return drain.Result{}, err
+	}
+	return converge.KubeNodes{Client: kc.Client}.Drain(ctx, node)
+}
+
+// DeleteNode implements converge.Drainer with apply's own certificate: a deleted machine's Node goes
+// with it, and so do the Nodes of machines deleted while the API did not answer.
+func (k *tokenKeeper) DeleteNode(ctx context.Context, node string) error {
+	kc, err := k.answering(ctx)
+	if err != nil {
+		return err
+	}
+	return converge.KubeNodes{Client: kc.Client}.DeleteNode(ctx, node)
+}
+
+// answering is the cluster's API, or errNotAnswering while it does not answer kiln.
+func (k *tokenKeeper) answering(ctx context.Context) (*tokens.Cluster, error) {
+	kc, err := k.cluster(ctx)
+	if err == nil && kc == nil {
+		err = errNotAnswering
+	}
+	return kc, err
 }
 
 // cluster returns the cluster's API as package tokens uses it, or nil while it does not answer kiln:
