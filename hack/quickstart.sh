@@ -129,10 +129,15 @@ killed=$SECONDS
 echo "killed demo-workers-0 (qemu pid $pid)"
 # Replaced: demo-workers-0's machine is gone and its Node too (kiln deletes it with the machine, or
 # once the API answers again), and two workers' Nodes are Ready, as the API says.
+# (Each command's output is taken whole: under pipefail, kubectl's exit 1 for NotFound would fail
+# a pipe into grep.)
 replaced() {
-	! "$KILN" get nodes -f "$SPEC" | awk '$1 == "demo-workers-0" { found = 1 } END { exit !found }' &&
-		"$kubectl" get node demo-workers-0 2>&1 | grep -q 'NotFound' &&
-		[[ $("$kubectl" get nodes --no-headers -l kiln.dev/role=worker 2>/dev/null | awk '$2 == "Ready"' | wc -l) == 2 ]]
+	local machines old workers
+	machines=$("$KILN" get nodes -f "$SPEC") || return 1
+	old=$("$kubectl" get node demo-workers-0 2>&1) && return 1
+	workers=$("$kubectl" get nodes --no-headers -l kiln.dev/role=worker) || return 1
+	[[ $(awk '$1 == "demo-workers-0"' <<<"$machines") == "" && $old == *NotFound* &&
+		$(awk '$2 == "Ready"' <<<"$workers" | wc -l) == 2 ]]
 }
 until_true 1800 "the replacement of demo-workers-0 (see $DEMO/watch.log)" replaced
 echo "the replacement's Node is Ready and demo-workers-0's Node is gone, $((SECONDS - killed)) s after the kill"
