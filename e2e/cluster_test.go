@@ -254,7 +254,10 @@ func checkCluster(t *testing.T, c *demoCluster) {
 	})
 	t.Run("a privileged pod is rejected in the restricted default namespace", func(t *testing.T) {
 		p := restrictedPod("e2e-privileged", workers[0])
+		// Valid as a pod (privileged with allowPrivilegeEscalation false is not), refused only by
+		// Pod Security.
 		p.Spec.Containers[0].SecurityContext.Privileged = new(true)
+		p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
 		_, err := c.admin.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "violates PodSecurity") {
 			t.Errorf("create a privileged pod: %v, want Forbidden by PodSecurity", err)
