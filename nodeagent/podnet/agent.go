@@ -84,8 +84,8 @@ func (a *Agent) log() *slog.Logger {
 	return a.Log
 }
 
-// Sync brings the node's pod network in line with nodes (every Node of the cluster): it writes the
-// CNI config for the node's podCIDR, loads the masquerading and applies the route plan
+// Sync brings the node's pod network in line with nodes (every Node of the cluster): it loads the
+// masquerading for the node's podCIDR, writes the CNI config for it and applies the route plan
 // (PlanRoutes). A node that cannot be set up yet is not an error: Status.Waiting says why. It goes
 // on after a failed step and returns the errors of all.
 func (a *Agent) Sync(ctx context.Context, nodes []*corev1.Node) (Status, error) {
@@ -122,14 +122,16 @@ func (a *Agent) Sync(ctx context.Context, nodes []*corev1.Node) (Status, error) 
 	if dir == "" {
 		dir = DefaultCNIDir
 	}
-	if conf, err := Conflist(self.PodCIDR); err != nil {
-		errs = append(errs, fmt.Errorf("node %s: %w", a.NodeName, err))
-	} else if st.WroteConflist, err = WriteConflist(dir, conf); err != nil {
-		errs = append(errs, err)
-	}
+	// The masquerading first: the CNI config is what tells the kubelet that the network is ready,
+	// so the pods it then starts find their way out already in place.
 	if rules, err := Masquerade(self.PodCIDR, a.ClusterCIDR); err != nil {
 		errs = append(errs, fmt.Errorf("node %s: %w", a.NodeName, err))
 	} else if err := a.Nft.Load(ctx, rules); err != nil {
+		errs = append(errs, err)
+	}
+	if conf, err := Conflist(self.PodCIDR); err != nil {
+		errs = append(errs, fmt.Errorf("node %s: %w", a.NodeName, err))
+	} else if st.WroteConflist, err = WriteConflist(dir, conf); err != nil {
 		errs = append(errs, err)
 	}
 
