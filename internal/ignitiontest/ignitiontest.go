@@ -42,6 +42,17 @@ const stageTimeout = 2 * time.Minute
 // output when a stage fails. It logs that output with t.Log either way.
 func Apply(t testing.TB, config []byte) string {
 	t.Helper()
+	root, err := Try(t, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// Try is Apply for a config that may fail to apply (a fetch that is refused): it returns the error
+// of the stage that failed, with Ignition's output, rather than failing the test.
+func Try(t testing.TB, config []byte) (string, error) {
+	t.Helper()
 	testtool.RequireRoot(t)
 	bin := testtool.Ignition(t)
 
@@ -85,12 +96,12 @@ func Apply(t testing.TB, config []byte) string {
 		cmd.Dir = work
 		out, err := cmd.CombinedOutput()
 		cancel()
-		if err != nil {
-			t.Fatalf("ignitiontest: ignition %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
 		t.Logf("ignition -stage %s:\n%s", stage, out)
+		if err != nil {
+			return root, fmt.Errorf("ignitiontest: ignition %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
-	return root
+	return root, nil
 }
 
 // reachable opens dir, a t.TempDir(), and its parent (the test's own
