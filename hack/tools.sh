@@ -57,6 +57,7 @@ APT_PACKAGES=(
 	qemu-utils   # qemu-img: the base image's qcow2 and the QEMU provider's overlays
 	qemu-system-x86 # qemu-system-x86_64: the local QEMU provider's VMs (onprem/qemu)
 	vde2         # vde_switch: the QEMU provider's private network among a cluster's VMs
+	socat        # relays a QEMU machine's fetch of its config to kiln's config server (onprem/qemu)
 	ipxe         # undionly.kpxe, ipxe.efi: served by kiln pxe serve over TFTP and HTTP (onprem/pxe)
 	ipxe-qemu    # iPXE option ROMs: the PXE client of the network boot test (onprem/pxe)
 	busybox-static # the network boot test's initrd, which fetches the machine's Ignition
@@ -533,10 +534,10 @@ tool_baked-image() {
 	echo "$(dirname "$launcher")/disk.qcow2"
 }
 
-# tool_qemu installs QEMU, qemu-img and vde_switch when missing (Debian packages; nothing to build)
+# tool_qemu installs QEMU, qemu-img, vde_switch and socat when missing (Debian packages; nothing to build)
 # and prints qemu-system-x86_64's path. The local QEMU provider's tests (onprem/qemu) use it.
 tool_qemu() {
-	ensure_apt qemu-system-x86 qemu-utils vde2
+	ensure_apt qemu-system-x86 qemu-utils vde2 socat
 	command -v qemu-system-x86_64 || die "qemu-system-x86_64 is not on PATH"
 }
 

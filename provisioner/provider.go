@@ -176,3 +176,24 @@ type StagedBoot interface {
 	// Ready.
 	ControlPlaneFirst() bool
 }
+
+// ConfigServing is the capability of providers whose machines fetch their real config, once, from
+// kiln's config server (bootstrap/enroll) and are created with a stub: the cluster CA, the machine's
+// name, the config's URL and hash, and a one-time token. Find it by type assertion on a Provider;
+// without it a machine is created with its whole config.
+type ConfigServing interface {
+	// ConfigServer says where kiln serves the cluster's configs on its own host and where the
+	// cluster's machines reach them. It returns the same for a cluster every time, so that machines
+	// created by one kiln process reach the server of the next.
+	ConfigServer(ctx context.Context, cluster string) (ConfigServer, error)
+}
+
+// ConfigServer is where the machines of a cluster fetch their configs.
+type ConfigServer struct {
+	// Listen is the TCP address kiln listens on, on its own host.
+	Listen string
+	// URL is the https URL, scheme and host, at which the machines reach it.
+	URL string
+	// Names are what the server's certificate names: URL's host.
+	Names []string
+}

@@ -176,6 +176,9 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 		log.Info("network ready", "id", n.ID, "api", n.APIEndpoint.Name, "subnets", strings.Join(n.Subnets, ","))
 	}
 	e, keeper := g.executor(c, p, log, o)
+	if keeper.configs != nil {
+		defer keeper.configs.close()
+	}
 	e.Store = stateMemory{g: g, cluster: c.Metadata.Name, lease: l}
 	e.Approve = approver{g: g, cluster: c.Metadata.Name, yes: o.yes}.approve
 	// Once per pass, after it: the tokens of joined, deleted and expired machines go, and those stored
@@ -302,6 +305,11 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 	}
 	keeper := &tokenKeeper{g: g, c: c, p: p, log: log}
 	renderer := &nodeRenderer{c: c, p: p, ensureToken: keeper.ensureToken}
+	// Where machines fetch their configs once, they are created with a stub.
+	if cs, ok := p.(provisioner.ConfigServing); ok {
+		keeper.configs = &configServer{g: g, c: c, p: cs, log: log}
+		renderer.stub = keeper.configs.stub
+	}
 	e := &converge.Executor{
 		Provider:    p,
 		Desired:     reconcile.DesiredFromSpec(c),
@@ -312,9 +320,14 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		Concurrency: o.concurrency,
 		Log:         log,
 		Ignition:    renderer.render,
-		// A deleted machine's pinned host keys go with it: a new machine gets its own.
+		// A deleted machine's pinned host keys go with it: a new machine gets its own; and so does its
+		// enrollment ticket, spent or not.
 		Deleted: func(_ context.Context, name string) error {
-			return openingStore{g: g, mu: &g.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
+			err := openingStore{g: g, mu: &g.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
+			if keeper.configs != nil {
+				err = errors.Join(err, keeper.configs.revoke(name))
+			}
+			return err
 		},
 	}
 	// With a kubeconfig a machine is ready once its Node is Ready, not when SSH answers. Without one,
@@ -337,6 +350,8 @@ type nodeRenderer struct {
 	c           *v1alpha1.Cluster
 	p           provisioner.Provider
 	ensureToken func(ctx context.Context, cr reconcile.Create) (*secrets.Bundle, secrets.BootstrapToken, error)
+	// stub, when set, turns a machine's config into the stub it is created with (configServer.stub).
+	stub func(ctx context.Context, machine string, cfg []byte, b *secrets.Bundle) ([]byte, error)
 }
 
 // render renders machine cr's config.
@@ -361,7 +376,11 @@ func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte,
 	if cr.Role == v1alpha1.RoleControlPlane {
 		pool = "" // the control plane is a group, not a node pool
 	}
-	return r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool, Address: addr})
+	cfg, err := r.Render(ignition.Node{Name: cr.Name, Role: cr.Role, Pool: pool, Address: addr})
+	if err != nil || n.stub == nil {
+		return cfg, err
+	}
+	return n.stub(ctx, cr.Name, cfg, b)
 }
 
 // networkSpec is the network the provider makes for cluster c.

@@ -49,6 +49,8 @@ type tokenKeeper struct {
 	c   *v1alpha1.Cluster
 	p   provisioner.Provider
 	log *slog.Logger
+	// configs serves the machines' configs where they fetch them (nil: they carry them).
+	configs *configServer
 
 	mu      sync.Mutex
 	ca      *pki.KeyPair

@@ -69,6 +69,12 @@ type Config struct {
 	// EndpointAddress is the cluster's API endpoint address (spec.network.apiEndpoint.address), which
 	// keepalived holds on a control-plane machine: never given to a machine. The zero Addr: none.
 	EndpointAddress netip.Addr
+	// ConfigPortBase is the first 127.0.0.1 port a cluster's config server may get (ConfigServer).
+	// Defaults to 17443.
+	ConfigPortBase int
+	// Socat relays a machine's connections to its cluster's config server, found on PATH when not
+	// absolute. Defaults to socat; needed only by ConfigServer and the machines created after it.
+	Socat string
 	// QEMU, QEMUImg and VDESwitch are the programs to run, found on PATH when not absolute.
 	// Default to qemu-system-x86_64, qemu-img and vde_switch.
 	QEMU      string
@@ -125,6 +131,13 @@ func (c Config) check() (config, error) {
 	setInt(&c.SSHPortBase, DefaultSSHPortBase)
 	setInt(&c.APIPortBase, DefaultAPIPortBase)
 	setInt(&c.APIPort, DefaultAPIPort)
+	setInt(&c.ConfigPortBase, DefaultConfigPortBase)
+	if c.Socat == "" {
+		c.Socat = DefaultSocat
+	}
+	if path, err := exec.LookPath(c.Socat); err == nil {
+		c.Socat = path
+	}
 	if c.MemoryMiB < 32 {
 		bad("MemoryMiB", "%d is less than 32", c.MemoryMiB)
 	}
@@ -136,6 +149,9 @@ func (c Config) check() (config, error) {
 	}
 	if c.APIPortBase < 1024 || c.APIPortBase > 65000 {
 		bad("APIPortBase", "%d is not in 1024..65000", c.APIPortBase)
+	}
+	if c.ConfigPortBase < 1024 || c.ConfigPortBase > 65000 {
+		bad("ConfigPortBase", "%d is not in 1024..65000", c.ConfigPortBase)
 	}
 	if c.APIPort < 1 || c.APIPort > 65535 {
 		bad("APIPort", "%d is not a port", c.APIPort)

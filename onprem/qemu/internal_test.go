@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 )
 
 func TestQEMUArgs(t *testing.T) {
-	cfg := Config{MemoryMiB: 512, CPUs: 2, APIPort: 6443}
+	cfg := Config{MemoryMiB: 512, CPUs: 2, APIPort: 6443, Socat: "/usr/bin/socat"}
 	md := meta{Name: "c-workers-0", SSHPort: 2300, MAC: "52:54:00:aa:bb:cc"}
 	common := []string{
 		"-name", "kiln-c-workers-0",
@@ -41,6 +42,8 @@ func TestQEMUArgs(t *testing.T) {
 		controlPlane[i] = strings.ReplaceAll(a, "c-workers-0", "c-control-plane-0")
 	}
 	controlPlane[slices.Index(controlPlane, "-netdev")+1] = "user,id=user0,restrict=on,hostfwd=tcp:127.0.0.1:2300-:22,hostfwd=tcp:127.0.0.1:16443-:6443"
+	served := append([]string{}, common...)
+	served[slices.Index(served, "-netdev")+1] = "user,id=user0,restrict=on,hostfwd=tcp:127.0.0.1:2300-:22,guestfwd=tcp:10.0.2.100:8443-cmd:/usr/bin/socat - TCP:127.0.0.1:17450"
 	for _, tc := range []struct {
 		name string
 		md   meta
@@ -48,6 +51,11 @@ func TestQEMUArgs(t *testing.T) {
 		want []string
 	}{
 		{name: "firmware", md: md, want: common},
+		{
+			name: "its cluster has a config server: 10.0.2.100:8443 reaches it",
+			md:   meta{Name: "c-workers-0", SSHPort: 2300, MAC: "52:54:00:aa:bb:cc", ConfigPort: 17450},
+			want: served,
+		},
 		{
 			name: "kernel",
 			md:   md,
@@ -366,5 +374,49 @@ func TestDeleteNetwork(t *testing.T) {
 				t.Errorf("b's reservation: %v %v, want 10.0.0.10 kept", a, err)
 			}
 		})
+	}
+}
+
+// A cluster's config server port is chosen once and kept; another cluster gets another, and a port
+// something else listens on is skipped.
+func TestConfigServer(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	base := busy.Addr().(*net.TCPAddr).Port
+	p, err := New(Config{StateDir: t.TempDir(), ConfigPortBase: base, Socat: "sh"})
+	if err != nil {
+		t.Fatal(err) // also when the kernel gave a port above ConfigPortBase's range (ip_local_port_range ends at 60999)
+	}
+	ctx := context.Background()
+	a, err := p.ConfigServer(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Listen == busy.Addr().String() || a.URL != "https://10.0.2.100:8443" || !slices.Equal(a.Names, []string{"10.0.2.100"}) {
+		t.Errorf("ConfigServer(a) = %+v", a)
+	}
+	b, err := p.ConfigServer(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.ConfigServer(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Listen == a.Listen || again.Listen != a.Listen {
+		t.Errorf("a: %s then %s, b: %s", a.Listen, again.Listen, b.Listen)
+	}
+	if err := os.WriteFile(filepath.Join(p.clusterDir("a"), configServerFile), []byte(`{"port":0}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ConfigServer(ctx, "a"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), configServerFile) {
+		t.Errorf("a damaged %s: %v", configServerFile, err)
+	}
+	p.cfg.Socat = "no-such-socat"
+	if _, err := p.ConfigServer(ctx, "c"); err == nil || !strings.Contains(err.Error(), "apt-get install socat") {
+		t.Errorf("without socat: %v", err)
 	}
 }

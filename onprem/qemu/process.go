@@ -59,12 +59,16 @@ func qemuArgs(cfg Config, md meta, dir string, sw switchRef, boot bootSpec) []st
 }
 
 // userNetdev is the user networking NIC's netdev: restricted (the guest reaches nothing outside), with
-// the guest's SSH forwarded from 127.0.0.1:SSHPort and, on a control-plane machine, the API endpoint's
-// port (haproxy, on every address of the guest) from 127.0.0.1:APIPort.
+// the guest's SSH forwarded from 127.0.0.1:SSHPort, on a control-plane machine the API endpoint's
+// port (haproxy, on every address of the guest) from 127.0.0.1:APIPort, and, when its cluster has a
+// config server, 10.0.2.100:8443 forwarded to 127.0.0.1:ConfigPort.
 func userNetdev(cfg Config, md meta) string {
 	s := "user,id=user0,restrict=on,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(md.SSHPort) + "-:22"
 	if md.APIPort != 0 {
 		s += ",hostfwd=tcp:127.0.0.1:" + strconv.Itoa(md.APIPort) + "-:" + strconv.Itoa(cfg.APIPort)
+	}
+	if md.ConfigPort != 0 {
+		s += guestConfigForward(cfg.Socat, md.ConfigPort)
 	}
 	return s
 }

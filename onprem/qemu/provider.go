@@ -81,6 +81,9 @@ type meta struct {
 	MAC     string `json:"mac"`
 	// Stopped is set by Stop: the process is gone on purpose.
 	Stopped bool `json:"stopped,omitempty"`
+	// ConfigPort is the 127.0.0.1 port of the cluster's config server that the machine reaches at
+	// 10.0.2.100:8443; 0 when its cluster had none when it was created.
+	ConfigPort int `json:"configPort,omitempty"`
 	// Reserved: the name has its Address (Reserve) and no machine yet; only Name, Cluster, Address
 	// and MAC are set. Create makes the machine with that address; Delete releases it.
 	Reserved bool `json:"reserved,omitempty"`
@@ -303,6 +306,14 @@ func (p *Provider) create(ctx context.Context, spec provisioner.MachineSpec, dir
 		Name: spec.Name, Cluster: spec.Cluster, Role: spec.Role, Pool: spec.Pool, Image: spec.Image,
 		Created: time.Now().UTC().Truncate(time.Second), Address: addr.String(),
 		MAC: privateMAC(spec.Cluster, spec.Name),
+	}
+	// A cluster with a config server: its machines fetch their configs there on their first boot,
+	// with the network up in the initramfs.
+	if cs, err := p.readConfigServer(spec.Cluster); err == nil {
+		md.ConfigPort = cs.Port
+		boot.Args = strings.TrimSpace(boot.Args + " " + firstBootNetworkArg)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return provisioner.Machine{}, err
 	}
 	hosts := []hostEntry{{md.Address, md.Name}}
 	for _, o := range all {

@@ -1,12 +1,17 @@
 package qemu_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,16 +20,22 @@ import (
 	"testing"
 	"time"
 
+	ignconfig "github.com/coreos/ignition/v2/config/v3_5"
+	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/lint"
+	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/hostkeys"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // TestBaseImageNode boots a worker from the base image (hack/tools.sh base-image) with its real
@@ -80,6 +91,17 @@ func TestBaseImageNodes(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
+	// The peer boots from a stub and fetches its config once from kiln's config server, which the
+	// test runs as kiln apply does.
+	st, cs := serveConfigs(ctx, t, p, "vm", &bundle.ClusterCA)
+	token, ticket, err := enroll.Issue(st, enroll.Issuing{Cluster: "vm", Machine: peer, Config: configs[peer], Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if configs[peer], err = (enroll.Stub{CA: bundle.ClusterCA.CertPEM, Machine: peer, URL: cs.URL + enroll.ConfigPath("vm", peer),
+		Token: token, ConfigHash: ticket.ConfigHash}).Render(); err != nil {
+		t.Fatal(err)
+	}
 	machines := map[string]provisioner.Machine{}
 	for _, n := range []string{name, peer} { // in this order: the peer's /etc/hosts names the first
 		m, err := p.Create(ctx, provisioner.MachineSpec{
@@ -192,6 +214,11 @@ func TestBaseImageNodes(t *testing.T) {
 	if !strings.Contains(out, "ping-ok") || !strings.Contains(out, m.Address) {
 		t.Errorf("%s could not ping %s (%s) on the private network:\n%s", peer, name, m.Address, out)
 	}
+
+	// The peer got its config (its key let us in) from the config server: the ticket is spent, what
+	// QEMU hands the guest through fw_cfg is the stub alone, and the token read from it is worth
+	// nothing now.
+	checkSpent(t, st, cs, filepath.Join(cfg.StateDir, "vm", peer, "config.ign"), peer, token, &bundle.ClusterCA, tok.Secret)
 
 	// A reboot (unattended-upgrades reboots nodes) must not run Ignition again: it would rewrite
 	// node.env, which has overwrite: true, and drop this line.
@@ -330,4 +357,111 @@ func tail(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// serveConfigs runs the cluster's config server (provisioner.ConfigServing) over a state store of its
+// own, as kiln apply does, until the test ends.
+func serveConfigs(ctx context.Context, t *testing.T, p *qemu.Provider, cluster string, ca *pki.KeyPair) (*state.Store, provisioner.ConfigServer) {
+	t.Helper()
+	cs, err := p.ConfigServer(ctx, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.ConfigServer(ctx, cluster)
+	if err != nil || again.Listen != cs.Listen {
+		t.Fatalf("ConfigServer again: %+v, %v; want %+v", again, err, cs)
+	}
+	st, err := state.Open(filepath.Join(t.TempDir(), state.FileName), bytes.Repeat([]byte{3}, state.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := enroll.Listen(enroll.ServerConfig{Listen: cs.Listen, CA: ca, Names: cs.Names,
+		Spend: func(cluster, machine, token string, from netip.Addr, now time.Time) ([]byte, error) {
+			return enroll.Spend(st, cluster, machine, token, from, now)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() {
+		srv.Close()
+		st.Close()
+	})
+	return st, cs
+}
+
+// checkSpent checks, once machine is up, that its ticket is spent, that its fw_cfg file holds no key
+// or token that can be used again, and that the token, replayed as an attacker who read the file
+// would, gets a 403 and marks the ticket.
+func checkSpent(t *testing.T, st *state.Store, cs provisioner.ConfigServer, fwcfg, machine, token string, ca *pki.KeyPair, secrets ...string) {
+	t.Helper()
+	tk, err := enroll.Get(st, "vm", machine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.Spent == nil {
+		t.Fatalf("%s is up but its ticket is not spent: %+v", machine, tk)
+	}
+	raw, err := os.ReadFile(fwcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := decoded(t, raw)
+	if !strings.Contains(data, cs.URL+enroll.ConfigPath("vm", machine)) {
+		t.Errorf("%s's fw_cfg config does not merge its config from the config server:\n%s", machine, data)
+	}
+	for i, secret := range append([]string{"PRIVATE KEY"}, secrets...) {
+		if strings.Contains(data, secret) {
+			t.Errorf("%s's fw_cfg config holds a secret (#%d)", machine, i)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM)
+	// The guests reach the server at 10.0.2.100, which is what its certificate names.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: cs.Names[0]}}}
+	req, err := http.NewRequest(http.MethodGet, "https://"+cs.Listen+enroll.ConfigPath("vm", machine), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("the token replayed: %s, want 403", resp.Status)
+	}
+	if tk, err = enroll.Get(st, "vm", machine); err != nil || !tk.Suspect() {
+		t.Errorf("after the replay the ticket reads %q (%v), want a possible theft", tk.State(time.Now()), err)
+	}
+}
+
+// decoded is an Ignition config with every data URL it holds decoded, the configs it merges too.
+func decoded(t *testing.T, raw []byte) string {
+	t.Helper()
+	cfg, _, err := ignconfig.Parse(raw)
+	if err != nil {
+		t.Fatalf("fw_cfg config: %v", err)
+	}
+	out := string(raw)
+	sources := append([]igntypes.Resource{}, cfg.Ignition.Config.Merge...)
+	for _, f := range cfg.Storage.Files {
+		sources = append(sources, f.Contents)
+	}
+	for _, r := range sources {
+		if r.Source == nil || !strings.HasPrefix(*r.Source, "data:") {
+			continue
+		}
+		b, err := lint.DecodeSource(*r.Source, r.Compression)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(strings.TrimSpace(string(b)), "{") {
+			out += "\n" + decoded(t, b)
+		} else {
+			out += "\n" + string(b)
+		}
+	}
+	return out
 }
