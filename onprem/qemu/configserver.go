@@ -29,7 +29,7 @@ const (
 	// DefaultSocat relays each connection of a guest to the config server.
 	DefaultSocat = "socat"
 	// configServerFile, in a cluster's directory, holds the port of its config server.
-	configServerFile = "config-server.json"
+	configServerFile = ".config-server.json"
 	// firstBootNetworkArg brings the NICs up by DHCP in the initramfs.
 	firstBootNetworkArg = "ip=dhcp"
 )
