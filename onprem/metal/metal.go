@@ -17,6 +17,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/state"
@@ -135,7 +136,8 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 	return provisioner.Machine{}, fmt.Errorf("%w: role %s, pool %s (for %s)", ErrNoFreeMachine, spec.Role, spec.Pool, spec.Name)
 }
 
-// Delete implements provisioner.Provider: the machine is disarmed, powered off and returned to the pool.
+// Delete implements provisioner.Provider: the machine is disarmed, its enrollment ticket revoked, and
+// it is powered off and returned to the pool.
 func (p *Provider) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -148,6 +150,10 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		return nil
 	}
 	if err := p.disarm(a); err != nil {
+		return fmt.Errorf("metal: delete %s: %w", name, err)
+	}
+	// A script it was given, and its Ignition URL, install nothing any more.
+	if err := enroll.Revoke(p.st, a.Cluster, a.Name); err != nil {
 		return fmt.Errorf("metal: delete %s: %w", name, err)
 	}
 	if err := p.off(ctx, a); err != nil {

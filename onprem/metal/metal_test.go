@@ -16,9 +16,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
+	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/statetest"
 )
 
@@ -359,11 +361,18 @@ func TestCreateArmsAndDeleteDisarms(t *testing.T) {
 		}
 	}
 
+	// spec 1's machine was given a script: its ticket goes with it.
+	if _, _, err := enroll.Issue(st, enroll.Issuing{Cluster: "demo", Machine: spec(1).Name, Config: spec(1).Ignition, Now: now}); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.Stop(ctx, spec(0).Name); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Delete(ctx, spec(1).Name); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := enroll.Get(st, "demo", spec(1).Name); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("ticket of a deleted machine: %v, want it revoked", err)
 	}
 	// Another name armed node2 since (by hand): deleting spec 2 leaves that arm alone.
 	other := pxe.Arm{MAC: "52:54:00:00:01:02", By: pxe.ArmedByCLI, At: now}
