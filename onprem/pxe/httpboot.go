@@ -169,7 +169,7 @@ func (b *Boot) machine(r *http.Request) (*Machine, bool) {
 func (b *Boot) serveScript(w http.ResponseWriter, r *http.Request) {
 	s, err := b.script(r)
 	if err != nil {
-		// Only an armed machine, asking from its own address, gets here.
+		// Only a request for an armed machine (from its lease, with leases) gets here.
 		b.log.Error("issue an enrollment ticket", "mac", r.URL.Query().Get("mac"), "err", err)
 		http.Error(w, "try again", http.StatusServiceUnavailable)
 		return
