@@ -1,7 +1,8 @@
 // Package metal is the bare-metal provider: the machines of the PXE inventory (onprem/pxe), kept in
 // the state store, are a pool that the provisioner takes machines from. Create takes a free machine of
-// the asked role and pool and power-cycles it into a network boot through its BMC (Redfish or IPMI);
-// Delete releases it and powers it off; Stop powers it off and keeps it.
+// the asked role and pool, arms it (pxe.Arm: its next network boot, and only that one, gets the config
+// the provisioner rendered for it) and power-cycles it into a network boot through its BMC (Redfish or
+// IPMI); Delete disarms it, releases it and powers it off; Stop disarms it, powers it off and keeps it.
 //
 // Which machine serves which name is recorded in the state store in two buckets, one keyed by name and
 // one by MAC, each written with a create-if-absent transaction, so that concurrent creates, or a
@@ -16,6 +17,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/state"
@@ -40,18 +42,17 @@ type Allocation struct {
 	Host    string    `json:"host"`
 	Created time.Time `json:"created"`
 	Stopped bool      `json:"stopped,omitempty"`
-	// Ignition is the config the provisioner rendered for this machine.
-	Ignition []byte `json:"ignition,omitempty"`
 }
 
 // ErrNoFreeMachine is returned when the inventory has no free machine of the role and pool.
 var ErrNoFreeMachine = errors.New("metal: no free machine in the inventory")
 
 // Store is what the provider needs of the state store: its allocations and claims, taken with
-// create-if-absent, changed with Modify and released with Delete, and the inventory and boot records
-// of onprem/pxe, read.
+// create-if-absent, changed with Modify and released with Delete, the inventory and boot records of
+// onprem/pxe, read, and its arms, written and removed.
 type Store interface {
 	state.Reader
+	state.Putter
 	state.Creator
 	state.Modifier
 	state.Deleter
@@ -105,7 +106,7 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 			return provisioner.Machine{}, fmt.Errorf("metal: create %s: claim %s (%s): %w", spec.Name, m.Name, m.MAC, err)
 		}
 		a := Allocation{Name: spec.Name, Cluster: spec.Cluster, Role: spec.Role, Pool: spec.Pool, Image: spec.Image,
-			MAC: m.MAC, Host: m.Name, Created: p.now().UTC(), Ignition: spec.Ignition}
+			MAC: m.MAC, Host: m.Name, Created: p.now().UTC()}
 		if err := p.st.Create(BucketMachines, spec.Name, a); err != nil {
 			// Another create of this name won: give the machine back and return the winner's.
 			_ = p.st.Delete(BucketClaims, m.MAC)
@@ -118,9 +119,16 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 			}
 			return provisioner.Machine{}, fmt.Errorf("metal: create %s on %s: %w", spec.Name, m.Name, err)
 		}
+		// Armed before it is powered on: its next network boot, and only that one, installs it with
+		// the config the provisioner rendered for it.
+		arm := pxe.Arm{MAC: m.MAC, Cluster: spec.Cluster, Machine: spec.Name, By: pxe.ArmedByMetal, At: a.Created,
+			Config: spec.Ignition}
+		if err := pxe.ArmMachine(p.st, arm); err != nil {
+			return provisioner.Machine{}, fmt.Errorf("metal: create %s on %s: %w", spec.Name, m.Name, err)
+		}
 		if err := p.power.BootPXE(ctx, m); err != nil {
-			// The machine stays allocated (the BMC may have acted): a retry of Create returns it, a
-			// Delete releases it.
+			// The machine stays allocated and armed (the BMC may have acted): a retry of Create
+			// returns it, a Delete releases it.
 			return provisioner.Machine{}, fmt.Errorf("metal: create %s on %s: %w", spec.Name, m.Name, err)
 		}
 		return p.machine(a, nil), nil
@@ -128,7 +136,8 @@ func (p *Provider) Create(ctx context.Context, spec provisioner.MachineSpec) (pr
 	return provisioner.Machine{}, fmt.Errorf("%w: role %s, pool %s (for %s)", ErrNoFreeMachine, spec.Role, spec.Pool, spec.Name)
 }
 
-// Delete implements provisioner.Provider: the machine is powered off and returned to the pool.
+// Delete implements provisioner.Provider: the machine is disarmed, its enrollment ticket revoked, and
+// it is powered off and returned to the pool.
 func (p *Provider) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -139,6 +148,13 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	}
 	if !ok {
 		return nil
+	}
+	if err := p.disarm(a); err != nil {
+		return fmt.Errorf("metal: delete %s: %w", name, err)
+	}
+	// A script it was given, and its Ignition URL, install nothing any more.
+	if err := enroll.Revoke(p.st, a.Cluster, a.Name); err != nil {
+		return fmt.Errorf("metal: delete %s: %w", name, err)
 	}
 	if err := p.off(ctx, a); err != nil {
 		return err
@@ -152,7 +168,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Stop implements provisioner.Stopper: powered off, kept allocated.
+// Stop implements provisioner.Stopper: disarmed, powered off, kept allocated.
 func (p *Provider) Stop(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -163,6 +179,9 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 	}
 	if !ok {
 		return nil
+	}
+	if err := p.disarm(a); err != nil {
+		return fmt.Errorf("metal: stop %s: %w", name, err)
 	}
 	if err := p.off(ctx, a); err != nil {
 		return err
@@ -222,6 +241,16 @@ func (p *Provider) get(name string) (Allocation, bool, error) {
 	return a, true, nil
 }
 
+// disarm keeps the machine of a from installing at its next network boot, unless another name has
+// armed it since.
+func (p *Provider) disarm(a Allocation) error {
+	arm, ok, err := pxe.GetArm(p.st, a.MAC)
+	if err != nil || !ok || arm.Machine != a.Name {
+		return err
+	}
+	return pxe.Disarm(p.st, a.MAC)
+}
+
 func (p *Provider) off(ctx context.Context, a Allocation) error {
 	inv, err := pxe.LoadInventory(p.st)
 	if err != nil {
@@ -251,25 +280,4 @@ func (p *Provider) machine(a Allocation, rec *pxe.Record) provisioner.Machine {
 		m.State = provisioner.StateStopped
 	}
 	return m
-}
-
-// AllocatedIgnition returns, by MAC, the configs the provisioner rendered for the machines it was
-// given that are not stopped: what the boot server serves them in place of the configs it renders
-// from the inventory.
-func AllocatedIgnition(st state.Reader) (map[string][]byte, error) {
-	names, err := st.List(BucketMachines)
-	if err != nil {
-		return nil, fmt.Errorf("metal: allocations: %w", err)
-	}
-	byMAC := make(map[string][]byte, len(names))
-	for _, n := range names {
-		var a Allocation
-		if err := st.Get(BucketMachines, n, &a); err != nil {
-			return nil, fmt.Errorf("metal: allocation %s: %w", n, err)
-		}
-		if len(a.Ignition) > 0 && !a.Stopped {
-			byMAC[a.MAC] = a.Ignition
-		}
-	}
-	return byMAC, nil
 }

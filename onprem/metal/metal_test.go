@@ -16,9 +16,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/onprem/pxe"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
+	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/statetest"
 )
 
@@ -318,25 +320,74 @@ func TestCreateReleasesTheClaimWhenTheAllocationFails(t *testing.T) {
 	}
 }
 
-func TestAllocatedIgnition(t *testing.T) {
-	st := statetest.NewFixed(t, statetest.Values{BucketMachines: {
-		"demo-workers-a": Allocation{Name: "demo-workers-a", MAC: "52:54:00:00:01:01", Ignition: []byte(`{"a":1}`)},
-		"demo-workers-b": Allocation{Name: "demo-workers-b", MAC: "52:54:00:00:01:02", Ignition: []byte(`{"b":1}`), Stopped: true},
-		"demo-workers-c": Allocation{Name: "demo-workers-c", MAC: "52:54:00:00:01:03"},
-	}})
-	got, err := AllocatedIgnition(st)
+// TestCreateArmsAndDeleteDisarms: Create arms the machine it takes with the config the provisioner
+// rendered, before powering it on; Stop and Delete disarm it, but never an arm another name made.
+func TestCreateArmsAndDeleteDisarms(t *testing.T) {
+	bmc := newFakeBMC(t, 3)
+	st := newPool(t, bmc, 0, 3)
+	p := New(st, BMCs{Redfish: &Redfish{}})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return now }
+	ctx := context.Background()
+	spec := func(i int) provisioner.MachineSpec {
+		return provisioner.MachineSpec{Cluster: "demo", Name: provisioner.MachineName("demo", "workers", i), Role: "worker",
+			Pool: "workers", Ignition: fmt.Appendf(nil, `{"worker":%d}`, i)}
+	}
+	for i := range 3 {
+		if _, err := p.Create(ctx, spec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arms, err := pxe.LoadArms(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string][]byte{"52:54:00:00:01:01": []byte(`{"a":1}`)}, got); diff != "" {
-		t.Errorf("AllocatedIgnition (-want +got):\n%s", diff)
+	want := map[string]pxe.Arm{}
+	for i := range 3 {
+		mac := fmt.Sprintf("52:54:00:00:01:%02x", i)
+		want[mac] = pxe.Arm{MAC: mac, Cluster: "demo", Machine: spec(i).Name, By: pxe.ArmedByMetal, At: now, Config: spec(i).Ignition}
 	}
-	if got, err := AllocatedIgnition(statetest.NewEmpty()); err != nil || len(got) != 0 {
-		t.Errorf("AllocatedIgnition of an empty store = %v, %v", got, err)
+	if diff := cmp.Diff(want, arms); diff != "" {
+		t.Fatalf("arms after Create (-want +got):\n%s", diff)
 	}
-	bad := statetest.NewFixed(t, statetest.Values{BucketMachines: {"demo-workers-a": "not an allocation"}})
-	if _, err := AllocatedIgnition(bad); err == nil || !strings.HasPrefix(err.Error(), "metal: allocation demo-workers-a: ") {
-		t.Errorf("AllocatedIgnition with a damaged allocation = %v", err)
+	// The allocation does not keep the config: only the arm does, until it is served.
+	var a map[string]any
+	if err := st.Get(BucketMachines, spec(0).Name, &a); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range a {
+		if fmt.Sprint(v) == string(spec(0).Ignition) || k == "ignition" {
+			t.Errorf("the allocation keeps the config: %v", a)
+		}
+	}
+
+	// spec 1's machine was given a script: its ticket goes with it.
+	if _, _, err := enroll.Issue(st, enroll.Issuing{Cluster: "demo", Machine: spec(1).Name, Config: spec(1).Ignition, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(ctx, spec(0).Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Delete(ctx, spec(1).Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enroll.Get(st, "demo", spec(1).Name); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("ticket of a deleted machine: %v, want it revoked", err)
+	}
+	// Another name armed node2 since (by hand): deleting spec 2 leaves that arm alone.
+	other := pxe.Arm{MAC: "52:54:00:00:01:02", By: pxe.ArmedByCLI, At: now}
+	if err := pxe.ArmMachine(st, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Delete(ctx, spec(2).Name); err != nil {
+		t.Fatal(err)
+	}
+	arms, err = pxe.LoadArms(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]pxe.Arm{other.MAC: other}, arms); diff != "" {
+		t.Errorf("arms after Stop and Delete (-want +got):\n%s", diff)
 	}
 }
 
@@ -358,8 +409,6 @@ func TestStoreErrors(t *testing.T) {
 		{name: "delete", call: func() error { return p.Delete(ctx, "demo-workers-0") }, want: "metal: delete demo-workers-0: input/output error"},
 		{name: "stop", call: func() error { return p.Stop(ctx, "demo-workers-0") }, want: "metal: stop demo-workers-0: input/output error"},
 		{name: "list", call: func() error { _, err := p.List(ctx, "demo"); return err }, want: "metal: list demo: input/output error"},
-		{name: "allocated ignition", call: func() error { _, err := AllocatedIgnition(statetest.Broken{Err: errDisk}); return err },
-			want: "metal: allocations: input/output error"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,10 +5,14 @@
 //
 // Which machine may boot, and with what, comes from the machine inventory (machines.yaml, kind
 // MachineInventory): machines are matched against groups, which point to profiles (kernel, initrd, kernel
-// arguments). An unknown machine gets nothing. Every boot step of every machine (DHCP answered, script
-// served, kernel and initrd fetched, Ignition fetched) is recorded and kept in the state store.
-// Service holds the server's state between the sockets and the store: the machines' configs, rendered
-// ahead and again before their bootstrap token runs out, the boot records, and the URL key.
+// arguments). Which machine may install now is an Arm in the state store, made by 'kiln pxe arm' or by
+// the metal provider: an armed machine's script carries the URL of its config with the one-time token
+// of an enrollment ticket (bootstrap/enroll), bound to the address the machine asked from (or was
+// leased); the first fetch spends it and disarms the machine. Every other MAC, known or not, gets
+// NoBootScript. Every boot step of every machine (DHCP answered, script served, kernel and initrd
+// fetched, Ignition served) is recorded and kept in the state store. Service holds the server's state
+// between the sockets and the store: the machines' configs, rendered ahead and again before their
+// bootstrap token runs out, the arms, and the boot records.
 //
 // Decisions are pure functions apart from the sockets: Policy.Decide answers a DHCP request,
 // Inventory.Match picks a machine's profile, and Script renders its iPXE script.

@@ -7,15 +7,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"strings"
-	"sync"
+
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
 )
 
-// IgnitionSource gives a machine its Ignition config.
-type IgnitionSource interface {
-	Ignition(ctx context.Context, m *Machine) ([]byte, error)
+// Enroller gives a machine that may install now a one-time enrollment ticket for its config
+// (bootstrap/enroll), and spends it.
+type Enroller interface {
+	// Issue returns the token of a new ticket for m's config, which only from may spend, or false
+	// when m may not install now.
+	Issue(ctx context.Context, m *Machine, from netip.Addr) (token string, ok bool, err error)
+	// Spend returns m's config for token, fetched from from, once. A refusal wraps one of
+	// bootstrap/enroll's errors (enroll.ErrNoTicket, ErrBadToken, ErrSpent, ErrExpired,
+	// ErrWrongAddress); any other error is the server's.
+	Spend(ctx context.Context, m *Machine, token string, from netip.Addr) ([]byte, error)
 }
 
 // LeaseLookup tells the address leased to a MAC, when this server leases addresses.
@@ -28,15 +37,14 @@ type HTTPConfig struct {
 	// BaseURL is how machines reach this server: scheme://host[:port], no trailing slash.
 	BaseURL   string
 	Inventory *Inventory
-	Ignition  IgnitionSource
-	Recorder  *Recorder
-	// URLKey signs the Ignition URLs (see Token).
-	URLKey []byte
+	// Enroll decides which machines may install now and keeps their one-time tickets.
+	Enroll   Enroller
+	Recorder *Recorder
 	// AssetsDir holds kernels and initrds, served under /assets/.
 	AssetsDir string
 	// IPXEDir holds the iPXE binaries, served under /ipxe/ for UEFI HTTP boot clients.
 	IPXEDir string
-	// Leases, when set, ties each machine's Ignition to the address it was leased.
+	// Leases, when set, ties each machine's script, and so its ticket, to the address it was leased.
 	Leases LeaseLookup
 	Logger *slog.Logger
 }
@@ -44,30 +52,26 @@ type HTTPConfig struct {
 // Boot is the boot server's HTTP handler:
 //
 //	/boot.ipxe              the chain script every iPXE client gets
-//	/ipxe?mac=&uuid=&hostname=   the machine's own iPXE script (404 for an unknown machine)
-//	/ignition?mac=&token=   the machine's own Ignition config
+//	/ipxe?mac=&uuid=&hostname=   an armed machine's own iPXE script, with a one-time Ignition URL;
+//	                        NoBootScript for every other MAC, known or not
+//	/ignition?mac=&token=   the machine's own Ignition config, once (403 otherwise)
 //	/assets/PATH            kernels and initrds, with range requests
 //	/ipxe/FILE              the iPXE binaries, for UEFI HTTP boot
 //
-// Only GET and HEAD are allowed; a path with ".." in it, encoded or not, is refused.
+// Only GET and HEAD are allowed, and only GET on /ipxe and /ignition (a HEAD would issue or spend a
+// ticket without delivering it); a path with ".." in it, encoded or not, is refused.
 type Boot struct {
 	cfg    HTTPConfig
 	byMAC  map[string]*Machine
 	assets *os.Root
 	ipxe   *os.Root
 	log    *slog.Logger
-
-	// scripts caches each machine's script per profile: it only changes with them.
-	scripts sync.Map // mac + "\x00" + profile name -> string
 }
 
 // NewBoot checks cfg and returns the handler. Close it to release the directories.
 func NewBoot(cfg HTTPConfig) (*Boot, error) {
-	if cfg.Inventory == nil || cfg.Ignition == nil || cfg.Recorder == nil {
-		return nil, errors.New("pxe: http: inventory, ignition source and recorder are required")
-	}
-	if len(cfg.URLKey) < 16 {
-		return nil, errors.New("pxe: http: URL key shorter than 16 bytes")
+	if cfg.Inventory == nil || cfg.Enroll == nil || cfg.Recorder == nil {
+		return nil, errors.New("pxe: http: inventory, enroller and recorder are required")
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	if !strings.HasPrefix(cfg.BaseURL, "http://") && !strings.HasPrefix(cfg.BaseURL, "https://") {
@@ -117,6 +121,11 @@ func (b *Boot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := r.URL.Path
+	if (p == "/ipxe" || p == "/ignition") && r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
 	if strings.Contains(p, "..") || strings.Contains(strings.ToLower(r.URL.RawPath), "%2e") ||
 		strings.Contains(strings.ToLower(r.RequestURI), "%2e%2e") || strings.ContainsRune(p, 0) {
 		http.Error(w, "bad path", http.StatusBadRequest)
@@ -154,57 +163,92 @@ func (b *Boot) machine(r *http.Request) (*Machine, bool) {
 	return m, ok
 }
 
+// serveScript answers every MAC the same way unless the machine is armed and, with leases, asks from
+// the address it was leased: status, headers and body are NoBootScript's, and the work done is a
+// lookup or two, so that /ipxe tells nobody which MACs the inventory holds.
 func (b *Boot) serveScript(w http.ResponseWriter, r *http.Request) {
-	m, ok := b.machine(r)
-	if !ok {
-		http.Error(w, "unknown machine", http.StatusNotFound)
+	s, err := b.script(r)
+	if err != nil {
+		// Only a request for an armed machine (from its lease, with leases) gets here.
+		b.log.Error("issue an enrollment ticket", "mac", r.URL.Query().Get("mac"), "err", err)
+		http.Error(w, "try again", http.StatusServiceUnavailable)
 		return
 	}
-	q := r.URL.Query()
-	id := Identity{MAC: m.MAC, UUID: strings.ToLower(q.Get("uuid")), Hostname: q.Get("hostname")}
-	_, prof, ok := b.cfg.Inventory.Match(m, id)
-	if !ok {
-		http.Error(w, "no profile for this machine", http.StatusNotFound)
-		return
-	}
-	b.cfg.Recorder.Observe(m, StepScript, prof.Name)
-	k := m.MAC + "\x00" + prof.Name
-	s, ok := b.scripts.Load(k)
-	if !ok {
-		s, _ = b.scripts.LoadOrStore(k, Script(b.cfg.BaseURL, m, prof, Token(b.cfg.URLKey, m.MAC)))
-	}
-	b.text(w, s.(string))
+	b.text(w, s)
 }
 
-func (b *Boot) serveIgnition(w http.ResponseWriter, r *http.Request) {
+// script is the script the request gets.
+func (b *Boot) script(r *http.Request) (string, error) {
 	m, ok := b.machine(r)
 	if !ok {
-		http.Error(w, "unknown machine", http.StatusNotFound)
-		return
+		return NoBootScript, nil
 	}
-	if !validToken(b.cfg.URLKey, m.MAC, r.URL.Query().Get("token")) {
-		http.Error(w, "forbidden", http.StatusForbidden)
-		return
-	}
+	from := remoteAddr(r)
 	if b.cfg.Leases != nil {
-		if ip, ok := b.cfg.Leases.Leased(m.MAC); ok {
-			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			if !ip.Equal(net.ParseIP(host)) {
-				http.Error(w, "forbidden", http.StatusForbidden)
-				return
-			}
+		ip, ok := b.cfg.Leases.Leased(m.MAC)
+		leased, ok4 := netip.AddrFromSlice(ip.To4())
+		if !ok || !ok4 || leased != from {
+			return NoBootScript, nil
 		}
 	}
-	cfg, err := b.cfg.Ignition.Ignition(r.Context(), m)
-	if err != nil {
-		b.log.Error("render ignition", "machine", m.Name, "err", err)
-		http.Error(w, "cannot render this machine's config", http.StatusInternalServerError)
+	q := r.URL.Query()
+	_, prof, ok := b.cfg.Inventory.Match(m, Identity{MAC: m.MAC, UUID: strings.ToLower(q.Get("uuid")), Hostname: q.Get("hostname")})
+	if !ok {
+		return NoBootScript, nil
+	}
+	token, ok, err := b.cfg.Enroll.Issue(r.Context(), m, from)
+	if err != nil || !ok {
+		return NoBootScript, err
+	}
+	b.cfg.Recorder.Observe(m, StepScript, prof.Name)
+	return Script(b.cfg.BaseURL, m, prof, token), nil
+}
+
+// serveIgnition spends the machine's ticket. Every refusal gets the same 403, whatever its reason
+// (bootstrap/enroll records it in the ticket); Ignition does not retry a 4xx. A failure of the server
+// itself gets a 503, which Ignition retries.
+func (b *Boot) serveIgnition(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	m, ok := b.machine(r)
+	if !ok {
+		http.Error(w, "no config for this request", http.StatusForbidden)
 		return
 	}
-	b.cfg.Recorder.Observe(m, StepIgnition, fmt.Sprintf("%d bytes", len(cfg)))
+	from := remoteAddr(r)
+	cfg, err := b.cfg.Enroll.Spend(r.Context(), m, r.URL.Query().Get("token"), from)
+	switch {
+	case refused(err):
+		b.log.Warn("refused a config", "machine", m.Name, "from", from.String(), "err", err)
+		http.Error(w, "no config for this request", http.StatusForbidden)
+		return
+	case err != nil:
+		b.log.Error("spend an enrollment ticket", "machine", m.Name, "err", err)
+		http.Error(w, "try again", http.StatusServiceUnavailable)
+		return
+	}
+	b.log.Info("served a config", "machine", m.Name, "from", from.String(), "bytes", len(cfg))
+	b.cfg.Recorder.Observe(m, StepIgnition, fmt.Sprintf("%d bytes to %s", len(cfg), from))
 	w.Header().Set("Content-Type", "application/vnd.coreos.ignition+json")
-	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(cfg)
+}
+
+// refused reports whether err is a ticket's refusal.
+func refused(err error) bool {
+	for _, e := range []error{enroll.ErrNoTicket, enroll.ErrBadToken, enroll.ErrSpent, enroll.ErrExpired, enroll.ErrWrongAddress} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteAddr is the request's client address; the zero Addr when it is not an address.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func (b *Boot) serveAsset(w http.ResponseWriter, r *http.Request, name string) {

@@ -3,11 +3,13 @@ package pxe
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
+	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/statetest"
 )
 
@@ -27,11 +33,44 @@ func fakeRender(calls *atomic.Int64) RenderFunc {
 	}
 }
 
+// newTestService returns a Service of cluster demo over st, loaded, that renders configs with
+// fakeRender (counting into calls, when set).
+func newTestService(t testing.TB, inv *Inventory, st Store, calls *atomic.Int64) *Service {
+	t.Helper()
+	if calls == nil {
+		calls = &atomic.Int64{}
+	}
+	s := NewService(ServiceConfig{Cluster: "demo", Inventory: inv, Open: func() (Store, error) { return st, nil },
+		Renderer: func(Store, time.Time) (RenderFunc, time.Time, error) {
+			return fakeRender(calls), time.Now().Add(time.Hour), nil
+		},
+		Workers: 1})
+	if err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// armForTest arms the machine with mac as 'kiln pxe arm' does, and has s read it.
+func armForTest(t testing.TB, s *Service, st Store, a Arm) {
+	t.Helper()
+	if a.By == "" {
+		a.By, a.At = ArmedByCLI, time.Now().UTC()
+	}
+	if err := ArmMachine(st, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type bootFixture struct {
 	srv    *httptest.Server
+	svc    *Service
+	st     *statetest.Memory
 	rec    *Recorder
 	inv    *Inventory
-	key    []byte
 	assets string
 	calls  *atomic.Int64
 }
@@ -58,9 +97,11 @@ func newBootFixture(t *testing.T, leases LeaseLookup) *bootFixture {
 	os.WriteFile(filepath.Join(ipxeDir, FileUEFI), []byte("MZ-efi"), 0o644)
 
 	calls := &atomic.Int64{}
-	f := &bootFixture{rec: NewRecorder(nil), inv: inv, key: []byte("0123456789abcdef0123456789abcdef"), assets: assets, calls: calls}
-	boot, err := NewBoot(HTTPConfig{BaseURL: "http://kiln.test", Inventory: inv, Ignition: NewIgnitionCache(fakeRender(calls)),
-		Recorder: f.rec, URLKey: f.key, AssetsDir: assets, IPXEDir: ipxeDir, Leases: leases})
+	st := statetest.NewEmpty()
+	svc := newTestService(t, inv, st, calls)
+	f := &bootFixture{svc: svc, st: st, rec: svc.Recorder(), inv: inv, assets: assets, calls: calls}
+	boot, err := NewBoot(HTTPConfig{BaseURL: "http://kiln.test", Inventory: inv, Enroll: svc,
+		Recorder: f.rec, AssetsDir: assets, IPXEDir: ipxeDir, Leases: leases})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +111,19 @@ func newBootFixture(t *testing.T, leases LeaseLookup) *bootFixture {
 	return f
 }
 
+// arm arms the machine with mac.
+func (f *bootFixture) arm(t *testing.T, mac string) {
+	t.Helper()
+	armForTest(t, f.svc, f.st, Arm{MAC: mac})
+}
+
 func (f *bootFixture) do(t *testing.T, method, path string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	return f.doFrom(t, netip.Addr{}, method, path, hdr...)
+}
+
+// doFrom sends the request from the loopback address from (any when invalid).
+func (f *bootFixture) doFrom(t *testing.T, from netip.Addr, method, path string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, f.srv.URL+path, nil)
 	if err != nil {
@@ -81,7 +134,7 @@ func (f *bootFixture) do(t *testing.T, method, path string, hdr ...string) (*htt
 	}
 	// Send the path as written: no client-side cleaning of ".." or "%2e".
 	req.URL.Opaque = path[:strings.IndexAny(path+"?", "?")]
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := clientFrom(from).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,24 +143,49 @@ func (f *bootFixture) do(t *testing.T, method, path string, hdr ...string) (*htt
 	return resp, string(body)
 }
 
+// clientFrom is an HTTP client whose connections come from the local address from (any when
+// invalid): a loopback address other than 127.0.0.1 is another machine of the test.
+func clientFrom(from netip.Addr) *http.Client {
+	if !from.IsValid() {
+		return http.DefaultClient
+	}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: from.AsSlice()}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// ignitionURL is the path and query of the Ignition URL in a script, or "".
+func ignitionURL(script string) string {
+	for _, f := range strings.Fields(script) {
+		if u, ok := strings.CutPrefix(f, "ignition.config.url="); ok {
+			return strings.TrimPrefix(u, "http://kiln.test")
+		}
+	}
+	return ""
+}
+
 func TestBootHTTP(t *testing.T) {
 	f := newBootFixture(t, nil)
 	w0, w1 := "52:54:00:00:00:02", "52:54:00:00:00:03"
-	tok0 := Token(f.key, w0)
+	f.arm(t, w0)
 	tests := []struct {
 		name, method, path string
 		want               int
+		body               string
 		contains           string
 	}{
 		{name: "chain script", method: "GET", path: "/boot.ipxe", want: 200, contains: "chain http://kiln.test/ipxe?mac=${mac:hexhyp}"},
 		{name: "HEAD of the chain script", method: "HEAD", path: "/boot.ipxe", want: 200},
-		{name: "machine script", method: "GET", path: "/ipxe?mac=52-54-00-00-00-02&uuid=x", want: 200, contains: "ignition.config.url=http://kiln.test/ignition?mac=52%3A54%3A00%3A00%3A00%3A02&token=" + tok0},
-		{name: "unknown MAC", method: "GET", path: "/ipxe?mac=52:54:00:99:99:99", want: 404},
-		{name: "no MAC", method: "GET", path: "/ipxe", want: 404},
-		{name: "own ignition", method: "GET", path: "/ignition?mac=" + w0 + "&token=" + tok0, want: 200, contains: "data:,demo-workers-0"},
-		{name: "another machine's ignition with my token", method: "GET", path: "/ignition?mac=" + w1 + "&token=" + tok0, want: 403},
-		{name: "ignition without token", method: "GET", path: "/ignition?mac=" + w0, want: 403},
-		{name: "ignition of an unknown machine", method: "GET", path: "/ignition?mac=52:54:00:99:99:99&token=" + tok0, want: 404},
+		{name: "armed machine's script", method: "GET", path: "/ipxe?mac=52-54-00-00-00-02&uuid=x", want: 200,
+			contains: "ignition.config.url=http://kiln.test/ignition?mac=52%3A54%3A00%3A00%3A00%3A02&token=kiln-enroll-v1."},
+		{name: "known machine, not armed", method: "GET", path: "/ipxe?mac=" + w1, want: 200, body: NoBootScript},
+		{name: "unknown MAC", method: "GET", path: "/ipxe?mac=52:54:00:99:99:99", want: 200, body: NoBootScript},
+		{name: "no MAC", method: "GET", path: "/ipxe", want: 200, body: NoBootScript},
+		{name: "HEAD of a script", method: "HEAD", path: "/ipxe?mac=" + w0, want: 405},
+		{name: "ignition without token", method: "GET", path: "/ignition?mac=" + w0, want: 403, body: "no config for this request\n"},
+		{name: "ignition with a made-up token", method: "GET", path: "/ignition?mac=" + w0 + "&token=kiln-enroll-v1.AAAA", want: 403, body: "no config for this request\n"},
+		{name: "ignition of a machine never given a ticket", method: "GET", path: "/ignition?mac=" + w1 + "&token=x", want: 403, body: "no config for this request\n"},
+		{name: "ignition of an unknown machine", method: "GET", path: "/ignition?mac=52:54:00:99:99:99&token=x", want: 403, body: "no config for this request\n"},
+		{name: "HEAD of an ignition", method: "HEAD", path: "/ignition?mac=" + w0 + "&token=x", want: 405},
 		{name: "asset", method: "GET", path: "/assets/debian/initrd.img", want: 200, contains: "initrd"},
 		{name: "missing asset", method: "GET", path: "/assets/debian/nope", want: 404},
 		{name: "asset dir", method: "GET", path: "/assets/debian", want: 404},
@@ -120,7 +198,7 @@ func TestBootHTTP(t *testing.T) {
 		{name: "not an iPXE binary", method: "GET", path: "/ipxe/grub.efi", want: 404},
 		{name: "unknown path", method: "GET", path: "/metadata", want: 404},
 		{name: "PUT", method: "PUT", path: "/assets/debian/vmlinuz", want: 405},
-		{name: "POST", method: "POST", path: "/ignition?mac=" + w0 + "&token=" + tok0, want: 405},
+		{name: "POST", method: "POST", path: "/ignition?mac=" + w0 + "&token=x", want: 405},
 		{name: "DELETE", method: "DELETE", path: "/boot.ipxe", want: 405},
 	}
 	for _, tc := range tests {
@@ -129,8 +207,11 @@ func TestBootHTTP(t *testing.T) {
 			if resp.StatusCode != tc.want {
 				t.Fatalf("%s %s: %d, want %d\n%s", tc.method, tc.path, resp.StatusCode, tc.want, body)
 			}
-			if tc.want == 405 && resp.Header.Get("Allow") != "GET, HEAD" {
-				t.Errorf("Allow: %q", resp.Header.Get("Allow"))
+			if tc.want == 405 && resp.Header.Get("Allow") == "" {
+				t.Errorf("405 without Allow")
+			}
+			if tc.body != "" && body != tc.body {
+				t.Errorf("body %q, want %q", body, tc.body)
 			}
 			if !strings.Contains(body, tc.contains) {
 				t.Errorf("body lacks %q:\n%s", tc.contains, body)
@@ -140,11 +221,118 @@ func TestBootHTTP(t *testing.T) {
 			}
 		})
 	}
+	if n := f.rec.Snapshot(); len(n) != 1 || n[0].MAC != w0 {
+		t.Errorf("records %+v: want the armed machine's script only", n)
+	}
+}
+
+// TestBootEnrollment follows one armed machine's ticket: its script's URL is good once, from the
+// address that asked for the script; the machine is disarmed once its config was served; every
+// refusal is recorded in the ticket.
+func TestBootEnrollment(t *testing.T) {
+	f := newBootFixture(t, nil)
+	mac := "52:54:00:00:00:01"
+	machine, other := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	f.arm(t, mac)
+	_, script := f.doFrom(t, machine, "GET", "/ipxe?mac="+mac)
+	u := ignitionURL(script)
+	if u == "" {
+		t.Fatalf("no Ignition URL in the armed machine's script:\n%s", script)
+	}
+	// Another address with the machine's URL: refused, and the config is still there.
+	if resp, body := f.doFrom(t, other, "GET", u); resp.StatusCode != 403 {
+		t.Fatalf("URL used from another address: %d %s", resp.StatusCode, body)
+	}
+	if _, ok := f.rec.Get(mac); !ok {
+		t.Fatal("no record")
+	}
+	if r, _ := f.rec.Get(mac); r.Steps[StepIgnition].Count != 0 {
+		t.Errorf("a refused fetch was recorded as the ignition step: %+v", r.Steps)
+	}
+	resp, cfg := f.doFrom(t, machine, "GET", u)
+	if resp.StatusCode != 200 || cfg != `{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,demo-control-plane-0"}}]}}` {
+		t.Fatalf("the machine's own fetch: %d %s", resp.StatusCode, cfg)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Type") != "application/vnd.coreos.ignition+json" {
+		t.Errorf("headers of a config: %v", resp.Header)
+	}
+	// A replay, from the machine's own address: refused.
+	if resp, body := f.doFrom(t, machine, "GET", u); resp.StatusCode != 403 {
+		t.Fatalf("replay: %d %s", resp.StatusCode, body)
+	}
+	// Disarmed: the next boot gets nothing.
+	if _, ok, _ := GetArm(f.st, mac); ok {
+		t.Error("still armed after its config was served")
+	}
+	if _, script := f.doFrom(t, machine, "GET", "/ipxe?mac="+mac); script != NoBootScript {
+		t.Errorf("script after the config was served:\n%s", script)
+	}
+	ticket, err := enroll.Get(f.st, "demo", "demo-control-plane-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, a := range ticket.Refused {
+		reasons = append(reasons, a.From+": "+a.Reason)
+	}
+	want := []string{"127.0.0.2: " + enroll.ErrWrongAddress.Error(), "127.0.0.1: " + enroll.ErrSpent.Error()}
+	if diff := cmp.Diff(want, reasons); diff != "" || ticket.Spent == nil || ticket.Spent.From != "127.0.0.1" || ticket.Bind != "127.0.0.1" {
+		t.Errorf("ticket %+v; refusals (-want +got):\n%s", ticket, diff)
+	}
+	if !ticket.Suspect() {
+		t.Error("a ticket tried from another address and replayed is not suspect")
+	}
+	if r, _ := f.rec.Get(mac); r.Steps[StepIgnition].Count != 1 || r.Ticket == nil || r.Ticket.Machine != "demo-control-plane-0" {
+		t.Errorf("record %+v", r)
+	}
+}
+
+// TestBootArmWithConfig: a machine armed with a config (the metal provider's) gets that config, under
+// the name it was rendered for, not the one rendered from the inventory.
+func TestBootArmWithConfig(t *testing.T) {
+	f := newBootFixture(t, nil)
+	mac := "52:54:00:00:00:02"
+	armForTest(t, f.svc, f.st, Arm{MAC: mac, Cluster: "other", Machine: "other-workers-abc", By: ArmedByMetal, At: time.Now(),
+		Config: []byte(`{"allocated":true}`)})
+	_, script := f.do(t, "GET", "/ipxe?mac="+mac)
+	if resp, cfg := f.do(t, "GET", ignitionURL(script)); resp.StatusCode != 200 || cfg != `{"allocated":true}` {
+		t.Fatalf("armed with a config: %d %s", resp.StatusCode, cfg)
+	}
+	if ticket, err := enroll.Get(f.st, "other", "other-workers-abc"); err != nil || ticket.Spent == nil {
+		t.Errorf("ticket of the allocated name: %+v %v", ticket, err)
+	}
+}
+
+// TestBootScriptsIndistinguishable: a MAC of the inventory that is not armed, one that is armed but
+// asks from an address other than its lease, and a MAC nobody knows get the same answer.
+func TestBootScriptsIndistinguishable(t *testing.T) {
+	armed := "52:54:00:00:00:02"
+	f := newBootFixture(t, fixedLeases{armed: net.IPv4(10, 77, 0, 100)})
+	f.arm(t, armed)
+	var first *http.Response
+	var firstBody string
+	for _, mac := range []string{"52:54:00:00:00:01", armed, "52:54:00:99:99:99", "nonsense", ""} {
+		resp, body := f.do(t, "GET", "/ipxe?mac="+mac)
+		resp.Header.Del("Date")
+		if first == nil {
+			first, firstBody = resp, body
+		}
+		if resp.StatusCode != first.StatusCode || body != firstBody || body != NoBootScript {
+			t.Errorf("mac %q: %d %q, want %d %q", mac, resp.StatusCode, body, first.StatusCode, firstBody)
+		}
+		if diff := cmp.Diff(first.Header, resp.Header); diff != "" {
+			t.Errorf("mac %q: headers (-first +got):\n%s", mac, diff)
+		}
+	}
+	if recs := f.rec.Snapshot(); len(recs) != 0 {
+		t.Errorf("scripts that installed nothing were recorded: %+v", recs)
+	}
 }
 
 func TestBootRecordsAndRanges(t *testing.T) {
 	f := newBootFixture(t, nil)
 	mac := "52:54:00:00:00:03"
+	f.arm(t, mac)
 	_, script := f.do(t, "GET", "/ipxe?mac="+mac)
 	// Fetch exactly what the script says, as iPXE and then the kernel would.
 	var urls []string
@@ -202,16 +390,27 @@ type fixedLeases map[string]net.IP
 
 func (l fixedLeases) Leased(mac string) (net.IP, bool) { ip, ok := l[mac]; return ip, ok }
 
-func TestIgnitionBoundToLease(t *testing.T) {
+// TestScriptBoundToLease: with leases (full DHCP), an armed machine's script, and so a ticket, only
+// goes to the address it was leased, and the ticket is bound to it.
+func TestScriptBoundToLease(t *testing.T) {
 	mac := "52:54:00:00:00:02"
-	// The machine was leased another address than the one asking (127.0.0.1): refused.
+	// The machine was leased another address than the one asking (127.0.0.1): nothing.
 	f := newBootFixture(t, fixedLeases{mac: net.IPv4(10, 77, 0, 100)})
-	if resp, _ := f.do(t, "GET", "/ignition?mac="+mac+"&token="+Token(f.key, mac)); resp.StatusCode != 403 {
-		t.Fatalf("config served to an address the machine was not leased: %d", resp.StatusCode)
+	f.arm(t, mac)
+	if _, script := f.do(t, "GET", "/ipxe?mac="+mac); script != NoBootScript {
+		t.Fatalf("script served to an address the machine was not leased:\n%s", script)
+	}
+	if _, err := enroll.Get(f.st, "demo", "demo-workers-0"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("a ticket was issued: %v", err)
 	}
 	g := newBootFixture(t, fixedLeases{mac: net.IPv4(127, 0, 0, 1)})
-	if resp, _ := g.do(t, "GET", "/ignition?mac="+mac+"&token="+Token(g.key, mac)); resp.StatusCode != 200 {
+	g.arm(t, mac)
+	_, script := g.do(t, "GET", "/ipxe?mac="+mac)
+	if resp, _ := g.do(t, "GET", ignitionURL(script)); resp.StatusCode != 200 {
 		t.Fatalf("config refused to its own address: %d", resp.StatusCode)
+	}
+	if ticket, err := enroll.Get(g.st, "demo", "demo-workers-0"); err != nil || ticket.Bind != "127.0.0.1" {
+		t.Fatalf("ticket %+v %v; want it bound to the lease", ticket, err)
 	}
 }
 
@@ -241,16 +440,17 @@ func TestIgnitionCache(t *testing.T) {
 
 func TestRunServesAndFlushes(t *testing.T) {
 	inv := testInventory(t)
-	rec := NewRecorder(nil)
 	st := statetest.NewEmpty()
+	svc := newTestService(t, inv, st, nil)
+	armForTest(t, svc, st, Arm{MAC: inv.Machines[0].MAC})
+	rec := svc.Recorder()
 	var flushes atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ready := make(chan Addrs, 1)
 	done := make(chan error, 1)
 	cfg := Config{
-		HTTP: HTTPConfig{BaseURL: "http://kiln.test", Inventory: inv, Ignition: NewIgnitionCache(fakeRender(&atomic.Int64{})),
-			Recorder: rec, URLKey: bytes.Repeat([]byte{1}, 32)},
+		HTTP:     HTTPConfig{BaseURL: "http://kiln.test", Inventory: inv, Enroll: svc, Recorder: rec},
 		HTTPAddr: "127.0.0.1:0", FlushEvery: 10 * time.Millisecond,
 		Flush: func() error { flushes.Add(1); return rec.Flush(st) },
 	}
@@ -269,12 +469,16 @@ func TestRunServesAndFlushes(t *testing.T) {
 	for rec.Dirty() && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Run flushes on every tick, dirty or not (the service reads the arms again then).
+	for n := flushes.Load(); flushes.Load() < n+2 && ctx.Err() == nil; {
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if flushes.Load() < 2 {
-		t.Fatalf("flushed %d times: want at least one while running and one on the way out", flushes.Load())
+	if flushes.Load() < 3 {
+		t.Fatalf("flushed %d times: want one on every tick while running and one on the way out", flushes.Load())
 	}
 	recs, err := LoadRecords(st)
 	if err != nil || len(recs) != 1 || recs[0].Name != "demo-control-plane-0" || recs[0].Steps[StepScript].Count != 1 {

@@ -394,6 +394,16 @@ func (inv *Inventory) Lookup(mac string) (*Machine, bool) {
 	return nil, false
 }
 
+// Find finds a machine by name or by MAC (any notation).
+func (inv *Inventory) Find(nameOrMAC string) (*Machine, bool) {
+	for i := range inv.Machines {
+		if inv.Machines[i].Name == nameOrMAC {
+			return &inv.Machines[i], true
+		}
+	}
+	return inv.Lookup(nameOrMAC)
+}
+
 // Identity is what a booting machine says about itself.
 type Identity struct {
 	MAC      string

@@ -38,6 +38,14 @@ func TestDecodeInventory(t *testing.T) {
 	if cp.Pool != v1alpha1.RoleControlPlane || cp.UUID != "6a1e8e43-0000-4000-8000-000000000001" {
 		t.Fatalf("control plane defaults: %+v", cp)
 	}
+	for _, q := range []string{"demo-workers-0", "52-54-00-00-00-02", "52:54:00:00:00:02"} {
+		if m, ok := inv.Find(q); !ok || m.Name != "demo-workers-0" {
+			t.Errorf("Find(%q) = %+v, %v", q, m, ok)
+		}
+	}
+	if m, ok := inv.Find("demo-workers-9"); ok {
+		t.Errorf("Find of a machine not in the inventory = %+v", m)
+	}
 }
 
 func TestDecodeInventoryErrors(t *testing.T) {
@@ -154,7 +162,7 @@ func FuzzMatch(f *testing.F) {
 					t.Fatalf("group %s needs %s=%s, machine has %q", g.Name, k, v, m.Labels[k])
 				}
 			}
-			script := Script("http://kiln", m, p, Token([]byte("k"), m.MAC))
+			script := Script("http://kiln", m, p, exampleToken)
 			if !strings.HasPrefix(script, "#!ipxe\n") || strings.Count(script, "ignition.config.url=") != 1 {
 				t.Fatalf("script:\n%s", script)
 			}
@@ -162,13 +170,16 @@ func FuzzMatch(f *testing.F) {
 	})
 }
 
+// exampleToken has the form of an enrollment token (bootstrap/enroll).
+const exampleToken = "kiln-enroll-v1.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+
 func TestScriptsGolden(t *testing.T) {
 	inv := testInventory(t)
-	key := []byte("0123456789abcdef0123456789abcdef")
 	for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:03"} {
 		m, _ := inv.Lookup(mac)
 		_, p, _ := inv.Match(m, Identity{MAC: mac})
-		golden.Check(t, *update, "scripts/"+m.Name+".ipxe", []byte(Script("http://10.77.0.1:8080", m, p, Token(key, mac))))
+		golden.Check(t, *update, "scripts/"+m.Name+".ipxe", []byte(Script("http://10.77.0.1:8080", m, p, exampleToken)))
 	}
 	golden.Check(t, *update, "scripts/boot.ipxe", []byte(ChainScript("http://10.77.0.1:8080")))
+	golden.Check(t, *update, "scripts/no-boot.ipxe", []byte(NoBootScript))
 }

@@ -8,12 +8,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/kiln-dev/kiln/state/statetest"
 )
 
 func TestNewHTTPServerLimits(t *testing.T) {
@@ -115,8 +116,8 @@ func TestRunCapsConnections(t *testing.T) {
 	ready := make(chan Addrs, 1)
 	done := make(chan error, 1)
 	cfg := Config{
-		HTTP: HTTPConfig{BaseURL: "http://kiln.test", Inventory: inv, Ignition: NewIgnitionCache(fakeRender(&atomic.Int64{})),
-			Recorder: NewRecorder(nil), URLKey: bytes.Repeat([]byte{1}, 32)},
+		HTTP: HTTPConfig{BaseURL: "http://kiln.test", Inventory: inv, Enroll: newTestService(t, inv, statetest.NewEmpty(), nil),
+			Recorder: NewRecorder(nil)},
 		HTTPAddr: "127.0.0.1:0", MaxHTTPConns: 2, Flush: func() error { return nil },
 	}
 	go func() { done <- Run(ctx, cfg, func(a Addrs) { ready <- a }) }()

@@ -40,6 +40,11 @@ if wget -q -O /ignition.json "$url"; then
 else
 	echo "kiln-initrd: fetch failed"
 fi
+if wget -q -O /again.json "$url"; then
+	echo "kiln-initrd: replay served"
+else
+	echo "kiln-initrd: replay refused"
+fi
 poweroff -f
 `
 
@@ -48,9 +53,11 @@ case "$1" in bound|renew) ip addr add "$ip/${mask:-24}" dev "$interface" ;; esac
 `
 
 // TestNetworkBoot boots a QEMU machine (TCG, the iPXE ROM of Debian's ipxe-qemu, -boot n) on a tap
-// in a network namespace where the built kiln binary runs 'kiln pxe serve --dhcp full', and checks
-// from kiln's own records (kiln get machines) that the machine got its lease, its script, the kernel
-// and initrd, and its own Ignition, which its initrd fetched from the URL on its kernel command line.
+// in a network namespace where the built kiln binary runs 'kiln pxe serve --dhcp full', arms it with
+// 'kiln pxe arm', and checks from kiln's own records (kiln get machines) that the machine got its
+// lease, its script, the kernel and initrd, and its own Ignition, which its initrd fetched from the
+// one-time URL on its kernel command line; that a second fetch of that URL was refused; and that the
+// ticket was bound to the leased address and is spent.
 func TestNetworkBoot(t *testing.T) {
 	testtool.RequireRoot(t)
 	testtool.ExclusiveVMs(t)
@@ -168,6 +175,10 @@ machines:
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	if out := run("pxe", "arm", "demo-workers-0"); !strings.Contains(out, "armed demo-workers-0") {
+		t.Fatalf("kiln pxe arm: %s", out)
+	}
+
 	serial := filepath.Join(dir, "serial.log")
 	vm := exec.CommandContext(ctx, "ip", "netns", "exec", ns, qemu, "-accel", "tcg", "-m", "512", "-nographic",
 		"-display", "none", "-monitor", "none", "-no-reboot", "-boot", "n",
@@ -186,13 +197,27 @@ machines:
 		!bytes.Contains(console, []byte("kiln-initrd: names demo-workers-0 ")) || bytes.Contains(console, []byte("demo-workers-1")) {
 		t.Fatalf("the machine did not fetch its own Ignition; console:\n%s\nkiln:\n%s", console, serveLog.String())
 	}
+	if !bytes.Contains(console, []byte("kiln-initrd: replay refused")) {
+		t.Fatalf("the one-time URL was served twice; console:\n%s\nkiln:\n%s", console, serveLog.String())
+	}
 
 	var machines []struct {
-		Name  string              `json:"name"`
-		MAC   string              `json:"mac"`
-		IP    string              `json:"ip"`
-		Phase string              `json:"phase"`
-		Steps map[Step]StepRecord `json:"steps"`
+		Name   string              `json:"name"`
+		MAC    string              `json:"mac"`
+		IP     string              `json:"ip"`
+		Phase  string              `json:"phase"`
+		Enroll string              `json:"enroll"`
+		Steps  map[Step]StepRecord `json:"steps"`
+		Ticket *struct {
+			Bind  string `json:"bind"`
+			Spent *struct {
+				From string `json:"from"`
+			} `json:"spent"`
+			Refused []struct {
+				From   string `json:"from"`
+				Reason string `json:"reason"`
+			} `json:"refused"`
+		} `json:"ticket"`
 	}
 	if err := json.Unmarshal([]byte(run("get", "machines", "-o", "json")), &machines); err != nil {
 		t.Fatal(err)
@@ -215,7 +240,13 @@ machines:
 	if booted.Phase != string(StepIgnition) {
 		t.Errorf("phase %q, want ignition", booted.Phase)
 	}
-	if len(idle.Steps) != 0 || idle.Phase != "waiting" {
+	// Spent by the machine at its lease, to which it was bound; the replay refused and recorded (the
+	// machine's own replay reads as a possible theft, as anyone's would).
+	if tk := booted.Ticket; tk == nil || tk.Bind != booted.IP || tk.Spent == nil || tk.Spent.From != booted.IP ||
+		len(tk.Refused) != 1 || tk.Refused[0].From != booted.IP || booted.Enroll != "spent (possible theft)" {
+		t.Errorf("enrollment %q, ticket %+v; want bound to and spent from %s, the replay refused", booted.Enroll, tk, booted.IP)
+	}
+	if len(idle.Steps) != 0 || idle.Phase != "waiting" || idle.Enroll != "-" {
 		t.Errorf("the machine that never booted has records: %+v", idle)
 	}
 }

@@ -20,8 +20,6 @@ const (
 	BucketRecords = "pxe-records"
 	// InventoryKey is the key of the inventory in BucketInventory.
 	InventoryKey = "machines"
-	// urlKeyName is the key, in BucketInventory, of the secret that signs Ignition URLs.
-	urlKeyName = "url-key"
 )
 
 // Step is one step of a network boot.
@@ -55,6 +53,16 @@ type Record struct {
 	Name  string              `json:"name"`
 	IP    string              `json:"ip,omitempty"`
 	Steps map[Step]StepRecord `json:"steps,omitempty"`
+	// Ticket names the enrollment ticket (bootstrap/enroll) of the last script the machine was
+	// given.
+	Ticket *TicketRef `json:"ticket,omitempty"`
+}
+
+// TicketRef names a machine's enrollment ticket, and the arm it was issued under.
+type TicketRef struct {
+	Cluster string    `json:"cluster"`
+	Machine string    `json:"machine"`
+	Armed   time.Time `json:"armed"`
 }
 
 // Recorder keeps the boot records in memory and writes the changed ones to the state store when
@@ -123,6 +131,30 @@ func (r *Recorder) Observe(m *Machine, step Step, detail string) {
 	r.dirty[m.MAC] = true
 }
 
+// Issued records that the machine was given a script with the ticket ref.
+func (r *Recorder) Issued(m *Machine, ref TicketRef) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.records[m.MAC]
+	if !ok {
+		rec = &Record{MAC: m.MAC}
+		r.records[m.MAC] = rec
+	}
+	rec.Name, rec.Ticket = m.Name, &ref
+	r.dirty[m.MAC] = true
+}
+
+// Ticket returns the ticket of the last script the machine with mac was given.
+func (r *Recorder) Ticket(mac string) (TicketRef, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.records[mac]
+	if !ok || rec.Ticket == nil {
+		return TicketRef{}, false
+	}
+	return *rec.Ticket, true
+}
+
 // Get returns a copy of the machine's record.
 func (r *Recorder) Get(mac string) (Record, bool) {
 	r.mu.Lock()
@@ -181,6 +213,10 @@ func (rec *Record) clone() Record {
 	for k, v := range rec.Steps {
 		c.Steps[k] = v
 	}
+	if rec.Ticket != nil {
+		t := *rec.Ticket
+		c.Ticket = &t
+	}
 	return c
 }
 
@@ -208,30 +244,4 @@ func LoadRecords(st state.Reader) ([]Record, error) {
 		return nil, err
 	}
 	return r.Snapshot(), nil
-}
-
-// URLKeyStore is what URLKey needs of the state store: the key to read, or to create once.
-type URLKeyStore interface {
-	state.Getter
-	state.Creator
-}
-
-// URLKey returns the secret that signs the machines' Ignition URLs, creating it on first use.
-func URLKey(st URLKeyStore, random func([]byte) error) ([]byte, error) {
-	var key []byte
-	err := st.Get(BucketInventory, urlKeyName, &key)
-	if errors.Is(err, state.ErrNotFound) {
-		key = make([]byte, 32)
-		if err := random(key); err != nil {
-			return nil, fmt.Errorf("pxe: new url key: %w", err)
-		}
-		if err := st.Create(BucketInventory, urlKeyName, key); err != nil && !errors.Is(err, state.ErrExists) {
-			return nil, fmt.Errorf("pxe: new url key: %w", err)
-		}
-		err = st.Get(BucketInventory, urlKeyName, &key)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pxe: url key: %w", err)
-	}
-	return key, nil
 }

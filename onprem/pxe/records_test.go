@@ -1,7 +1,6 @@
 package pxe
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -94,28 +93,75 @@ func TestInventoryInStore(t *testing.T) {
 	}
 }
 
-func TestURLKey(t *testing.T) {
-	fill := func(b byte) func([]byte) error {
-		return func(k []byte) error { copy(k, bytes.Repeat([]byte{b}, len(k))); return nil }
-	}
+func TestArms(t *testing.T) {
 	st := statetest.NewEmpty()
-	key, err := URLKey(st, fill(1))
-	if err != nil || !bytes.Equal(key, bytes.Repeat([]byte{1}, 32)) {
-		t.Fatalf("first URLKey = %x, %v; want 32 new bytes", key, err)
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cli := Arm{MAC: "52:54:00:00:00:01", By: ArmedByCLI, At: at, Expires: at.Add(time.Hour)}
+	metal := Arm{MAC: "52:54:00:00:00:02", Cluster: "demo", Machine: "demo-workers-abc", By: ArmedByMetal, At: at, Config: []byte(`{}`)}
+	for _, a := range []Arm{cli, metal} {
+		if err := ArmMachine(st, a); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Made once, then read.
-	if again, err := URLKey(st, fill(2)); err != nil || !bytes.Equal(again, key) {
-		t.Errorf("second URLKey = %x, %v; want the first", again, err)
+	arms, err := LoadArms(st)
+	if diff := cmp.Diff(map[string]Arm{cli.MAC: cli, metal.MAC: metal}, arms); err != nil || diff != "" {
+		t.Fatalf("LoadArms: %v (-want +got):\n%s", err, diff)
 	}
-	kept := bytes.Repeat([]byte{9}, 32)
-	fixed := statetest.NewFixed(t, statetest.Values{BucketInventory: {urlKeyName: kept}})
-	if got, err := URLKey(fixed, func([]byte) error { t.Error("a key was made although one is stored"); return nil }); err != nil || !bytes.Equal(got, kept) {
-		t.Errorf("URLKey of a store that has one = %x, %v; want the stored key", got, err)
+	if err := Disarm(st, cli.MAC); err != nil {
+		t.Fatal(err)
 	}
-	errRandom := errors.New("entropy exhausted")
-	if _, err := URLKey(statetest.NewEmpty(), func([]byte) error { return errRandom }); !errors.Is(err, errRandom) ||
-		!strings.HasPrefix(err.Error(), "pxe: new url key: ") {
-		t.Errorf("URLKey with a failing random source = %v", err)
+	if err := Disarm(st, cli.MAC); err != nil {
+		t.Errorf("disarming a machine that is not armed: %v", err)
+	}
+	if _, ok, err := GetArm(st, cli.MAC); ok || err != nil {
+		t.Errorf("GetArm after Disarm = %v, %v", ok, err)
+	}
+	if got, ok, err := GetArm(st, metal.MAC); !ok || err != nil || got.Machine != metal.Machine {
+		t.Errorf("GetArm = %+v, %v, %v", got, ok, err)
+	}
+
+	tests := []struct {
+		name string
+		arm  Arm
+		now  time.Time
+		want bool
+	}{
+		{name: "no expiry", arm: metal, now: at.Add(100 * 24 * time.Hour), want: true},
+		{name: "before expiry", arm: cli, now: at.Add(59 * time.Minute), want: true},
+		{name: "at expiry", arm: cli, now: at.Add(time.Hour), want: false},
+		{name: "after expiry", arm: cli, now: at.Add(2 * time.Hour), want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.arm.Active(tc.now); got != tc.want {
+				t.Errorf("Active = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRecorderTicket(t *testing.T) {
+	inv := testInventory(t)
+	m := &inv.Machines[0]
+	rec := NewRecorder(nil)
+	if _, ok := rec.Ticket(m.MAC); ok {
+		t.Fatal("a ticket before any was issued")
+	}
+	ref := TicketRef{Cluster: "demo", Machine: m.Name, Armed: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	rec.Issued(m, ref)
+	st := statetest.NewEmpty()
+	if err := rec.Flush(st); err != nil {
+		t.Fatal(err)
+	}
+	again := NewRecorder(nil)
+	if err := again.Load(st); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := again.Ticket(m.MAC); !ok || got != ref {
+		t.Errorf("ticket after a round trip through the store = %+v, %v; want %+v", got, ok, ref)
+	}
+	if r, _ := again.Get(m.MAC); r.Name != m.Name || len(r.Steps) != 0 {
+		t.Errorf("record %+v: issuing a ticket is not a boot step", r)
 	}
 }
 
@@ -133,8 +179,10 @@ func TestRecordsStoreErrors(t *testing.T) {
 		{name: "list records", call: func() error { _, err := LoadRecords(broken); return err }, want: "pxe: boot records: input/output error"},
 		{name: "save inventory", call: func() error { return SaveInventory(broken, inv) }, want: "pxe: save inventory: input/output error"},
 		{name: "load inventory", call: func() error { _, err := LoadInventory(broken); return err }, want: "pxe: inventory: input/output error"},
-		{name: "url key", call: func() error { _, err := URLKey(broken, func([]byte) error { return nil }); return err },
-			want: "pxe: url key: input/output error"},
+		{name: "arm", call: func() error { return ArmMachine(broken, Arm{MAC: "52:54:00:00:00:01"}) }, want: "pxe: arm 52:54:00:00:00:01: input/output error"},
+		{name: "disarm", call: func() error { return Disarm(broken, "52:54:00:00:00:01") }, want: "pxe: disarm 52:54:00:00:00:01: input/output error"},
+		{name: "get arm", call: func() error { _, _, err := GetArm(broken, "52:54:00:00:00:01"); return err }, want: "pxe: arm 52:54:00:00:00:01: input/output error"},
+		{name: "load arms", call: func() error { _, err := LoadArms(broken); return err }, want: "pxe: arms: input/output error"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

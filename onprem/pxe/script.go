@@ -1,9 +1,6 @@
 package pxe
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strings"
@@ -15,9 +12,13 @@ func ChainScript(base string) string {
 		"chain " + base + "/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&hostname=${hostname}\n"
 }
 
+// NoBootScript is the script of every machine that may not install now, known or not: it exits, and
+// the firmware goes on to its next boot device.
+const NoBootScript = "#!ipxe\nexit\n"
+
 // Script renders the iPXE script of machine m booting profile p from the server at base (scheme, host
-// and port, no trailing slash). The kernel arguments get the machine's own Ignition URL, signed with
-// token.
+// and port, no trailing slash). The kernel arguments get the machine's own Ignition URL, with the
+// one-time token of its enrollment ticket.
 func Script(base string, m *Machine, p *Profile, token string) string {
 	var b strings.Builder
 	mac := url.QueryEscape(m.MAC)
@@ -46,19 +47,4 @@ func assetURLPath(p string) string {
 		parts[i] = url.PathEscape(parts[i])
 	}
 	return strings.Join(parts, "/")
-}
-
-// Token signs a machine's Ignition URL: only the machine that was given its script knows it, so a
-// machine cannot fetch another's config by changing the MAC in its URL.
-func Token(key []byte, mac string) string {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte("kiln-pxe-ignition\x00"))
-	h.Write([]byte(mac))
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// validToken compares in constant time.
-func validToken(key []byte, mac, token string) bool {
-	want := Token(key, mac)
-	return hmac.Equal([]byte(want), []byte(token))
 }

@@ -17,7 +17,7 @@ import (
 // Config is a whole boot server: HTTP always, DHCP and TFTP when asked for.
 type Config struct {
 	HTTP HTTPConfig
-	// HTTPAddr is the HTTP listen address (":8080").
+	// HTTPAddr is the HTTP listen address: the boot network's address, such as "10.0.0.1:8080".
 	HTTPAddr string
 	// TLSCert and TLSKey, when set, serve HTTPS.
 	TLSCert, TLSKey string
@@ -37,7 +37,8 @@ type Config struct {
 	// TFTPAddr is the TFTP listen address (":69"); empty turns TFTP off.
 	TFTPAddr string
 
-	// Flush writes the recorder's changed records; Run calls it every FlushEvery and on the way out.
+	// Flush writes the recorder's changed records (Service.Flush also reads the arms again); Run
+	// calls it every FlushEvery and on the way out.
 	Flush      func() error
 	FlushEvery time.Duration
 
@@ -147,7 +148,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-tick.C:
-			if cfg.Flush != nil && cfg.HTTP.Recorder.Dirty() {
+			if cfg.Flush != nil {
 				if err := cfg.Flush(); err != nil {
 					log.Warn("flush boot records (will retry)", "err", err)
 				}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/statetest"
 )
 
@@ -108,20 +108,20 @@ func countingOpen(st Store, opens *atomic.Int64) func() (Store, error) {
 	}
 }
 
-// allocatedFromBucket reads allocated configs kept, for the test, under one key.
-func allocatedFromBucket(st state.Reader) (map[string][]byte, error) {
-	var m map[string][]byte
-	if err := st.Get("test-allocated", "configs", &m); err != nil && !errors.Is(err, state.ErrNotFound) {
-		return nil, err
-	}
-	return m, nil
-}
-
-func ignitionOf(t *testing.T, s *Service, m *Machine) string {
+// ignitionOf arms the machine if it is not, and returns the config its ticket gives.
+func ignitionOf(t *testing.T, s *Service, st Store, m *Machine) string {
 	t.Helper()
-	cfg, err := s.Ignition(context.Background(), m)
+	if _, ok, _ := GetArm(st, m.MAC); !ok {
+		armForTest(t, s, st, Arm{MAC: m.MAC})
+	}
+	from := netip.MustParseAddr("10.0.0.7")
+	token, ok, err := s.Issue(context.Background(), m, from)
+	if err != nil || !ok {
+		t.Fatalf("Issue(%s) = %v, %v", m.Name, ok, err)
+	}
+	cfg, err := s.Spend(context.Background(), m, token, from)
 	if err != nil {
-		t.Fatalf("Ignition(%s): %v", m.Name, err)
+		t.Fatalf("Spend(%s): %v", m.Name, err)
 	}
 	return string(cfg)
 }
@@ -136,8 +136,9 @@ func TestServiceLoad(t *testing.T) {
 		// A record from an earlier run, with the address the machine was leased.
 		BucketRecords: {m0.MAC: Record{MAC: m0.MAC, Name: m0.Name, IP: "10.0.0.150",
 			Steps: map[Step]StepRecord{StepDHCP: {First: seen, Last: seen, Count: 1, Detail: "10.0.0.150 ipxe"}}}},
-		// m1 was allocated by the metal provider, with its own config.
-		"test-allocated": {"configs": map[string][]byte{m1.MAC: []byte(`{"allocated":true}`)}},
+		// m1 was armed by the metal provider, with its own config.
+		BucketArms: {m1.MAC: Arm{MAC: m1.MAC, Cluster: "demo", Machine: "demo-workers-abc", By: ArmedByMetal, At: seen,
+			Config: []byte(`{"allocated":true}`)}},
 	})
 	leases, err := NewLeases(net.ParseIP("10.0.0.100"), net.ParseIP("10.0.0.200"))
 	if err != nil {
@@ -145,9 +146,8 @@ func TestServiceLoad(t *testing.T) {
 	}
 	var opens atomic.Int64
 	r := &tokenRenderer{ttl: time.Hour}
-	s := NewService(ServiceConfig{Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render,
-		Allocated: allocatedFromBucket, Leases: leases, Random: func(b []byte) error { copy(b, bytes.Repeat([]byte{4}, len(b))); return nil },
-		Clock: newFakeClock(t0)})
+	s := NewService(ServiceConfig{Cluster: "demo", Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render,
+		Leases: leases, Clock: newFakeClock(t0)})
 	if err := s.Load(); err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -159,20 +159,21 @@ func TestServiceLoad(t *testing.T) {
 	if got, err := LoadInventory(st); err != nil || len(got.Machines) != len(inv.Machines) {
 		t.Errorf("inventory in the store: %v, %v", got, err)
 	}
-	if want := bytes.Repeat([]byte{4}, 32); !bytes.Equal(s.URLKey(), want) {
-		t.Errorf("URL key %x, want the new one %x", s.URLKey(), want)
-	}
 	if rec, ok := s.Recorder().Get(m0.MAC); !ok || rec.Steps[StepDHCP].Count != 1 {
 		t.Errorf("record of %s after Load: %+v, %v; want the stored one", m0.Name, rec, ok)
 	}
 	if ip, ok := leases.Leased(m0.MAC); !ok || !ip.Equal(net.ParseIP("10.0.0.150")) {
 		t.Errorf("lease of %s after Load: %v, %v; want the recorded address back", m0.Name, ip, ok)
 	}
-	if got, want := ignitionOf(t, s, m0), `{"node":"demo-control-plane-0","token":1}`; got != want {
-		t.Errorf("config of %s = %s, want %s", m0.Name, got, want)
+	// Only the armed machine may install; m0 is not armed.
+	if _, ok, err := s.Issue(context.Background(), m0, netip.MustParseAddr("10.0.0.7")); ok || err != nil {
+		t.Errorf("Issue for %s, not armed = %v, %v; want nothing", m0.Name, ok, err)
 	}
-	if got := ignitionOf(t, s, m1); got != `{"allocated":true}` {
+	if got := ignitionOf(t, s, st, m1); got != `{"allocated":true}` {
 		t.Errorf("config of the allocated %s = %s, want its allocated one", m1.Name, got)
+	}
+	if got, want := ignitionOf(t, s, st, m0), `{"node":"demo-control-plane-0","token":1}`; got != want {
+		t.Errorf("config of %s once armed = %s, want %s", m0.Name, got, want)
 	}
 	if n := r.calls.Load(); n != 1 {
 		t.Errorf("renderer made %d times, want once", n)
@@ -183,15 +184,8 @@ func TestServiceLoad(t *testing.T) {
 	if opens.Load() == 0 || int64(st.Closes()) != opens.Load() {
 		t.Errorf("store opened %d times, closed %d: the service must let it go", opens.Load(), st.Closes())
 	}
-
-	// A second run keeps the URL key, so the URLs machines were given stay good.
-	again := NewService(ServiceConfig{Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render,
-		Random: func(b []byte) error { copy(b, bytes.Repeat([]byte{5}, len(b))); return nil }, Clock: newFakeClock(t0)})
-	if err := again.Load(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(again.URLKey(), s.URLKey()) {
-		t.Errorf("URL key changed across runs: %x, then %x", s.URLKey(), again.URLKey())
+	if arms, err := LoadArms(st); err != nil || len(arms) != 0 {
+		t.Errorf("arms after both configs were served: %v, %v; want none", arms, err)
 	}
 }
 
@@ -202,15 +196,17 @@ func TestServiceFlush(t *testing.T) {
 	var opens atomic.Int64
 	r := &tokenRenderer{ttl: time.Hour}
 	clock := newFakeClock(t0)
-	s := NewService(ServiceConfig{Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render,
-		Allocated: allocatedFromBucket, Clock: clock})
+	s := NewService(ServiceConfig{Cluster: "demo", Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render, Clock: clock})
 	if err := s.Load(); err != nil {
 		t.Fatal(err)
 	}
 	s.Recorder().Observe(m0, StepScript, "debian")
-	// The metal provider allocates m1 while the server runs.
-	if err := st.Put("test-allocated", "configs", map[string][]byte{m1.MAC: []byte(`{"allocated":true}`)}); err != nil {
+	// The metal provider arms m1 while the server runs: the service knows of it once it flushed.
+	if err := ArmMachine(st, Arm{MAC: m1.MAC, Machine: "demo-workers-abc", By: ArmedByMetal, At: t0, Config: []byte(`{"allocated":true}`)}); err != nil {
 		t.Fatal(err)
+	}
+	if _, ok, err := s.Issue(context.Background(), m1, netip.MustParseAddr("10.0.0.7")); ok || err != nil {
+		t.Errorf("Issue before the service read the arm = %v, %v", ok, err)
 	}
 	if err := s.Flush(); err != nil {
 		t.Fatalf("Flush: %v", err)
@@ -219,8 +215,21 @@ func TestServiceFlush(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].MAC != m0.MAC || !recs[0].Steps[StepScript].Last.Equal(t0) {
 		t.Errorf("records in the store after Flush: %+v, %v", recs, err)
 	}
-	if got := ignitionOf(t, s, m1); got != `{"allocated":true}` {
-		t.Errorf("config of %s after it was allocated = %s", m1.Name, got)
+	if got := ignitionOf(t, s, st, m1); got != `{"allocated":true}` {
+		t.Errorf("config of %s after it was armed = %s", m1.Name, got)
+	}
+	// Disarmed by hand ('kiln pxe disarm') after the last Flush: the store is the truth.
+	if err := ArmMachine(st, Arm{MAC: m1.MAC, By: ArmedByCLI, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Disarm(st, m1.MAC); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Issue(context.Background(), m1, netip.MustParseAddr("10.0.0.7")); ok || err != nil {
+		t.Errorf("Issue after a disarm the service has not read yet = %v, %v", ok, err)
 	}
 	if int64(st.Closes()) != opens.Load() {
 		t.Errorf("store opened %d times, closed %d", opens.Load(), st.Closes())
@@ -237,7 +246,7 @@ func TestServiceRenew(t *testing.T) {
 	r := &tokenRenderer{ttl: time.Hour}
 	clock := newFakeClock(t0)
 	var logs syncBuffer
-	s := NewService(ServiceConfig{Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render, Clock: clock,
+	s := NewService(ServiceConfig{Cluster: "demo", Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render, Clock: clock,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := s.Load(); err != nil {
 		t.Fatal(err)
@@ -251,7 +260,7 @@ func TestServiceRenew(t *testing.T) {
 	if want := 30*time.Minute + time.Second; w.d != want {
 		t.Fatalf("first wait %v, want %v", w.d, want)
 	}
-	if got := ignitionOf(t, s, m0); !strings.Contains(got, `"token":1`) {
+	if got := ignitionOf(t, s, st, m0); !strings.Contains(got, `"token":1`) {
 		t.Fatalf("config before renewal: %s", got)
 	}
 	r.fail.Store(true)
@@ -262,7 +271,7 @@ func TestServiceRenew(t *testing.T) {
 	if want := (30*time.Minute-time.Second)/2 + time.Second; w.d != want {
 		t.Errorf("wait after a failed renewal %v, want %v", w.d, want)
 	}
-	if got := ignitionOf(t, s, m0); !strings.Contains(got, `"token":1`) {
+	if got := ignitionOf(t, s, st, m0); !strings.Contains(got, `"token":1`) {
 		t.Errorf("config after a failed renewal: %s, want token 1 kept", got)
 	}
 	if !strings.Contains(logs.String(), "renew bootstrap token") || !strings.Contains(logs.String(), errNoSecrets.Error()) {
@@ -276,7 +285,7 @@ func TestServiceRenew(t *testing.T) {
 	if want := 30*time.Minute + time.Second; w.d != want {
 		t.Errorf("wait after a renewal %v, want %v", w.d, want)
 	}
-	if got := ignitionOf(t, s, m0); !strings.Contains(got, `"token":2`) {
+	if got := ignitionOf(t, s, st, m0); !strings.Contains(got, `"token":2`) {
 		t.Errorf("config after renewal: %s, want token 2", got)
 	}
 	r.mu.Lock()
@@ -337,12 +346,11 @@ func TestServiceStoreErrors(t *testing.T) {
 			call: func(s *Service) error {
 				s.Recorder().Observe(&inv.Machines[0], StepScript, "debian")
 				return s.Flush()
-			}, want: "pxe: boot record " + inv.Machines[0].MAC + ": input/output error\ninput/output error"},
+			}, want: "pxe: boot record " + inv.Machines[0].MAC + ": input/output error\npxe: arms: input/output error"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewService(ServiceConfig{Inventory: inv, Open: tc.open, Renderer: r.render,
-				Allocated: allocatedFromBucket, Clock: newFakeClock(t0)})
+			s := NewService(ServiceConfig{Cluster: "demo", Inventory: inv, Open: tc.open, Renderer: r.render, Clock: newFakeClock(t0)})
 			err := tc.call(s)
 			if !errors.Is(err, errDisk) || err.Error() != tc.want {
 				t.Errorf("error = %q, want %q", err, tc.want)
@@ -352,12 +360,12 @@ func TestServiceStoreErrors(t *testing.T) {
 
 	// The renderer's own error is returned as it is: it names its subject.
 	r.fail.Store(true)
-	s := NewService(ServiceConfig{Inventory: inv, Open: countingOpen(statetest.NewEmpty(), &atomic.Int64{}), Renderer: r.render,
+	s := NewService(ServiceConfig{Cluster: "demo", Inventory: inv, Open: countingOpen(statetest.NewEmpty(), &atomic.Int64{}), Renderer: r.render,
 		Clock: newFakeClock(t0)})
 	if err := s.Load(); !errors.Is(err, errNoSecrets) {
 		t.Errorf("Load with a failing renderer = %v, want its error", err)
 	}
-	if err := NewService(ServiceConfig{Inventory: inv}).Load(); err == nil {
+	if err := NewService(ServiceConfig{Cluster: "demo", Inventory: inv}).Load(); err == nil {
 		t.Error("Load without a store or renderer succeeded")
 	}
 }
@@ -370,10 +378,11 @@ func TestServiceServe(t *testing.T) {
 	var opens atomic.Int64
 	r := &tokenRenderer{ttl: time.Hour}
 	clock := newFakeClock(time.Now())
-	s := NewService(ServiceConfig{Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render, Clock: clock})
+	s := NewService(ServiceConfig{Cluster: "demo", Inventory: inv, Open: countingOpen(st, &opens), Renderer: r.render, Clock: clock})
 	if err := s.Load(); err != nil {
 		t.Fatal(err)
 	}
+	armForTest(t, s, st, Arm{MAC: inv.Machines[0].MAC})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ready := make(chan Addrs, 1)

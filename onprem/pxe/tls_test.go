@@ -1,7 +1,6 @@
 package pxe
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,9 +16,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kiln-dev/kiln/state/statetest"
 )
 
 // TestRunTLS serves HTTPS with --tls-cert/--tls-key and checks that a client trusting the CA gets
@@ -46,9 +46,11 @@ func TestRunTLS(t *testing.T) {
 	defer cancel()
 	ready := make(chan Addrs, 1)
 	done := make(chan error, 1)
+	inv, st := testInventory(t), statetest.NewEmpty()
+	svc := newTestService(t, inv, st, nil)
+	armForTest(t, svc, st, Arm{MAC: "52:54:00:00:00:01"})
 	cfg := Config{
-		HTTP: HTTPConfig{BaseURL: "https://127.0.0.1", Inventory: testInventory(t), Ignition: NewIgnitionCache(fakeRender(&atomic.Int64{})),
-			Recorder: NewRecorder(nil), URLKey: bytes.Repeat([]byte{1}, 32)},
+		HTTP:     HTTPConfig{BaseURL: "https://127.0.0.1", Inventory: inv, Enroll: svc, Recorder: svc.Recorder()},
 		HTTPAddr: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile,
 	}
 	go func() { done <- Run(ctx, cfg, func(a Addrs) { ready <- a }) }()

@@ -1,6 +1,7 @@
 // Package loadgen simulates a boot storm against a kiln boot server: many machines booting at once,
-// each fetching its iPXE script, its Ignition (from the URL in the script, as a real machine does) and
-// a boot asset, and reports requests per second, latency percentiles and asset throughput.
+// each fetching its iPXE script, its Ignition (from the URL in the script, as a real machine does,
+// when the machine is armed: a script without one installs nothing) and a boot asset, and reports
+// requests per second, latency percentiles and asset throughput.
 //
 // It only targets loopback addresses: a load test of a server runs on the machine that serves.
 package loadgen
@@ -26,7 +27,9 @@ type Config struct {
 	BaseURL string
 	// MACs of the machines to simulate (they must be in the server's inventory).
 	MACs []string
-	// Rounds each machine fetches its script and Ignition (a reboot loop). Defaults to 1.
+	// Rounds each machine fetches its script, and the Ignition its URL names (a reboot loop: an armed
+	// machine's first round installs it, and the later ones get the script that installs nothing).
+	// Defaults to 1.
 	Rounds int
 	// Asset, when set, is fetched once per machine after its last round (a path under /assets/).
 	Asset string
@@ -42,8 +45,9 @@ type Config struct {
 // Result of a storm.
 type Result struct {
 	Machines int
-	// Requests counts script and Ignition requests; Errors those that failed.
-	Requests, Errors int
+	// Requests counts script and Ignition requests; Errors those that failed; Configs the Ignition
+	// configs fetched.
+	Requests, Errors, Configs int
 	// Elapsed is the time from the first to the last script or Ignition response.
 	Elapsed time.Duration
 	// RPS is Requests/Elapsed.
@@ -66,8 +70,8 @@ func (r Result) AssetMBps() float64 {
 }
 
 func (r Result) String() string {
-	s := fmt.Sprintf("%d machines: %d script+ignition requests in %s = %.0f req/s, p50 %s, p99 %s, max %s, %d errors",
-		r.Machines, r.Requests, r.Elapsed.Round(time.Millisecond), r.RPS, r.P50.Round(10*time.Microsecond),
+	s := fmt.Sprintf("%d machines: %d script+ignition requests (%d configs) in %s = %.0f req/s, p50 %s, p99 %s, max %s, %d errors",
+		r.Machines, r.Requests, r.Configs, r.Elapsed.Round(time.Millisecond), r.RPS, r.P50.Round(10*time.Microsecond),
 		r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond), r.Errors)
 	if r.AssetBytes > 0 {
 		s += fmt.Sprintf("; assets %.0f MB in %s = %.0f MB/s", float64(r.AssetBytes)/1e6, r.AssetElapsed.Round(time.Millisecond), r.AssetMBps())
@@ -107,6 +111,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		mu        sync.Mutex
 		lat       = make([]time.Duration, 0, 2*len(cfg.MACs)*cfg.Rounds)
 		errs      int
+		configs   int
 		firstErr  error
 		first     time.Time
 		last      time.Time
@@ -173,14 +178,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		record(d)
 		m := ignitionURL.FindSubmatch(script)
 		if m == nil {
-			fail(fmt.Errorf("script of %s has no ignition.config.url", mac))
-			return false
+			// Not armed: this boot installs nothing.
+			return true
 		}
 		if _, d, err = get(string(m[1]), true); err != nil {
 			fail(err)
 			return false
 		}
 		record(d)
+		mu.Lock()
+		configs++
+		mu.Unlock()
 		return true
 	}
 	var wg sync.WaitGroup
@@ -226,7 +234,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		assetTo = time.Now()
 	}
 
-	r := Result{Machines: len(cfg.MACs), Requests: len(lat), Errors: errs, FirstError: firstErr,
+	r := Result{Machines: len(cfg.MACs), Requests: len(lat), Errors: errs, Configs: configs, FirstError: firstErr,
 		AssetBytes: assetN, AssetElapsed: assetTo.Sub(assetFrom)}
 	if len(lat) > 0 {
 		slices.Sort(lat)

@@ -17,14 +17,17 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/onprem/metal"
 	"github.com/kiln-dev/kiln/onprem/pxe"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // server is a boot server on loopback with n workers in its inventory, each with its real Ignition
-// rendered ahead (as 'kiln pxe serve' does), and an asset of assetMB megabytes.
+// rendered ahead (as 'kiln pxe serve' does), its enrollment tickets in a real state store, and an
+// asset of assetMB megabytes.
 type server struct {
 	url  string
 	macs []string
-	rec  *pxe.Recorder
+	svc  *pxe.Service
+	st   *state.Store
 }
 
 func startServer(tb testing.TB, n, assetMB int) server {
@@ -60,20 +63,21 @@ func startServer(tb testing.TB, n, assetMB int) server {
 		macs = append(macs, mac)
 		inv.Machines = append(inv.Machines, pxe.Machine{Name: fmt.Sprintf("demo-workers-%d", i), MAC: mac, Role: "worker", Pool: "workers"})
 	}
-	cache := pxe.NewIgnitionCache(func(m *pxe.Machine) ([]byte, error) {
+	st, err := state.Open(filepath.Join(tb.TempDir(), "state.db"), make([]byte, state.KeySize))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	render := func(m *pxe.Machine) ([]byte, error) {
 		return r.Render(ignition.Node{Name: m.Name, Role: m.Role, Pool: m.Pool})
-	})
-	if err := cache.Prerender(inv.Machines, runtime.GOMAXPROCS(0)); err != nil {
+	}
+	svc := pxe.NewService(pxe.ServiceConfig{Cluster: "demo", Inventory: inv, Open: func() (pxe.Store, error) { return unclosed{st}, nil },
+		Renderer: func(pxe.Store, time.Time) (pxe.RenderFunc, time.Time, error) { return render, tok.Expires, nil }})
+	if err := svc.Load(); err != nil {
 		tb.Fatal(err)
 	}
 	assets := tb.TempDir()
 	if err := os.WriteFile(filepath.Join(assets, "vmlinuz"), make([]byte, assetMB<<20), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	rec := pxe.NewRecorder(nil)
-	boot, err := pxe.NewBoot(pxe.HTTPConfig{BaseURL: "http://placeholder", Inventory: inv, Ignition: cache, Recorder: rec,
-		URLKey: []byte("0123456789abcdef0123456789abcdef"), AssetsDir: assets})
-	if err != nil {
 		tb.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,10 +85,7 @@ func startServer(tb testing.TB, n, assetMB int) server {
 		tb.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	boot.Close()
-	// The base URL is only known once listening: make the handler again with it.
-	boot, err = pxe.NewBoot(pxe.HTTPConfig{BaseURL: base, Inventory: inv, Ignition: cache, Recorder: rec,
-		URLKey: []byte("0123456789abcdef0123456789abcdef"), AssetsDir: assets})
+	boot, err := pxe.NewBoot(pxe.HTTPConfig{BaseURL: base, Inventory: inv, Enroll: svc, Recorder: svc.Recorder(), AssetsDir: assets})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -94,36 +95,60 @@ func startServer(tb testing.TB, n, assetMB int) server {
 		hs.Close()
 		boot.Close()
 	})
-	return server{url: base, macs: macs, rec: rec}
+	s := server{url: base, macs: macs, svc: svc, st: st}
+	s.armAll(tb)
+	return s
+}
+
+// unclosed is the test's state store, which the service does not close after each use.
+type unclosed struct{ *state.Store }
+
+func (unclosed) Close() error { return nil }
+
+// armAll arms every machine, as 'kiln pxe arm' does.
+func (s server) armAll(tb testing.TB) {
+	tb.Helper()
+	for _, mac := range s.macs {
+		if err := pxe.ArmMachine(s.st, pxe.Arm{MAC: mac, By: pxe.ArmedByCLI, At: time.Now()}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := s.svc.Flush(); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func TestStorm(t *testing.T) {
 	s := startServer(t, 50, 1)
-	paced, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rounds: 2, Rate: 2000})
-	if err != nil || paced.Errors != 0 || paced.Requests != 200 {
+	paced, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rate: 2000})
+	if err != nil || paced.Errors != 0 || paced.Requests != 100 || paced.Configs != 50 {
 		t.Fatalf("open loop: %s %v", paced, err)
 	}
+	// Two rounds: every machine installs in the first, and gets the script that installs nothing in
+	// the second.
+	s.armAll(t)
 	res, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rounds: 2, Asset: "vmlinuz"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Log(res)
-	if res.Errors != 0 || res.Requests != 50*2*2 || res.AssetBytes != 50<<20 {
+	if res.Errors != 0 || res.Requests != 150 || res.Configs != 50 || res.AssetBytes != 50<<20 {
 		t.Fatalf("storm: %s", res)
 	}
 	if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 || res.RPS <= 0 {
 		t.Fatalf("statistics: %+v", res)
 	}
 	for _, mac := range s.macs {
-		r, ok := s.rec.Get(mac)
-		if !ok || r.Steps[pxe.StepScript].Count != 4 || r.Steps[pxe.StepIgnition].Count != 4 || r.Steps[pxe.StepKernel].Count != 1 {
+		r, ok := s.svc.Recorder().Get(mac)
+		if !ok || r.Steps[pxe.StepScript].Count != 2 || r.Steps[pxe.StepIgnition].Count != 2 || r.Steps[pxe.StepKernel].Count != 1 {
 			t.Fatalf("records of %s: %+v", mac, r)
 		}
 	}
-	// A MAC the server does not know fails, and is counted.
+	// Nothing is armed now: every script installs nothing, and a MAC the server does not know gets
+	// the same.
 	res, err = Run(context.Background(), Config{BaseURL: s.url, MACs: append(s.macs[:3:3], "52:54:00:ff:ff:ff")})
-	if err != nil || res.Errors != 1 || res.FirstError == nil || !strings.Contains(res.FirstError.Error(), "404") {
-		t.Fatalf("unknown MAC: %s %v", res, err)
+	if err != nil || res.Errors != 0 || res.Requests != 4 || res.Configs != 0 {
+		t.Fatalf("nothing armed: %s %v", res, err)
 	}
 }
 
@@ -136,19 +161,24 @@ func TestOnlyLoopback(t *testing.T) {
 	}
 }
 
-// BenchmarkBootStorm: 1,000 machines against a server in the same process on both cores.
-// open-loop-5000rps: boots start at 2,500/s (5,000 script+Ignition requests/s), 5,000 boots in all,
-// and the latency is the server's. closed-loop: all 1,000 start at once, each fetching its script
-// and Ignition five times (reboots) and then a 20 MB kernel; with 1,000 requests in flight the
-// latency is mostly queueing (Little's law: in-flight / throughput).
+// BenchmarkBootStorm: 1,000 armed machines against a server in the same process on both cores, its
+// enrollment tickets in a real state store (each issued and spent in a transaction of its own).
+// open-loop-200rps: installs (a script that issues a ticket, the Ignition that spends it) start at
+// 100/s, one per machine, and the latency is the server's. closed-loop: all 1,000 start at once,
+// each booting five times (one install, four scripts that install nothing) and then fetching a 20 MB
+// kernel; with 1,000 requests in flight the latency is mostly queueing (Little's law: in-flight /
+// throughput).
 //
 //	go test -run '^$' -bench BootStorm -benchtime 3x ./onprem/pxe/loadgen
 func BenchmarkBootStorm(b *testing.B) {
 	s := startServer(b, 1000, 20)
-	b.Run("open-loop-5000rps", func(b *testing.B) {
+	b.Run("open-loop-200rps", func(b *testing.B) {
 		var last Result
 		for b.Loop() {
-			res, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rounds: 5, Rate: 5000, Timeout: 5 * time.Minute})
+			b.StopTimer()
+			s.armAll(b)
+			b.StartTimer()
+			res, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rate: 200, Timeout: 5 * time.Minute})
 			if err != nil || res.Errors != 0 {
 				b.Fatalf("%s %v", res, err)
 			}
@@ -165,6 +195,9 @@ func BenchmarkBootStorm(b *testing.B) {
 func benchmarkClosedLoop(b *testing.B, s server) {
 	var last Result
 	for b.Loop() {
+		b.StopTimer()
+		s.armAll(b)
+		b.StartTimer()
 		res, err := Run(context.Background(), Config{BaseURL: s.url, MACs: s.macs, Rounds: 5, Asset: "vmlinuz", Timeout: 5 * time.Minute})
 		if err != nil {
 			b.Fatal(err)
@@ -197,7 +230,7 @@ func TestMainCommand(t *testing.T) {
 	if code := Main([]string{"-url", s.url, "-i", inv, "-rounds", "2", "-asset", "vmlinuz"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "3 machines: 12 script+ignition requests") || !strings.Contains(out.String(), "0 errors; assets 3 MB") {
+	if !strings.Contains(out.String(), "3 machines: 9 script+ignition requests (3 configs)") || !strings.Contains(out.String(), "0 errors; assets 3 MB") {
 		t.Fatalf("output: %s", out.String())
 	}
 	if code := Main([]string{"-url", "http://10.1.2.3:8080", "-i", inv}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "not a loopback address") {

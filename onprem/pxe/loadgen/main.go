@@ -18,7 +18,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	base := fs.String("url", "http://127.0.0.1:8080", "boot server (a loopback address)")
 	inv := fs.String("i", "machines.yaml", "inventory whose machines to simulate")
-	rounds := fs.Int("rounds", 1, "script+Ignition fetches per machine")
+	rounds := fs.Int("rounds", 1, "boots per machine (a script, and the Ignition of an armed machine)")
 	rate := fs.Float64("rate", 0, "open loop: script+Ignition requests per second (0: every machine at once)")
 	asset := fs.String("asset", "", "asset each machine fetches after its rounds (path under /assets/)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "bound on the whole storm")
