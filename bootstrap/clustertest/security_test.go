@@ -69,7 +69,7 @@ func TestControlPlaneSecurity(t *testing.T) {
 
 	// Exactly the files and flags kiln renders for the control-plane node, run on loopback by the
 	// same code as `kiln controlplane run` (package controlplane); it also applies the rendered
-	// namespaces, RBAC and bootstrap tokens with the node's one-time cluster-init credential.
+	// namespaces, RBAC and bootstrap tokens as the node's cluster init does, with its credentials.
 	in, expired := input(t)
 	ctx := t.Context()
 	cp, err := controlplane.Start(ctx, in, controlplane.Options{
@@ -203,7 +203,7 @@ func TestControlPlaneSecurity(t *testing.T) {
 	// cluster CA, as a render does (the node's own was removed).
 	t.Run("cluster init identity", func(t *testing.T) {
 		now := time.Now()
-		initKP, _, err := in.Secrets.ClusterInit(rand.Reader, now, now.Add(time.Hour))
+		initKP, _, err := in.Secrets.ClusterInit(rand.Reader, now, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,7 +334,7 @@ func TestControlPlaneSecurity(t *testing.T) {
 			t.Fatal(err)
 		}
 		issued := ca.NotBefore.Add(pki.ClockSkew)
-		expired, _, err := in.Secrets.ClusterInit(rand.Reader, issued, issued.Add(time.Second))
+		expired, _, err := in.Secrets.ClusterInit(rand.Reader, issued, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -264,12 +264,12 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	}
 
 	// Kubeconfigs of the components and of the cluster init, all to the local API server. The cluster
-	// init's are issued now, valid until the bootstrap token the node joins with expires.
+	// init's are issued now, for as long as a bootstrap token lives.
 	r.randMu.Lock()
-	initApply, initGrant, err := b.ClusterInit(r.in.Rand, r.in.Now(), r.in.Token.Expires)
+	initApply, initGrant, err := b.ClusterInit(r.in.Rand, r.in.Now(), secrets.TokenTTL(c))
 	r.randMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("ignition: bootstrap token %s: %w", r.in.Token.ID, err)
+		return fmt.Errorf("ignition: spec.security.bootstrapTokenTTL: %w", err)
 	}
 	for _, k := range []struct {
 		path, user string

@@ -209,8 +209,8 @@ func (b *Bundle) EtcdMember(rand io.Reader, now time.Time, name string, addr net
 }
 
 // ClusterInit issues the client certificates with which a control-plane node's first boot applies
-// its manifests, valid from now until expires (the expiry of the bootstrap token the node joins with:
-// a node that comes up later could not join either), at most MaxClusterInitValidity:
+// its manifests, valid from now for validity (TokenTTL: the window a node rendered now has to come
+// up in, as its bootstrap token does), at most MaxClusterInitValidity:
 //
 //   - apply, for ClusterInitUser in ClusterInitGroup, which applies the manifests, bound by RBAC to
 //     exactly those objects (kubecfg.ClusterInitRBAC);
@@ -219,12 +219,10 @@ func (b *Bundle) EtcdMember(rand io.Reader, now time.Time, name string, addr net
 //
 // Both go to control-plane nodes only, which delete them once the cluster init ran. Keys and serial
 // numbers are read from rand; b keeps nothing of them.
-func (b *Bundle) ClusterInit(rand io.Reader, now, expires time.Time) (apply, grant pki.KeyPair, err error) {
-	validity := expires.Sub(now)
+func (b *Bundle) ClusterInit(rand io.Reader, now time.Time, validity time.Duration) (apply, grant pki.KeyPair, err error) {
 	switch {
 	case validity <= 0:
-		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: cluster init credentials: they would expire at %s, before they are issued (%s)",
-			expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: cluster init credentials: validity %v is not positive", validity)
 	case validity > MaxClusterInitValidity:
 		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: cluster init credentials: valid for %v, more than %v", validity, MaxClusterInitValidity)
 	case rand == nil:
