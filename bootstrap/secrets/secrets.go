@@ -3,7 +3,9 @@
 // SSH key, the key that encrypts Secrets at rest, and short-lived bootstrap tokens.
 //
 // A cluster's secrets are generated once (Generate), saved once (Save refuses to replace them) and
-// thereafter only loaded, with bootstrap tokens the one part that may be added to (Update). Printing a
+// thereafter only loaded, with bootstrap tokens the one part that may be added to (Update). What must
+// name one node or live only hours is issued from the bundle's CAs each time a config is rendered and
+// never stored: etcd members' certificates (EtcdMember) and the cluster init's (ClusterInit). Printing a
 // Bundle with any fmt verb or logging it with slog never shows key material.
 package secrets
 
