@@ -312,6 +312,18 @@ func TestControlPlaneSecurity(t *testing.T) {
 					`"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"kiln:cluster-admins"},`+
 					`{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"`+secrets.ClusterInitGroup+`"}]}`)
 			}, why: "ValidatingAdmissionPolicy '" + kubecfg.ClusterInitPolicy + "'"},
+			// It holds the right to patch kiln:cluster-admins, but may not hand it to the nodes through
+			// kiln:podnet, which it writes: the policy keeps the role's rules to kiln's.
+			{name: "hand the nodes a rule it holds through kiln:podnet", do: func() error {
+				return applyDryRun(ctx, rc, `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"kiln:podnet"},`+
+					`"rules":[{"apiGroups":[""],"resources":["nodes"],"verbs":["get","list","watch"]},`+
+					`{"apiGroups":["rbac.authorization.k8s.io"],"resources":["clusterrolebindings"],"resourceNames":["kiln:cluster-admins"],"verbs":["get","patch"]}]}`)
+			}, why: "ValidatingAdmissionPolicy '" + kubecfg.ClusterInitPolicy + "'"},
+			// It labels restricted-ns, with kiln's labels only.
+			{name: "relax restricted-ns to privileged", do: func() error {
+				return applyDryRun(ctx, rc, `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"restricted-ns",`+
+					`"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}`)
+			}, why: "ValidatingAdmissionPolicy '" + kubecfg.ClusterInitPolicy + "'"},
 			// It writes kiln:podnet and holds its rules, not more: RBAC refuses the escalation.
 			{name: "widen kiln:podnet to secrets", do: func() error {
 				return applyDryRun(ctx, rc, `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"kiln:podnet"},`+
@@ -326,6 +338,32 @@ func TestControlPlaneSecurity(t *testing.T) {
 				t.Errorf("%s as %s: want 403 Forbidden (%s), got %v", tc.name, secrets.ClusterInitUser, why, err)
 			}
 		}
+
+		// Another manager's Pod Security label on one of kiln's namespaces does not keep it out (the
+		// policy refuses only what it would add), and stays.
+		adminRC, err := clientcmd.BuildConfigFromFlags("", cp.AdminKubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adminCS, err := kubernetes.NewForConfig(adminRC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		label := func(value string) {
+			t.Helper()
+			patch := `{"metadata":{"labels":{"pod-security.kubernetes.io/audit":` + value + `}}}`
+			if _, err := adminCS.CoreV1().Namespaces().Patch(ctx, "restricted-ns", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		label(`"baseline"`)
+		if _, err := clusterapply.Apply(ctx, rc, manifests...); err != nil {
+			t.Errorf("applying the manifests over another manager's Pod Security label: %v", err)
+		}
+		if ns, err := adminCS.CoreV1().Namespaces().Get(ctx, "restricted-ns", metav1.GetOptions{}); err != nil || ns.Labels["pod-security.kubernetes.io/audit"] != "baseline" {
+			t.Errorf("restricted-ns after the cluster init's apply: %v (%v), want the other manager's audit label kept", ns.GetLabels(), err)
+		}
+		label("null")
 
 		// Past its end: 401. One issued when the cluster's secrets were made, valid for a second, has
 		// expired by now.

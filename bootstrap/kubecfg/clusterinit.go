@@ -47,8 +47,9 @@ type initObject struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Metadata   struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
 	} `json:"metadata"`
 	RoleRef  *rbacv1.RoleRef     `json:"roleRef"`
 	Subjects []rbacv1.Subject    `json:"subjects"`
@@ -65,10 +66,12 @@ type initObject struct {
 //   - a Role and RoleBinding ClusterInitRole in each namespace that holds namespaced objects: get,
 //     create and patch each of them by its name. The namespace must exist when kube-apiserver starts
 //     (default, kube-system, kube-public, kube-node-lease);
-//   - ValidatingAdmissionPolicy and its binding ClusterInitPolicy: a ClusterRoleBinding that a member
-//     of group creates or changes must have exactly the subjects kiln rendered for it. RBAC can say
-//     which bindings and roles, not to whom: without it the group could add itself to a binding of
-//     cluster-admin.
+//   - ValidatingAdmissionPolicy and its binding ClusterInitPolicy: what a member of group creates or
+//     changes must say what kiln rendered, and nothing more that was not there before: a
+//     ClusterRoleBinding's subjects, a ClusterRole's rules, a Namespace's Pod Security labels. RBAC can
+//     say which objects, not what they say: without it the group could add itself to a binding of
+//     cluster-admin, hand what it holds to the nodes through kiln:podnet, or relax a namespace's Pod
+//     Security level.
 //
 // Kubernetes has no RBAC that exists before the API server does, so these objects are applied by a
 // system:masters credential before the group applies the manifests (see docs/security.md). A kind
@@ -87,7 +90,8 @@ func ClusterInitRBAC(group string, manifests ...[]byte) ([]byte, error) {
 	namespaced := map[string]map[target][]string{}
 	var bind []string
 	var held []rbacv1.PolicyRule
-	subjects := map[string][]string{}
+	// pinned are what the policy holds the cluster init to, by "Kind/name" (see pinnedKeys).
+	pinned := map[string][]string{}
 	for _, o := range objs {
 		gk := schema.FromAPIVersionAndKind(o.APIVersion, o.Kind).GroupKind()
 		k := initKinds[gk]
@@ -103,13 +107,15 @@ func ClusterInitRBAC(group string, manifests ...[]byte) ([]byte, error) {
 		switch o.Kind {
 		case "ClusterRoleBinding":
 			bind = appendNew(bind, o.RoleRef.Name)
-			subjects[o.Metadata.Name] = subjectKeys(o.Subjects)
 		case "ClusterRole":
 			for _, r := range o.Rules {
 				if !slices.ContainsFunc(held, func(h rbacv1.PolicyRule) bool { return equalRule(h, r) }) {
 					held = append(held, r)
 				}
 			}
+		}
+		if keys, ok := pinnedKeys(o); ok {
+			pinned[o.Kind+"/"+o.Metadata.Name] = keys
 		}
 	}
 	rules := func(m map[target][]string) []rbacv1.PolicyRule {
@@ -149,8 +155,8 @@ func ClusterInitRBAC(group string, manifests ...[]byte) ([]byte, error) {
 				Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: group}},
 			}))
 	}
-	if len(subjects) > 0 {
-		docs = append(docs, bindingSubjectsPolicy(group, subjects)...)
+	if len(pinned) > 0 {
+		docs = append(docs, pinningPolicy(group, pinned)...)
 	}
 	return joinDocuments(docs), nil
 }
@@ -198,44 +204,98 @@ func initObjects(manifests [][]byte) ([]initObject, error) {
 	return objs, nil
 }
 
-// bindingSubjectsPolicy renders the ValidatingAdmissionPolicy ClusterInitPolicy and its binding: a
-// ClusterRoleBinding that a member of group creates or updates must be one of those in subjects (by
-// name) with exactly the subjects listed for it, in order.
-func bindingSubjectsPolicy(group string, subjects map[string][]string) [][]byte {
+// podSecurityPrefix starts the labels that set a namespace's Pod Security levels.
+const podSecurityPrefix = "pod-security.kubernetes.io/"
+
+// pinnedKeys are what the policy compares of o, each as a string: a ClusterRoleBinding's subjects
+// ("Kind:name", "ServiceAccount:ns/name"), a ClusterRole's rules (apiGroups, resources,
+// resourceNames, verbs and nonResourceURLs, each joined by "," and the five by ";"), a Namespace's
+// Pod Security labels ("key=value"). False for a kind it does not compare. The policy's CEL
+// (pinnedCEL) writes the same strings of the object it admits.
+func pinnedKeys(o initObject) ([]string, bool) {
+	var keys []string
+	switch o.Kind {
+	case "ClusterRoleBinding":
+		for _, sub := range o.Subjects {
+			ns := ""
+			if sub.Namespace != "" {
+				ns = sub.Namespace + "/"
+			}
+			keys = append(keys, sub.Kind+":"+ns+sub.Name)
+		}
+	case "ClusterRole":
+		for _, r := range o.Rules {
+			keys = append(keys, strings.Join([]string{strings.Join(r.APIGroups, ","), strings.Join(r.Resources, ","),
+				strings.Join(r.ResourceNames, ","), strings.Join(r.Verbs, ","), strings.Join(r.NonResourceURLs, ",")}, ";"))
+		}
+	case "Namespace":
+		for _, k := range sortedKeys(o.Metadata.Labels, strings.Compare) {
+			if strings.HasPrefix(k, podSecurityPrefix) {
+				keys = append(keys, k+"="+o.Metadata.Labels[k])
+			}
+		}
+	default:
+		return nil, false
+	}
+	return keys, true
+}
+
+// pinnedCEL is the CEL expression of pinnedKeys for the object at root (object, oldObject).
+func pinnedCEL(root string) string {
+	joined := func(list string) string { return "(has(r." + list + ") ? r." + list + `.join(",") : "")` }
+	rules := strings.Join([]string{joined("apiGroups"), joined("resources"), joined("resourceNames"), joined("verbs"), joined("nonResourceURLs")}, ` + ";" + `)
+	return root + `.kind == "ClusterRoleBinding" ? ` +
+		`(has(` + root + `.subjects) ? ` + root + `.subjects.map(s, s.kind + ":" + (has(s.namespace) ? s.namespace + "/" : "") + s.name) : []) : ` +
+		root + `.kind == "ClusterRole" ? (has(` + root + `.rules) ? ` + root + `.rules.map(r, ` + rules + `) : []) : ` +
+		`(has(` + root + `.metadata.labels) ? ` + root + `.metadata.labels.filter(k, k.startsWith("` + podSecurityPrefix + `"))` +
+		`.map(k, k + "=" + ` + root + `.metadata.labels[k]) : [])`
+}
+
+// pinningPolicy renders the ValidatingAdmissionPolicy ClusterInitPolicy and its binding: what a member
+// of group creates or updates must be among pinned (by "Kind/name"), say all that pinned holds for it
+// (pinnedKeys) and nothing else that the object did not say before (another manager's Pod Security
+// label on one of kiln's namespaces stays; one the cluster init adds is refused).
+func pinningPolicy(group string, pinned map[string][]string) [][]byte {
 	var want []string
-	for _, name := range sortedKeys(subjects, strings.Compare) {
-		quoted := make([]string, len(subjects[name]))
-		for i, s := range subjects[name] {
+	for _, key := range sortedKeys(pinned, strings.Compare) {
+		quoted := make([]string, len(pinned[key]))
+		for i, s := range pinned[key] {
 			quoted[i] = strconv.Quote(s)
 		}
-		want = append(want, strconv.Quote(name)+": ["+strings.Join(quoted, ", ")+"]")
+		want = append(want, strconv.Quote(key)+": ["+strings.Join(quoted, ", ")+"]")
 	}
 	fail := admissionv1.Fail
 	reason := metav1.StatusReasonForbidden
+	rule := func(group string, resources ...string) admissionv1.NamedRuleWithOperations {
+		return admissionv1.NamedRuleWithOperations{RuleWithOperations: admissionv1.RuleWithOperations{
+			Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+			Rule:       admissionv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"}, Resources: resources},
+		}}
+	}
 	policy := admissionv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: ClusterInitPolicy},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: &fail,
-			MatchConstraints: &admissionv1.MatchResources{
-				ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
-					Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
-					Rule: admissionv1.Rule{APIGroups: []string{rbacv1.GroupName}, APIVersions: []string{"*"},
-						Resources: []string{"clusterrolebindings"}},
-				}}},
-			},
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{
+				rule(rbacv1.GroupName, "clusterrolebindings", "clusterroles"),
+				rule("", "namespaces"),
+			}},
 			MatchConditions: []admissionv1.MatchCondition{{
 				Name:       "cluster-init",
 				Expression: "has(request.userInfo.groups) && " + strconv.Quote(group) + " in request.userInfo.groups",
 			}},
 			Variables: []admissionv1.Variable{
 				{Name: "want", Expression: "{" + strings.Join(want, ", ") + "}"},
-				{Name: "subjects", Expression: `has(object.subjects) ? object.subjects.map(s, s.kind + ":" + (has(s.namespace) ? s.namespace + "/" : "") + s.name) : []`},
+				{Name: "key", Expression: `object.kind + "/" + object.metadata.name`},
+				{Name: "have", Expression: pinnedCEL("object")},
+				{Name: "had", Expression: "oldObject == null ? [] : " + pinnedCEL("oldObject")},
 			},
 			Validations: []admissionv1.Validation{{
-				Expression: "object.metadata.name in variables.want && variables.want[object.metadata.name] == variables.subjects",
-				Message:    "the cluster init binds only what kiln rendered, to the subjects kiln rendered",
-				Reason:     &reason,
+				Expression: "variables.key in variables.want && variables.want[variables.key].all(x, x in variables.have) && " +
+					"variables.have.all(x, x in variables.want[variables.key] || x in variables.had)",
+				Message: "the cluster init writes only what kiln rendered: these subjects, rules or Pod Security labels are not",
+				Reason:  &reason,
 			}},
 		},
 	}
@@ -248,19 +308,6 @@ func bindingSubjectsPolicy(group string, subjects map[string][]string) [][]byte 
 		},
 	}
 	return [][]byte{mustMarshal(policy), mustMarshal(binding)}
-}
-
-// subjectKeys writes each subject as the policy compares it: "Kind:name", "ServiceAccount:ns/name".
-func subjectKeys(ss []rbacv1.Subject) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		ns := ""
-		if s.Namespace != "" {
-			ns = s.Namespace + "/"
-		}
-		out[i] = s.Kind + ":" + ns + s.Name
-	}
-	return out
 }
 
 func appendNew(list []string, s string) []string {

@@ -92,9 +92,15 @@ func TestClusterInitRBAC(t *testing.T) {
 		!strings.Contains(policy.Spec.MatchConditions[0].Expression, `"kiln:cluster-init" in request.userInfo.groups`) {
 		t.Errorf("policy %s matches %+v, want the requests of group kiln:cluster-init", policy.Name, policy.Spec.MatchConditions)
 	}
-	if got := policy.Spec.Variables[0].Expression; !strings.Contains(got, `"kiln:cluster-admins": ["Group:kiln:cluster-admins"]`) ||
-		!strings.Contains(got, `"kiln:apiserver-kubelet-client": ["User:kube-apiserver-kubelet-client"]`) {
-		t.Errorf("the policy's subjects %s lack the rendered ones", got)
+	for _, want := range []string{
+		`"ClusterRoleBinding/kiln:cluster-admins": ["Group:kiln:cluster-admins"]`,
+		`"ClusterRoleBinding/kiln:apiserver-kubelet-client": ["User:kube-apiserver-kubelet-client"]`,
+		`"ClusterRole/kiln:podnet": [";nodes;;get,list,watch;"]`,
+		`"Namespace/apps": ["pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest"]`,
+	} {
+		if got := policy.Spec.Variables[0].Expression; !strings.Contains(got, want) {
+			t.Errorf("the policy's pinned objects lack %s:\n%s", want, got)
+		}
 	}
 	if *policy.Spec.FailurePolicy != admissionv1.Fail {
 		t.Errorf("failure policy %s, want Fail", *policy.Spec.FailurePolicy)
