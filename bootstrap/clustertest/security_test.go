@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,12 +24,23 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/clusterapply"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
+	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
@@ -57,7 +69,7 @@ func TestControlPlaneSecurity(t *testing.T) {
 
 	// Exactly the files and flags kiln renders for the control-plane node, run on loopback by the
 	// same code as `kiln controlplane run` (package controlplane); it also applies the rendered
-	// namespaces, RBAC and bootstrap tokens with the node's one-time cluster-init credential.
+	// namespaces, RBAC and bootstrap tokens as the node's cluster init does, with its credentials.
 	in, expired := input(t)
 	ctx := t.Context()
 	cp, err := controlplane.Start(ctx, in, controlplane.Options{
@@ -94,8 +106,10 @@ func TestControlPlaneSecurity(t *testing.T) {
 		applied = append(applied, ch.String())
 	}
 	t.Logf("cluster init applied:\n%s", strings.Join(applied, "\n"))
-	if _, err := os.Stat(filepath.Join(cp.Dir, "etc/kubernetes/cluster-init.conf")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the one-time cluster-init credential is still on the node after the cluster init: %v", err)
+	for _, f := range []string{kubecfg.DefaultClusterInitKubeconfig, kubecfg.DefaultClusterInitGrantKubeconfig} {
+		if _, err := os.Stat(filepath.Join(cp.Dir, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the cluster init's credential %s is still on the node after the cluster init: %v", f, err)
+		}
 	}
 
 	t.Run("TLS", func(t *testing.T) {
@@ -181,6 +195,192 @@ func TestControlPlaneSecurity(t *testing.T) {
 		}
 		if code, body, _, err := do(admin, http.MethodGet, secretsURL, nil); err != nil || code != http.StatusOK {
 			t.Errorf("the admin (%s) listing secrets in kube-system: want 200, got %d %s (%v)", secrets.AdminGroup, code, body, err)
+		}
+	})
+
+	// The identity the node's first boot applies its manifests with: it may apply them, exactly, and
+	// nothing else, and only until it expires. Each check issues its certificate afresh from the
+	// cluster CA, as a render does (the node's own was removed).
+	t.Run("cluster init identity", func(t *testing.T) {
+		now := time.Now()
+		initKP, _, err := in.Secrets.ClusterInit(rand.Reader, now, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := controlplanetest.Config(cp, in.Secrets.ClusterCA.CertPEM)
+		rc.CertData, rc.KeyData = initKP.CertPEM, initKP.KeyPEM
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// Everything the cluster init applied, again: with kiln's code, and with kubectl as the node
+		// runs it. (That it created them is the cluster init above.)
+		dir := filepath.Join(cp.Dir, kubecfg.DefaultClusterInitManifestsDir)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var manifests [][]byte
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			manifests = append(manifests, data)
+		}
+		changes, err := clusterapply.Apply(ctx, rc, manifests...)
+		if err != nil {
+			t.Fatalf("applying the cluster init's manifests again as %s: %v", secrets.ClusterInitUser, err)
+		}
+		for _, ch := range changes {
+			if ch.Action != clusterapply.Unchanged {
+				t.Errorf("applying the manifests again: %s", ch)
+			}
+		}
+		kc, err := kubecfg.Kubeconfig(kubecfg.KubeconfigInput{ClusterName: in.Cluster.Metadata.Name, Server: cp.APIURL,
+			CAPEM: in.Secrets.ClusterCA.CertPEM, User: secrets.ClusterInitUser, ClientCertPEM: initKP.CertPEM, ClientKeyPEM: initKP.KeyPEM})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kcPath := filepath.Join(t.TempDir(), "cluster-init.conf")
+		if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.CommandContext(ctx, filepath.Join(kubeDir, "kubectl"), "--kubeconfig="+kcPath,
+			"apply", "--server-side", "--validate=false", "-f", dir+"/").CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl apply as the node's kiln-cluster-init.service runs it: %v\n%s", err, out)
+		}
+		t.Logf("kubectl apply:\n%s", out)
+
+		// Nothing outside its job: 403.
+		bg := metav1.ListOptions{}
+		tokenName := "bootstrap-token-" + in.Token.ID
+		for _, tc := range []struct {
+			name string
+			do   func() error
+			// why is in the refusal; by default, RBAC's "User ... cannot".
+			why string
+		}{
+			{name: "list secrets in default", do: func() error { _, err := cs.CoreV1().Secrets("default").List(ctx, bg); return err }},
+			{name: "list secrets in kube-system", do: func() error { _, err := cs.CoreV1().Secrets("kube-system").List(ctx, bg); return err }},
+			{name: "watch its own token's secret", do: func() error {
+				w, err := cs.CoreV1().Secrets("kube-system").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + tokenName})
+				if err == nil {
+					w.Stop()
+				}
+				return err
+			}},
+			{name: "get another secret in kube-system", do: func() error {
+				_, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-zzzzzz", metav1.GetOptions{})
+				return err
+			}},
+			{name: "get its token's name in default", do: func() error {
+				_, err := cs.CoreV1().Secrets("default").Get(ctx, tokenName, metav1.GetOptions{})
+				return err
+			}},
+			{name: "list configmaps in kube-system", do: func() error { _, err := cs.CoreV1().ConfigMaps("kube-system").List(ctx, bg); return err }},
+			{name: "create a pod", do: func() error {
+				_, err := cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "init-pod"},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/none"}}}}, metav1.CreateOptions{})
+				return err
+			}},
+			{name: "create another namespace", do: func() error {
+				_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "init-other"}}, metav1.CreateOptions{})
+				return err
+			}},
+			{name: "bind itself to cluster-admin", do: func() error {
+				_, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "init-admin"},
+					RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+					Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: secrets.ClusterInitGroup}}}, metav1.CreateOptions{})
+				return err
+			}},
+			{name: "delete a binding it applied", do: func() error {
+				return cs.RbacV1().ClusterRoleBindings().Delete(ctx, "kiln:podnet", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+			}},
+			{name: "change its own role", do: func() error {
+				_, err := cs.RbacV1().ClusterRoles().Patch(ctx, kubecfg.ClusterInitRole, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`),
+					metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+				return err
+			}},
+			// RBAC lets it patch kiln:cluster-admins, which it applies; the admission policy keeps the
+			// binding's subjects to those kiln renders.
+			{name: "add itself to kiln:cluster-admins", do: func() error {
+				return applyDryRun(ctx, rc, `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"kiln:cluster-admins"},`+
+					`"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},`+
+					`"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"kiln:cluster-admins"},`+
+					`{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"`+secrets.ClusterInitGroup+`"}]}`)
+			}, why: "ValidatingAdmissionPolicy '" + kubecfg.ClusterInitPolicy + "'"},
+			// It holds the right to patch kiln:cluster-admins, but may not hand it to the nodes through
+			// kiln:podnet, which it writes: the policy keeps the role's rules to kiln's.
+			{name: "hand the nodes a rule it holds through kiln:podnet", do: func() error {
+				return applyDryRun(ctx, rc, `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"kiln:podnet"},`+
+					`"rules":[{"apiGroups":[""],"resources":["nodes"],"verbs":["get","list","watch"]},`+
+					`{"apiGroups":["rbac.authorization.k8s.io"],"resources":["clusterrolebindings"],"resourceNames":["kiln:cluster-admins"],"verbs":["get","patch"]}]}`)
+			}, why: "ValidatingAdmissionPolicy '" + kubecfg.ClusterInitPolicy + "'"},
+			// It labels restricted-ns, with kiln's labels only.
+			{name: "relax restricted-ns to privileged", do: func() error {
+				return applyDryRun(ctx, rc, `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"restricted-ns",`+
+					`"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}`)
+			}, why: "ValidatingAdmissionPolicy '" + kubecfg.ClusterInitPolicy + "'"},
+			// It writes kiln:podnet and holds its rules, not more: RBAC refuses the escalation.
+			{name: "widen kiln:podnet to secrets", do: func() error {
+				return applyDryRun(ctx, rc, `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"kiln:podnet"},`+
+					`"rules":[{"apiGroups":[""],"resources":["nodes","secrets"],"verbs":["get","list","watch"]}]}`)
+			}, why: "attempting to grant RBAC permissions not currently held"},
+		} {
+			why := tc.why
+			if why == "" {
+				why = "User \"" + secrets.ClusterInitUser + "\" cannot"
+			}
+			if err := tc.do(); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), why) {
+				t.Errorf("%s as %s: want 403 Forbidden (%s), got %v", tc.name, secrets.ClusterInitUser, why, err)
+			}
+		}
+
+		// Another manager's Pod Security label on one of kiln's namespaces does not keep it out (the
+		// policy refuses only what it would add), and stays.
+		adminRC, err := clientcmd.BuildConfigFromFlags("", cp.AdminKubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adminCS, err := kubernetes.NewForConfig(adminRC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		label := func(value string) {
+			t.Helper()
+			patch := `{"metadata":{"labels":{"pod-security.kubernetes.io/audit":` + value + `}}}`
+			if _, err := adminCS.CoreV1().Namespaces().Patch(ctx, "restricted-ns", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		label(`"baseline"`)
+		if _, err := clusterapply.Apply(ctx, rc, manifests...); err != nil {
+			t.Errorf("applying the manifests over another manager's Pod Security label: %v", err)
+		}
+		if ns, err := adminCS.CoreV1().Namespaces().Get(ctx, "restricted-ns", metav1.GetOptions{}); err != nil || ns.Labels["pod-security.kubernetes.io/audit"] != "baseline" {
+			t.Errorf("restricted-ns after the cluster init's apply: %v (%v), want the other manager's audit label kept", ns.GetLabels(), err)
+		}
+		label("null")
+
+		// Past its end: 401. One issued when the cluster's secrets were made, valid for a second, has
+		// expired by now.
+		ca, err := in.Secrets.ClusterCA.Certificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		issued := ca.NotBefore.Add(pki.ClockSkew)
+		expired, _, err := in.Secrets.ClusterInit(rand.Reader, issued, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body, _, err := do(c.client(t, expired), http.MethodGet, c.apiURL+"/api/v1/namespaces/kube-system/secrets/"+tokenName, nil); err != nil || code != http.StatusUnauthorized {
+			t.Errorf("the cluster init's credential %v after it expired: want 401, got %d %s (%v)", time.Since(issued.Add(time.Second)).Round(time.Second), code, body, err)
+		}
+		if code, body, _, err := do(c.client(t, initKP), http.MethodGet, c.apiURL+"/api/v1/namespaces/kube-system/secrets/"+tokenName, nil); err != nil || code != http.StatusOK {
+			t.Errorf("the same read with a valid credential: want 200, got %d %s (%v)", code, body, err)
 		}
 	})
 
@@ -550,6 +750,25 @@ func do(hc *http.Client, method, url string, body []byte) (int, []byte, http.Hea
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, resp.Header, err
+}
+
+// applyDryRun applies one object (JSON) with server-side apply as kiln does, as a dry run: authorized
+// and admitted as the real request would be, stored nowhere.
+func applyDryRun(ctx context.Context, rc *rest.Config, obj string) error {
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	var u unstructured.Unstructured
+	if err := u.UnmarshalJSON([]byte(obj)); err != nil {
+		return err
+	}
+	gvk := u.GroupVersionKind()
+	resource := gvk.GroupVersion().WithResource(strings.ToLower(gvk.Kind) + "s")
+	force := true
+	_, err = dyn.Resource(resource).Patch(ctx, u.GetName(), types.ApplyPatchType, []byte(obj),
+		metav1.PatchOptions{FieldManager: clusterapply.FieldManager, Force: &force, DryRun: []string{metav1.DryRunAll}})
+	return err
 }
 
 // testWriter writes each line to the test log.

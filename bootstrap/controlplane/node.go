@@ -28,8 +28,10 @@ const (
 
 // Paths on a control-plane node that Start uses.
 const (
-	manifestsDir            = "/etc/kubernetes/kiln"
-	clusterInitKubeconfig   = "/etc/kubernetes/cluster-init.conf"
+	manifestsDir            = kubecfg.DefaultClusterInitManifestsDir
+	clusterInitRBAC         = kubecfg.DefaultClusterInitRBACFile
+	clusterInitKubeconfig   = kubecfg.DefaultClusterInitKubeconfig
+	clusterInitGrantConfig  = kubecfg.DefaultClusterInitGrantKubeconfig
 	controllerManagerConfig = kubecfg.DefaultControllerManagerKubeconfig
 	schedulerKubeconfig     = kubecfg.DefaultSchedulerKubeconfig
 	systemdDir              = "/etc/systemd/system"

@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
@@ -90,8 +92,8 @@ type process struct {
 // Start renders the first control-plane node's Ignition config from in, writes its files under
 // opts.Dir (see Node.Write), writes an admin kubeconfig there, and starts etcd and kube-apiserver with
 // the rendered flags adjusted to loopback (see Node.Commands). When kube-apiserver answers /readyz it
-// applies /etc/kubernetes/kiln/ with the node's one-time cluster-init credential and removes that
-// credential, as the node's kiln-cluster-init.service does, then starts kube-controller-manager and
+// runs the node's cluster init as its kiln-cluster-init.service does (see clusterInit), then starts
+// kube-controller-manager and
 // kube-scheduler. ctx bounds the start (not the components, which run until Stop); on error,
 // whatever was started is stopped.
 func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPlane, err error) {
@@ -162,7 +164,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 	}()
 
 	// The components' kubeconfigs, and the admin's, to this API server.
-	for _, k := range []string{controllerManagerConfig, schedulerKubeconfig, clusterInitKubeconfig} {
+	for _, k := range []string{controllerManagerConfig, schedulerKubeconfig, clusterInitKubeconfig, clusterInitGrantConfig} {
 		p := under(dir, k)
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -231,7 +233,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 	if cp.Applied, err = clusterInit(ctx, dir, node); err != nil {
 		return cp, err
 	}
-	progress("cluster init applied %d objects (%s), removed its credential", len(cp.Applied), manifestsDir)
+	progress("cluster init applied %d objects (%s, %s), removed its credentials", len(cp.Applied), clusterInitRBAC, manifestsDir)
 
 	for _, c := range cmds[2:] {
 		if _, err := cp.run(opts.Binaries, c); err != nil {
@@ -242,16 +244,30 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 	return cp, nil
 }
 
-// clusterInit applies the node's /etc/kubernetes/kiln/ manifests, in file name order, with its
-// cluster-init kubeconfig, then removes the kubeconfig: what kiln-cluster-init.service does.
-func clusterInit(ctx context.Context, dir string, node *Node) ([]clusterapply.Change, error) {
-	conf, err := os.ReadFile(under(dir, clusterInitKubeconfig))
+// clusterInit does what kiln-cluster-init.service does: it applies the RBAC of the cluster init
+// (/etc/kubernetes/cluster-init-rbac.yaml) with the grant's kubeconfig, then the manifests of
+// /etc/kubernetes/kiln/, in file name order, with the cluster init's own, and removes both kubeconfigs,
+// whether it succeeded or not. RBAC reaches the API server's authorizer a moment after it is written:
+// a refusal of the manifests is retried for rbacPropagation.
+func clusterInit(ctx context.Context, dir string, node *Node) (changes []clusterapply.Change, err error) {
+	defer func() {
+		for _, k := range []string{clusterInitGrantConfig, clusterInitKubeconfig} {
+			if rerr := os.Remove(under(dir, k)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("controlplane: cluster init: %w", rerr))
+			}
+		}
+	}()
+	grant, err := restConfig(dir, clusterInitGrantConfig)
+	if err != nil {
+		return nil, err
+	}
+	apply, err := restConfig(dir, clusterInitKubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rbac, err := os.ReadFile(under(dir, clusterInitRBAC))
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: cluster init: %w", err)
-	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(conf)
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: cluster init: %s: %w", clusterInitKubeconfig, err)
 	}
 	var names []string
 	for _, f := range node.Files {
@@ -271,14 +287,41 @@ func clusterInit(ctx context.Context, dir string, node *Node) ([]clusterapply.Ch
 	if len(manifests) == 0 {
 		return nil, fmt.Errorf("controlplane: cluster init: %s: %w", manifestsDir, ErrNotRendered)
 	}
-	changes, err := clusterapply.Apply(ctx, rc, manifests...)
+
+	granted, err := clusterapply.Apply(ctx, grant, rbac)
+	if err != nil {
+		return granted, fmt.Errorf("controlplane: cluster init: %s: %w", clusterInitRBAC, err)
+	}
+	var applied []clusterapply.Change
+	var applyErr error
+	err = wait.PollUntilContextTimeout(ctx, readyPoll, rbacPropagation, true, func(ctx context.Context) (bool, error) {
+		applied, applyErr = clusterapply.Apply(ctx, apply, manifests...)
+		return !apierrors.IsForbidden(applyErr), nil
+	})
+	changes = append(granted, applied...)
+	if applyErr != nil {
+		return changes, fmt.Errorf("controlplane: cluster init: %w", applyErr)
+	}
 	if err != nil {
 		return changes, fmt.Errorf("controlplane: cluster init: %w", err)
 	}
-	if err := os.Remove(under(dir, clusterInitKubeconfig)); err != nil {
-		return changes, fmt.Errorf("controlplane: cluster init: %w", err)
-	}
 	return changes, nil
+}
+
+// rbacPropagation bounds how long the cluster init waits for its RBAC to take effect.
+const rbacPropagation = 30 * time.Second
+
+// restConfig reads the kubeconfig at path on the node under dir.
+func restConfig(dir, path string) (*rest.Config, error) {
+	conf, err := os.ReadFile(under(dir, path))
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: cluster init: %w", err)
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(conf)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: cluster init: %s: %w", path, err)
+	}
+	return rc, nil
 }
 
 // run starts one component in its own process group (a terminal's Ctrl-C reaches kiln, which stops

@@ -103,7 +103,8 @@ func TestApplyControlPlaneWithRealIgnition(t *testing.T) {
 	}
 	root := ignitiontest.Apply(t, raw)
 	for _, p := range []string{"/etc/kubernetes/pki/ca.key", "/etc/kubernetes/pki/sa.key", "/etc/kubernetes/pki/etcd/peer.key",
-		"/etc/kubernetes/encryption-config.yaml", "/etc/kubernetes/cluster-init.conf", "/etc/kubernetes/kiln/20-bootstrap-tokens.yaml"} {
+		"/etc/kubernetes/encryption-config.yaml", "/etc/kubernetes/cluster-init.conf", "/etc/kubernetes/cluster-init-grant.conf",
+		"/etc/kubernetes/cluster-init-rbac.yaml", "/etc/kubernetes/kiln/20-bootstrap-tokens.yaml"} {
 		if mode, uid, _, _ := ignitiontest.FileInfo(t, root, p); mode != 0o600 || uid != 0 {
 			t.Errorf("%s: mode %v uid %d, want 0600 root", p, mode, uid)
 		}

@@ -29,7 +29,7 @@ const (
 	admissionConfig     = kubecfg.DefaultAdmissionConfigFile
 	auditPolicy         = kubecfg.DefaultAuditPolicyFile
 	auditLog            = kubecfg.DefaultAuditLogPath
-	manifestsDir        = "/etc/kubernetes/kiln"
+	manifestsDir        = kubecfg.DefaultClusterInitManifestsDir
 )
 
 // templateData is what the Butane templates see.
@@ -56,6 +56,7 @@ type templateData struct {
 	KubeProxyConfig string
 
 	// Control plane only.
+	ClusterInit       clusterInitData
 	ControlPlaneFiles []nodeFile
 	EtcdFlags         []string
 	ControlPlaneUnits []controlPlaneUnit
@@ -67,6 +68,13 @@ type templateData struct {
 type endpointData struct {
 	HAProxyConfig, KeepalivedConfig    string
 	InterfaceScript, InterfaceFilePath string
+}
+
+// clusterInitData is where kiln-cluster-init.service finds what it applies, and with what.
+type clusterInitData struct {
+	// RBAC is applied first, with GrantKubeconfig; then Manifests, with Kubeconfig.
+	RBAC, GrantKubeconfig string
+	Manifests, Kubeconfig string
 }
 
 type nodeFile struct {
@@ -255,37 +263,51 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		add(auditPolicy, 0o644, kubecfg.AuditPolicy())
 	}
 
-	// Kubeconfigs of the components, all to the local API server.
+	// Kubeconfigs of the components and of the cluster init, all to the local API server. The cluster
+	// init's are issued now, for as long as a bootstrap token lives.
+	r.randMu.Lock()
+	initApply, initGrant, err := b.ClusterInit(r.in.Rand, r.in.Now(), secrets.TokenTTL(c))
+	r.randMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("ignition: spec.security.bootstrapTokenTTL: %w", err)
+	}
 	for _, k := range []struct {
-		file, user string
-		cert, key  []byte
+		path, user string
+		kp         pki.KeyPair
 	}{
-		{"controller-manager.conf", "system:kube-controller-manager", b.ControllerManager.CertPEM, b.ControllerManager.KeyPEM},
-		{"scheduler.conf", "system:kube-scheduler", b.Scheduler.CertPEM, b.Scheduler.KeyPEM},
-		{"cluster-init.conf", "kiln:cluster-init", b.ClusterInit.CertPEM, b.ClusterInit.KeyPEM},
+		{kubecfg.DefaultControllerManagerKubeconfig, "system:kube-controller-manager", b.ControllerManager},
+		{kubecfg.DefaultSchedulerKubeconfig, "system:kube-scheduler", b.Scheduler},
+		{kubecfg.DefaultClusterInitKubeconfig, secrets.ClusterInitUser, initApply},
+		{kubecfg.DefaultClusterInitGrantKubeconfig, secrets.ClusterInitGrantUser, initGrant},
 	} {
 		kc, err := kubecfg.Kubeconfig(kubecfg.KubeconfigInput{
 			ClusterName: c.Metadata.Name, Server: r.localServer(), CAPEM: b.ClusterCA.CertPEM,
-			User: k.user, ClientCertPEM: k.cert, ClientKeyPEM: k.key,
+			User: k.user, ClientCertPEM: k.kp.CertPEM, ClientKeyPEM: k.kp.KeyPEM,
 		})
 		if err != nil {
-			return fmt.Errorf("ignition: %s: %w", k.file, err)
+			return fmt.Errorf("ignition: %s: %w", k.path, err)
 		}
-		add("/etc/kubernetes/"+k.file, 0o600, kc)
+		add(k.path, 0o600, kc)
 	}
 
 	// Objects applied once the API is up: namespaces with their Pod Security labels, the RBAC
 	// bindings of kubelet TLS bootstrap, the pod network agent's read access to Nodes, kube-proxy's
-	// (both act with the kubelet's credential), and the
-	// bootstrap tokens nodes join with.
+	// (both act with the kubelet's credential), and the bootstrap tokens nodes join with. Before
+	// them, the RBAC that lets the cluster init apply exactly these.
 	ns, err := kubecfg.NamespaceManifests(spec.Security.PodSecurity.Namespaces)
 	if err != nil {
 		return fmt.Errorf("ignition: namespaces: %w", err)
 	}
-	add(manifestsDir+"/00-namespaces.yaml", 0o600, ns)
-	add(manifestsDir+"/10-bootstrap-rbac.yaml", 0o600, kubecfg.BootstrapRBAC())
-	add(manifestsDir+"/15-podnet-rbac.yaml", 0o600, kubecfg.PodNetworkRBAC())
-	add(manifestsDir+"/16-kube-proxy-rbac.yaml", 0o600, kubecfg.KubeProxyRBAC())
+	type manifest struct {
+		name string
+		data []byte
+	}
+	manifests := []manifest{
+		{"00-namespaces.yaml", ns},
+		{"10-bootstrap-rbac.yaml", kubecfg.BootstrapRBAC()},
+		{"15-podnet-rbac.yaml", kubecfg.PodNetworkRBAC()},
+		{"16-kube-proxy-rbac.yaml", kubecfg.KubeProxyRBAC()},
+	}
 	var tokens []byte
 	for _, t := range b.BootstrapTokens {
 		s, err := kubecfg.BootstrapTokenSecret(t.ID, t.Secret, t.Expires, t.Description)
@@ -298,7 +320,21 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		tokens = append(tokens, s...)
 	}
 	if len(tokens) > 0 {
-		add(manifestsDir+"/20-bootstrap-tokens.yaml", 0o600, tokens)
+		manifests = append(manifests, manifest{"20-bootstrap-tokens.yaml", tokens})
+	}
+	all := make([][]byte, len(manifests))
+	for i, m := range manifests {
+		add(manifestsDir+"/"+m.name, 0o600, m.data)
+		all[i] = m.data
+	}
+	rbac, err := kubecfg.ClusterInitRBAC(secrets.ClusterInitGroup, all...)
+	if err != nil {
+		return fmt.Errorf("ignition: %w", err)
+	}
+	add(kubecfg.DefaultClusterInitRBACFile, 0o600, rbac)
+	d.ClusterInit = clusterInitData{
+		RBAC: kubecfg.DefaultClusterInitRBACFile, GrantKubeconfig: kubecfg.DefaultClusterInitGrantKubeconfig,
+		Manifests: manifestsDir, Kubeconfig: kubecfg.DefaultClusterInitKubeconfig,
 	}
 
 	// Units. etcd's members reach each other at their addresses where those are known before
@@ -423,7 +459,10 @@ var etcdCipherSuites = []string{
 }
 
 // ForbiddenSecrets lists the cluster's secrets that a node of the role must not hold. No node holds
-// the cluster's SSH private key or the admin credential; a worker holds no key at all.
+// the cluster's SSH private key or the admin credential; a worker holds no key at all. What is issued
+// per render (the cluster init's credentials, etcd members' certificates) is in no bundle: lint
+// refuses any private key on a worker, kubeconfigs' included, and any system:masters certificate on a
+// worker or valid for more than a day.
 func ForbiddenSecrets(role string, b *secrets.Bundle) []lint.Secret {
 	fs := []lint.Secret{
 		{Name: "cluster SSH private key", Value: b.SSH.PrivateKeyPEM},
@@ -446,7 +485,6 @@ func ForbiddenSecrets(role string, b *secrets.Bundle) []lint.Secret {
 		lint.Secret{Name: "front-proxy client key", Value: b.FrontProxyClient.KeyPEM},
 		lint.Secret{Name: "controller-manager key", Value: b.ControllerManager.KeyPEM},
 		lint.Secret{Name: "scheduler key", Value: b.Scheduler.KeyPEM},
-		lint.Secret{Name: "cluster-init key", Value: b.ClusterInit.KeyPEM},
 	)
 }
 

@@ -2,7 +2,9 @@ package ignition
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/vincent-petithory/dataurl"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
@@ -478,5 +482,114 @@ func TestFirewallByPlacement(t *testing.T) {
 				t.Errorf("ruleset lacks the admin SSH rule:\n%s", got["/etc/kiln/firewall.nft"])
 			}
 		})
+	}
+}
+
+// The cluster init's credentials are issued per render from the cluster CA, for the spec's token
+// lifetime; its unit applies the RBAC with the grant before the manifests with its own, and removes
+// both credentials; no worker gets them, and lint refuses a worker config that holds one.
+func TestClusterInitCredentials(t *testing.T) {
+	in := fixture(t)
+	node := Node{Name: "golden-control-plane-0", Role: v1alpha1.RoleControlPlane, Address: cpAddr(0)}
+	render := func() (map[string]string, types.Config) {
+		raw, err := newRenderer(t, in).Render(node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, cfg := files(t, raw)
+		return got, cfg
+	}
+	got, cfg := render()
+	ca, err := in.Secrets.ClusterCA.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	certOf := func(t *testing.T, files map[string]string, path string) *x509.Certificate {
+		t.Helper()
+		kc, err := clientcmd.Load([]byte(files[path]))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, a := range kc.AuthInfos {
+			block, _ := pem.Decode(a.ClientCertificateData)
+			if block == nil {
+				t.Fatalf("%s: no client certificate", path)
+			}
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		t.Fatalf("%s: no user", path)
+		return nil
+	}
+	for _, tc := range []struct {
+		path, user, group string
+	}{
+		{kubecfg.DefaultClusterInitKubeconfig, secrets.ClusterInitUser, secrets.ClusterInitGroup},
+		{kubecfg.DefaultClusterInitGrantKubeconfig, secrets.ClusterInitGrantUser, "system:masters"},
+	} {
+		c := certOf(t, got, tc.path)
+		if c.Subject.CommonName != tc.user || !slices.Equal(c.Subject.Organization, []string{tc.group}) {
+			t.Errorf("%s: %s in %v, want %s in %s", tc.path, c.Subject.CommonName, c.Subject.Organization, tc.user, tc.group)
+		}
+		if want := t0.Add(secrets.TokenTTL(in.Cluster)); !c.NotAfter.Equal(want) {
+			t.Errorf("%s: NotAfter %v, want %v (the spec's token lifetime from the render)", tc.path, c.NotAfter, want)
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: t0, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("%s: %v", tc.path, err)
+		}
+	}
+	again, _ := render()
+	if certOf(t, again, kubecfg.DefaultClusterInitKubeconfig).SerialNumber.Cmp(certOf(t, got, kubecfg.DefaultClusterInitKubeconfig).SerialNumber) == 0 {
+		t.Error("two renders carry the same cluster-init certificate")
+	}
+
+	var manifests [][]byte
+	for _, name := range []string{"00-namespaces.yaml", "10-bootstrap-rbac.yaml", "15-podnet-rbac.yaml", "16-kube-proxy-rbac.yaml", "20-bootstrap-tokens.yaml"} {
+		manifests = append(manifests, []byte(got[kubecfg.DefaultClusterInitManifestsDir+"/"+name]))
+	}
+	want, err := kubecfg.ClusterInitRBAC(secrets.ClusterInitGroup, manifests...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[kubecfg.DefaultClusterInitRBACFile] != string(want) {
+		t.Errorf("%s is not the RBAC of the manifests in %s", kubecfg.DefaultClusterInitRBACFile, kubecfg.DefaultClusterInitManifestsDir)
+	}
+
+	u := unit(cfg, "kiln-cluster-init.service")
+	grant := strings.Index(u, "--kubeconfig="+kubecfg.DefaultClusterInitGrantKubeconfig+" apply --server-side --validate=false -f "+kubecfg.DefaultClusterInitRBACFile+" &&")
+	apply := strings.Index(u, "--kubeconfig="+kubecfg.DefaultClusterInitKubeconfig+" apply --server-side --validate=false -f "+kubecfg.DefaultClusterInitManifestsDir+"/")
+	if grant < 0 || apply < grant {
+		t.Errorf("kiln-cluster-init.service does not apply the RBAC with the grant, then the manifests with its own credential:\n%s", u)
+	}
+	for _, hook := range []string{"ExecStartPost", "ExecStopPost"} {
+		if !strings.Contains(u, hook+"=/bin/rm -f "+kubecfg.DefaultClusterInitGrantKubeconfig+" "+kubecfg.DefaultClusterInitKubeconfig+"\n") {
+			t.Errorf("kiln-cluster-init.service does not remove both credentials in %s:\n%s", hook, u)
+		}
+	}
+
+	raw, err := newRenderer(t, in).Render(Node{Name: "golden-general-0", Role: v1alpha1.RoleWorker, Pool: "general", Address: workerAddr(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker, _, wcfg := files(t, raw)
+	for _, p := range []string{kubecfg.DefaultClusterInitKubeconfig, kubecfg.DefaultClusterInitGrantKubeconfig, kubecfg.DefaultClusterInitRBACFile} {
+		if _, ok := worker[p]; ok {
+			t.Errorf("a worker holds %s", p)
+		}
+	}
+	for _, p := range []string{kubecfg.DefaultClusterInitKubeconfig, kubecfg.DefaultClusterInitGrantKubeconfig} {
+		src := "data:," + dataurl.EscapeString(got[p])
+		bad := wcfg
+		bad.Storage.Files = append(slices.Clone(wcfg.Storage.Files), types.File{Node: types.Node{Path: p}, FileEmbedded1: types.FileEmbedded1{Contents: types.Resource{Source: &src}}})
+		data, _ := json.Marshal(bad)
+		err := lint.Bytes(data, lint.Policy{Role: v1alpha1.RoleWorker, Forbidden: ForbiddenSecrets(v1alpha1.RoleWorker, in.Secrets)})
+		if err == nil || !strings.Contains(err.Error(), "holds a private key") {
+			t.Errorf("lint of a worker config holding %s: %v, want a private key found", p, err)
+		}
 	}
 }

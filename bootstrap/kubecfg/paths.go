@@ -31,6 +31,12 @@ const (
 	DefaultAuditLogPath                = "/var/log/kubernetes/audit/audit.log"
 	DefaultControllerManagerKubeconfig = "/etc/kubernetes/controller-manager.conf"
 	DefaultSchedulerKubeconfig         = "/etc/kubernetes/scheduler.conf"
-	DefaultClusterDomain               = "cluster.local"
-	DefaultSecurePort                  = 6443
+	// The cluster init's: the manifests it applies, the RBAC that lets it (ClusterInitRBAC), and the
+	// kubeconfigs that apply each, removed once it ran.
+	DefaultClusterInitManifestsDir    = "/etc/kubernetes/kiln"
+	DefaultClusterInitRBACFile        = "/etc/kubernetes/cluster-init-rbac.yaml"
+	DefaultClusterInitKubeconfig      = "/etc/kubernetes/cluster-init.conf"
+	DefaultClusterInitGrantKubeconfig = "/etc/kubernetes/cluster-init-grant.conf"
+	DefaultClusterDomain              = "cluster.local"
+	DefaultSecurePort                 = 6443
 )

@@ -1,6 +1,7 @@
 // Package lint checks an Ignition config before kiln hands it to a machine: every remote source is
-// https with a verification hash, no secret lands on a machine that must not hold it, and the config
-// fits the target's delivery channel (AWS user-data, vSphere guestinfo).
+// https with a verification hash, no secret lands on a machine that must not hold it (no worker holds
+// a private key, no node a system:masters certificate valid for more than a day), and the config fits
+// the target's delivery channel (AWS user-data, vSphere guestinfo).
 //
 // The checks are pure functions of the config and a Policy; bootstrap/ignition runs them on every
 // config it renders, and `kiln lint ignition` runs them on a file.
@@ -9,12 +10,15 @@ package lint
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +27,7 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/vincent-petithory/dataurl"
 )
 
@@ -306,12 +311,17 @@ var (
 	pemPrivateKey      = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----`)
 	encryptionConfKind = regexp.MustCompile(`(?m)^kind:\s*EncryptionConfiguration\s*$`)
 	tokenSecretType    = []byte("bootstrap.kubernetes.io/token")
+	kubeconfigKeyData  = regexp.MustCompile(`(?m)^\s*client-key-data:\s*"?([A-Za-z0-9+/=]+)"?\s*$`)
+	kubeconfigCertData = regexp.MustCompile(`(?m)^\s*client-certificate-data:\s*"?([A-Za-z0-9+/=]+)"?\s*$`)
 )
 
 // Cheap pre-checks before the regular expressions, which are slow on large contents.
 var (
-	privateKeyMarker = []byte("PRIVATE KEY-----")
-	encryptionMarker = []byte("EncryptionConfiguration")
+	privateKeyMarker  = []byte("PRIVATE KEY-----")
+	encryptionMarker  = []byte("EncryptionConfiguration")
+	certificateMarker = []byte("-----BEGIN CERTIFICATE-----")
+	clientCertMarker  = []byte("client-certificate-data:")
+	clientKeyMarker   = []byte("client-key-data:")
 )
 
 // content is one piece of text a machine receives, with where it is in the config.
@@ -396,8 +406,9 @@ func (l *Linter) checkSecrets(cfg types.Config) []Finding {
 		if bytes.Contains(c.data, []byte("-----BEGIN OPENSSH PRIVATE KEY-----")) {
 			fs = append(fs, Finding{Path: c.path, Message: "holds an SSH private key; no node needs one"})
 		}
+		fs = append(fs, checkMasters(c, p.Role)...)
 		if p.Role == v1alpha1.RoleWorker {
-			if bytes.Contains(c.data, privateKeyMarker) && hasPEMPrivateKey(c.data) {
+			if (bytes.Contains(c.data, privateKeyMarker) && hasPEMPrivateKey(c.data)) || hasKubeconfigKey(c.data) {
 				fs = append(fs, Finding{Path: c.path, Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"})
 			}
 			if bytes.Contains(c.data, encryptionMarker) && encryptionConfKind.Match(c.data) {
@@ -415,6 +426,77 @@ func (l *Linter) checkSecrets(cfg types.Config) []Finding {
 	}
 	sort.SliceStable(fs, func(i, j int) bool { return fs[i].Path < fs[j].Path })
 	return fs
+}
+
+// MaxMastersLifetime is the longest a system:masters client certificate on a control-plane node may
+// be valid, NotBefore to NotAfter: the cluster init's grant lives as long as the node's bootstrap token
+// (at most v1alpha1.MaxBootstrapTokenTTL), from pki.ClockSkew before it was issued. No worker may hold
+// one at all.
+const MaxMastersLifetime = v1alpha1.MaxBootstrapTokenTTL + pki.ClockSkew
+
+const mastersGroup = "system:masters"
+
+// checkMasters reports the system:masters client certificates in c that a node of role must not hold.
+func checkMasters(c content, role string) []Finding {
+	var fs []Finding
+	for _, cert := range certificates(c.data) {
+		if !slices.Contains(cert.Subject.Organization, mastersGroup) {
+			continue
+		}
+		lifetime := cert.NotAfter.Sub(cert.NotBefore)
+		switch {
+		case role == v1alpha1.RoleWorker:
+			fs = append(fs, Finding{Path: c.path, Message: fmt.Sprintf("holds a %s client certificate (%s); no worker may", mastersGroup, cert.Subject.CommonName)})
+		case lifetime > MaxMastersLifetime:
+			fs = append(fs, Finding{Path: c.path, Message: fmt.Sprintf("holds a %s client certificate (%s) valid for %v; a node may hold one valid for at most %v",
+				mastersGroup, cert.Subject.CommonName, lifetime, MaxMastersLifetime)})
+		}
+	}
+	return fs
+}
+
+// certificates are the X.509 certificates in data: PEM blocks, and the client certificates of a
+// kubeconfig (client-certificate-data, base64 PEM).
+func certificates(data []byte) []*x509.Certificate {
+	if !bytes.Contains(data, certificateMarker) && !bytes.Contains(data, clientCertMarker) {
+		return nil
+	}
+	pems := [][]byte{data}
+	for _, m := range kubeconfigCertData.FindAllSubmatch(data, -1) {
+		if b, err := base64.StdEncoding.DecodeString(string(m[1])); err == nil {
+			pems = append(pems, b)
+		}
+	}
+	var out []*x509.Certificate
+	for _, rest := range pems {
+		for {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil {
+				break
+			}
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+				out = append(out, cert)
+			}
+		}
+	}
+	return out
+}
+
+// hasKubeconfigKey reports whether data is a kubeconfig that holds a client key (client-key-data, a
+// base64 PEM private key).
+func hasKubeconfigKey(data []byte) bool {
+	if !bytes.Contains(data, clientKeyMarker) {
+		return false
+	}
+	for _, m := range kubeconfigKeyData.FindAllSubmatch(data, -1) {
+		if b, err := base64.StdEncoding.DecodeString(string(m[1])); err == nil && hasPEMPrivateKey(b) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasPEMPrivateKey reports whether data holds a PEM private key other than an OpenSSH one (which is

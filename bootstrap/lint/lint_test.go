@@ -3,15 +3,19 @@ package lint
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/vincent-petithory/dataurl"
 )
 
@@ -165,6 +169,69 @@ func TestBytes(t *testing.T) {
 				got = lerr.Findings
 			} else if err != nil {
 				t.Fatalf("Bytes: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// kubeconfig is a kubeconfig with a client certificate for cn in org, valid from t0 for validity, and
+// its key.
+func kubeconfig(t *testing.T, cn, org string, validity time.Duration) string {
+	t.Helper()
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	ca, err := pki.NewCA(rand.Reader, "lint test CA", t0, 10*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.Issue(rand.Reader, pki.CertRequest{CommonName: cn, Organization: []string{org},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Validity: validity}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "apiVersion: v1\nkind: Config\nusers:\n- name: " + cn + "\n  user:\n" +
+		"    client-certificate-data: " + base64.StdEncoding.EncodeToString(kp.CertPEM) + "\n" +
+		"    client-key-data: " + base64.StdEncoding.EncodeToString(kp.KeyPEM) + "\n"
+}
+
+// The kubeconfigs a node holds: a worker none with a key, no node a system:masters certificate that
+// lives longer than a day (as kiln's year-long cluster-init certificate did).
+func TestKubeconfigCredentials(t *testing.T) {
+	year := 365 * 24 * time.Hour
+	for _, tc := range []struct {
+		name string
+		conf string
+		role string
+		want []string
+	}{
+		{name: "control plane: a component's year-long certificate", conf: kubeconfig(t, "system:kube-scheduler", "", year), role: v1alpha1.RoleControlPlane},
+		{name: "control plane: the cluster init's grant, for an hour", conf: kubeconfig(t, "kiln:cluster-init-grant", "system:masters", time.Hour), role: v1alpha1.RoleControlPlane},
+		{name: "control plane: system:masters for a day", conf: kubeconfig(t, "kiln:cluster-init-grant", "system:masters", 24*time.Hour), role: v1alpha1.RoleControlPlane},
+		{name: "control plane: system:masters for a year", conf: kubeconfig(t, "kiln:cluster-init", "system:masters", year), role: v1alpha1.RoleControlPlane,
+			want: []string{"holds a system:masters client certificate (kiln:cluster-init) valid for 8760h5m0s; a node may hold one valid for at most 24h5m0s"}},
+		{name: "any role: system:masters for a year", conf: kubeconfig(t, "kiln:cluster-init", "system:masters", year),
+			want: []string{"holds a system:masters client certificate (kiln:cluster-init) valid for 8760h5m0s; a node may hold one valid for at most 24h5m0s"}},
+		{name: "worker: a client key", conf: kubeconfig(t, "kiln:cluster-init", "kiln:cluster-init", time.Hour), role: v1alpha1.RoleWorker,
+			want: []string{"holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+		{name: "worker: system:masters, even for an hour", conf: kubeconfig(t, "kiln:cluster-init-grant", "system:masters", time.Hour), role: v1alpha1.RoleWorker,
+			want: []string{"holds a system:masters client certificate (kiln:cluster-init-grant); no worker may",
+				"holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Bytes(config(gzipFile("/etc/kubernetes/x.conf", tc.conf)), Policy{Role: tc.role})
+			var got []string
+			var lerr *Error
+			if errors.As(err, &lerr) {
+				for _, f := range lerr.Findings {
+					if f.Path != "storage.files[0].contents" {
+						t.Errorf("finding at %s", f.Path)
+					}
+					got = append(got, f.Message)
+				}
+			} else if err != nil {
+				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("findings (-want +got):\n%s", diff)

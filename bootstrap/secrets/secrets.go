@@ -3,7 +3,9 @@
 // SSH key, the key that encrypts Secrets at rest, and short-lived bootstrap tokens.
 //
 // A cluster's secrets are generated once (Generate), saved once (Save refuses to replace them) and
-// thereafter only loaded, with bootstrap tokens the one part that may be added to (Update). Printing a
+// thereafter only loaded, with bootstrap tokens the one part that may be added to (Update). What must
+// name one node or live only hours is issued from the bundle's CAs each time a config is rendered and
+// never stored: etcd members' certificates (EtcdMember) and the cluster init's (ClusterInit). Printing a
 // Bundle with any fmt verb or logging it with slog never shows key material.
 package secrets
 
@@ -48,9 +50,29 @@ const APIServerKubeletClientGroup = "kiln:apiserver-kubelet-client"
 // AdminGroup is the group of the admin client certificate; RBAC binds it to cluster-admin.
 const AdminGroup = "kiln:cluster-admins" // bound to cluster-admin by kubecfg.BootstrapRBAC
 
+// The cluster init's identities: a control-plane node applies its first-boot manifests as
+// ClusterInitUser in ClusterInitGroup, which the RBAC that kubecfg.ClusterInitRBAC renders binds to
+// exactly those objects; ClusterInitGrantUser, in system:masters, applies that RBAC before (see
+// Bundle.ClusterInit).
+const (
+	ClusterInitUser      = "kiln:cluster-init"
+	ClusterInitGroup     = "kiln:cluster-init"
+	ClusterInitGrantUser = "kiln:cluster-init-grant"
+)
+
+// MaxClusterInitValidity caps the lifetime of the cluster init's certificates: the longest a
+// bootstrap token lives (spec.security.bootstrapTokenTTL), the window a node has to come up.
+const MaxClusterInitValidity = v1alpha1.MaxBootstrapTokenTTL
+
+// mastersGroup is Kubernetes's superuser group, which RBAC cannot restrict.
+const mastersGroup = "system:masters"
+
 // Bundle is every secret of one cluster. It is stored whole in the state store; the renderers pick from
-// it what each role needs. Admin never leaves the state store (no node gets it); ClusterInit goes only to
-// control-plane nodes, which delete it once used.
+// it what each role needs, and issue from its CAs what is made per render (EtcdMember, ClusterInit).
+// Admin never leaves the state store (no node gets it).
+//
+// A bundle stored by an earlier kiln also holds "clusterInit", a system:masters certificate valid for a
+// year: it is ignored when loaded and dropped the next time the bundle is stored (Update).
 type Bundle struct {
 	ClusterCA    pki.KeyPair `json:"clusterCA"`
 	EtcdCA       pki.KeyPair `json:"etcdCA"`
@@ -76,9 +98,6 @@ type Bundle struct {
 	// Admin is the operator's client certificate, in AdminGroup, which RBAC binds to cluster-admin (so
 	// it can be revoked, unlike system:masters). It stays in the state store.
 	Admin pki.KeyPair `json:"admin"`
-	// ClusterInit is the one-time credential (O system:masters) with which a new control-plane node
-	// applies kiln's namespaces and RBAC bindings, including AdminGroup's; the node deletes it after.
-	ClusterInit pki.KeyPair `json:"clusterInit"`
 
 	SSH SSHKeys `json:"ssh"`
 	// EncryptionKey encrypts Secrets at rest: EncryptionKeySize random bytes.
@@ -152,7 +171,6 @@ func Generate(c *v1alpha1.Cluster, rand io.Reader, now time.Time) (*Bundle, erro
 	g.leaf(&b.ControllerManager, &b.ClusterCA, pki.CertRequest{CommonName: "system:kube-controller-manager", Usages: client})
 	g.leaf(&b.Scheduler, &b.ClusterCA, pki.CertRequest{CommonName: "system:kube-scheduler", Usages: client})
 	g.leaf(&b.Admin, &b.ClusterCA, pki.CertRequest{CommonName: "kiln-admin", Organization: []string{AdminGroup}, Usages: client})
-	g.leaf(&b.ClusterInit, &b.ClusterCA, pki.CertRequest{CommonName: "kiln:cluster-init", Organization: []string{"system:masters"}, Usages: client})
 	if g.err != nil {
 		return nil, fmt.Errorf("secrets: generate %s: %w", name, g.err)
 	}
@@ -192,11 +210,43 @@ func (b *Bundle) EtcdMember(rand io.Reader, now time.Time, name string, addr net
 	return server, peer, nil
 }
 
+// ClusterInit issues the client certificates with which a control-plane node's first boot applies
+// its manifests, valid from now for validity (TokenTTL: the window a node rendered now has to come
+// up in, as its bootstrap token does), at most MaxClusterInitValidity:
+//
+//   - apply, for ClusterInitUser in ClusterInitGroup, which applies the manifests, bound by RBAC to
+//     exactly those objects (kubecfg.ClusterInitRBAC);
+//   - grant, for ClusterInitGrantUser in system:masters, which applies that RBAC and nothing else.
+//     Kubernetes authorizes nothing outside system:masters before the first RBAC object exists.
+//
+// Both go to control-plane nodes only, which delete them once the cluster init ran. Keys and serial
+// numbers are read from rand; b keeps nothing of them.
+func (b *Bundle) ClusterInit(rand io.Reader, now time.Time, validity time.Duration) (apply, grant pki.KeyPair, err error) {
+	switch {
+	case validity <= 0:
+		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: cluster init credentials: validity %v is not positive", validity)
+	case validity > MaxClusterInitValidity:
+		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: cluster init credentials: valid for %v, more than %v", validity, MaxClusterInitValidity)
+	case rand == nil:
+		return pki.KeyPair{}, pki.KeyPair{}, errors.New("secrets: cluster init credentials: nil random source")
+	}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	g := generator{rand: rand, now: now, validity: validity}
+	g.leaf(&apply, &b.ClusterCA, pki.CertRequest{CommonName: ClusterInitUser, Organization: []string{ClusterInitGroup}, Usages: client})
+	g.leaf(&grant, &b.ClusterCA, pki.CertRequest{CommonName: ClusterInitGrantUser, Organization: []string{mastersGroup}, Usages: client})
+	if g.err != nil {
+		return pki.KeyPair{}, pki.KeyPair{}, fmt.Errorf("secrets: cluster init credentials: %w", g.err)
+	}
+	return apply, grant, nil
+}
+
 // generator keeps the first error, so Generate reads as the list of what it makes.
 type generator struct {
 	rand io.Reader
 	now  time.Time
-	err  error
+	// validity of leaf certificates; LeafValidity if zero.
+	validity time.Duration
+	err      error
 }
 
 func (g *generator) ca(dst *pki.KeyPair, cn string) {
@@ -228,6 +278,9 @@ func (g *generator) leaf(dst, ca *pki.KeyPair, req pki.CertRequest) {
 		return
 	}
 	req.Validity = LeafValidity
+	if g.validity != 0 {
+		req.Validity = g.validity
+	}
 	kp, err := ca.Issue(g.rand, req, g.now)
 	if err != nil {
 		g.err = err
@@ -418,6 +471,5 @@ func (b *Bundle) leaves() []namedPair {
 		{name: "controllerManager", kp: &b.ControllerManager, ca: &b.ClusterCA},
 		{name: "scheduler", kp: &b.Scheduler, ca: &b.ClusterCA},
 		{name: "admin", kp: &b.Admin, ca: &b.ClusterCA},
-		{name: "clusterInit", kp: &b.ClusterInit, ca: &b.ClusterCA},
 	}
 }

@@ -147,8 +147,6 @@ func TestGenerate(t *testing.T) {
 			wrongCA: []pki.KeyPair{b.EtcdCA}},
 		{name: "admin", kp: b.Admin, ca: b.ClusterCA, cn: "kiln-admin", org: []string{AdminGroup}, usages: client,
 			wrongCA: []pki.KeyPair{b.EtcdCA, b.FrontProxyCA}},
-		{name: "clusterInit", kp: b.ClusterInit, ca: b.ClusterCA, cn: "kiln:cluster-init", org: []string{"system:masters"}, usages: client,
-			wrongCA: []pki.KeyPair{b.EtcdCA, b.FrontProxyCA}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -405,7 +403,7 @@ func TestBundleJSON(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"admin", "apiServer", "apiServerEtcdClient", "apiServerKubeletClient", "bootstrapTokens", "clusterCA", "clusterInit",
+	want := []string{"admin", "apiServer", "apiServerEtcdClient", "apiServerKubeletClient", "bootstrapTokens", "clusterCA",
 		"controllerManager", "encryptionKey", "etcdCA", "etcdPeer", "etcdServer", "frontProxyCA", "frontProxyClient",
 		"scheduler", "serviceAccount", "ssh"}
 	if diff := cmp.Diff(want, keys); diff != "" {
@@ -502,5 +500,70 @@ func TestEtcdMember(t *testing.T) {
 	}
 	if _, _, err := b.EtcdMember(seeded(2), t0, "demo-control-plane-0", netip.Addr{}); err == nil {
 		t.Error("EtcdMember without an address: no error")
+	}
+}
+
+// The cluster init's credentials are issued per render from the cluster CA, for the window given, and
+// only the grant's is in system:masters.
+func TestClusterInit(t *testing.T) {
+	b := mustGenerate(t, cluster("demo"), seeded(1))
+	for _, tc := range []struct {
+		name     string
+		validity time.Duration
+		wantErr  string
+	}{
+		{name: "one hour", validity: time.Hour},
+		{name: "the longest a token lives", validity: MaxClusterInitValidity},
+		{name: "longer", validity: MaxClusterInitValidity + time.Second, wantErr: "more than 24h0m0s"},
+		{name: "none", validity: 0, wantErr: "not positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expires := t0.Add(tc.validity)
+			apply, grant, err := b.ClusterInit(seeded(2), t0, tc.validity)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				kp  pki.KeyPair
+				cn  string
+				org []string
+			}{
+				{kp: apply, cn: ClusterInitUser, org: []string{ClusterInitGroup}},
+				{kp: grant, cn: ClusterInitGrantUser, org: []string{"system:masters"}},
+			} {
+				got := cert(t, c.kp)
+				if got.Subject.CommonName != c.cn || !slices.Equal(got.Subject.Organization, c.org) {
+					t.Errorf("subject %s in %v, want %s in %v", got.Subject.CommonName, got.Subject.Organization, c.cn, c.org)
+				}
+				if !got.NotAfter.Equal(expires) {
+					t.Errorf("%s: NotAfter %v, want %v", c.cn, got.NotAfter, expires)
+				}
+				if diff := cmp.Diff([]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, got.ExtKeyUsage); diff != "" {
+					t.Errorf("%s: ExtKeyUsage (-want +got):\n%s", c.cn, diff)
+				}
+				if err := c.kp.VerifyAt(&b.ClusterCA, t0); err != nil {
+					t.Errorf("%s: %v", c.cn, err)
+				}
+				if err := c.kp.VerifyAt(&b.ClusterCA, expires.Add(time.Second)); err == nil {
+					t.Errorf("%s: still valid after it expires", c.cn)
+				}
+			}
+			again, _, err := b.ClusterInit(seeded(3), t0, tc.validity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(again.KeyPEM, apply.KeyPEM) {
+				t.Error("two renders issued the same key")
+			}
+		})
+	}
+	if _, _, err := b.ClusterInit(nil, t0, time.Hour); err == nil {
+		t.Error("nil random source: no error")
 	}
 }

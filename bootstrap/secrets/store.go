@@ -99,7 +99,7 @@ func JoinToken(s TokenStore, c *v1alpha1.Cluster, now time.Time, description str
 	if err != nil {
 		return nil, BootstrapToken{}, fmt.Errorf("cluster %s: %w (run 'kiln init %s' first)", name, err, name)
 	}
-	ttl := tokenTTL(c)
+	ttl := TokenTTL(c)
 	if tok, ok := b.ValidBootstrapToken(now, ttl/2); ok {
 		return b, tok, nil
 	}
@@ -113,8 +113,9 @@ func JoinToken(s TokenStore, c *v1alpha1.Cluster, now time.Time, description str
 	return b, tok, nil
 }
 
-// tokenTTL is spec.security.bootstrapTokenTTL, or its default for an undefaulted spec.
-func tokenTTL(c *v1alpha1.Cluster) time.Duration {
+// TokenTTL is spec.security.bootstrapTokenTTL, or its default for an undefaulted spec: how long a node
+// has to come up with what it is rendered with.
+func TokenTTL(c *v1alpha1.Cluster) time.Duration {
 	if ttl := c.Spec.Security.BootstrapTokenTTL.Duration; ttl > 0 {
 		return ttl
 	}
@@ -133,7 +134,7 @@ func MachineToken(s state.Modifier, c *v1alpha1.Cluster, machine, pool string, n
 	if machine == "" {
 		return nil, BootstrapToken{}, fmt.Errorf("secrets: machine token of %s: no machine name", name)
 	}
-	ttl := tokenTTL(c)
+	ttl := TokenTTL(c)
 	var (
 		b   Bundle
 		tok BootstrapToken

@@ -3,6 +3,8 @@ package secrets
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/state"
 	"github.com/kiln-dev/kiln/state/statetest"
 )
@@ -357,5 +360,48 @@ func TestMachineTokenConcurrent(t *testing.T) {
 		if !slices.Contains(b.BootstrapTokens, tok) || tok.Machine != fmt.Sprintf("prod-workers-%d", i) {
 			t.Errorf("machine %d's token %#v is not stored as its own", i, tok)
 		}
+	}
+}
+
+// A bundle stored by an earlier kiln holds the year-long system:masters "clusterInit" certificate: it
+// still loads and verifies, and the next Update stores the bundle without it.
+func TestLoadEarlierBundle(t *testing.T) {
+	b := mustGenerate(t, cluster("prod"), seeded(1))
+	old, err := b.ClusterCA.Issue(seeded(2), pki.CertRequest{CommonName: "kiln:cluster-init", Organization: []string{"system:masters"},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Validity: LeafValidity}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier := struct {
+		Bundle
+		ClusterInit pki.KeyPair `json:"clusterInit"`
+	}{Bundle: *b, ClusterInit: *old}
+	s := statetest.NewFixed(t, statetest.Values{Bucket: {"prod": earlier}})
+
+	got, err := Load(s, "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(*b, *got); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+	if err := got.Verify(t0); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+	if _, err := got.AddBootstrapToken(seeded(3), t0, time.Hour, "join"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Update(s, "prod", got); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	var raw map[string]json.RawMessage
+	if err := s.Get(Bucket, "prod", &raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw["clusterInit"]; ok {
+		t.Error("the stored bundle still holds the earlier clusterInit certificate after Update")
+	}
+	if len(raw["bootstrapTokens"]) < 10 {
+		t.Errorf("the update lost the token: %s", raw["bootstrapTokens"])
 	}
 }

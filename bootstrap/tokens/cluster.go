@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,7 +55,8 @@ func Secret(cluster string, t secrets.BootstrapToken) (*corev1.Secret, error) {
 	return s, nil
 }
 
-// Cluster reads and changes one cluster's bootstrap token Secrets and reads its Nodes.
+// Cluster reads and changes one cluster's bootstrap token Secrets and pending CertificateSigningRequests,
+// and reads its Nodes.
 type Cluster struct {
 	// Name is the cluster's name, which labels the Secrets.
 	Name   string
@@ -98,6 +100,66 @@ func (c *Cluster) Nodes(ctx context.Context) (map[string]Node, error) {
 		out[n.Name] = node
 	}
 	return out, nil
+}
+
+// PendingCSRs lists the cluster's pending CertificateSigningRequests.
+func (c *Cluster) PendingCSRs(ctx context.Context) ([]CSR, error) {
+	list, err := c.Client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("tokens: list certificate signing requests of %s: %w", c.Name, err)
+	}
+	var out []CSR
+	for _, r := range list.Items {
+		if pending(r.Status) {
+			out = append(out, CSR{Name: r.Name, Username: r.Spec.Username})
+		}
+	}
+	return out, nil
+}
+
+// pending reports whether a CSR with status st awaits a decision.
+func pending(st certificatesv1.CertificateSigningRequestStatus) bool {
+	if len(st.Certificate) > 0 {
+		return false
+	}
+	for _, cond := range st.Conditions {
+		switch cond.Type {
+		case certificatesv1.CertificateApproved, certificatesv1.CertificateDenied, certificatesv1.CertificateFailed:
+			return false
+		}
+	}
+	return true
+}
+
+// DeleteCSR deletes the CertificateSigningRequest name. One the cluster does not have is not an error.
+func (c *Cluster) DeleteCSR(ctx context.Context, name string) error {
+	err := c.Client.CertificatesV1().CertificateSigningRequests().Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("tokens: delete certificate signing request %s of %s: %w", name, c.Name, err)
+	}
+	return nil
+}
+
+// DeleteNodeCSRs deletes the pending CertificateSigningRequests that node made as itself
+// (NodeUser(node)), for when its Node is deleted with its machine, and returns their names.
+func (c *Cluster) DeleteNodeCSRs(ctx context.Context, node string) ([]string, error) {
+	csrs, err := c.PendingCSRs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	var errs []error
+	for _, r := range csrs {
+		if r.Username != NodeUser(node) {
+			continue
+		}
+		if err := c.DeleteCSR(ctx, r.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted = append(deleted, r.Name)
+	}
+	return deleted, errors.Join(errs...)
 }
 
 // Apply applies token t's Secret (see Secret) with server-side apply as kiln, creating it or bringing
@@ -191,9 +253,9 @@ func Ensure(ctx context.Context, s Store, k *Cluster, c *v1alpha1.Cluster, machi
 	return b, t, nil
 }
 
-// Sync runs one round of the token lifecycle of cluster c at now: it reads the cluster's tokens and
-// Nodes (when k is not nil), decides (Decide, with machines as the provider lists them), deletes,
-// applies and then forgets, and returns the plan. A token is forgotten only once its Secret is gone
+// Sync runs one round of the token lifecycle of cluster c at now: it reads the cluster's tokens,
+// Nodes and pending CSRs (when k is not nil), decides (Decide, with machines as the provider lists
+// them), deletes tokens and CSRs, applies and then forgets, and returns the plan. A token is forgotten only once its Secret is gone
 // from the cluster. It carries on past a failed action and returns every error joined.
 func Sync(ctx context.Context, s Store, k *Cluster, c *v1alpha1.Cluster, machines []string, now time.Time, p Policy) (Plan, error) {
 	name := c.Metadata.Name
@@ -209,6 +271,9 @@ func Sync(ctx context.Context, s Store, k *Cluster, c *v1alpha1.Cluster, machine
 		if o.Nodes, err = k.Nodes(ctx); err != nil {
 			return Plan{}, err
 		}
+		if o.PendingCSRs, err = k.PendingCSRs(ctx); err != nil {
+			return Plan{}, err
+		}
 		o.Reachable = true
 	}
 	plan := Decide(o, now, p)
@@ -218,6 +283,11 @@ func Sync(ctx context.Context, s Store, k *Cluster, c *v1alpha1.Cluster, machine
 		if err := k.Delete(ctx, d.ID); err != nil {
 			errs = append(errs, err)
 			failed[d.ID] = true
+		}
+	}
+	for _, d := range plan.DeleteCSRs {
+		if err := k.DeleteCSR(ctx, d.Name); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, t := range plan.Apply {

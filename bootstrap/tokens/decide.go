@@ -2,7 +2,10 @@
 // token is minted when the machine's config is rendered and kept in the state store against the
 // machine's name (secrets.MachineToken), applied to the cluster as its bootstrap-token-<id> Secret
 // before the machine is created (Ensure), and deleted from the cluster and the store once the
-// machine's Node has joined, once the machine is gone, or once the token has expired (Sync).
+// machine's Node has joined, once the machine is gone, or once the token has expired (Sync). What a
+// machine that is gone left pending (its CertificateSigningRequests, made with its token or as its
+// node) goes with its token: no one is left to use what they would issue, and a replacement of the
+// same name must not receive it.
 //
 // Decide holds the decisions, a pure function of what the store, the provider and the cluster hold
 // and the time; Cluster is the thin part that reads and changes the cluster through client-go.
@@ -62,6 +65,28 @@ type Observed struct {
 	InCluster []InCluster
 	// Nodes are the cluster's Nodes, by name.
 	Nodes map[string]Node
+	// PendingCSRs are the cluster's pending CertificateSigningRequests.
+	PendingCSRs []CSR
+}
+
+// CSR is a pending CertificateSigningRequest (no Approved, Denied or Failed condition, no
+// certificate) as the cluster holds it.
+type CSR struct {
+	Name string
+	// Username is who made it, as the API server authenticated them (spec.username).
+	Username string
+}
+
+// BootstrapUser is the user a bootstrap token authenticates as; NodeUser the user of a node's
+// client certificate.
+func BootstrapUser(id string) string { return "system:bootstrap:" + id }
+
+// NodeUser is the user of node's client certificate.
+func NodeUser(node string) string { return "system:node:" + node }
+
+// CSRDeletion is a pending CSR to delete, and why.
+type CSRDeletion struct {
+	Name, Username, Machine, Reason string
 }
 
 // Policy tunes Decide.
@@ -88,10 +113,14 @@ type Plan struct {
 	// Forget are tokens to remove from the state store: each once its Secret, if the cluster has one,
 	// is deleted (a token in Delete is forgotten only once that delete succeeded).
 	Forget []Deletion
+	// DeleteCSRs are pending CSRs of machines that are gone, made with their tokens or as their nodes.
+	DeleteCSRs []CSRDeletion
 }
 
 // Empty reports whether the plan does nothing.
-func (p Plan) Empty() bool { return len(p.Apply)+len(p.Delete)+len(p.Forget) == 0 }
+func (p Plan) Empty() bool {
+	return len(p.Apply)+len(p.Delete)+len(p.Forget)+len(p.DeleteCSRs) == 0
+}
 
 // Decide decides, at now, which tokens to apply to the cluster, which to delete from it and which to
 // forget:
@@ -104,7 +133,9 @@ func (p Plan) Empty() bool { return len(p.Apply)+len(p.Delete)+len(p.Forget) == 
 //     token is older than the grace period);
 //   - a machine's token that is still needed and that the cluster lacks is applied;
 //   - a Secret that kiln applied for this cluster (by its labels) and that the store no longer holds
-//     is deleted.
+//     is deleted;
+//   - a pending CSR made with the token of a machine that is gone, or as that machine's node, is
+//     deleted.
 //
 // Shared tokens (those of no machine) are left until they expire: who holds them is not known. When
 // the cluster is not reachable only expired tokens are forgotten: a token whose machine is gone stays
@@ -133,6 +164,7 @@ func Decide(o Observed, now time.Time, p Policy) Plan {
 		}
 	}
 	stored := map[string]bool{}
+	goneUsers := map[string]string{}
 	for _, t := range o.Stored {
 		stored[t.ID] = true
 		switch {
@@ -145,6 +177,8 @@ func Decide(o Observed, now time.Time, p Policy) Plan {
 			drop(t, ReasonJoined)
 		case !slices.Contains(o.Machines, t.Machine) && (t.Issued.IsZero() || now.Sub(t.Issued) >= grace):
 			drop(t, ReasonGone)
+			goneUsers[BootstrapUser(t.ID)] = t.Machine
+			goneUsers[NodeUser(t.Machine)] = t.Machine
 		case !inCluster[t.ID]:
 			plan.Apply = append(plan.Apply, t)
 		}
@@ -153,6 +187,11 @@ func Decide(o Observed, now time.Time, p Policy) Plan {
 		for _, s := range o.InCluster {
 			if s.Cluster == o.Cluster && s.Cluster != "" && !stored[s.ID] {
 				plan.Delete = append(plan.Delete, Deletion{ID: s.ID, Machine: s.Machine, Reason: ReasonOrphan})
+			}
+		}
+		for _, r := range o.PendingCSRs {
+			if m, ok := goneUsers[r.Username]; ok {
+				plan.DeleteCSRs = append(plan.DeleteCSRs, CSRDeletion{Name: r.Name, Username: r.Username, Machine: m, Reason: ReasonGone})
 			}
 		}
 	}

@@ -84,6 +84,31 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "a deleted machine's pending CSRs go with its token; others' stay",
+			o: Observed{Stored: []secrets.BootstrapToken{w0, w1}, Machines: []string{"demo-workers-0"}, Reachable: true, InCluster: in("aaaaaa", "bbbbbb"),
+				PendingCSRs: []CSR{
+					{Name: "node-csr-w1", Username: "system:bootstrap:bbbbbb"},
+					{Name: "csr-w1-serving", Username: "system:node:demo-workers-1"},
+					{Name: "node-csr-w0", Username: "system:bootstrap:aaaaaa"},
+					{Name: "csr-w0-serving", Username: "system:node:demo-workers-0"},
+					{Name: "csr-admin", Username: "kiln-admin"},
+				}},
+			want: Plan{
+				Delete: []Deletion{{ID: "bbbbbb", Machine: "demo-workers-1", Reason: ReasonGone}},
+				Forget: []Deletion{{ID: "bbbbbb", Machine: "demo-workers-1", Reason: ReasonGone}},
+				DeleteCSRs: []CSRDeletion{
+					{Name: "node-csr-w1", Username: "system:bootstrap:bbbbbb", Machine: "demo-workers-1", Reason: ReasonGone},
+					{Name: "csr-w1-serving", Username: "system:node:demo-workers-1", Machine: "demo-workers-1", Reason: ReasonGone},
+				},
+			},
+		},
+		{
+			name: "out of reach, pending CSRs are not judged",
+			o: Observed{Stored: []secrets.BootstrapToken{w1}, Machines: []string{"demo-workers-0"},
+				PendingCSRs: []CSR{{Name: "node-csr-w1", Username: "system:bootstrap:bbbbbb"}}},
+			want: Plan{},
+		},
+		{
 			name: "a machine's older token goes once it has a newer one",
 			o: Observed{Stored: []secrets.BootstrapToken{w0, token("aaaaa2", "demo-workers-0", t0.Add(20*time.Minute))}, Machines: machines, Reachable: true,
 				InCluster: in("aaaaaa", "aaaaa2")},
@@ -123,7 +148,7 @@ func TestDecide(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("plan (-want +got):\n%s", diff)
 			}
-			if got.Empty() != (len(tc.want.Apply)+len(tc.want.Delete)+len(tc.want.Forget) == 0) {
+			if got.Empty() != (len(tc.want.Apply)+len(tc.want.Delete)+len(tc.want.Forget)+len(tc.want.DeleteCSRs) == 0) {
 				t.Errorf("Empty() = %v", got.Empty())
 			}
 		})

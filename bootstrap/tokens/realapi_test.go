@@ -2,12 +2,8 @@ package tokens
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"slices"
 	"strings"
 	"testing"
@@ -27,6 +23,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
+	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/state/statetest"
 )
@@ -144,7 +141,7 @@ func TestTokensOnARealAPI(t *testing.T) {
 		authenticates(t, cp0)
 	})
 
-	var w0, g0 secrets.BootstrapToken
+	var w0, g0, late secrets.BootstrapToken
 	t.Run("applied before the machine is created, one per machine", func(t *testing.T) {
 		var err error
 		if _, w0, err = Ensure(ctx, StateStore{State: s}, k, c, "tok-workers-0", "workers", time.Now()); err != nil {
@@ -163,7 +160,7 @@ func TestTokensOnARealAPI(t *testing.T) {
 		}
 		// kiln's TLS-bootstrap bindings hold for a machine's token: its kubelet's CSR is approved and
 		// signed.
-		csrApproved(t, cp, b.ClusterCA.CertPEM, w0, "system:node:tok-workers-0")
+		csrApproved(t, cp, b.ClusterCA.CertPEM, w0, "tok-workers-0")
 		// Ensure again (a create repeated after a crash): the same token, still good.
 		if _, again, err := Ensure(ctx, StateStore{State: s}, k, c, "tok-workers-0", "workers", time.Now()); err != nil || again != w0 {
 			t.Errorf("Ensure again = %s, %v; want %s", again.ID, err, w0.ID)
@@ -171,8 +168,8 @@ func TestTokensOnARealAPI(t *testing.T) {
 	})
 
 	t.Run("not applied, refused; applied by the next Sync", func(t *testing.T) {
-		_, late, err := Ensure(ctx, StateStore{State: s}, nil, c, "tok-workers-1", "workers", time.Now())
-		if err != nil {
+		var err error
+		if _, late, err = Ensure(ctx, StateStore{State: s}, nil, c, "tok-workers-1", "workers", time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		unauthorized(t, late, "stored, not applied")
@@ -214,6 +211,12 @@ func TestTokensOnARealAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Requests left pending: two by tok-gpu-0 (with its token, and as its node), one by tok-workers-1
+		// with its token.
+		gpuBoot := pendingCSR(t, cp, b, g0.String(), "tok-gpu-0")
+		gpuNode := pendingCSR(t, cp, b, "", "tok-gpu-0")
+		lateBoot := pendingCSR(t, cp, b, late.String(), "tok-workers-1")
+
 		// tok-gpu-0 is deleted: the provider lists it no more.
 		plan, err := Sync(ctx, StateStore{State: s}, k, c, []string{"tok-control-plane-0", "tok-workers-0", "tok-workers-1"}, time.Now(), Policy{Grace: time.Nanosecond})
 		if err != nil {
@@ -225,6 +228,20 @@ func TestTokensOnARealAPI(t *testing.T) {
 		}
 		if reasons["tok-workers-0"] != ReasonJoined || reasons["tok-gpu-0"] != ReasonGone || reasons["tok-workers-2"] != ReasonExpired {
 			t.Errorf("Sync forgot %v; want tok-workers-0 joined, tok-gpu-0 gone, tok-workers-2 expired", reasons)
+		}
+		var csrs []string
+		for _, d := range plan.DeleteCSRs {
+			csrs = append(csrs, d.Name)
+		}
+		slices.Sort(csrs)
+		if want := slices.Sorted(slices.Values([]string{gpuBoot, gpuNode})); !slices.Equal(csrs, want) {
+			t.Errorf("Sync deleted the CSRs %v; want tok-gpu-0's %v", csrs, want)
+		}
+		for name, want := range map[string]bool{gpuBoot: false, gpuNode: false, lateBoot: true} {
+			_, err := client.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+			if got := err == nil; got != want || (!got && !apierrors.IsNotFound(err)) {
+				t.Errorf("CSR %s: %v; want it kept: %v", name, err, want)
+			}
 		}
 		unauthorized(t, w0, "its Node joined")
 		unauthorized(t, g0, "its machine is gone")
@@ -246,7 +263,43 @@ func TestTokensOnARealAPI(t *testing.T) {
 			t.Errorf("the store keeps the tokens of %s; want tok-control-plane-0 tok-workers-1", got)
 		}
 	})
+
+	// When a machine's Node is deleted with it, the requests it made as its node go too.
+	t.Run("a deleted Node's pending CSRs", func(t *testing.T) {
+		w0Serving := pendingCSR(t, cp, b, "", "tok-workers-0")
+		w1Serving := pendingCSR(t, cp, b, "", "tok-workers-1")
+		deleted, err := k.DeleteNodeCSRs(ctx, "tok-workers-0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(deleted, []string{w0Serving}) {
+			t.Errorf("DeleteNodeCSRs(tok-workers-0) deleted %v, want [%s]", deleted, w0Serving)
+		}
+		if _, err := client.CertificatesV1().CertificateSigningRequests().Get(ctx, w1Serving, metav1.GetOptions{}); err != nil {
+			t.Errorf("tok-workers-1's CSR: %v", err)
+		}
+	})
 	t.Logf("%d objects applied by the cluster init; control plane ready in %v", len(cp.Applied), cp.APIReady)
+}
+
+// pendingCSR makes a kubelet serving CSR for node, which nothing approves by itself, as a kubelet
+// does: with bootstrap token tok, or, without one, with a client certificate of the node from the
+// cluster CA. It returns the CSR's name.
+func pendingCSR(t *testing.T, cp *controlplane.ControlPlane, b *secrets.Bundle, tok, node string) string {
+	t.Helper()
+	cfg := controlplanetest.Config(cp, b.ClusterCA.CertPEM)
+	if tok != "" {
+		cfg.BearerToken = tok
+	} else {
+		kp, err := b.ClusterCA.Issue(rand.Reader, pki.CertRequest{CommonName: NodeUser(node), Organization: []string{kubecfg.NodesGroup},
+			Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Validity: time.Hour}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.CertData, cfg.KeyData = kp.CertPEM, kp.KeyPEM
+	}
+	return controlplanetest.KubeletCSR(t, cfg, node, certificatesv1.KubeletServingSignerName,
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}, node)
 }
 
 // csrApproved creates a kubelet client CSR for node with token tok, as a kubelet's TLS bootstrap does,
@@ -260,34 +313,15 @@ func csrApproved(t *testing.T, cp *controlplane.ControlPlane, caPEM []byte, tok 
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
-	}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "node-csr-"},
-		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
-			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("a kubelet CSR with token %s: %v", tok.ID, err)
-	}
+	name := controlplanetest.KubeletCSR(t, cfg, node, certificatesv1.KubeAPIServerClientKubeletSignerName,
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth})
 	var (
 		status certificatesv1.CertificateSigningRequestStatus
 		getErr error
 	)
 	_ = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var got *certificatesv1.CertificateSigningRequest
-		if got, getErr = cs.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{}); getErr == nil {
+		if got, getErr = cs.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{}); getErr == nil {
 			status = got.Status
 		}
 		return getErr == nil && len(status.Certificate) > 0, nil

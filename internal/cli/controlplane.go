@@ -38,8 +38,9 @@ kube-controller-manager and kube-scheduler with exactly the rendered flags, move
 paths point under --dir, ports are free loopback ports, kube-apiserver binds 127.0.0.1 (and
 advertises 192.0.2.1, which it only writes into the kubernetes Service).
 
-When the API server is ready it applies kiln's namespaces, RBAC bindings and bootstrap tokens with
-the node's one-time credential, as the node's kiln-cluster-init.service does, writes an admin
+When the API server is ready it applies kiln's namespaces, RBAC bindings and bootstrap tokens as the
+node's kiln-cluster-init.service does (the RBAC of kiln:cluster-init with the grant's credential, then
+the manifests as kiln:cluster-init, both issued at render for hours; both removed), writes an admin
 kubeconfig (DIR/admin.conf, mode 0600) and prints its path. It runs until interrupted (Ctrl-C,
 SIGTERM), then stops the components in reverse order; it fails if one of them exits on its own.
 

@@ -1,21 +1,13 @@
 package cli
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	certificatesv1 "k8s.io/api/certificates/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kiln-dev/kiln/bootstrap/access"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
@@ -85,35 +77,6 @@ func servingCSRAs(t *testing.T, cp *controlplane.ControlPlane, b *secrets.Bundle
 	}
 	cfg := controlplanetest.Config(cp, b.ClusterCA.CertPEM)
 	cfg.CertData, cfg.KeyData = kp.CertPEM, kp.KeyPEM
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.CertificateRequest{
-		Subject:  pkix.Name{CommonName: servingcsr.NodeUserPrefix + node, Organization: []string{servingcsr.NodesGroup}},
-		DNSNames: []string{node},
-	}
-	for _, ip := range ips {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(t.Context(), &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "csr-"},
-		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certificatesv1.KubeletServingSignerName,
-			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("node %s creating its serving CSR: %v", node, err)
-	}
-	return csr.Name
+	return controlplanetest.KubeletCSR(t, cfg, node, certificatesv1.KubeletServingSignerName,
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}, append([]string{node}, ips...)...)
 }

@@ -123,6 +123,9 @@ func (k *tokenKeeper) cleanupTokens(ctx context.Context, kc *tokens.Cluster, ms 
 	for _, d := range plan.Forget {
 		k.log.Debug("bootstrap token forgotten", "machine", d.Machine, "token", d.ID, "reason", d.Reason)
 	}
+	for _, d := range plan.DeleteCSRs {
+		k.log.Info("pending certificate signing request deleted", "machine", d.Machine, "csr", d.Name, "user", d.Username, "reason", d.Reason)
+	}
 	return err
 }
 
@@ -153,13 +156,21 @@ func (k *tokenKeeper) Drain(ctx context.Context, node string) (drain.Result, err
 }
 
 // DeleteNode implements converge.Drainer with apply's own certificate: a deleted machine's Node goes
-// with it, and so do the Nodes of machines deleted while the API did not answer.
+// with it, and so do the Nodes of machines deleted while the API did not answer, and the
+// CertificateSigningRequests the node left pending (no one is left to use what they would issue).
 func (k *tokenKeeper) DeleteNode(ctx context.Context, node string) error {
 	kc, err := k.answering(ctx)
 	if err != nil {
 		return err
 	}
-	return converge.KubeNodes{Client: kc.Client}.DeleteNode(ctx, node)
+	if err := (converge.KubeNodes{Client: kc.Client}).DeleteNode(ctx, node); err != nil {
+		return err
+	}
+	deleted, err := kc.DeleteNodeCSRs(ctx, node)
+	for _, name := range deleted {
+		k.log.Info("pending certificate signing request deleted with its Node", "machine", node, "csr", name)
+	}
+	return err
 }
 
 // answering is the cluster's API, or errNotAnswering while it does not answer kiln.

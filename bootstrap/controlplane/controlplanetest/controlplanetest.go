@@ -9,12 +9,22 @@
 package controlplanetest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
@@ -72,6 +82,46 @@ func Start(t testing.TB, in ignition.Input) *controlplane.ControlPlane {
 // presents no credential: set one (CertData and KeyData, or BearerToken).
 func Config(cp *controlplane.ControlPlane, caPEM []byte) *rest.Config {
 	return &rest.Config{Host: cp.APIURL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second}
+}
+
+// KubeletCSR makes a CertificateSigningRequest as a kubelet does, with cfg's credential (a bootstrap
+// token, or the node's client certificate): for node's user (system:node:NODE in system:nodes), with a
+// new key, naming sans (IP addresses, or else DNS names), for signer with usages. It returns the
+// request's name.
+func KubeletCSR(t testing.TB, cfg *rest.Config, node, signer string, usages []certificatesv1.KeyUsage, sans ...string) string {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}}
+	for _, san := range sans {
+		if ip := net.ParseIP(san); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, san)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(t.Context(), &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "csr-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: signer,
+			Usages:     usages,
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("a %s CSR for %s: %v", signer, node, err)
+	}
+	return csr.Name
 }
 
 // logWriter writes each line to the test's log.
