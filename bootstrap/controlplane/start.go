@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,6 +78,13 @@ type ControlPlane struct {
 	procs  []*process
 	exited chan *process // receives each process that exits before Stop
 	stop   sync.Once
+
+	// What restarting kube-apiserver needs (see ApplyEncryptionConfig).
+	binaries     Binaries
+	apiCmd       Command
+	apiClient    *http.Client
+	readyTimeout time.Duration
+	progress     func(string, ...any)
 }
 
 type process struct {
@@ -85,6 +93,8 @@ type process struct {
 	log  string
 	done chan struct{}
 	err  error // set before done is closed
+	// restarting is set before kiln stops the process to start it again: its exit is not reported.
+	restarting atomic.Bool
 }
 
 // Start renders the first control-plane node's Ignition config from in, writes its files under
@@ -153,6 +163,10 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 		APIURL:          "https://" + net.JoinHostPort(loopback, strconv.Itoa(ports.APIServer)),
 		AdminKubeconfig: filepath.Join(dir, AdminKubeconfigFile),
 		exited:          make(chan *process, len(cmds)),
+		binaries:        opts.Binaries,
+		apiCmd:          cmds[1],
+		readyTimeout:    opts.ReadyTimeout,
+		progress:        progress,
 	}
 	defer func() {
 		if err != nil {
@@ -214,6 +228,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 	if err != nil {
 		return cp, err
 	}
+	cp.apiClient = adminClient
 	start = time.Now()
 	api, err := cp.run(opts.Binaries, cmds[1])
 	if err != nil {
@@ -312,7 +327,9 @@ func (cp *ControlPlane) run(b Binaries, c Command) (*process, error) {
 		p.err = p.cmd.Wait()
 		f.Close()
 		close(p.done)
-		cp.exited <- p
+		if !p.restarting.Load() {
+			cp.exited <- p
+		}
 	}()
 	return p, nil
 }
