@@ -81,10 +81,11 @@ type ControlPlane struct {
 
 	// What restarting kube-apiserver needs (see ApplyEncryptionConfig).
 	binaries     Binaries
-	apiCmd       Command
+	cmds         []Command // by start order: etcd, kube-apiserver, then its clients
 	apiClient    *http.Client
 	readyTimeout time.Duration
 	progress     func(string, ...any)
+	appliedSum   string // of the encryption config kube-apiserver runs with
 }
 
 type process struct {
@@ -164,7 +165,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 		AdminKubeconfig: filepath.Join(dir, AdminKubeconfigFile),
 		exited:          make(chan *process, len(cmds)),
 		binaries:        opts.Binaries,
-		apiCmd:          cmds[1],
+		cmds:            cmds,
 		readyTimeout:    opts.ReadyTimeout,
 		progress:        progress,
 	}
@@ -242,6 +243,13 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 	}
 	cp.APIReady = time.Since(start)
 	progress("kube-apiserver ready after %v", cp.APIReady.Round(time.Millisecond))
+	enc, err := os.ReadFile(under(dir, kubecfg.DefaultEncryptionConfigFile))
+	if err != nil {
+		return cp, fmt.Errorf("controlplane: %w", err)
+	}
+	if err := cp.markApplied(enc); err != nil {
+		return cp, err
+	}
 
 	if cp.Applied, err = clusterInit(ctx, dir, node); err != nil {
 		return cp, err
@@ -335,13 +343,26 @@ func (cp *ControlPlane) run(b Binaries, c Command) (*process, error) {
 }
 
 // Wait blocks until ctx is done, returning nil, or until a component exits, returning an error that
-// wraps ErrExited and holds the last lines of its log.
+// wraps ErrExited and holds the last lines of its log. Meanwhile it restarts kube-apiserver whenever
+// the encryption config file changes (a rotation of the encryption key by another process, see
+// DirAPIServers), as a node agent would.
 func (cp *ControlPlane) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case p := <-cp.exited:
-		return exitError(p)
+	tick := time.NewTicker(followEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-cp.exited:
+			return exitError(p)
+		case <-tick.C:
+			if err := cp.followEncryptionConfig(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
 	}
 }
 
@@ -357,22 +378,31 @@ func (cp *ControlPlane) Stop() error {
 	cp.stop.Do(func() {
 		for i := len(cp.procs) - 1; i >= 0; i-- {
 			p := cp.procs[i]
-			select {
-			case <-p.done:
-				continue
-			default:
-			}
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(stopTimeout):
-				_ = p.cmd.Process.Kill()
-				<-p.done
+			if terminate(p) {
 				errs = append(errs, fmt.Errorf("controlplane: %s (pid %d) did not exit within %v of SIGTERM and was killed", p.name, p.cmd.Process.Pid, stopTimeout))
 			}
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// terminate stops p if it runs: SIGTERM, then SIGKILL after stopTimeout. It returns whether p had to
+// be killed.
+func terminate(p *process) (killed bool) {
+	select {
+	case <-p.done:
+		return false
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return false
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return true
+	}
 }
 
 // Pids returns the process IDs of the components, in start order.

@@ -2,6 +2,7 @@ package rotate
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -134,8 +135,17 @@ func TestRotateOnARealAPI(t *testing.T) {
 	}
 
 	opts := Options{Cluster: "rot", Provider: provider, Servers: cp, Client: client, Rand: rand.Reader, Progress: testWriter{t}}
+	// From the last step on, the rotation reaches the API server as `kiln rotate encryption-key` does
+	// that of a `kiln controlplane run` in another process: through its directory, which Wait follows.
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waited := make(chan error, 1)
 	for _, failAt := range []secrets.RotationPhase{secrets.RotationStarted, secrets.RotationNewKeyAdded,
 		secrets.RotationNewKeyPrimary, secrets.RotationSecretsRewritten} {
+		if failAt == secrets.RotationSecretsRewritten {
+			go func() { waited <- cp.Wait(waitCtx) }()
+			opts.Servers = controlplane.DirAPIServers{Dir: cp.Dir}
+		}
 		opts.Store = crashingStore{Store: s, failAt: failAt}
 		if _, err := EncryptionKey(ctx, opts); !errors.Is(err, errCrash) {
 			t.Fatalf("crash after the step from %s: got %v, want the injected crash", failAt, err)
@@ -158,6 +168,10 @@ func TestRotateOnARealAPI(t *testing.T) {
 	}
 	opts.Store = s
 	res, err := EncryptionKey(ctx, opts)
+	cancel()
+	if werr := <-waited; werr != nil {
+		t.Errorf("the control plane's Wait: %v", werr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

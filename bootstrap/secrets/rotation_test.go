@@ -3,8 +3,8 @@ package secrets
 import (
 	"bytes"
 	"encoding/base64"
-	"fmt"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
