@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
 	corev1 "k8s.io/api/core/v1"
@@ -25,7 +23,6 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
-	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/state/statetest"
 )
 
@@ -85,24 +82,11 @@ func phaseOf(b *secrets.Bundle) secrets.RotationPhase {
 //	CI=true go test -count=1 -run TestRotateOnARealAPI -v ./bootstrap/rotate
 func TestRotateOnARealAPI(t *testing.T) {
 	ctx := t.Context()
-	etcdctl := etcdctlPath(t)
-	c, err := v1alpha1.Decode([]byte(realSpec), "cluster.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Add(-time.Minute)
-	b, err := secrets.Generate(c, rand.Reader, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := secrets.NewBootstrapToken(rand.Reader, now, time.Hour, "rotate test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.BootstrapTokens = append(b.BootstrapTokens, tok)
+	in := controlplanetest.Input(t, realSpec)
+	c, b, tok := in.Cluster, in.Secrets, in.Token
 	oldKey := b.EncryptionKey
 	s := statetest.NewFixed(t, statetest.Values{secrets.Bucket: {"rot": b}})
-	cp := controlplanetest.Start(t, ignition.Input{Cluster: c, Secrets: b, Token: tok})
+	cp := controlplanetest.Start(t, in)
 	admin := controlplanetest.Config(cp, b.ClusterCA.CertPEM)
 	admin.CertData, admin.KeyData = b.Admin.CertPEM, b.Admin.KeyPEM
 	client, err := kubernetes.NewForConfig(admin)
@@ -129,7 +113,7 @@ func TestRotateOnARealAPI(t *testing.T) {
 		create("kube-system", fmt.Sprintf("before-%d", i))
 	}
 	for k := range want {
-		if got := storedKeyName(t, etcdctl, cp, k, provider); got != "key1" {
+		if got := storedKeyName(t, cp, k, provider); got != "key1" {
 			t.Fatalf("before the rotation, %s is stored under %q, want key1", k, got)
 		}
 	}
@@ -161,7 +145,7 @@ func TestRotateOnARealAPI(t *testing.T) {
 		// Secrets written while the API server writes with the new key (from NewKeyPrimary on).
 		if failAt == secrets.RotationNewKeyAdded {
 			create("default", "during")
-			if got := storedKeyName(t, etcdctl, cp, "default/during", provider); got != "key2" {
+			if got := storedKeyName(t, cp, "default/during", provider); got != "key2" {
 				t.Errorf("a Secret written with the new key first is stored under %q, want key2", got)
 			}
 		}
@@ -181,7 +165,7 @@ func TestRotateOnARealAPI(t *testing.T) {
 
 	checkReadable(t, client, want)
 	for k := range want {
-		if got := storedKeyName(t, etcdctl, cp, k, provider); got != "key2" {
+		if got := storedKeyName(t, cp, k, provider); got != "key2" {
 			t.Errorf("after the rotation, %s is stored under %q, want key2", k, got)
 		}
 	}
@@ -259,21 +243,9 @@ func checkReadable(t *testing.T, client kubernetes.Interface, want map[string]st
 // storedKeyName reads the Secret ns/name straight from etcd and returns the name of the key it is
 // encrypted with, from the k8s:enc:<provider>:v1:<key name>: prefix; it fails the test if the value
 // is not so encrypted.
-func storedKeyName(t *testing.T, etcdctl string, cp *controlplane.ControlPlane, nsName, provider string) string {
+func storedKeyName(t *testing.T, cp *controlplane.ControlPlane, nsName, provider string) string {
 	t.Helper()
-	dir := filepath.Join(cp.Dir, "etc/kubernetes/pki")
-	cmd := exec.CommandContext(t.Context(), etcdctl,
-		"--endpoints="+cp.EtcdURL,
-		"--cacert="+filepath.Join(dir, "etcd/ca.crt"),
-		"--cert="+filepath.Join(dir, "apiserver-etcd-client.crt"),
-		"--key="+filepath.Join(dir, "apiserver-etcd-client.key"),
-		"--dial-timeout=5s",
-		"get", "/registry/secrets/"+nsName, "--print-value-only")
-	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("etcdctl get %s: %v", nsName, err)
-	}
+	out := controlplanetest.EtcdGet(t, cp, "/registry/secrets/"+nsName)
 	prefix := "k8s:enc:" + provider + ":v1:"
 	rest, ok := bytes.CutPrefix(out, []byte(prefix))
 	if !ok {
@@ -296,20 +268,6 @@ func redactKeys(cfg []byte) string {
 		out = append(out, l)
 	}
 	return strings.Join(out, "\n")
-}
-
-// etcdctlPath finds etcdctl (Debian's etcd-client), failing under CI and skipping elsewhere.
-func etcdctlPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("etcdctl")
-	if err != nil {
-		msg := fmt.Sprintf("etcdctl: %v; install the Debian package etcd-client (hack/tools.sh deps)", err)
-		if testtool.CI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
 }
 
 type testWriter struct{ t *testing.T }
