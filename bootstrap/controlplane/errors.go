@@ -12,4 +12,7 @@ var (
 
 	// ErrExited is wrapped when a component exits while the control plane runs.
 	ErrExited = errors.New("component exited")
+
+	// ErrNotRunning is wrapped when a component to restart is not running.
+	ErrNotRunning = errors.New("component not running")
 )

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,6 +80,14 @@ type ControlPlane struct {
 	procs  []*process
 	exited chan *process // receives each process that exits before Stop
 	stop   sync.Once
+
+	// What restarting kube-apiserver needs (see ApplyEncryptionConfig).
+	binaries     Binaries
+	cmds         []Command // by start order: etcd, kube-apiserver, then its clients
+	apiClient    *http.Client
+	readyTimeout time.Duration
+	progress     func(string, ...any)
+	appliedSum   string // of the encryption config kube-apiserver runs with
 }
 
 type process struct {
@@ -87,6 +96,8 @@ type process struct {
 	log  string
 	done chan struct{}
 	err  error // set before done is closed
+	// restarting is set before kiln stops the process to start it again: its exit is not reported.
+	restarting atomic.Bool
 }
 
 // Start renders the first control-plane node's Ignition config from in, writes its files under
@@ -155,6 +166,10 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 		APIURL:          "https://" + net.JoinHostPort(loopback, strconv.Itoa(ports.APIServer)),
 		AdminKubeconfig: filepath.Join(dir, AdminKubeconfigFile),
 		exited:          make(chan *process, len(cmds)),
+		binaries:        opts.Binaries,
+		cmds:            cmds,
+		readyTimeout:    opts.ReadyTimeout,
+		progress:        progress,
 	}
 	defer func() {
 		if err != nil {
@@ -216,6 +231,7 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 	if err != nil {
 		return cp, err
 	}
+	cp.apiClient = adminClient
 	start = time.Now()
 	api, err := cp.run(opts.Binaries, cmds[1])
 	if err != nil {
@@ -229,6 +245,13 @@ func Start(ctx context.Context, in ignition.Input, opts Options) (cp *ControlPla
 	}
 	cp.APIReady = time.Since(start)
 	progress("kube-apiserver ready after %v", cp.APIReady.Round(time.Millisecond))
+	enc, err := os.ReadFile(under(dir, kubecfg.DefaultEncryptionConfigFile))
+	if err != nil {
+		return cp, fmt.Errorf("controlplane: %w", err)
+	}
+	if err := cp.markApplied(enc); err != nil {
+		return cp, err
+	}
 
 	if cp.Applied, err = clusterInit(ctx, dir, node); err != nil {
 		return cp, err
@@ -355,19 +378,34 @@ func (cp *ControlPlane) run(b Binaries, c Command) (*process, error) {
 		p.err = p.cmd.Wait()
 		f.Close()
 		close(p.done)
-		cp.exited <- p
+		if !p.restarting.Load() {
+			cp.exited <- p
+		}
 	}()
 	return p, nil
 }
 
 // Wait blocks until ctx is done, returning nil, or until a component exits, returning an error that
-// wraps ErrExited and holds the last lines of its log.
+// wraps ErrExited and holds the last lines of its log. Meanwhile it restarts kube-apiserver whenever
+// the encryption config file changes (a rotation of the encryption key by another process, see
+// DirAPIServers), as a node agent would.
 func (cp *ControlPlane) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case p := <-cp.exited:
-		return exitError(p)
+	tick := time.NewTicker(followEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-cp.exited:
+			return exitError(p)
+		case <-tick.C:
+			if err := cp.followEncryptionConfig(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
 	}
 }
 
@@ -383,22 +421,31 @@ func (cp *ControlPlane) Stop() error {
 	cp.stop.Do(func() {
 		for i := len(cp.procs) - 1; i >= 0; i-- {
 			p := cp.procs[i]
-			select {
-			case <-p.done:
-				continue
-			default:
-			}
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(stopTimeout):
-				_ = p.cmd.Process.Kill()
-				<-p.done
+			if terminate(p) {
 				errs = append(errs, fmt.Errorf("controlplane: %s (pid %d) did not exit within %v of SIGTERM and was killed", p.name, p.cmd.Process.Pid, stopTimeout))
 			}
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// terminate stops p if it runs: SIGTERM, then SIGKILL after stopTimeout. It returns whether p had to
+// be killed.
+func terminate(p *process) (killed bool) {
+	select {
+	case <-p.done:
+		return false
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return false
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return true
+	}
 }
 
 // Pids returns the process IDs of the components, in start order.

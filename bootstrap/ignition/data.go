@@ -245,7 +245,12 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	add(pkiDir+"/sa.pub", 0o644, b.ServiceAccount.PublicPEM)
 
 	// Cluster security configuration.
-	enc, err := kubecfg.EncryptionConfig(spec.Security.Encryption.Provider, b.EncryptionKey)
+	// During a rotation of the encryption key, a new node gets the keys of the phase the rotation reached.
+	var keys []kubecfg.EncryptionKey
+	for _, k := range b.EncryptionKeys() {
+		keys = append(keys, kubecfg.EncryptionKey{Name: k.Name, Secret: k.Key})
+	}
+	enc, err := kubecfg.EncryptionConfigKeys(spec.Security.Encryption.Provider, keys)
 	if err != nil {
 		return fmt.Errorf("ignition: encryption config: %w", err)
 	}
@@ -477,6 +482,7 @@ func ForbiddenSecrets(role string, b *secrets.Bundle) []lint.Secret {
 		lint.Secret{Name: "cluster CA key", Value: b.ClusterCA.KeyPEM},
 		lint.Secret{Name: "service-account signing key", Value: b.ServiceAccount.KeyPEM},
 		lint.Secret{Name: "secrets encryption key", Value: b.EncryptionKey},
+		lint.Secret{Name: "new secrets encryption key", Value: newEncryptionKey(b)},
 		lint.Secret{Name: "API server key", Value: b.APIServer.KeyPEM},
 		lint.Secret{Name: "etcd server key", Value: b.EtcdServer.KeyPEM},
 		lint.Secret{Name: "etcd peer key", Value: b.EtcdPeer.KeyPEM},
@@ -509,4 +515,12 @@ func joinLabels(m map[string]string) string {
 		parts[i] = k + "=" + m[k]
 	}
 	return strings.Join(parts, ",")
+}
+
+// newEncryptionKey is the new key of a rotation of the encryption key under way, or nil.
+func newEncryptionKey(b *secrets.Bundle) []byte {
+	if b.EncryptionRotation == nil {
+		return nil
+	}
+	return b.EncryptionRotation.NewKey
 }

@@ -24,15 +24,42 @@ const (
 	encryptionKind       = "EncryptionConfiguration"
 )
 
+// EncryptionKey is one named key of an EncryptionConfiguration. Secret is EncryptionKeySize bytes.
+type EncryptionKey struct {
+	Name   string
+	Secret []byte
+}
+
 // EncryptionConfig renders the EncryptionConfiguration for kube-apiserver's --encryption-provider-config:
 // secrets are written with provider (aescbc, aesgcm or secretbox) under one key named EncryptionKeyName,
 // and identity comes last so that secrets written before encryption was turned on can still be read.
 // key must be EncryptionKeySize bytes. The result holds the key: treat it as a secret.
 func EncryptionConfig(provider string, key []byte) ([]byte, error) {
-	if len(key) != EncryptionKeySize {
-		return nil, fmt.Errorf("kubecfg: encryption key: %w: got %d bytes", ErrKeySize, len(key))
+	return EncryptionConfigKeys(provider, []EncryptionKey{{Name: EncryptionKeyName, Secret: key}})
+}
+
+// EncryptionConfigKeys is EncryptionConfig with several keys, as during a key rotation: the first
+// encrypts what is written, every key decrypts what was stored under its name. Each key must be
+// EncryptionKeySize bytes and have a name of its own. The result holds the keys: treat it as a secret.
+func EncryptionConfigKeys(provider string, named []EncryptionKey) ([]byte, error) {
+	if len(named) == 0 {
+		return nil, fmt.Errorf("kubecfg: encryption keys: %w: none", ErrInvalid)
 	}
-	keys := []apiserverv1.Key{{Name: EncryptionKeyName, Secret: base64.StdEncoding.EncodeToString(key)}}
+	keys := make([]apiserverv1.Key, 0, len(named))
+	seen := map[string]bool{}
+	for i, k := range named {
+		if len(k.Secret) != EncryptionKeySize {
+			return nil, fmt.Errorf("kubecfg: encryption key %d (%q): %w: got %d bytes", i, k.Name, ErrKeySize, len(k.Secret))
+		}
+		if k.Name == "" {
+			return nil, fmt.Errorf("kubecfg: encryption key %d: name: %w: empty", i, ErrInvalid)
+		}
+		if seen[k.Name] {
+			return nil, fmt.Errorf("kubecfg: encryption key %d: %w: %q", i, ErrDuplicateKeyName, k.Name)
+		}
+		seen[k.Name] = true
+		keys = append(keys, apiserverv1.Key{Name: k.Name, Secret: base64.StdEncoding.EncodeToString(k.Secret)})
+	}
 	var first apiserverv1.ProviderConfiguration
 	switch provider {
 	case v1alpha1.EncryptionAESCBC:

@@ -369,3 +369,46 @@ func FuzzCheckEncryptionConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestEncryptionConfigKeys: during a rotation the keys come in the given order, the first encrypts,
+// kube-apiserver's own loader accepts the result, and bad key lists are refused.
+func TestEncryptionConfigKeys(t *testing.T) {
+	k1, k2 := testKey(EncryptionKeySize), bytes.Repeat([]byte{7}, EncryptionKeySize)
+	data, err := EncryptionConfigKeys(v1alpha1.EncryptionAESCBC, []EncryptionKey{{Name: "key2", Secret: k2}, {Name: "key1", Secret: k1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckEncryptionConfig(data); err != nil {
+		t.Errorf("CheckEncryptionConfig: %v", err)
+	}
+	if _, err := loadUpstream(t, data); err != nil {
+		t.Errorf("kube-apiserver's loader: %v", err)
+	}
+	var cfg apiserverv1.EncryptionConfiguration
+	strict(t, data, &cfg)
+	keys := cfg.Resources[0].Providers[0].AESCBC.Keys
+	if len(keys) != 2 || keys[0].Name != "key2" || keys[1].Name != "key1" {
+		t.Errorf("keys = %v, want key2 then key1", keys)
+	}
+
+	for _, tc := range []struct {
+		name string
+		keys []EncryptionKey
+		want error
+	}{
+		{name: "none", want: ErrInvalid},
+		{name: "short", keys: []EncryptionKey{{Name: "key1", Secret: k1[:16]}}, want: ErrKeySize},
+		{name: "no name", keys: []EncryptionKey{{Secret: k1}}, want: ErrInvalid},
+		{name: "same name", keys: []EncryptionKey{{Name: "key1", Secret: k1}, {Name: "key1", Secret: k2}}, want: ErrDuplicateKeyName},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := EncryptionConfigKeys(v1alpha1.EncryptionAESCBC, tc.keys)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if strings.Contains(err.Error(), base64.StdEncoding.EncodeToString(k1)) {
+				t.Error("the error shows the key")
+			}
+		})
+	}
+}

@@ -24,7 +24,11 @@ func (b Bundle) String() string {
 		ssh = redacted
 	}
 	fmt.Fprintf(&s, "ssh: {privateKey: %s, authorizedKeys: %d}, ", ssh, len(b.SSH.AuthorizedKeys))
-	fmt.Fprintf(&s, "encryptionKey: %s (%d bytes), bootstrapTokens: [", redacted, len(b.EncryptionKey))
+	fmt.Fprintf(&s, "encryptionKey: %s (%s, %d bytes), ", redacted, b.CurrentEncryptionKeyName(), len(b.EncryptionKey))
+	if r := b.EncryptionRotation; r != nil {
+		fmt.Fprintf(&s, "encryptionRotation: {phase: %s, %s -> %s, newKey: %s}, ", r.Phase, r.OldKeyName, r.NewKeyName, redacted)
+	}
+	s.WriteString("bootstrapTokens: [")
 	for i, t := range b.BootstrapTokens {
 		if i > 0 {
 			s.WriteString(", ")

@@ -3,9 +3,11 @@
 // SSH key, the key that encrypts Secrets at rest, and short-lived bootstrap tokens.
 //
 // A cluster's secrets are generated once (Generate), saved once (Save refuses to replace them) and
-// thereafter only loaded, with bootstrap tokens the one part that may be added to (Update). What must
-// name one node or live only hours is issued from the bundle's CAs each time a config is rendered and
-// never stored: etcd members' certificates (EtcdMember) and the cluster init's (ClusterInit). Printing a
+// thereafter only loaded, with bootstrap tokens the one part that may be added to (Update), and the
+// encryption key the one key that may be replaced, by a recorded rotation (BeginEncryptionRotation,
+// AdvanceEncryptionRotation). What must name one node or live only hours is issued from the bundle's
+// CAs each time a config is rendered and never stored: etcd members' certificates (EtcdMember) and the
+// cluster init's (ClusterInit). Printing a
 // Bundle with any fmt verb or logging it with slog never shows key material.
 package secrets
 
@@ -101,8 +103,13 @@ type Bundle struct {
 
 	SSH SSHKeys `json:"ssh"`
 	// EncryptionKey encrypts Secrets at rest: EncryptionKeySize random bytes.
-	EncryptionKey   []byte           `json:"encryptionKey"`
-	BootstrapTokens []BootstrapToken `json:"bootstrapTokens,omitempty"`
+	EncryptionKey []byte `json:"encryptionKey"`
+	// EncryptionKeyName is the name of EncryptionKey in the API servers' EncryptionConfiguration, which
+	// prefixes what it encrypts in etcd; empty means DefaultEncryptionKeyName.
+	EncryptionKeyName string `json:"encryptionKeyName,omitempty"`
+	// EncryptionRotation is the rotation of the encryption key under way, if any.
+	EncryptionRotation *EncryptionRotation `json:"encryptionRotation,omitempty"`
+	BootstrapTokens    []BootstrapToken    `json:"bootstrapTokens,omitempty"`
 }
 
 // SSHKeys is who may log in to the nodes as the admin user.
@@ -415,6 +422,14 @@ func (b *Bundle) Verify(now time.Time) error {
 	}
 	if len(b.EncryptionKey) != EncryptionKeySize {
 		errs = append(errs, fmt.Errorf("encryptionKey: %d bytes, want %d", len(b.EncryptionKey), EncryptionKeySize))
+	}
+	if r := b.EncryptionRotation; r != nil {
+		if err := checkRotation(r); err != nil {
+			errs = append(errs, fmt.Errorf("encryptionRotation: %w", err))
+		}
+		if r.OldKeyName != b.CurrentEncryptionKeyName() {
+			errs = append(errs, fmt.Errorf("encryptionRotation: %w: oldKeyName %q is not the key's name %q", ErrRotationRecord, r.OldKeyName, b.CurrentEncryptionKeyName()))
+		}
 	}
 	if len(b.SSH.AuthorizedKeys) == 0 {
 		errs = append(errs, errors.New("ssh: no authorized key"))

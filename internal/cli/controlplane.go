@@ -43,6 +43,8 @@ node's kiln-cluster-init.service does (the RBAC of kiln:cluster-init with the gr
 the manifests as kiln:cluster-init, both issued at render for hours; both removed), writes an admin
 kubeconfig (DIR/admin.conf, mode 0600) and prints its path. It runs until interrupted (Ctrl-C,
 SIGTERM), then stops the components in reverse order; it fails if one of them exits on its own.
+While it runs it restarts kube-apiserver when DIR/etc/kubernetes/encryption-config.yaml changes:
+that is how 'kiln rotate encryption-key' reaches it.
 
 The programs are looked up in --bin-dir, $KILN_BIN_DIR and $PATH: the Kubernetes ones come from
 'hack/tools.sh kubernetes', which builds etcd too. Logs are in DIR/log.`,

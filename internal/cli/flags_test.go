@@ -45,6 +45,8 @@ func TestUnknownCommand(t *testing.T) {
 		{group: []string{"lint"}, arg: "nosuch"},
 		{group: []string{"pxe"}, arg: "nosuch"},
 		{group: []string{"render"}, arg: "nosuch"},
+		{group: []string{"rotate"}, arg: "nosuch"},
+		{group: []string{"rotate"}, arg: "encryption-kye", suggest: "encryption-key"},
 	}
 	// Every group of the tree is in the table: a new one must say how it refuses an unknown command.
 	var covered []string

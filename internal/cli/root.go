@@ -117,6 +117,7 @@ key in state.key (mode 0600) next to it, or with KILN_STATE_KEY (base64 of 32 by
 		newApply(g),
 		newDelete(g),
 		newKubeconfig(g),
+		newRotate(g),
 		newVersion(g),
 	)
 	requireKnownCommands(root)

@@ -15,8 +15,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,8 +29,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
 )
 
@@ -130,4 +134,55 @@ type logWriter struct{ t testing.TB }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// Input decodes the cluster spec specYAML and returns it with fresh secrets, valid from a minute ago
+// (so that a clock tick does not make them not yet valid), and a bootstrap token valid for an hour,
+// held in the bundle: what Start needs for a cluster of the test's own.
+func Input(t testing.TB, specYAML string) ignition.Input {
+	t.Helper()
+	c, err := v1alpha1.Decode([]byte(specYAML), "cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(-time.Minute)
+	b, err := secrets.Generate(c, rand.Reader, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := secrets.NewBootstrapToken(rand.Reader, now, time.Hour, "kiln test "+t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.BootstrapTokens = append(b.BootstrapTokens, tok)
+	return ignition.Input{Cluster: c, Secrets: b, Token: tok}
+}
+
+// EtcdGet reads key straight from the control plane's etcd with etcdctl (Debian's etcd-client;
+// missing, it skips t, or fails it under CI), as the API server's etcd client, and returns the
+// stored value: for a Secret, what encryption at rest made of it.
+func EtcdGet(t testing.TB, cp *controlplane.ControlPlane, key string) []byte {
+	t.Helper()
+	bin, err := exec.LookPath("etcdctl")
+	if err != nil {
+		msg := fmt.Sprintf("etcdctl: %v; install the Debian package etcd-client (hack/tools.sh deps)", err)
+		if testtool.CI() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir := filepath.Join(cp.Dir, "etc/kubernetes/pki")
+	cmd := exec.CommandContext(t.Context(), bin,
+		"--endpoints="+cp.EtcdURL,
+		"--cacert="+filepath.Join(dir, "etcd/ca.crt"),
+		"--cert="+filepath.Join(dir, "apiserver-etcd-client.crt"),
+		"--key="+filepath.Join(dir, "apiserver-etcd-client.key"),
+		"--dial-timeout=5s",
+		"get", key, "--print-value-only")
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("etcdctl get %s: %v", key, err)
+	}
+	return out
 }
