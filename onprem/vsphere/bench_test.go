@@ -12,6 +12,7 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
+	"github.com/kiln-dev/kiln/provisioner/providertest"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
 
@@ -116,7 +117,7 @@ func BenchmarkFailureToReplacement(b *testing.B) {
 		}},
 		Policy: reconcile.Policy{MaxAttempts: 1 << 20},
 		Store:  &jsonStore{},
-		Nodes:  &kubelets{p: h.newProvider(b), cluster: "heal"},
+		Nodes:  &providertest.Nodes{Provider: h.newProvider(b), Cluster: "heal"},
 		Ignition: func(context.Context, reconcile.Create) ([]byte, error) {
 			return []byte(`{"ignition":{"version":"3.5.0"}}`), nil
 		},

@@ -20,7 +20,7 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
-	"github.com/kiln-dev/kiln/provisioner/health"
+	"github.com/kiln-dev/kiln/provisioner/providertest"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
@@ -69,36 +69,14 @@ func (c *testClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// kubelets stand for the cluster's API as the executor reads it: every VM that is powered on has
-// a Ready Node, its kubelet having registered it at first boot, unless the first boots are slow. They
-// read the VMs through a provider of their own, so that no benchmark counts their round trips.
-type kubelets struct {
-	p       *Provider
-	cluster string
-	slow    atomic.Bool
-}
-
-func (k *kubelets) NodeReady(ctx context.Context) (map[string]health.Condition, error) {
-	ms, err := k.p.List(ctx, k.cluster)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]health.Condition{}
-	for _, m := range ms {
-		if m.State == provisioner.StateRunning && !k.slow.Load() {
-			out[m.Name] = health.Condition{Known: true, Ready: true}
-		}
-	}
-	return out, nil
-}
-
-// convergeRig is a simulator, a store, a clock and the cluster's Nodes that executors share, as
-// controllers restarted on one state store do.
+// convergeRig is a simulator, a store, a clock and the cluster's Nodes (Ready for every VM powered
+// on, read through a vCenter session of their own) that executors share, as controllers restarted on
+// one state store do.
 type convergeRig struct {
 	h       *sim
 	store   *jsonStore
 	clock   *testClock
-	nodes   *kubelets
+	nodes   *providertest.Nodes
 	desired reconcile.Desired
 	policy  reconcile.Policy
 }
@@ -107,7 +85,7 @@ func newConvergeRig(t *testing.T, workers int, policy reconcile.Policy) *converg
 	h := newSim(t, "vpx")
 	return &convergeRig{
 		h:     h,
-		nodes: &kubelets{p: h.newProvider(t), cluster: "cv"},
+		nodes: &providertest.Nodes{Provider: h.newProvider(t), Cluster: "cv"},
 		store: &jsonStore{},
 		// Machines are created at the simulator's real time; the executor's clock starts there.
 		clock: &testClock{t: time.Now()},
@@ -324,8 +302,8 @@ func TestJoinedOnlyOnceTheNodeAnswered(t *testing.T) {
 		{
 			name: "their Nodes become Ready",
 			slowBoot: func(_ *testing.T, r *convergeRig, _ *converge.Executor) func() {
-				r.nodes.slow.Store(true)
-				return func() { r.nodes.slow.Store(false) }
+				r.nodes.Slow.Store(true)
+				return func() { r.nodes.Slow.Store(false) }
 			},
 		},
 		{
