@@ -76,6 +76,7 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 	ttl := c.Spec.Security.BootstrapTokenTTL.Duration
 	mem := providertest.NewMemory(nil)
 	made := recordConfigs(mem)
+	addressBookOf(mem).boot(t) // the machines answer over SSH before there is an API
 	var (
 		mu      sync.Mutex
 		apiAddr string // host:port of the API once it runs

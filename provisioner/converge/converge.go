@@ -222,11 +222,17 @@ func (e *Executor) concurrency() int {
 	return 4
 }
 
+// wait waits for the limiter. A wait that would outlast ctx's deadline is context.DeadlineExceeded,
+// as the deadline itself would be.
 func (e *Executor) wait(ctx context.Context) error {
 	if e.Limiter == nil {
 		return ctx.Err()
 	}
-	return e.Limiter.Wait(ctx)
+	err := e.Limiter.Wait(ctx)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return err
 }
 
 // decision is a pass up to its plan.
