@@ -4,10 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
@@ -58,21 +55,7 @@ func startClusterAPI(t *testing.T, dir, cluster string) *clusterAPI {
 // machine has booted.
 func readyNode(t *testing.T, admin kubernetes.Interface, name string) {
 	t.Helper()
-	ctx := t.Context()
-	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// The controller manager writes the new Node too (taints, pod range): retry on its conflicts.
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		n, err := admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-		_, err = admin.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	if err := controlplanetest.ReadyNode(t.Context(), admin, name); err != nil {
+		t.Fatalf("register the Ready Node %s: %v", name, err)
 	}
 }

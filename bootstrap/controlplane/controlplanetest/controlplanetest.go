@@ -9,13 +9,19 @@
 package controlplanetest
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
@@ -72,6 +78,26 @@ func Start(t testing.TB, in ignition.Input) *controlplane.ControlPlane {
 // presents no credential: set one (CertData and KeyData, or BearerToken).
 func Config(cp *controlplane.ControlPlane, caPEM []byte) *rest.Config {
 	return &rest.Config{Host: cp.APIURL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second}
+}
+
+// ReadyNode registers the Node name, if it is not there, with its Ready condition True, as its
+// kubelet does once its machine has booted: for tests of machines that boot nothing.
+func ReadyNode(ctx context.Context, admin kubernetes.Interface, name string) error {
+	_, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	// The controller manager writes the new Node too (taints, pod range): retry on its conflicts.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now}}
+		_, err = admin.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 // logWriter writes each line to the test's log.
