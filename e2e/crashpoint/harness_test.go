@@ -100,21 +100,21 @@ type backend struct {
 type harness struct {
 	// stride between the crash points tried: 1 tries every mutating call. The AWS scenarios take
 	// 15 to 20 s a point, so go test tries every 4th there (KILN_CRASHPOINT_STRIDE=1 tries them all).
-	stride  int
-	b       backend
-	dir     string
-	state   string
-	env     []string
+	stride int
+	b      backend
+	dir    string
+	state  string
+	env    []string
 	// kubeconfig is apply's way to the Nodes of kubelets; "" without.
 	kubeconfig string
-	proxy   *httptest.Server
-	mu      sync.Mutex
-	armed   int // kill at this mutating call, 0 when not armed
-	calls   []string
-	child   *exec.Cmd
-	dead    chan struct{}
-	killed  bool
-	killLog string
+	proxy      *httptest.Server
+	mu         sync.Mutex
+	armed      int // kill at this mutating call, 0 when not armed
+	calls      []string
+	child      *exec.Cmd
+	dead       chan struct{}
+	killed     bool
+	killLog    string
 }
 
 func newHarness(t *testing.T, b backend) *harness {

@@ -266,9 +266,9 @@ func vdeSwitch(args []string) error {
 // qemuOptions is what the stand-in takes from QEMU's command line.
 type qemuOptions struct {
 	name, pidfile, disk, config, vdeSock, serial string
-	daemonize                            bool
-	hostfwd                              []string // tcp:127.0.0.1:PORT-:GUESTPORT
-	kernel, initrd                       string
+	daemonize                                    bool
+	hostfwd                                      []string // tcp:127.0.0.1:PORT-:GUESTPORT
+	kernel, initrd                               string
 }
 
 // qemuArgsTaking are QEMU's options with an argument, of those the provider uses.
