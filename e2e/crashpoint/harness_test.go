@@ -175,12 +175,7 @@ func (h *harness) kubelets(t *testing.T, running func() ([]string, error)) strin
 		t.Fatal(err)
 	}
 	cp := controlplanetest.Start(t, ignition.Input{Cluster: h.spec(t), Secrets: b, Token: tok})
-	cfg := controlplanetest.Config(cp, b.ClusterCA.CertPEM)
-	cfg.CertData, cfg.KeyData = b.Admin.CertPEM, b.Admin.KeyPEM
-	admin, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := controlplanetest.Admin(t, cp, b)
 	kubeconfig := filepath.Join(h.dir, "kubelets.conf")
 	h.mustRun(t, "kubeconfig", "--server", cp.APIURL, "--user", "kiln:crashpoint", "--groups", secrets.AdminGroup, "--ttl", "12h", "--output-file", kubeconfig)
 	ctx, stop := context.WithCancel(context.Background())

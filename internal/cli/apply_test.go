@@ -166,12 +166,10 @@ type addressBook struct {
 	configs map[string][]byte
 	// sshd is the SSH server of every machine once boot has run: nil, no machine answers.
 	sshd *sshexectest.Server
-	// slow are the machines whose first boot has not got as far as their SSH server and its report.
-	slow map[string]bool
 }
 
-// boot makes the machines answer over SSH, for the rest of the test: each running machine (but the
-// slow ones) reports the host key of one SSH server on loopback, and forwards its SSH there.
+// boot makes the machines answer over SSH, for the rest of the test: each running machine reports
+// the host key of one SSH server on loopback, and forwards its SSH there.
 func (b *addressBook) boot(t *testing.T) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -180,29 +178,11 @@ func (b *addressBook) boot(t *testing.T) {
 	}
 }
 
-// setSlow says which machines have not booted that far (none when names is empty).
-func (b *addressBook) setSlow(names ...string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.slow = map[string]bool{}
-	for _, n := range names {
-		b.slow[n] = true
-	}
-}
-
-// answering is the SSH server of machine name, nil while it does not answer. b.mu is held.
-func (b *addressBook) answering(name string) *sshexectest.Server {
-	if b.slow[name] {
-		return nil
-	}
-	return b.sshd
-}
-
 func (a addressingMemory) Endpoint(m provisioner.Machine, port int) string {
 	a.book.mu.Lock()
 	defer a.book.mu.Unlock()
-	if s := a.book.answering(m.Name); s != nil && port == 22 && m.State == provisioner.StateRunning {
-		return s.Addr
+	if a.book.sshd != nil && port == 22 && m.State == provisioner.StateRunning {
+		return a.book.sshd.Addr
 	}
 	return ""
 }
@@ -210,8 +190,8 @@ func (a addressingMemory) Endpoint(m provisioner.Machine, port int) string {
 func (a addressingMemory) HostKeys(_ context.Context, name string) ([]ssh.PublicKey, error) {
 	a.book.mu.Lock()
 	defer a.book.mu.Unlock()
-	if s := a.book.answering(name); s != nil {
-		return []ssh.PublicKey{s.HostKey}, nil
+	if a.book.sshd != nil {
+		return []ssh.PublicKey{a.book.sshd.HostKey}, nil
 	}
 	return nil, fmt.Errorf("machine %s: %w", name, provisioner.ErrNoHostKeys)
 }

@@ -41,12 +41,7 @@ func startClusterAPI(t *testing.T, dir, cluster string) *clusterAPI {
 		t.Fatalf("no bootstrap token of %s-control-plane-0 in the store", cluster)
 	}
 	cp := controlplanetest.Start(t, ignition.Input{Cluster: c, Secrets: b, Token: tok})
-	cfg := controlplanetest.Config(cp, b.ClusterCA.CertPEM)
-	cfg.CertData, cfg.KeyData = b.Admin.CertPEM, b.Admin.KeyPEM
-	admin, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := controlplanetest.Admin(t, cp, b)
 	kilnOK(t, dir, "kubeconfig", "--server", cp.APIURL, "--user", "kiln:ops", "--groups", secrets.AdminGroup, "--output-file", "ops.conf")
 	return &clusterAPI{admin: admin, kubeconfig: filepath.Join(dir, "ops.conf")}
 }

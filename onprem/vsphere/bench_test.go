@@ -81,7 +81,7 @@ func BenchmarkReconcilePass1000(b *testing.B) {
 		Desired: reconcile.Desired{Cluster: "bench", Groups: []reconcile.Group{
 			{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 1000, Image: h.template, MaxUnavailable: 1},
 		}},
-		Store:    &jsonStore{},
+		Store:    &providertest.Store{},
 		Nodes:    nodes,
 		Ignition: func(context.Context, reconcile.Create) ([]byte, error) { return nil, errors.New("nothing to create") },
 	}
@@ -116,7 +116,7 @@ func BenchmarkFailureToReplacement(b *testing.B) {
 			{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 3, Image: h.template, MaxUnavailable: 1},
 		}},
 		Policy: reconcile.Policy{MaxAttempts: 1 << 20},
-		Store:  &jsonStore{},
+		Store:  &providertest.Store{},
 		Nodes:  &providertest.Nodes{Provider: h.newProvider(b), Cluster: "heal"},
 		Ignition: func(context.Context, reconcile.Create) ([]byte, error) {
 			return []byte(`{"ignition":{"version":"3.5.0"}}`), nil

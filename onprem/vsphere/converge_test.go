@@ -2,7 +2,6 @@ package vsphere
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -28,30 +27,6 @@ import (
 // The converge executor driving this provider on the simulator: the healing promises of
 // provisioner/reconcile, kept against vCenter's own inventory.
 
-// jsonStore keeps the executor's memory as JSON, as kiln's state store does.
-type jsonStore struct {
-	mu   sync.Mutex
-	data []byte
-}
-
-func (s *jsonStore) Load(context.Context) (converge.Memory, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var m converge.Memory
-	if s.data == nil {
-		return m, nil
-	}
-	return m, json.Unmarshal(s.data, &m)
-}
-
-func (s *jsonStore) Save(_ context.Context, m converge.Memory) error {
-	b, err := json.Marshal(m)
-	s.mu.Lock()
-	s.data = b
-	s.mu.Unlock()
-	return err
-}
-
 type testClock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -74,7 +49,7 @@ func (c *testClock) advance(d time.Duration) {
 // one state store do.
 type convergeRig struct {
 	h       *sim
-	store   *jsonStore
+	store   *providertest.Store
 	clock   *testClock
 	nodes   *providertest.Nodes
 	desired reconcile.Desired
@@ -86,7 +61,7 @@ func newConvergeRig(t *testing.T, workers int, policy reconcile.Policy) *converg
 	return &convergeRig{
 		h:     h,
 		nodes: &providertest.Nodes{Provider: h.newProvider(t), Cluster: "cv"},
-		store: &jsonStore{},
+		store: &providertest.Store{},
 		// Machines are created at the simulator's real time; the executor's clock starts there.
 		clock: &testClock{t: time.Now()},
 		desired: reconcile.Desired{Cluster: "cv", Groups: []reconcile.Group{

@@ -12,12 +12,6 @@ import (
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
 
-// memory keeps the executor's memory between passes.
-type memory struct{ m converge.Memory }
-
-func (s *memory) Load(context.Context) (converge.Memory, error)   { return s.m, nil }
-func (s *memory) Save(_ context.Context, m converge.Memory) error { s.m = m; return nil }
-
 // TestJoinedOnlyOnceTheNodeAnswered drives the provider with the converge executor through a slow
 // first boot: the instances run, and nothing of them answers, first because the cluster's API
 // cannot be read, then because their Nodes are not registered yet. All that while the control
@@ -36,7 +30,7 @@ func TestJoinedOnlyOnceTheNodeAnswered(t *testing.T) {
 	// The kubelets read the instances through a provider of their own.
 	nodes := &providertest.Nodes{Provider: newProvider(t, f), Cluster: "demo"}
 	nodes.Slow.Store(true)
-	e := &converge.Executor{Provider: p, Desired: d, Store: &memory{},
+	e := &converge.Executor{Provider: p, Desired: d, Store: &providertest.Store{},
 		Ignition: func(_ context.Context, c reconcile.Create) ([]byte, error) {
 			if c.Role == v1alpha1.RoleControlPlane {
 				return r.controlPlane, nil

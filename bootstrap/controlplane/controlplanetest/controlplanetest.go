@@ -25,6 +25,7 @@ import (
 
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
 )
 
@@ -78,6 +79,19 @@ func Start(t testing.TB, in ignition.Input) *controlplane.ControlPlane {
 // presents no credential: set one (CertData and KeyData, or BearerToken).
 func Config(cp *controlplane.ControlPlane, caPEM []byte) *rest.Config {
 	return &rest.Config{Host: cp.APIURL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second}
+}
+
+// Admin is a client of cp's API as the cluster's admin (b.Admin, whose certificate is in
+// system:masters).
+func Admin(t testing.TB, cp *controlplane.ControlPlane, b *secrets.Bundle) kubernetes.Interface {
+	t.Helper()
+	cfg := Config(cp, b.ClusterCA.CertPEM)
+	cfg.CertData, cfg.KeyData = b.Admin.CertPEM, b.Admin.KeyPEM
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // ReadyNode registers the Node name, if it is not there, with its Ready condition True, as its
