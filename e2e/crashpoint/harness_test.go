@@ -170,10 +170,12 @@ func (h *harness) kubelets(t *testing.T, running func() ([]string, error)) strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The control plane's own token, kept in the copy of the bundle that it is rendered from.
 	tok, err := secrets.NewBootstrapToken(rand.Reader, time.Now(), time.Hour, "crashpoint control plane")
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.BootstrapTokens = append(b.BootstrapTokens, tok)
 	cp := controlplanetest.Start(t, ignition.Input{Cluster: h.spec(t), Secrets: b, Token: tok})
 	admin := controlplanetest.Admin(t, cp, b)
 	kubeconfig := filepath.Join(h.dir, "kubelets.conf")
