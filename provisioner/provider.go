@@ -132,8 +132,10 @@ type NetworkDeleter interface {
 
 // Joiner is the capability of providers that hold first-boot material a machine no longer needs once
 // it is up (a bootstrap object in S3, Ignition in guestinfo), or that attach a machine to something
-// only then (a load balancer). The executor calls Joined once a machine is first ready, and again on
-// a later pass until it succeeds.
+// only then (a load balancer). The executor calls Joined once the machine has answered (its
+// Kubernetes Node is Ready, or, while the cluster's Nodes cannot be read, its SSH server proved its
+// pinned host key), never because it is powered on or running, and again on a later pass until it
+// succeeds.
 type Joiner interface {
 	Joined(ctx context.Context, name string) error
 }

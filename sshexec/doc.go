@@ -4,4 +4,8 @@
 // unknown, changed or revoked host key is an error naming the host and the file; it is never accepted
 // silently (only Config.InsecureHostKey, set on the user's explicit request, accepts any key, and it
 // is told each one).
+//
+// ProveHostKey is the other use: it asks a machine's SSH server to prove, in the key exchange, one of
+// the machine's pinned host keys, and hangs up before any login. The executor's probe counts a
+// machine as answering over SSH only so (provisioner/converge.TCPProber).
 package sshexec

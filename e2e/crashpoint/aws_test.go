@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -17,8 +18,13 @@ import (
 
 func TestCrashPointsAWS(t *testing.T) {
 	const ami = "ami-0123456789abcdef0"
-	var f *awstest.Server
+	var (
+		mu sync.Mutex // f is replaced while the kubelets read it
+		f  *awstest.Server
+	)
 	start := func(t *testing.T) *url.URL {
+		mu.Lock()
+		defer mu.Unlock()
 		if f != nil {
 			f.Close()
 		}
@@ -89,6 +95,17 @@ func TestCrashPointsAWS(t *testing.T) {
 				}
 			}
 			return ms
+		},
+		running: func() ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			var names []string
+			for _, in := range f.Instances() {
+				if in.Tags[awsprovider.TagCluster] == "demo" && in.State == "running" {
+					names = append(names, in.Tags[awsprovider.TagName])
+				}
+			}
+			return names, nil
 		},
 		fail: func(t *testing.T, name string) {
 			for _, in := range f.Instances() {

@@ -15,6 +15,7 @@ package crashpoint
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
@@ -34,7 +35,14 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
+	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/provisioner/converge"
@@ -81,25 +89,32 @@ type backend struct {
 	// consistent, when set, checks the backend's own bookkeeping after each crash point, converged
 	// or deleted (the QEMU provider's directories, pidfiles, address reservations and ports).
 	consistent func(t *testing.T)
+	// running, when set, names the cluster's running machines, without a test to fail: it is polled
+	// while kiln runs. Their machines boot nothing and kiln reaches no SSH of theirs (vSphere, AWS),
+	// so kubelets registers their Nodes in a real API server, which apply reads with --kubeconfig:
+	// a machine is ready only once its Node is. The QEMU stand-ins answer over SSH instead.
+	running func() ([]string, error)
 }
 
 // harness runs the kiln binary against a backend through the counting proxy.
 type harness struct {
 	// stride between the crash points tried: 1 tries every mutating call. The AWS scenarios take
 	// 15 to 20 s a point, so go test tries every 4th there (KILN_CRASHPOINT_STRIDE=1 tries them all).
-	stride  int
-	b       backend
-	dir     string
-	state   string
-	env     []string
-	proxy   *httptest.Server
-	mu      sync.Mutex
-	armed   int // kill at this mutating call, 0 when not armed
-	calls   []string
-	child   *exec.Cmd
-	dead    chan struct{}
-	killed  bool
-	killLog string
+	stride int
+	b      backend
+	dir    string
+	state  string
+	env    []string
+	// kubeconfig is apply's way to the Nodes of kubelets; "" without.
+	kubeconfig string
+	proxy      *httptest.Server
+	mu         sync.Mutex
+	armed      int // kill at this mutating call, 0 when not armed
+	calls      []string
+	child      *exec.Cmd
+	dead       chan struct{}
+	killed     bool
+	killLog    string
 }
 
 func newHarness(t *testing.T, b backend) *harness {
@@ -130,7 +145,101 @@ func newHarness(t *testing.T, b backend) *harness {
 	c.Spec.NodePools = c.Spec.NodePools[:1]
 	c.Spec.NodePools[0].Count = 3
 	h.writeSpec(t, c)
+	if b.running != nil {
+		h.kubeconfig = h.kubelets(t, b.running)
+	}
 	return h
+}
+
+// kubelets stands for the kubelets of the backend's machines, which boot nothing: until the test
+// ends it registers, every 100 ms, a Ready Node for each running machine in a real API server
+// (controlplanetest, the cluster's own control plane), and deletes the Nodes of the others. It
+// returns a kubeconfig of that API for apply --kubeconfig.
+func (h *harness) kubelets(t *testing.T, running func() ([]string, error)) string {
+	t.Helper()
+	key, err := state.LoadKey(h.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(filepath.Join(h.state, "state.db"), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := secrets.Load(st, "demo")
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The control plane's own token, kept in the copy of the bundle that it is rendered from.
+	tok, err := secrets.NewBootstrapToken(rand.Reader, time.Now(), time.Hour, "crashpoint control plane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.BootstrapTokens = append(b.BootstrapTokens, tok)
+	cp := controlplanetest.Start(t, ignition.Input{Cluster: h.spec(t), Secrets: b, Token: tok})
+	admin := controlplanetest.Admin(t, cp, b)
+	kubeconfig := filepath.Join(h.dir, "kubelets.conf")
+	h.mustRun(t, "kubeconfig", "--server", cp.APIURL, "--user", "kiln:crashpoint", "--groups", secrets.AdminGroup, "--ttl", "12h", "--output-file", kubeconfig)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { stop(); <-done })
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := syncNodes(ctx, admin, running); err != nil && ctx.Err() == nil {
+				t.Logf("kubelets: %v", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return kubeconfig
+}
+
+// syncNodes registers a Ready Node for each running machine and deletes the Nodes of the others.
+func syncNodes(ctx context.Context, admin kubernetes.Interface, running func() ([]string, error)) error {
+	names, err := running()
+	if err != nil {
+		return err
+	}
+	nodes, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for _, n := range nodes.Items {
+		if !want[n.Name] {
+			if err := admin.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+			continue
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				delete(want, n.Name)
+			}
+		}
+	}
+	for name := range want {
+		if err := controlplanetest.ReadyNode(ctx, admin, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyArgs are the arguments of kiln apply on h: applyArgs, reading the Nodes of kubelets if any.
+func (h *harness) applyArgs() []string {
+	args := slices.Clone(applyArgs)
+	if h.kubeconfig != "" {
+		args = append(args, "--kubeconfig", h.kubeconfig)
+	}
+	return args
 }
 
 func (h *harness) writeSpec(t *testing.T, c *v1alpha1.Cluster) {
@@ -271,7 +380,7 @@ func (h *harness) mustRun(t *testing.T, args ...string) string {
 // apply runs kiln apply to convergence without a kill.
 func (h *harness) apply(t *testing.T) {
 	t.Helper()
-	out := h.mustRun(t, applyArgs...)
+	out := h.mustRun(t, h.applyArgs()...)
 	if !strings.Contains(out, "demo has converged") {
 		t.Fatalf("apply did not converge:\n%s", out)
 	}
@@ -423,7 +532,7 @@ func runScenarios(t *testing.T, h *harness) {
 		}
 		h.mustRun(t, "delete", "--yes")
 	}
-	total += h.crashLoop(t, "create", empty, applyArgs, func(t *testing.T) {
+	total += h.crashLoop(t, "create", empty, h.applyArgs(), func(t *testing.T) {
 		h.converged(t)
 		if h.b.resources != nil {
 			rs := h.b.resources(t)
@@ -444,14 +553,14 @@ func runScenarios(t *testing.T, h *harness) {
 			t.Fatalf("no running worker to fail: %v", ms)
 		}
 		h.b.fail(t, ms[i].Name)
-	}, applyArgs, h.converged)
+	}, h.applyArgs(), h.converged)
 
 	// scale down by one: 3 workers to 2, from 3 each time.
 	total += h.crashLoop(t, "scale-down", func() {
 		h.setWorkers(t, 3)
 		h.apply(t)
 		h.setWorkers(t, 2)
-	}, applyArgs, h.converged)
+	}, h.applyArgs(), h.converged)
 
 	// delete the cluster, from a converged cluster each time.
 	h.setWorkers(t, 3)

@@ -27,14 +27,19 @@ func TestCrashPointsVSphere(t *testing.T) {
 
 	up := *sim.URL
 	up.User, up.Path = nil, ""
-	list := func(t *testing.T) []mo.VirtualMachine {
+	retrieve := func() ([]mo.VirtualMachine, error) {
 		v, err := view.NewManager(c.Client).CreateContainerView(ctx, folder.Reference(), []string{"VirtualMachine"}, false)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		defer v.Destroy(ctx)
 		var vms []mo.VirtualMachine
-		if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "config.extraConfig", "runtime.powerState"}, &vms); err != nil {
+		err = v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "config.extraConfig", "runtime.powerState"}, &vms)
+		return vms, err
+	}
+	list := func(t *testing.T) []mo.VirtualMachine {
+		vms, err := retrieve()
+		if err != nil {
 			t.Fatal(err)
 		}
 		return vms
@@ -89,6 +94,16 @@ func TestCrashPointsVSphere(t *testing.T) {
 					Running: vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn})
 			}
 			return ms
+		},
+		running: func() ([]string, error) {
+			vms, err := retrieve()
+			var names []string
+			for _, vm := range vms {
+				if labels(vm)[vsphere.KeyCluster] == "demo" && vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+					names = append(names, vm.Name)
+				}
+			}
+			return names, err
 		},
 		fail: func(t *testing.T, name string) {
 			for _, vm := range list(t) {

@@ -94,9 +94,17 @@ Without --watch, apply returns once the cluster has converged (or fails after --
 --watch it keeps converging and healing until interrupted, logging every action (as the root's
 --log-format and --log-level say: kiln --log-format json apply --watch for structured events).
 
-A machine is up when its Node is Ready, once the cluster's API answers kiln (at the address the
-provider forwards it to, else the spec's endpoint, with a short-lived certificate of kiln's own);
-before that, when its probes (SSH) pass.
+A machine is ready only once it answered: its Node is Ready, read with --kubeconfig, or once the
+cluster's API answers kiln (at the address the provider forwards it to, else the spec's endpoint)
+with a short-lived certificate of kiln's own; before the API answers, on providers whose machines
+report their SSH host keys and forward their SSH to this host (qemu), once its SSH server proves the
+keys it reported and kiln pinned. A VM powered on or an instance running is not ready. Only a ready
+machine counts in "N of M machines ready", and only then is its provider told it joined: vSphere
+removes its Ignition config from guestinfo, AWS deletes its bootstrap object from S3 and registers a
+control plane with the API load balancer. When kiln can hear nothing of the machines (no SSH it can
+check, and the API cannot be read: vsphere and aws with an endpoint not reachable from here), apply
+says so once, naming what to configure, and waits: the machines stay unheard, neither ready nor
+replaced for it, and keep their first-boot configs.
 
 What apply remembers between passes (replacements under way, probe history) is kept in the state
 store, so that an apply killed at any point continues where it stopped, without duplicate machines.`,
@@ -119,7 +127,7 @@ store, so that an apply killed at any point continues where it stopped, without 
 	f.IntVar(&o.concurrency, "concurrency", 4, "provider calls and probes at once")
 	f.Float64Var(&o.qps, "qps", 10, "most provider calls per second")
 	f.BoolVar(&o.keepFailed, "keep-failed", false, "power failed machines off and keep them for forensics instead of deleting them")
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "read the Nodes' Ready condition, and drain Nodes before their machines go, with this kubeconfig (default: a short-lived certificate of kiln's own, once the API answers, that judges but does not drain)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "read the Nodes' Ready condition, and drain Nodes before their machines go, with this kubeconfig (default: a short-lived certificate of kiln's own, once the API answers at the spec's endpoint or the address the provider forwards)")
 	f.BoolVar(&o.yes, "yes", false, "delete healthy machines that no replacement takes the place of without asking")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan, as kiln plan does, and do nothing")
 	addLeaseFlags(cmd, &o.lease)
@@ -228,7 +236,7 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	for pass := 1; ; pass++ {
 		r, err := e.Pass(ctx)
 		terr := afterPass(ctx)
-		if err != nil && ctx.Err() == context.DeadlineExceeded {
+		if err != nil && (ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded)) {
 			return fmt.Errorf("%s has not converged within --timeout %s; last pass: %s", c.Metadata.Name, o.timeout, summary(last))
 		}
 		if err != nil {
@@ -332,8 +340,10 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 	}
 	// With a kubeconfig a machine is ready once its Node is Ready, not when SSH answers. Without one,
 	// kiln's own credential reads the Nodes once the API answers, and from then on a machine needs a
-	// Ready Node too; before that, its probes (SSH) are the fallback.
+	// Ready Node too; before that, SSH proving the machine's pinned host keys is the fallback, where
+	// kiln can check it. A machine of which nothing can be heard is never ready.
 	e.RequireNodes = o.kubeconfig != ""
+	e.UnheardHint = unheardHint(c, o.kubeconfig)
 	if o.qps > 0 {
 		e.Limiter = rate.NewLimiter(rate.Limit(o.qps), max(1, int(o.qps)))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -13,10 +14,12 @@ import (
 	"testing"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
+	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
 
 // memoryProvider makes the command line's provider from the machines of mem. Where the spec's provider
@@ -38,9 +41,10 @@ func kilnOn(t *testing.T, mem *providertest.Memory, dir string, args ...string) 
 }
 
 // kilnAsked is kilnOn with a terminal that answers from answers, or with no terminal when answers is
-// nil.
+// nil. The machines of a qemu spec answer over SSH once created (addressBook.boot).
 func kilnAsked(t *testing.T, mem *providertest.Memory, dir string, answers io.Reader, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	addressBookOf(mem).boot(t)
 	t.Chdir(dir)
 	t.Setenv("KILN_STATE_DIR", filepath.Join(dir, "state"))
 	os.Unsetenv("KILN_STATE_KEY")
@@ -130,8 +134,10 @@ func TestApplyErrors(t *testing.T) {
 
 // addressingMemory is a memory provider with the QEMU provider's capabilities: it reserves addresses
 // as QEMU does (the lowest free one from 10.0.0.10, the same for a name until Delete releases it),
-// stops machines, and forwards the API endpoint to this host at the address api returns
-// (provisioner.ErrNotReachable where api is nil).
+// stops machines, forwards the API endpoint to this host at the address api returns
+// (provisioner.ErrNotReachable where api is nil), and, once its book has booted, forwards each running
+// machine's SSH to a real SSH server whose host key the machine reports, as a QEMU node reports its
+// own on its serial console.
 type addressingMemory struct {
 	provisioner.Provider
 	book *addressBook
@@ -139,9 +145,11 @@ type addressingMemory struct {
 }
 
 var (
-	_ provisioner.Addresser  = addressingMemory{}
-	_ provisioner.APIReacher = addressingMemory{}
-	_ provisioner.Stopper    = addressingMemory{}
+	_ provisioner.Addresser       = addressingMemory{}
+	_ provisioner.APIReacher      = addressingMemory{}
+	_ provisioner.Stopper         = addressingMemory{}
+	_ provisioner.HostKeyReporter = addressingMemory{}
+	_ endpointer                  = addressingMemory{}
 )
 
 func (a addressingMemory) APIAddress(context.Context, string) (string, error) {
@@ -156,6 +164,36 @@ type addressBook struct {
 	addrs map[string]netip.Addr
 	// configs are the Ignition configs the machines were created with.
 	configs map[string][]byte
+	// sshd is the SSH server of every machine once boot has run: nil, no machine answers.
+	sshd *sshexectest.Server
+}
+
+// boot makes the machines answer over SSH, for the rest of the test: each running machine reports
+// the host key of one SSH server on loopback, and forwards its SSH there.
+func (b *addressBook) boot(t *testing.T) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sshd == nil {
+		b.sshd = sshexectest.Start(t, sshexectest.Config{})
+	}
+}
+
+func (a addressingMemory) Endpoint(m provisioner.Machine, port int) string {
+	a.book.mu.Lock()
+	defer a.book.mu.Unlock()
+	if a.book.sshd != nil && port == 22 && m.State == provisioner.StateRunning {
+		return a.book.sshd.Addr
+	}
+	return ""
+}
+
+func (a addressingMemory) HostKeys(_ context.Context, name string) ([]ssh.PublicKey, error) {
+	a.book.mu.Lock()
+	defer a.book.mu.Unlock()
+	if a.book.sshd != nil {
+		return []ssh.PublicKey{a.book.sshd.HostKey}, nil
+	}
+	return nil, fmt.Errorf("machine %s: %w", name, provisioner.ErrNoHostKeys)
 }
 
 var (

@@ -7,12 +7,17 @@ import (
 	"testing"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/provisioner/aws/awstest"
 )
 
 // TestApplyOnAWSFake runs kiln apply, get nodes and delete with the real AWS SDK, configured only
-// through the environment as a user would, against the AWS API fake (no EC2 emulator can be had).
+// through the environment as a user would, against the AWS API fake (no EC2 emulator can be had),
+// and a real API server whose Nodes the test registers as the instances' kubelets would: the control
+// plane's bootstrap object leaves S3, and the control plane joins the API load balancer, only once
+// its Node is Ready.
 func TestApplyOnAWSFake(t *testing.T) {
+	controlplanetest.Binaries(t) // found from the repository, before kiln's runs change the directory
 	f := awstest.Start(t)
 	const ami = "ami-0123456789abcdef0"
 	f.AddImage(ami, "/dev/xvda")
@@ -60,9 +65,41 @@ func TestApplyOnAWSFake(t *testing.T) {
 	}
 	t.Setenv(envAWSBucket, "kiln-bootstrap")
 
-	_, progress := kilnOK(t, dir, "apply", "--interval", "10ms", "--qps", "1000", "--timeout", "3m")
-	if !strings.Contains(progress, "demo has converged: 3 machines") || !strings.Contains(progress, "ensuring the network") {
+	// A slow first boot: the instances run at once, and nothing of them answers yet. Nor could it:
+	// kiln reaches no AWS machine's SSH, and the API's load balancer is not reachable from here. apply
+	// says so once, counts no machine ready, keeps the control plane's config in S3 and out of the API
+	// load balancer.
+	machines := []string{"demo-control-plane-0", "demo-workers-0", "demo-workers-1"}
+	cpObject := func() bool {
+		for key := range f.Objects("kiln-bootstrap") {
+			if strings.Contains(key, "demo-control-plane-0") {
+				return true
+			}
+		}
+		return false
+	}
+	code, _, errOut = kiln(t, dir, "apply", "--interval", "10ms", "--qps", "1000", "--timeout", "20s")
+	if code == 0 || strings.Count(errOut, "no machine can be judged ready") != 1 || !strings.Contains(errOut, "apply --kubeconfig FILE") ||
+		!strings.Contains(errOut, "ensuring the network") || !strings.Contains(errOut, "demo has not converged within --timeout 20s") {
+		t.Fatalf("apply with nothing to hear the machines by: exit %d\n%s", code, errOut)
+	}
+	if !cpObject() || f.Calls("RegisterTargets") != 0 {
+		t.Fatalf("before the control plane answered: its bootstrap object there %v, API target registrations %d; want it there and none",
+			cpObject(), f.Calls("RegisterTargets"))
+	}
+
+	// The cluster's API, through a tunnel of the user's own; the Nodes become Ready.
+	api := startClusterAPI(t, dir, "demo")
+	for _, name := range machines {
+		readyNode(t, api.admin, name)
+	}
+	_, progress := kilnOK(t, dir, "apply", "--kubeconfig", api.kubeconfig, "--interval", "10ms", "--qps", "1000", "--timeout", "3m")
+	if !strings.Contains(progress, "demo has converged: 3 machines") || strings.Count(progress, "msg=joined") != 3 {
 		t.Fatalf("apply said:\n%s", progress)
+	}
+	if cpObject() || f.Calls("RegisterTargets") == 0 {
+		t.Fatalf("once the Nodes are Ready: the bootstrap object there %v, API target registrations %d; want it gone and the control plane registered",
+			cpObject(), f.Calls("RegisterTargets"))
 	}
 	if n := f.Calls("RunInstances"); n != 3 {
 		t.Errorf("RunInstances called %d times, want 3", n)

@@ -59,39 +59,41 @@ func sshEndpoint(p provisioner.Provider, m provisioner.Machine) string {
 // reset) keeps its pin.
 func (g *globals) hostKeysOf(ctx context.Context, c *v1alpha1.Cluster, p provisioner.Provider, ms []provisioner.Machine, wait time.Duration) ([]machineHostKeys, error) {
 	reports := readReports(ctx, p, ms, wait)
-	st, err := g.openState()
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
 	now := g.clock()
 	out := make([]machineHostKeys, len(ms))
-	for i, m := range ms {
-		r := reports[i]
-		mk := machineHostKeys{machine: m, addr: sshEndpoint(p, m)}
-		pin, perr := hostkeys.Load(st, m.Name)
-		if perr != nil && !errors.Is(perr, state.ErrNotFound) {
-			return nil, perr
-		}
-		switch {
-		case r.err == nil:
-			mk.keys, mk.pinned, mk.err = hostkeys.Check(st, c.Metadata.Name, m.Name, r.keys, now)
-			if mk.err == nil {
-				mk.pin, mk.err = hostkeys.Load(st, m.Name)
+	// One opening of the store at a time: apply probes several machines at once.
+	err := openingStore{g: g, mu: &g.state}.do(func(st *state.Store) error {
+		for i, m := range ms {
+			r := reports[i]
+			mk := machineHostKeys{machine: m, addr: sshEndpoint(p, m)}
+			pin, perr := hostkeys.Load(st, m.Name)
+			if perr != nil && !errors.Is(perr, state.ErrNotFound) {
+				return perr
 			}
-		case pin != nil && errors.Is(r.err, provisioner.ErrNoHostKeys):
-			if pin.Cluster != c.Metadata.Name {
-				mk.err = fmt.Errorf("machine %s: its pin belongs to cluster %s", m.Name, pin.Cluster)
-				break
+			switch {
+			case r.err == nil:
+				mk.keys, mk.pinned, mk.err = hostkeys.Check(st, c.Metadata.Name, m.Name, r.keys, now)
+				if mk.err == nil {
+					mk.pin, mk.err = hostkeys.Load(st, m.Name)
+				}
+			case pin != nil && errors.Is(r.err, provisioner.ErrNoHostKeys):
+				if pin.Cluster != c.Metadata.Name {
+					mk.err = fmt.Errorf("machine %s: its pin belongs to cluster %s", m.Name, pin.Cluster)
+					break
+				}
+				mk.pin = pin
+				mk.keys, mk.err = pin.PublicKeys()
+			case errors.Is(r.err, provisioner.ErrNoHostKeys):
+				mk.err = fmt.Errorf("machine %s (%s): %w; try again once it has booted, or with --wait", m.Name, m.State, r.err)
+			default:
+				mk.err = r.err
 			}
-			mk.pin = pin
-			mk.keys, mk.err = pin.PublicKeys()
-		case errors.Is(r.err, provisioner.ErrNoHostKeys):
-			mk.err = fmt.Errorf("machine %s (%s): %w; try again once it has booted, or with --wait", m.Name, m.State, r.err)
-		default:
-			mk.err = r.err
+			out[i] = mk
 		}
-		out[i] = mk
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

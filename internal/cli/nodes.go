@@ -38,9 +38,11 @@ func newGetNodes(g *globals) *cobra.Command {
 		Aliases: []string{"node"},
 		Short:   "List the cluster's machines as the provider has them, and their health",
 		Long: `nodes lists every machine the provider has for the cluster, in one call to the provider, with
-its state and its health as 'kiln apply' last judged it: ready, starting (up to
-spec.health.nodeStartupTimeout), failing (probes failing for less than spec.health.unhealthyTimeout)
-or unhealthy (to be replaced). -o wide adds the image, address and the reason of the verdict; json
+its state and its health as 'kiln apply' last judged it: ready (it answered: its Node is Ready, or
+its SSH server proved its pinned host keys), starting (up to spec.health.nodeStartupTimeout),
+failing (probes failing for less than spec.health.unhealthyTimeout), unhealthy (to be replaced) or
+unheard (running, but kiln could hear nothing of it: no SSH it can check, and the cluster's API not
+read; see kiln apply). -o wide adds the image, address and the reason of the verdict; json
 and yaml print everything.`,
 		Example: `  kiln get nodes -f cluster.yaml
   kiln get nodes -f cluster.yaml -o wide`,
@@ -114,6 +116,8 @@ func verdictWord(v health.Verdict) string {
 		return "ready"
 	case strings.HasPrefix(v.Reason, "starting"):
 		return "starting"
+	case strings.HasPrefix(v.Reason, "unheard"):
+		return "unheard"
 	}
 	return "failing"
 }

@@ -6,10 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/bootstrap/access"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/onprem/metal"
@@ -19,6 +22,7 @@ import (
 	"github.com/kiln-dev/kiln/provisioner/addrpool"
 	awsprovider "github.com/kiln-dev/kiln/provisioner/aws"
 	"github.com/kiln-dev/kiln/provisioner/converge"
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 )
 
 // provider returns the provider the spec at specPath names, configured from its block of the spec.
@@ -93,14 +97,41 @@ type endpointer interface {
 	Endpoint(m provisioner.Machine, port int) string
 }
 
-// prober returns how apply probes the machines of provider p: SSH at the address the provider
-// forwards it to. Machines of other providers sit in private networks kiln need not reach; they are
-// judged by their provider state (and, later, their Node's Ready condition).
+// prober returns how apply probes the machines of provider p: their SSH server, at the address the
+// provider forwards it to, must prove the host keys the machine reported and kiln pinned (hostKeysOf,
+// which pins a machine's first report). Machines of other providers sit in private networks kiln
+// need not reach and report no host keys to it: they are heard of through their Nodes alone (nil),
+// and unheardHint says what to configure for that.
 func (g *globals) prober(c *v1alpha1.Cluster, p provisioner.Provider) converge.Prober {
-	if ep, ok := p.(endpointer); ok {
-		return converge.TCPProber{Endpoint: ep.Endpoint}
+	ep, ok := p.(endpointer)
+	if !ok {
+		return nil
 	}
-	return nil
+	return converge.TCPProber{Endpoint: ep.Endpoint, Log: g.log,
+		HostKeys: func(ctx context.Context, m provisioner.Machine) ([]ssh.PublicKey, error) {
+			mks, err := g.hostKeysOf(ctx, c, p, []provisioner.Machine{m}, 0)
+			if err != nil {
+				return nil, err
+			}
+			if mk := mks[0]; mk.pinned {
+				g.log.Info("pinned the host keys the machine reported", "machine", m.Name, "keys", strings.Join(hostkeys.Fingerprints(mk.keys), ", "))
+			}
+			return mks[0].keys, mks[0].err
+		}}
+}
+
+// unheardHint is what apply tells the user to configure when it can hear nothing of cluster c's
+// machines: no SSH it can check, and the cluster's API not read.
+func unheardHint(c *v1alpha1.Cluster, kubeconfig string) string {
+	if kubeconfig != "" {
+		return fmt.Sprintf("The API does not answer at the server of --kubeconfig %s: make it reachable from this host, "+
+			"or give a kubeconfig that reaches it (kiln kubeconfig --server, through a tunnel of your own)", kubeconfig)
+	}
+	server, _ := access.Endpoint(c)
+	return fmt.Sprintf("Provider %s reports no SSH host keys for kiln to check its machines' SSH against, so only their Nodes can say they are up: "+
+		"make the cluster's API endpoint %s reachable from this host (kiln then reads the Nodes with a certificate of its own), "+
+		"or give apply --kubeconfig FILE with a kubeconfig that reaches it (kiln kubeconfig --server, through a tunnel of your own)",
+		c.Spec.Provider.Name, server)
 }
 
 // Environment variables of the vSphere provider: the spec holds no credentials.

@@ -14,14 +14,12 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
@@ -76,6 +74,7 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 	ttl := c.Spec.Security.BootstrapTokenTTL.Duration
 	mem := providertest.NewMemory(nil)
 	made := recordConfigs(mem)
+	addressBookOf(mem).boot(t) // the machines answer over SSH before there is an API
 	var (
 		mu      sync.Mutex
 		apiAddr string // host:port of the API once it runs
@@ -226,8 +225,12 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 		now := clock
 		mu.Unlock()
 		mem.SetState("late-workers-1", provisioner.StateError)
-		_, errOut := kilnG(t, "apply", "--interval", "1ms", "--timeout", "60s")
-		if !strings.Contains(errOut, "create late-workers-2") || !strings.Contains(errOut, "the cluster's API answers kiln") {
+		// The replacement's SSH answers, but so does the API: it is ready only once its Node is Ready
+		// (the last subtest), and apply does not converge before. (Its last pass, at --timeout, may
+		// find the Nodes unread: client-go's rate limiter refuses a wait past the deadline.)
+		_, _, errOut := kilnWith(t, dir, g, "apply", "--interval", "1ms", "--timeout", "10s")
+		if !strings.Contains(errOut, "create late-workers-2") || !strings.Contains(errOut, "the cluster's API answers kiln") ||
+			!strings.Contains(errOut, "pass 2: 2 of 3 machines ready\n") {
 			t.Fatalf("apply after the failure:\n%s", errOut)
 		}
 		cfg := made.get("late-workers-2")
@@ -296,7 +299,8 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 		good := servingCSRAs(t, cp, b, "late-workers-2", addr.String())
 		wrongIP := servingCSRAs(t, cp, b, "late-workers-2", addr.String(), "10.9.9.9")
 		stranger := servingCSRAs(t, cp, b, "late-stranger", "10.0.0.99")
-		_, errOut := kilnG(t, "apply", "--interval", "1ms", "--timeout", "60s")
+		// late-workers-2 has no Node yet: apply does not converge, and approves what it should meanwhile.
+		_, _, errOut := kilnWith(t, dir, g, "apply", "--interval", "1ms", "--timeout", "10s")
 		for _, want := range []string{
 			`msg="kubelet serving certificate approved" csr=` + good + ` node=late-workers-2 reason="kubelet serving certificate of node late-workers-2 for late-workers-2, ` + addr.String() + `"`,
 			`msg="kubelet serving certificate request left pending" csr=` + wrongIP + ` node=late-workers-2 reason="IP address 10.9.9.9 is not an address of machine late-workers-2`,
@@ -329,23 +333,7 @@ func TestAccessAndTokensOnARealAPI(t *testing.T) {
 		if replacement.ID == "" {
 			t.Skip("no replacement was made")
 		}
-		node, err := adminClient.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "late-workers-2"}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The controller manager writes the new Node too (taints, pod range): retry on its conflicts.
-		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			n, err := adminClient.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-			_, err = adminClient.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		readyNode(t, adminClient, "late-workers-2")
 		// apply's own view of the Nodes, with its own certificate.
 		p, err := g.newProvider(ctx, c)
 		if err != nil {

@@ -79,6 +79,7 @@ func TestApplyGivesEachMachineItsOwnToken(t *testing.T) {
 	mustKiln(t, dir, "init", "own")
 	mem := providertest.NewMemory(nil)
 	made := recordConfigs(mem)
+	addressBookOf(mem).boot(t)
 	g := onProvider(addressingMemory{Provider: mem.New(), book: addressBookOf(mem)}) // a qemu spec
 	if code, _, errOut := kilnWith(t, dir, g, "apply", "--interval", "1ms", "--timeout", "30s"); code != 0 {
 		t.Fatalf("apply: exit %d\n%s", code, errOut)

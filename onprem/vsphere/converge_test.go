@@ -2,12 +2,14 @@ package vsphere
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -17,35 +19,13 @@ import (
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
+	"github.com/kiln-dev/kiln/provisioner/providertest"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
+	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
 
 // The converge executor driving this provider on the simulator: the healing promises of
 // provisioner/reconcile, kept against vCenter's own inventory.
-
-// jsonStore keeps the executor's memory as JSON, as kiln's state store does.
-type jsonStore struct {
-	mu   sync.Mutex
-	data []byte
-}
-
-func (s *jsonStore) Load(context.Context) (converge.Memory, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var m converge.Memory
-	if s.data == nil {
-		return m, nil
-	}
-	return m, json.Unmarshal(s.data, &m)
-}
-
-func (s *jsonStore) Save(_ context.Context, m converge.Memory) error {
-	b, err := json.Marshal(m)
-	s.mu.Lock()
-	s.data = b
-	s.mu.Unlock()
-	return err
-}
 
 type testClock struct {
 	mu sync.Mutex
@@ -64,12 +44,14 @@ func (c *testClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// convergeRig is a simulator, a store and a clock that executors share, as controllers restarted on
+// convergeRig is a simulator, a store, a clock and the cluster's Nodes (Ready for every VM powered
+// on, read through a vCenter session of their own) that executors share, as controllers restarted on
 // one state store do.
 type convergeRig struct {
 	h       *sim
-	store   *jsonStore
+	store   *providertest.Store
 	clock   *testClock
+	nodes   *providertest.Nodes
 	desired reconcile.Desired
 	policy  reconcile.Policy
 }
@@ -78,7 +60,8 @@ func newConvergeRig(t *testing.T, workers int, policy reconcile.Policy) *converg
 	h := newSim(t, "vpx")
 	return &convergeRig{
 		h:     h,
-		store: &jsonStore{},
+		nodes: &providertest.Nodes{Provider: h.newProvider(t), Cluster: "cv"},
+		store: &providertest.Store{},
 		// Machines are created at the simulator's real time; the executor's clock starts there.
 		clock: &testClock{t: time.Now()},
 		desired: reconcile.Desired{Cluster: "cv", Groups: []reconcile.Group{
@@ -89,7 +72,7 @@ func newConvergeRig(t *testing.T, workers int, policy reconcile.Policy) *converg
 	}
 }
 
-// executor is a controller with a provider (a vCenter session) of its own.
+// executor is a controller with a provider (a vCenter session) of its own, reading the rig's Nodes.
 func (r *convergeRig) executor(t *testing.T, p *Provider) *converge.Executor {
 	if p == nil {
 		p = r.h.newProvider(t)
@@ -100,6 +83,7 @@ func (r *convergeRig) executor(t *testing.T, p *Provider) *converge.Executor {
 		Policy:   r.policy,
 		Store:    r.store,
 		Now:      r.clock.now,
+		Nodes:    r.nodes,
 		Ignition: func(context.Context, reconcile.Create) ([]byte, error) {
 			return []byte(`{"ignition":{"version":"3.5.0"}}`), nil
 		},
@@ -277,4 +261,104 @@ func expectInventoryHas(t *testing.T, got []string, want string) {
 	if !slices.Contains(got, want) {
 		t.Fatalf("VMs in the folder = %v, want %s among them", got, want)
 	}
+}
+
+// TestJoinedOnlyOnceTheNodeAnswered is the issue's 4-node cluster with a slow first boot: the VMs are
+// cloned and powered on, and for many passes nothing of them answers. None is ready, Joined is not
+// called and guestinfo keeps every config; once the nodes answer (their Nodes Ready, or their SSH
+// servers proving their pinned host keys), Joined clears guestinfo, and the cluster has converged.
+func TestJoinedOnlyOnceTheNodeAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// slowBoot wires the executor so that nothing answers yet, and returns what makes the nodes
+		// answer.
+		slowBoot func(t *testing.T, r *convergeRig, e *converge.Executor) (answer func())
+	}{
+		{
+			name: "their Nodes become Ready",
+			slowBoot: func(_ *testing.T, r *convergeRig, _ *converge.Executor) func() {
+				r.nodes.Slow.Store(true)
+				return func() { r.nodes.Slow.Store(false) }
+			},
+		},
+		{
+			name: "their SSH servers prove their pinned host keys, before any API",
+			slowBoot: func(t *testing.T, _ *convergeRig, e *converge.Executor) func() {
+				hostKey := sshexectest.NewKey(t)
+				sshd := sshexectest.Start(t, sshexectest.Config{HostKeys: []ssh.Signer{hostKey}})
+				var booted atomic.Bool
+				e.Nodes = nil
+				e.Prober = converge.TCPProber{
+					Endpoint: func(provisioner.Machine, int) string {
+						if booted.Load() {
+							return sshd.Addr
+						}
+						return ""
+					},
+					HostKeys: func(context.Context, provisioner.Machine) ([]ssh.PublicKey, error) {
+						return []ssh.PublicKey{hostKey.PublicKey()}, nil
+					},
+				}
+				return func() { booted.Store(true) }
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newConvergeRig(t, 3, reconcile.Policy{})
+			e := r.executor(t, nil)
+			answer := tc.slowBoot(t, r, e)
+			names := []string{"cv-control-plane-0", "cv-workers-0", "cv-workers-1", "cv-workers-2"}
+			rep := r.pass(t, e)
+			if len(rep.Actions) != 4 {
+				t.Fatalf("first pass: %+v, want the 4 clones", rep.Actions)
+			}
+			for range 5 {
+				r.clock.advance(time.Minute)
+				rep = r.pass(t, e)
+				for _, a := range rep.Actions {
+					t.Fatalf("%s %s (%s) before any node answered", a.Op, a.Machine, a.Reason)
+				}
+				for name, v := range rep.Verdicts {
+					if v.Ready {
+						t.Fatalf("%s is ready before it answered: %+v", name, v)
+					}
+				}
+				if rep.Converged(r.desired) {
+					t.Fatal("converged before any node answered")
+				}
+			}
+			expectInventory(t, r.inventory(t), slices.Clone(names)...)
+			for _, name := range names {
+				if guestinfo(t, r, name) == "" {
+					t.Fatalf("%s's guestinfo lost its config before the node answered", name)
+				}
+			}
+
+			answer()
+			r.clock.advance(time.Minute)
+			rep = r.pass(t, e)
+			var joined []string
+			for _, a := range rep.Actions {
+				if a.Op == "joined" {
+					joined = append(joined, a.Machine)
+				}
+			}
+			slices.Sort(joined)
+			if !slices.Equal(joined, names) || !rep.Converged(r.desired) {
+				t.Fatalf("once the nodes answered: joined %v, converged %v; want every machine joined", joined, rep.Converged(r.desired))
+			}
+			for _, name := range names {
+				if got := guestinfo(t, r, name); got != "" {
+					t.Errorf("%s's guestinfo still holds its config (%d bytes) after Joined", name, len(got))
+				}
+			}
+		})
+	}
+}
+
+// guestinfo is the Ignition config in the guestinfo of VM name, read through the test's own session;
+// "" when there is none.
+func guestinfo(t *testing.T, r *convergeRig, name string) string {
+	t.Helper()
+	return extraConfigMap(r.h.vm(t, name, "config.extraConfig").Config.ExtraConfig)[KeyIgnitionData]
 }

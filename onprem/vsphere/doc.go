@@ -27,8 +27,10 @@
 //
 //   - guestinfo.ignition.config.data: the Ignition config, base64 (at most MaxIgnitionSize bytes), and
 //     guestinfo.ignition.config.data.encoding = base64. Ignition's vmware provider reads both on first
-//     boot through the VMware tools RPC channel. The config holds a bootstrap token: once the node's
-//     first boot is confirmed, ClearIgnition sets both keys to empty values, which removes them.
+//     boot through the VMware tools RPC channel. The config holds a bootstrap token: once the node has
+//     answered (its Node is Ready, or its SSH server proved its pinned host key; never because the VM
+//     is powered on), the executor calls Joined, whose ClearIgnition sets both keys to empty values,
+//     which removes them.
 //   - kiln.cluster, kiln.name, kiln.role, kiln.pool, kiln.image: the labels List reads (one property
 //     path per key, so a List never downloads the Ignition data). They are deliberately not
 //     guestinfo keys, which the guest itself may set, so a node cannot relabel itself.

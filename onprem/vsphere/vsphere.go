@@ -715,5 +715,6 @@ func (p *Provider) info(ctx context.Context, ref types.ManagedObjectReference) (
 	return nil, nil
 }
 
-// Joined removes the machine's Ignition config from guestinfo once it is up (provisioner.Joiner).
+// Joined removes the machine's Ignition config from guestinfo (provisioner.Joiner): the executor calls
+// it once the node answered, never because the VM is powered on.
 func (p *Provider) Joined(ctx context.Context, name string) error { return p.ClearIgnition(ctx, name) }

@@ -33,7 +33,8 @@
 // user-data is the Ignition config when it is a worker's and fits in 16 KiB; otherwise
 // (control-plane configs carry the cluster's keys) the config goes to Options.Bucket (SSE-S3
 // encrypted) and the user-data is a stub that merges it from a presigned https URL with a
-// sha512 verification hash. Joined deletes that object once the node is up. A presigned URL made with
+// sha512 verification hash. Joined deletes that object: the executor calls it once the node answered
+// (its Node is Ready), never because the instance is running. A presigned URL made with
 // temporary credentials stops working when they expire, whatever Options.PresignExpiry says, and
 // carries their session token: prefer long-lived credentials of a dedicated IAM user, or an
 // instance role of the controller, with only the permissions below.

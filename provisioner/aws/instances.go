@@ -355,9 +355,10 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 	})
 }
 
-// Joined is for the executor to call once the machine's node has joined the cluster: the bootstrap
-// object in S3 (which holds its keys, for a control-plane node) is deleted, and a control-plane
-// instance is registered with the API load balancer.
+// Joined is for the executor to call once the machine's node has joined the cluster (its Node is
+// Ready; the executor never calls it because the instance is running): the bootstrap object in S3
+// (which holds its keys, for a control-plane node) is deleted, and a control-plane instance is
+// registered with the API load balancer.
 func (p *Provider) Joined(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err

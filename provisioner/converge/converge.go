@@ -8,6 +8,13 @@
 // provider is called, and a create is idempotent by name, a pass that is killed half way is repeated
 // by the next one without duplicates or orphans. Executor.Plan decides without storing or acting.
 //
+// A machine is ready only once it answered: its Kubernetes Node is Ready, or, while the cluster's
+// Nodes cannot be read, its SSH server proved its pinned host key (TCPProber). Its provider's state
+// (a VM powered on, an instance running) never makes it ready, and it is only once a machine is
+// ready that a Joiner provider is told it joined and drops its first-boot material (Ignition in
+// guestinfo, a bootstrap object in S3) or registers it with a load balancer. A pass that can hear
+// nothing of the machines (no Prober, and the Nodes cannot be read) says so once, and waits.
+//
 // When the cluster's API is reachable (a Drainer, or Nodes that can drain), a machine with a
 // Kubernetes Node is drained before it is deleted or powered off: cordoned, its pods evicted with
 // their PodDisruptionBudgets respected (see provisioner/drain). A drain that does not finish holds the
@@ -47,7 +54,8 @@ type Memory struct {
 	// Observations are what the probes saw of each machine, by name, so that how long a probe has
 	// failed survives a restart of the executor.
 	Observations map[string]health.Observation `json:"observations,omitempty"`
-	// Joined are the machines whose provider was told they are up (provisioner.Joiner).
+	// Joined are the machines whose provider was told they are up (provisioner.Joiner): each had
+	// answered, with its Node Ready or over SSH with its pinned host key.
 	Joined []string `json:"joined,omitempty"`
 }
 
@@ -58,15 +66,17 @@ type Store interface {
 	Save(ctx context.Context, m Memory) error
 }
 
-// Prober probes one machine. A Prober that is nil leaves both probes off: machines are then judged by
-// their provider state alone.
+// Prober probes one machine. A Prober that is nil leaves both probes off: machines are then heard of
+// through their Nodes alone, and not at all while the Nodes cannot be read (health.Observation.Unheard):
+// a machine's provider state says it exists, never that it is up.
 type Prober interface {
 	Probe(ctx context.Context, m provisioner.Machine) Seen
 }
 
 // Seen is what one probe of a machine saw.
 type Seen struct {
-	// SSH is whether the SSH port accepted a connection; nil when that probe is off.
+	// SSH is whether the machine's SSH server proved one of its pinned host keys; nil when that probe
+	// is off.
 	SSH *bool
 	// Kubelet is whether the kubelet port accepted a connection; nil when that probe is off.
 	Kubelet *bool
@@ -120,9 +130,13 @@ type Executor struct {
 	Limiter *rate.Limiter
 	// Log gets one record per action and per held-back replacement. Defaults to discarding.
 	Log *slog.Logger
+	// UnheardHint, when set, ends the warning, said once, that a pass can hear nothing of the
+	// machines (no Prober, and the Nodes cannot be read): what to configure so that kiln can.
+	UnheardHint string
 
-	// apiSilent is whether the last pass could not read the Nodes, so that it is said once, not each pass.
-	apiSilent atomic.Bool
+	// apiSilent is whether the last pass could not read the Nodes, and unheard whether it could hear
+	// nothing of the machines, so that each is said once, not each pass.
+	apiSilent, unheard atomic.Bool
 	// lastHeld is what the last pass held back, so that the same holds are logged once.
 	lastHeld atomic.Value
 }
@@ -144,6 +158,9 @@ type Report struct {
 	Verdicts map[string]health.Verdict
 	Plan     reconcile.Plan
 	Actions  []Action
+	// Unheard is whether the pass could hear nothing of the machines: no Prober runs and the
+	// cluster's Nodes could not be read. No machine is then ready, nor told it joined.
+	Unheard bool
 }
 
 // Converged reports whether the pass found the cluster as desired: every group at its count, every
@@ -205,11 +222,17 @@ func (e *Executor) concurrency() int {
 	return 4
 }
 
+// wait waits for the limiter. A wait that would outlast ctx's deadline is context.DeadlineExceeded,
+// as the deadline itself would be.
 func (e *Executor) wait(ctx context.Context) error {
 	if e.Limiter == nil {
 		return ctx.Err()
 	}
-	return e.Limiter.Wait(ctx)
+	err := e.Limiter.Wait(ctx)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return err
 }
 
 // decision is a pass up to its plan.
@@ -242,14 +265,15 @@ func (e *Executor) decide(ctx context.Context) (decision, error) {
 	}
 	now := e.now()
 	d.mem = mem
-	d.nodes, d.reachable = e.nodeReady(ctx)
+	d.nodes, d.reachable = e.hear(ctx)
+	unheard := e.Prober == nil && !d.reachable
 	d.obs = e.observe(ctx, machines, mem.Observations, d.nodes, d.reachable, now)
 	verdicts := make(map[string]health.Verdict, len(machines))
 	for _, m := range machines {
 		verdicts[m.Name] = health.Judge(m, d.obs[m.Name], now, e.Health)
 	}
 	plan := reconcile.Decide(e.Desired, machines, verdicts, mem.Remediation, now, e.Policy)
-	d.r = Report{Machines: machines, Verdicts: verdicts, Plan: plan}
+	d.r = Report{Machines: machines, Verdicts: verdicts, Plan: plan, Unheard: unheard}
 	return d, nil
 }
 
@@ -307,7 +331,7 @@ func (e *Executor) Pass(ctx context.Context) (Report, error) {
 			r.Plan.Blocked = append(r.Plan.Blocked, reconcile.Block{Pool: a.Pool, Machine: a.Machine, Reason: a.Reason})
 		}
 	}
-	if joined := e.join(ctx, r.Machines, r.Verdicts, next.Joined); len(joined) > 0 {
+	if joined := e.join(ctx, r.Machines, r.Verdicts, d.obs, next.Joined); len(joined) > 0 {
 		for _, a := range joined {
 			r.Actions = append(r.Actions, a)
 			if a.Err == nil {
@@ -343,12 +367,31 @@ func (e *Executor) drainer(d decision) *nodes {
 	return &nodes{drainer: dr, has: d.nodes}
 }
 
-// nodeReady asks Nodes for the Nodes' Ready conditions, and reports whether the API answered.
-func (e *Executor) nodeReady(ctx context.Context) (map[string]health.Condition, bool) {
-	if e.Nodes == nil {
-		return nil, false
+// hear asks Nodes for the Nodes' Ready conditions, and reports whether the API answered. It says once
+// when the pass can hear nothing of the machines (no Prober, and no Nodes read), and once when the
+// API stops or starts answering while the probes stand in for it.
+func (e *Executor) hear(ctx context.Context) (map[string]health.Condition, bool) {
+	err := errors.New("no way to the cluster's API is configured")
+	var n map[string]health.Condition
+	if e.Nodes != nil {
+		n, err = e.Nodes.NodeReady(ctx)
 	}
-	n, err := e.Nodes.NodeReady(ctx)
+	unheard := e.Prober == nil && err != nil
+	switch {
+	case unheard && !e.unheard.Swap(true):
+		msg := "no machine can be judged ready: no SSH probe runs and the cluster's Nodes cannot be read, so nothing answers for them; " +
+			"they stay unheard (not ready, not told they joined, so their first-boot material stays, and not replaced for it), " +
+			"and are deleted without draining (said once, until they can be heard)"
+		if e.UnheardHint != "" {
+			msg += ". " + e.UnheardHint
+		}
+		e.log().Warn(msg, "err", err)
+	case !unheard && e.unheard.Swap(false):
+		e.log().Info("machines can be heard again: they are judged by their Nodes")
+	}
+	if e.Nodes == nil || e.Prober == nil {
+		return n, err == nil
+	}
 	if err != nil {
 		if !e.apiSilent.Swap(true) {
 			e.log().Warn("cannot read node conditions; judging by probes alone, deleting without draining (said once, until the API answers)", "err", err)
@@ -361,8 +404,10 @@ func (e *Executor) nodeReady(ctx context.Context) (map[string]health.Condition, 
 	return n, true
 }
 
-// join tells a Joiner provider about the ready machines it has not yet been told about.
-func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, verdicts map[string]health.Verdict, done []string) []Action {
+// join tells a Joiner provider about the ready machines it has not yet been told about. Ready means
+// the machine answered (health.Observation.IsUp): its Node is Ready, or its SSH server proved its
+// pinned host key; never that it is powered on.
+func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, verdicts map[string]health.Verdict, obs map[string]health.Observation, done []string) []Action {
 	j, ok := e.Provider.(provisioner.Joiner)
 	if !ok {
 		return nil
@@ -376,7 +421,10 @@ func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, ver
 	out := make([]Action, len(todo))
 	e.each(len(todo), func(i int) {
 		m := todo[i]
-		a := Action{Op: "joined", Machine: m.Name, Pool: m.Pool, Reason: "machine is up"}
+		a := Action{Op: "joined", Machine: m.Name, Pool: m.Pool, Reason: "it answered over SSH with its pinned host key"}
+		if obs[m.Name].NodeReady.Ready {
+			a.Reason = "its Node is Ready"
+		}
 		if err := e.wait(ctx); err != nil {
 			a.Err = err
 		} else if err := j.Joined(ctx, m.Name); err != nil {
@@ -388,7 +436,7 @@ func (e *Executor) join(ctx context.Context, machines []provisioner.Machine, ver
 		if a.Err != nil {
 			e.log().Error("joined failed", "machine", a.Machine, "err", a.Err)
 		} else {
-			e.log().Info("joined", "machine", a.Machine, "pool", a.Pool)
+			e.log().Info("joined", "machine", a.Machine, "pool", a.Pool, "reason", a.Reason)
 		}
 	}
 	return out

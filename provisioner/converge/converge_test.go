@@ -1,22 +1,30 @@
 package converge_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
 	"github.com/kiln-dev/kiln/provisioner/health"
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
+	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
 
 // memStore keeps the memory as JSON, as a real store would, so that what is saved must survive a
@@ -66,20 +74,46 @@ func desired(workers int) reconcile.Desired {
 	}}
 }
 
+// sshd stands for the machines' SSH servers as a prober hears them: every running machine answers
+// (its server proves its pinned host key; TestSSHProbe checks that part with a real server), except
+// those in silent, whose first boot has not got that far.
+type sshd struct {
+	mu     sync.Mutex
+	silent map[string]bool
+}
+
+func (s *sshd) Probe(_ context.Context, m provisioner.Machine) converge.Seen {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok := !s.silent[m.Name]
+	return converge.Seen{SSH: &ok}
+}
+
+func (s *sshd) silence(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent = map[string]bool{}
+	for _, n := range names {
+		s.silent[n] = true
+	}
+}
+
 type harness struct {
 	mem   *providertest.Memory
 	store *memStore
 	clk   *clock
+	sshd  *sshd
 }
 
 func newHarness() *harness {
 	clk := newClock()
-	return &harness{mem: providertest.NewMemory(clk.now), store: &memStore{}, clk: clk}
+	return &harness{mem: providertest.NewMemory(clk.now), store: &memStore{}, clk: clk, sshd: &sshd{}}
 }
 
+// executor is an executor whose machines answer over SSH (h.sshd) once they run.
 func (h *harness) executor(d reconcile.Desired, p reconcile.Policy) *converge.Executor {
 	return &converge.Executor{
-		Provider: h.mem.New(), Desired: d, Policy: p, Ignition: ignition, Store: h.store, Now: h.clk.now,
+		Provider: h.mem.New(), Desired: d, Policy: p, Ignition: ignition, Store: h.store, Now: h.clk.now, Prober: h.sshd,
 	}
 }
 
@@ -193,34 +227,30 @@ func TestKilledMidReplacement(t *testing.T) {
 	t.Fatalf("not converged after 5 passes: %v", h.names())
 }
 
-// TestProbes judges machines by real TCP probes: a listener on loopback stands for a node's SSH port.
+// TestProbes judges machines by real probes: an SSH server on loopback (sshexectest) stands for a
+// node's sshd, and proves the host key pinned for the machine.
 func TestProbes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("SSH-2.0-test\r\n"))
-			c.Close()
-		}
-	}()
+	hostKey := sshexectest.NewKey(t)
+	srv := sshexectest.Start(t, sshexectest.Config{HostKeys: []ssh.Signer{hostKey}})
+	var addr atomic.Value
+	addr.Store(srv.Addr)
 	h := newHarness()
 	d := reconcile.Desired{Cluster: "kt", Groups: []reconcile.Group{
 		{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 1, Image: "img-1", MaxUnavailable: 1},
 	}}
 	e := h.executor(d, reconcile.Policy{})
 	e.Health = health.Policy{UnhealthyTimeout: time.Minute}
-	e.Prober = converge.TCPProber{Endpoint: func(provisioner.Machine, int) string { return ln.Addr().String() }}
+	e.Prober = converge.TCPProber{
+		Endpoint: func(provisioner.Machine, int) string { return addr.Load().(string) },
+		HostKeys: func(context.Context, provisioner.Machine) ([]ssh.PublicKey, error) {
+			return []ssh.PublicKey{hostKey.PublicKey()}, nil
+		},
+	}
 	h.pass(t, e)
 	if r := h.pass(t, e); !r.Converged(d) {
 		t.Fatalf("with SSH answering: %+v", r.Verdicts)
 	}
-	ln.Close()
+	addr.Store(closedPort(t))
 	h.clk.advance(30 * time.Second)
 	r := h.pass(t, e)
 	if v := r.Verdicts["kt-workers-0"]; !v.Healthy || v.Ready {
@@ -228,12 +258,24 @@ func TestProbes(t *testing.T) {
 	}
 	h.clk.advance(61 * time.Second) // the failure counts from the pass that first saw it
 	r = h.pass(t, e)
-	if v := r.Verdicts["kt-workers-0"]; v.Healthy || !strings.Contains(v.Reason, "ssh port unreachable") {
+	if v := r.Verdicts["kt-workers-0"]; v.Healthy || !strings.Contains(v.Reason, "ssh unanswered") {
 		t.Fatalf("SSH down for longer than the timeout: %+v, want unhealthy", v)
 	}
 	if len(r.Actions) != 1 || r.Actions[0].Machine != "kt-workers-1" {
 		t.Fatalf("actions %+v, want the create of kt-workers-1", r.Actions)
 	}
+}
+
+// closedPort is a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func TestMemoryOfAnotherVersion(t *testing.T) {
@@ -320,35 +362,203 @@ func TestJoinedOnceUpRetriedUntilItWorks(t *testing.T) {
 	}
 }
 
-// TestSSHProbeNeedsBanner: a port that accepts connections but says nothing (a forwarded port with no
-// sshd behind it yet) does not count as SSH up; one that sends the SSH banner does.
-func TestSSHProbeNeedsBanner(t *testing.T) {
+// TestJoinedOnlyOnceAnswered: a machine is ready, counted and told Joined only once it answered: its
+// Node is Ready, or (only while the cluster's Nodes cannot be read) its SSH server proved its pinned
+// host key. Powered on, it is neither, however long it runs; nothing that cannot be heard is failed.
+func TestJoinedOnlyOnceAnswered(t *testing.T) {
+	all := []string{"kt-control-plane-0", "kt-workers-0"}
 	for _, tc := range []struct {
-		name   string
-		banner string
-		want   bool
+		name string
+		// setup wires the executor and keeps the machines from answering; answer makes them answer,
+		// nil when nothing can.
+		setup       func(h *harness, e *converge.Executor, k *kube) (answer func())
+		wantReason  string
+		wantJoinBy  string
+		wantUnheard bool
 	}{
-		{"silent", "", false},
-		{"not ssh", "HTTP/1.1 400 Bad Request\r\n", false},
-		{"sshd", "SSH-2.0-OpenSSH_9.2p1\r\n", true},
+		{
+			name: "no prober, no API: powered on is not up",
+			setup: func(h *harness, e *converge.Executor, _ *kube) func() {
+				e.Prober = nil
+				return nil
+			},
+			wantReason:  "unheard: no Node of its name can be read and no SSH probe runs, so nothing has answered for it",
+			wantUnheard: true,
+		},
+		{
+			name: "no prober, the API does not answer: powered on is not up",
+			setup: func(h *harness, e *converge.Executor, k *kube) func() {
+				e.Prober, e.Nodes, k.down = nil, k, errors.New("dial tcp: lookup api.kt.kiln.internal: no such host")
+				return func() { k.down = nil }
+			},
+			wantReason:  "unheard: no Node of its name can be read and no SSH probe runs, so nothing has answered for it",
+			wantJoinBy:  "its Node is Ready",
+			wantUnheard: true,
+		},
+		{
+			name: "no prober, the API answers: joined once the Node is Ready",
+			setup: func(h *harness, e *converge.Executor, k *kube) func() {
+				e.Prober, e.Nodes, k.noNode = nil, k, all
+				return func() { k.noNode = nil }
+			},
+			wantReason: "starting: no Ready Node yet (no Node of this name, or the cluster's API does not answer)",
+			wantJoinBy: "its Node is Ready",
+		},
+		{
+			name: "SSH probe, no API: joined once SSH answers with the pinned host key",
+			setup: func(h *harness, _ *converge.Executor, _ *kube) func() {
+				h.sshd.silence(all...)
+				return func() { h.sshd.silence() }
+			},
+			wantReason: "starting: ssh unanswered (no SSH server proved its pinned host key)",
+			wantJoinBy: "it answered over SSH with its pinned host key",
+		},
+		{
+			name: "SSH answers, the API answers: SSH is not enough, the Node is",
+			setup: func(h *harness, e *converge.Executor, k *kube) func() {
+				e.Nodes, k.noNode = k, all
+				return func() { k.noNode = nil }
+			},
+			wantReason: "starting: no Ready Node yet (no Node of this name, or the cluster's API does not answer)",
+			wantJoinBy: "its Node is Ready",
+		},
+		{
+			name: "SSH answers, the API does not and a Node is required (--kubeconfig): the Node",
+			setup: func(h *harness, e *converge.Executor, k *kube) func() {
+				e.Nodes, e.RequireNodes, k.down = k, true, errors.New("connection refused")
+				return func() { k.down = nil }
+			},
+			wantReason: "starting: no Ready Node yet (no Node of this name, or the cluster's API does not answer)",
+			wantJoinBy: "its Node is Ready",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			h := newHarness()
+			j := &joiner{Provider: h.mem.New(), calls: map[string]int{}}
+			d := desired(1)
+			e := h.executor(d, reconcile.Policy{})
+			e.Provider = j
+			k := &kube{mem: h.mem}
+			answer := tc.setup(h, e, k)
+			h.pass(t, e) // creates: the machines run from now on
+			// A slow first boot: passes within the startup timeout; then, where nothing can answer,
+			// an hour later too.
+			for i := range 4 {
+				h.clk.advance(3 * time.Minute)
+				if i == 3 {
+					if !tc.wantUnheard {
+						break
+					}
+					h.clk.advance(time.Hour)
+				}
+				r, err := e.Pass(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(j.calls) != 0 {
+					t.Fatalf("Joined called for %v before the machines answered", j.calls)
+				}
+				if r.Unheard != tc.wantUnheard {
+					t.Errorf("report: unheard %v, want %v", r.Unheard, tc.wantUnheard)
+				}
+				for _, name := range all {
+					if v := r.Verdicts[name]; v.Ready || !v.Healthy || v.Reason != tc.wantReason {
+						t.Fatalf("%s: %+v, want not ready: %s", name, v, tc.wantReason)
+					}
+				}
+				if tc.wantUnheard && len(r.Actions) != 0 {
+					t.Fatalf("actions %s on machines nothing can be heard of, want none", ops(r))
+				}
+				if r.Converged(d) {
+					t.Fatal("converged before any machine answered")
+				}
+			}
+			if answer == nil {
+				return
+			}
+			answer()
+			r, err := e.Pass(t.Context()) // the first Joined of each machine fails (joiner), the next pass retries
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
+			for _, a := range r.Actions {
+				if a.Op == "joined" && a.Reason != tc.wantJoinBy {
+					t.Errorf("joined %s because %q, want %q", a.Machine, a.Reason, tc.wantJoinBy)
 				}
-				c.Write([]byte(tc.banner))
-				c.Close()
-			}()
-			p := converge.TCPProber{Timeout: time.Second, Endpoint: func(provisioner.Machine, int) string { return ln.Addr().String() }}
-			if got := *p.Probe(t.Context(), provisioner.Machine{}).SSH; got != tc.want {
+			}
+			if r := h.pass(t, e); !r.Converged(d) {
+				t.Fatalf("not converged once the machines answered: %s", ops(r))
+			}
+			slices.Sort(j.joined)
+			if !slices.Equal(j.joined, all) {
+				t.Fatalf("joined %v, want %v", j.joined, all)
+			}
+		})
+	}
+}
+
+// TestUnheardSaidOnce: a pass that can hear nothing of the machines says so once, with the hint of
+// what to configure, and once again when they can be heard.
+func TestUnheardSaidOnce(t *testing.T) {
+	var log bytes.Buffer
+	h := newHarness()
+	k := &kube{mem: h.mem, down: errors.New("dial tcp: lookup api.kt.kiln.internal: no such host")}
+	e := h.executor(desired(1), reconcile.Policy{})
+	e.Prober, e.Nodes = nil, k
+	e.Log = slog.New(slog.NewTextHandler(&log, nil))
+	e.UnheardHint = "give --kubeconfig"
+	for range 3 {
+		h.pass(t, e)
+	}
+	const unheard = "no machine can be judged ready: no SSH probe runs and the cluster's Nodes cannot be read"
+	if n := strings.Count(log.String(), unheard); n != 1 || !strings.Contains(log.String(), "give --kubeconfig") || !strings.Contains(log.String(), "no such host") {
+		t.Fatalf("said %d times, want once with the hint and the API's error:\n%s", n, log.String())
+	}
+	k.down = nil
+	h.pass(t, e)
+	h.pass(t, e)
+	if n := strings.Count(log.String(), "machines can be heard again"); n != 1 {
+		t.Fatalf("said %d times that the machines can be heard again, want once:\n%s", n, log.String())
+	}
+}
+
+// TestSSHProbe: only a server that proves the machine's pinned host key answers for it; nothing
+// listening, another key, or a machine with no keys to check against, does not (and nor does a port
+// that sends a banner alone: sshexec's TestProveHostKey). A refused key is said.
+func TestSSHProbe(t *testing.T) {
+	pinned, other := sshexectest.NewKey(t), sshexectest.NewKey(t)
+	sshdAddr := sshexectest.Start(t, sshexectest.Config{HostKeys: []ssh.Signer{pinned}}).Addr
+	impostor := sshexectest.Start(t, sshexectest.Config{HostKeys: []ssh.Signer{other}}).Addr
+	keys := func(context.Context, provisioner.Machine) ([]ssh.PublicKey, error) {
+		return []ssh.PublicKey{pinned.PublicKey()}, nil
+	}
+	for _, tc := range []struct {
+		name     string
+		addr     string
+		hostKeys func(context.Context, provisioner.Machine) ([]ssh.PublicKey, error)
+		want     bool
+		warned   bool
+	}{
+		{name: "nothing listens", addr: closedPort(t), hostKeys: keys},
+		{name: "sshd with the pinned key", addr: sshdAddr, hostKeys: keys, want: true},
+		{name: "sshd with another key", addr: impostor, hostKeys: keys, warned: true},
+		{name: "no report yet", addr: sshdAddr, hostKeys: func(context.Context, provisioner.Machine) ([]ssh.PublicKey, error) {
+			return nil, fmt.Errorf("kt-workers-0: %w", provisioner.ErrNoHostKeys)
+		}},
+		{name: "a report that differs from the pin", addr: sshdAddr, warned: true, hostKeys: func(context.Context, provisioner.Machine) ([]ssh.PublicKey, error) {
+			return nil, &hostkeys.MismatchError{Machine: "kt-workers-0"}
+		}},
+		{name: "no host keys to check against", addr: sshdAddr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log bytes.Buffer
+			p := converge.TCPProber{Timeout: time.Second, Endpoint: func(provisioner.Machine, int) string { return tc.addr },
+				HostKeys: tc.hostKeys, Log: slog.New(slog.NewTextHandler(&log, nil))}
+			if got := *p.Probe(t.Context(), provisioner.Machine{Name: "kt-workers-0"}).SSH; got != tc.want {
 				t.Fatalf("SSH probe = %v, want %v", got, tc.want)
+			}
+			if warned := strings.Contains(log.String(), "SSH probe refused: not the machine's pinned host keys"); warned != tc.warned {
+				t.Errorf("warned %v, want %v:\n%s", warned, tc.warned, log.String())
 			}
 		})
 	}

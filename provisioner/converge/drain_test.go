@@ -219,18 +219,21 @@ func TestPlanActsOnNothing(t *testing.T) {
 }
 
 // Once the API answers, a new machine is ready only with a Ready Node, never on its probes alone;
-// while it does not answer, RequireNodes says whether the probes may stand in for the Node.
+// while it does not answer, RequireNodes says whether the probes may stand in for the Node, and
+// without a probe nothing does.
 func TestRequireNodes(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		require  bool
 		apiDown  bool
+		noProbe  bool
 		readyNow bool // ready with its probes passing and no Node
 	}{
 		{name: "API answers, RequireNodes", require: true},
 		{name: "API answers", require: false},
 		{name: "API down, RequireNodes", require: true, apiDown: true},
 		{name: "API down: the probes stand in", require: false, apiDown: true, readyNow: true},
+		{name: "API down, no probe: nothing stands in", require: false, apiDown: true, noProbe: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := &kube{noNode: []string{"kt-workers-0"}}
@@ -241,6 +244,9 @@ func TestRequireNodes(t *testing.T) {
 			k.mem = h.mem
 			e := h.executor(desired(1), reconcile.Policy{})
 			e.Nodes, e.RequireNodes = k, tc.require
+			if tc.noProbe {
+				e.Prober = nil
+			}
 			h.pass(t, e)
 			if r := h.pass(t, e); r.Converged(desired(1)) != tc.readyNow {
 				t.Fatalf("converged %v with no Node for kt-workers-0, want %v: %s", !tc.readyNow, tc.readyNow, ops(r))

@@ -30,12 +30,6 @@ import (
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
 
-// memory keeps an executor's memory between passes.
-type memory struct{ m converge.Memory }
-
-func (s *memory) Load(context.Context) (converge.Memory, error)   { return s.m, nil }
-func (s *memory) Save(_ context.Context, m converge.Memory) error { s.m = m; return nil }
-
 const spec = `apiVersion: kiln.dev/v1alpha1
 kind: Cluster
 metadata:
@@ -356,7 +350,7 @@ func TestDrainOnAPIServer(t *testing.T) {
 			{Pool: "workers", Role: v1alpha1.RoleWorker, Count: 2, Image: "img-1", MaxUnavailable: 1},
 		}}
 		// KubeNodes, as kiln apply wires it when it has a kubeconfig.
-		e := &converge.Executor{Provider: mem.New(), Desired: d, Store: &memory{}, Nodes: converge.KubeNodes{Client: c, DrainTimeout: 3 * time.Second},
+		e := &converge.Executor{Provider: mem.New(), Desired: d, Store: &providertest.Store{}, Nodes: converge.KubeNodes{Client: c, DrainTimeout: 3 * time.Second},
 			Ignition: func(context.Context, reconcile.Create) ([]byte, error) { return []byte(`{}`), nil }}
 		pass := func() converge.Report {
 			t.Helper()

@@ -38,8 +38,8 @@ func (p Policy) withDefaults() Policy {
 type Probe struct {
 	// OK is whether the last probe succeeded.
 	OK bool
-	// Off is true when this probe is not run (a cluster whose nodes run no kubelet yet, say); it then
-	// neither fails nor passes the machine.
+	// Off is true when this probe is not run (no prober, or a cluster whose nodes run no kubelet yet);
+	// it then fails no machine, and an SSH probe that is off makes none up (Observation.IsUp).
 	Off bool
 	// Since is when the probe last changed between succeeding and failing; zero if not known.
 	Since time.Time
@@ -57,7 +57,7 @@ type Condition struct {
 
 // Observation is what the prober saw of one machine.
 type Observation struct {
-	// SSH is a TCP connect to the SSH port.
+	// SSH is whether the machine's SSH server answered, proving one of its pinned host keys.
 	SSH Probe
 	// Kubelet is a TCP connect to the kubelet's port.
 	Kubelet Probe
@@ -67,14 +67,17 @@ type Observation struct {
 	// then up only once its Node is Ready, never on the probes alone. While the cluster's API does not
 	// answer (NodeReady not Known) a machine that was up before stays judged by its probes.
 	NodeRequired bool
-	// Up is when the machine was first seen up (every probe OK, and Node Ready if known); zero if never.
+	// Up is when the machine was first seen up (IsUp); zero if never.
 	// Until then the machine is judged by NodeStartupTimeout, afterwards by UnhealthyTimeout.
 	Up time.Time
 }
 
-// IsUp reports whether the observation shows the machine working right now: both probes OK and,
-// when known, the Node Ready. A machine that must have a Node (NodeRequired) and was never up is up
-// only with its Node Ready.
+// IsUp reports whether the observation shows the machine working right now, as the machine itself
+// said it: its Node Ready, when the cluster's API knows a Node of its name; before that, its SSH probe
+// passing (a prober counts SSH only when the machine's server proves one of its pinned host keys). A
+// probe that is off answers nothing: a machine of which nothing was heard is never up, whatever its
+// provider says of its power (a VM powered on, an instance running). Probes that run must pass, and
+// a machine that must have a Node (NodeRequired) and was never up is up only with its Node Ready.
 func (o Observation) IsUp() bool {
 	if !o.SSH.passes() || !o.Kubelet.passes() {
 		return false
@@ -82,8 +85,12 @@ func (o Observation) IsUp() bool {
 	if o.NodeReady.Known {
 		return o.NodeReady.Ready
 	}
-	return !o.NodeRequired || !o.Up.IsZero()
+	return !o.SSH.Off && (!o.NodeRequired || !o.Up.IsZero())
 }
+
+// Unheard reports whether nothing can answer for the machine: no Node of its name is known, kiln does
+// not require one (it cannot read the cluster's Nodes), and no SSH probe runs.
+func (o Observation) Unheard() bool { return !o.NodeReady.Known && !o.NodeRequired && o.SSH.Off }
 
 // passes reports whether the probe lets the machine count as up: it succeeded, or it is off.
 func (p Probe) passes() bool { return p.OK || p.Off }
@@ -103,7 +110,8 @@ type Verdict struct {
 // provider reports it gone, stopped or in error; when it has not come up within NodeStartupTimeout
 // of its creation; or, once it has been up, when a probe has failed for longer than
 // UnhealthyTimeout. A failure that began before the machine was first up counts from then. A machine
-// without a creation time has no startup deadline.
+// without a creation time has no startup deadline. A running machine of which nothing can be heard
+// (Observation.Unheard) is neither ready nor failed, however long it has run: kiln cannot tell.
 func Judge(m provisioner.Machine, obs Observation, now time.Time, p Policy) Verdict {
 	p = p.withDefaults()
 	switch m.State {
@@ -115,6 +123,9 @@ func Judge(m provisioner.Machine, obs Observation, now time.Time, p Policy) Verd
 		return Verdict{Reason: "provider reports the machine in error"}
 	}
 	up := m.State == provisioner.StateRunning && obs.IsUp()
+	if !up && m.State == provisioner.StateRunning && obs.Unheard() {
+		return Verdict{Healthy: true, Reason: "unheard: " + notUp(m, obs)}
+	}
 	if obs.Up.IsZero() {
 		if up {
 			return Verdict{Healthy: true, Ready: true, Reason: "up"}
@@ -135,7 +146,7 @@ func Judge(m provisioner.Machine, obs Observation, now time.Time, p Policy) Verd
 		failing bool
 		since   time.Time
 	}{
-		{"ssh port unreachable", !obs.SSH.passes(), obs.SSH.Since},
+		{"ssh unanswered", !obs.SSH.passes(), obs.SSH.Since},
 		{"kubelet port unreachable", !obs.Kubelet.passes(), obs.Kubelet.Since},
 		{"node not ready", obs.NodeReady.Known && !obs.NodeReady.Ready, obs.NodeReady.Since},
 	}
@@ -160,11 +171,13 @@ func notUp(m provisioner.Machine, obs Observation) string {
 	case m.State != provisioner.StateRunning:
 		return "machine is " + string(m.State)
 	case !obs.SSH.passes():
-		return "ssh port unreachable"
+		return "ssh unanswered (no SSH server proved its pinned host key)"
 	case !obs.Kubelet.passes():
 		return "kubelet port unreachable"
 	case !obs.NodeReady.Known && obs.NodeRequired:
 		return "no Ready Node yet (no Node of this name, or the cluster's API does not answer)"
+	case obs.Unheard():
+		return "no Node of its name can be read and no SSH probe runs, so nothing has answered for it"
 	default:
 		return "node not ready"
 	}

@@ -19,6 +19,8 @@ func TestJudge(t *testing.T) {
 	ok := Probe{OK: true, Since: at(2 * time.Minute)}
 	upObs := Observation{SSH: ok, Kubelet: ok, Up: at(2 * time.Minute)}
 	withState := func(s provisioner.State) provisioner.Machine { m := running; m.State = s; return m }
+	off := Probe{Off: true}
+	const unheard = "unheard: no Node of its name can be read and no SSH probe runs, so nothing has answered for it"
 	tests := []struct {
 		name string
 		m    provisioner.Machine
@@ -58,6 +60,46 @@ func TestJudge(t *testing.T) {
 			want: Verdict{Healthy: true, Ready: true, Reason: "up"},
 		},
 		{
+			name: "no SSH probe and no Node: powered on is not up, and not failed",
+			m:    running, obs: Observation{SSH: off, Kubelet: off}, now: at(time.Minute),
+			want: Verdict{Healthy: true, Reason: unheard},
+		},
+		{
+			name: "no SSH probe and no Node, long past the startup timeout: still unheard, not failed",
+			m:    running, obs: Observation{SSH: off, Kubelet: off}, now: at(time.Hour),
+			want: Verdict{Healthy: true, Reason: unheard},
+		},
+		{
+			name: "no SSH probe, the kubelet port accepts: a port is no answer",
+			m:    running, obs: Observation{SSH: off, Kubelet: ok}, now: at(time.Minute),
+			want: Verdict{Healthy: true, Reason: unheard},
+		},
+		{
+			name: "no SSH probe, the Node is Ready: up",
+			m:    running, obs: Observation{SSH: off, Kubelet: off, NodeRequired: true, NodeReady: Condition{Known: true, Ready: true}}, now: at(time.Minute),
+			want: Verdict{Healthy: true, Ready: true, Reason: "up"},
+		},
+		{
+			name: "no SSH probe, the Node is not Ready: starting",
+			m:    running, obs: Observation{SSH: off, Kubelet: off, NodeRequired: true, NodeReady: Condition{Known: true, Since: at(time.Minute)}}, now: at(2 * time.Minute),
+			want: Verdict{Healthy: true, Reason: "starting: node not ready"},
+		},
+		{
+			name: "no SSH probe, the API answers without a Node of its name past the startup timeout: failed",
+			m:    running, obs: Observation{SSH: off, Kubelet: off, NodeRequired: true}, now: at(11 * time.Minute),
+			want: Verdict{Reason: "not up within 10m0s of creation (11m0s ago): no Ready Node yet (no Node of this name, or the cluster's API does not answer)"},
+		},
+		{
+			name: "no SSH probe, up before, the API no longer answers: unheard, not ready",
+			m:    running, obs: Observation{SSH: off, Kubelet: off, Up: at(2 * time.Minute)}, now: at(time.Hour),
+			want: Verdict{Healthy: true, Reason: unheard},
+		},
+		{
+			name: "no SSH probe, pending past the startup timeout: failed by its provider state",
+			m:    withState(provisioner.StatePending), obs: Observation{SSH: off, Kubelet: off}, now: at(11 * time.Minute),
+			want: Verdict{Reason: "not up within 10m0s of creation (11m0s ago): machine is pending"},
+		},
+		{
 			name: "gone",
 			m:    withState(provisioner.StateGone), obs: upObs, now: at(time.Hour),
 			want: Verdict{Reason: "machine is gone"},
@@ -90,7 +132,7 @@ func TestJudge(t *testing.T) {
 		{
 			name: "running, probes failing for longer than unhealthy timeout but still starting",
 			m:    running, obs: Observation{SSH: Probe{Since: at(time.Second)}, Kubelet: Probe{Since: at(time.Second)}}, now: at(8 * time.Minute),
-			want: Verdict{Healthy: true, Reason: "starting: ssh port unreachable"},
+			want: Verdict{Healthy: true, Reason: "starting: ssh unanswered (no SSH server proved its pinned host key)"},
 		},
 		{
 			name: "never up past custom startup timeout",
@@ -111,12 +153,12 @@ func TestJudge(t *testing.T) {
 		{
 			name: "ssh failing shorter than unhealthy timeout",
 			m:    running, obs: Observation{SSH: Probe{Since: at(time.Hour)}, Kubelet: ok, Up: at(2 * time.Minute)}, now: at(time.Hour + 5*time.Minute),
-			want: Verdict{Healthy: true, Reason: "failing for less than 5m0s: ssh port unreachable"},
+			want: Verdict{Healthy: true, Reason: "failing for less than 5m0s: ssh unanswered (no SSH server proved its pinned host key)"},
 		},
 		{
 			name: "ssh failing longer than unhealthy timeout",
 			m:    running, obs: Observation{SSH: Probe{Since: at(time.Hour)}, Kubelet: ok, Up: at(2 * time.Minute)}, now: at(time.Hour + 5*time.Minute + time.Second),
-			want: Verdict{Reason: "ssh port unreachable for 5m1s, longer than 5m0s"},
+			want: Verdict{Reason: "ssh unanswered for 5m1s, longer than 5m0s"},
 		},
 		{
 			name: "kubelet failing longer than custom unhealthy timeout",
@@ -142,7 +184,7 @@ func TestJudge(t *testing.T) {
 		{
 			name: "failing probe without a since counts from first up",
 			m:    running, obs: Observation{SSH: Probe{}, Kubelet: ok, Up: at(2 * time.Minute)}, now: at(8 * time.Minute),
-			want: Verdict{Reason: "ssh port unreachable for 6m0s, longer than 5m0s"},
+			want: Verdict{Reason: "ssh unanswered for 6m0s, longer than 5m0s"},
 		},
 		{
 			name: "kubelet probe off: ssh alone makes the machine up",
@@ -152,7 +194,7 @@ func TestJudge(t *testing.T) {
 		{
 			name: "kubelet probe off: a failing ssh still fails the machine",
 			m:    running, obs: Observation{SSH: Probe{Since: at(time.Hour)}, Kubelet: Probe{Off: true}, Up: at(2 * time.Minute)}, now: at(2 * time.Hour),
-			want: Verdict{Reason: "ssh port unreachable for 1h0m0s, longer than 5m0s"},
+			want: Verdict{Reason: "ssh unanswered for 1h0m0s, longer than 5m0s"},
 		},
 		{
 			name: "pending after having been up",

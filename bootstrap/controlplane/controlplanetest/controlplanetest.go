@@ -9,6 +9,7 @@
 package controlplanetest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,9 +26,12 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
@@ -126,6 +130,39 @@ func KubeletCSR(t testing.TB, cfg *rest.Config, node, signer string, usages []ce
 		t.Fatalf("a %s CSR for %s: %v", signer, node, err)
 	}
 	return csr.Name
+}
+
+// Admin is a client of cp's API as the cluster's admin (b.Admin, whose certificate is in
+// system:masters).
+func Admin(t testing.TB, cp *controlplane.ControlPlane, b *secrets.Bundle) kubernetes.Interface {
+	t.Helper()
+	cfg := Config(cp, b.ClusterCA.CertPEM)
+	cfg.CertData, cfg.KeyData = b.Admin.CertPEM, b.Admin.KeyPEM
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ReadyNode registers the Node name, if it is not there, with its Ready condition True, as its
+// kubelet does once its machine has booted: for tests of machines that boot nothing.
+func ReadyNode(ctx context.Context, admin kubernetes.Interface, name string) error {
+	_, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	// The controller manager writes the new Node too (taints, pod range): retry on its conflicts.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now}}
+		_, err = admin.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 // logWriter writes each line to the test's log.

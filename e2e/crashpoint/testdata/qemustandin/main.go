@@ -8,8 +8,11 @@
 //     SIGTERM, when it removes them;
 //   - qemu-system-x86_64 ... -pidfile P -daemonize checks its disk, config, switch and options,
 //     daemonizes, binds every hostfwd port on 127.0.0.1 (failing as QEMU does when one is taken),
-//     writes P, answers on the SSH port with an SSH banner as a booted guest does, and runs until
-//     SIGTERM, when it removes P.
+//     writes P, and then does what a booted guest does that kiln relies on: it reports its SSH host
+//     key (made at its first boot and kept on its disk) on its serial console (-serial file:LOG,
+//     kiln-ssh-hostkeys-report.service's block) and answers on the SSH port with an SSH server that
+//     proves it in the key exchange (and lets nobody log in); it runs until SIGTERM, when it
+//     removes P.
 //
 // Each call that changes something is reported, once done and before the program answers its caller,
 // to the harness listening on the unix socket $KILN_CRASHPOINT_SOCKET, which may kill the caller then
@@ -18,6 +21,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +35,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kiln-dev/kiln/provisioner/hostkeys"
 )
 
 // envDaemon marks the daemon half of a program started with -daemonize/--daemon.
@@ -254,10 +265,10 @@ func vdeSwitch(args []string) error {
 
 // qemuOptions is what the stand-in takes from QEMU's command line.
 type qemuOptions struct {
-	name, pidfile, disk, config, vdeSock string
-	daemonize                            bool
-	hostfwd                              []string // tcp:127.0.0.1:PORT-:GUESTPORT
-	kernel, initrd                       string
+	name, pidfile, disk, config, vdeSock, serial string
+	daemonize                                    bool
+	hostfwd                                      []string // tcp:127.0.0.1:PORT-:GUESTPORT
+	kernel, initrd                               string
 }
 
 // qemuArgsTaking are QEMU's options with an argument, of those the provider uses.
@@ -291,6 +302,12 @@ func parseQEMU(args []string) (qemuOptions, error) {
 			o.pidfile = v
 		case "-kernel":
 			o.kernel = v
+		case "-serial":
+			f, ok := strings.CutPrefix(v, "file:")
+			if !ok {
+				return o, fmt.Errorf("-serial %s: want file:LOG", v)
+			}
+			o.serial = f
 		case "-initrd":
 			o.initrd = v
 		case "-drive":
@@ -344,9 +361,17 @@ func qemuSystem(args []string) error {
 		return nil
 	}
 	ls, err := qemuUp(o)
+	var sshd *ssh.ServerConfig
+	if err == nil {
+		sshd, err = boot(o.disk, o.serial)
+	}
 	up(err)
 	for i, l := range ls {
-		go serve(l, i == 0)
+		if i == 0 {
+			go serve(l, sshd)
+		} else {
+			go serve(l, nil)
+		}
 	}
 	untilTerm("qemu-stop-" + strings.TrimPrefix(o.name, "kiln-"))
 	for _, l := range ls {
@@ -396,17 +421,75 @@ func qemuUp(o qemuOptions) ([]net.Listener, error) {
 	return ls, nil
 }
 
-// serve answers the forwarded ports: the first (SSH) with a banner, as the guest's sshd does once it
-// booted; the others close at once, as nothing listens behind them yet.
-func serve(l net.Listener, ssh bool) {
+// boot is the guest's boot as far as kiln sees it: it reports its SSH host key (hostKey) on the
+// serial console at serial, and returns the SSH server that holds it.
+func boot(disk, serial string) (*ssh.ServerConfig, error) {
+	key, err := hostKey(disk)
+	if err != nil {
+		return nil, err
+	}
+	if serial != "" {
+		block := hostkeys.BeginMarker + "\n" + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key.PublicKey()))) + " root@qemustandin\n" + hostkeys.EndMarker + "\n"
+		if err := os.WriteFile(serial, []byte(block), 0o600); err != nil {
+			return nil, fmt.Errorf("-serial file:%s: %w", serial, err)
+		}
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) {
+		return nil, errors.New("nobody logs in to a stand-in")
+	}}
+	cfg.AddHostKey(key)
+	return cfg, nil
+}
+
+// hostKey is the guest's SSH host key, kept on its disk as a guest keeps /etc/ssh: made at its first
+// boot, after the overlay's header, and the same at every later boot.
+func hostKey(disk string) (ssh.Signer, error) {
+	data, err := os.ReadFile(disk)
+	if err != nil {
+		return nil, err
+	}
+	if i := bytes.Index(data, []byte("-----BEGIN")); i >= 0 {
+		return ssh.ParsePrivateKey(data[i:])
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(disk, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(pem.EncodeToMemory(block))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ssh.NewSignerFromKey(priv)
+}
+
+// serve answers a forwarded port: the SSH one (sshd set) with the guest's SSH server; the others
+// close at once, as nothing listens behind them yet.
+func serve(l net.Listener, sshd *ssh.ServerConfig) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
-		if ssh {
-			c.Write([]byte("SSH-2.0-OpenSSH_9.2p1 qemustandin\r\n"))
+		if sshd == nil {
+			c.Close()
+			continue
 		}
-		c.Close()
+		go func() {
+			defer c.Close()
+			if conn, _, _, err := ssh.NewServerConn(c, sshd); err == nil {
+				conn.Close()
+			}
+		}()
 	}
 }
