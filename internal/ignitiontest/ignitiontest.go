@@ -44,7 +44,7 @@ func Apply(t testing.TB, config []byte) string {
 	t.Helper()
 	root, err := Try(t, config)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	return root
 }
