@@ -312,7 +312,9 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		policy.ControlPlaneFirst = s.ControlPlaneFirst()
 	}
 	keeper := &tokenKeeper{g: g, c: c, p: p, log: log}
-	renderer := &nodeRenderer{c: c, p: p, ensureToken: keeper.ensureToken}
+	renderer := &nodeRenderer{c: c, p: p, ensureToken: keeper.ensureToken, forgetPin: func(name string) error {
+		return openingStore{g: g, mu: &g.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
+	}}
 	// Where machines fetch their configs once, they are created with a stub.
 	if cs, ok := p.(provisioner.ConfigServing); ok {
 		keeper.configs = &configServer{g: g, c: c, p: cs, log: log}
@@ -360,6 +362,8 @@ type nodeRenderer struct {
 	c           *v1alpha1.Cluster
 	p           provisioner.Provider
 	ensureToken func(ctx context.Context, cr reconcile.Create) (*secrets.Bundle, secrets.BootstrapToken, error)
+	// forgetPin, when set, forgets the pinned host keys of a name about to get a new machine.
+	forgetPin func(machine string) error
 	// stub, when set, turns a machine's config into the stub it is created with (configServer.stub).
 	stub func(ctx context.Context, machine string, cfg []byte, b *secrets.Bundle) ([]byte, error)
 }
@@ -369,6 +373,13 @@ func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte,
 	pl, err := placement(n.c.Spec.Provider.Name)
 	if err != nil {
 		return nil, err
+	}
+	// A new machine makes its own host keys: a pin left under its name by an earlier machine (deleted
+	// by kiln delete, or by an apply that stopped before it forgot the pin) would refuse it forever.
+	if n.forgetPin != nil {
+		if err := n.forgetPin(cr.Name); err != nil {
+			return nil, err
+		}
 	}
 	cpAddrs, addr, err := addresses(ctx, n.p, pl, n.c, cr.Name)
 	if err != nil {
