@@ -19,6 +19,13 @@ import (
 // SpendFunc is Spend over a state store that the caller opens as it likes.
 type SpendFunc func(cluster, machine, token string, from netip.Addr, now time.Time) ([]byte, error)
 
+// SpendIn is the SpendFunc of a store that stays open while the server runs.
+func SpendIn(st Store) SpendFunc {
+	return func(cluster, machine, token string, from netip.Addr, now time.Time) ([]byte, error) {
+		return Spend(st, cluster, machine, token, from, now)
+	}
+}
+
 // maxHeaderBytes bounds what a config server reads of a request: a path and one header are all it
 // needs.
 const maxHeaderBytes = 8 << 10

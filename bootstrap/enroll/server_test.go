@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/internal/ignitiontest"
+	"github.com/kiln-dev/kiln/state"
 )
 
 // realConfig is a machine's real config: what must reach the machine and no one else.
@@ -27,25 +27,7 @@ const realConfig = `{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":
 // of the stub is refused and the ticket shows it; and what an attacker on the network can ask for
 // gets the same 403 as everything else.
 func TestStubWithRealIgnition(t *testing.T) {
-	st := openStore(t)
-	ca, err := pki.NewCA(rand.Reader, "kiln demo cluster CA", time.Now(), 48*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := enroll.Listen(enroll.ServerConfig{
-		Listen: "127.0.0.1:0",
-		CA:     ca,
-		Names:  []string{"127.0.0.1"},
-		Spend: func(cluster, machine, token string, from netip.Addr, now time.Time) ([]byte, error) {
-			return enroll.Spend(st, cluster, machine, token, from, now)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	base := "https://" + srv.Addr().String()
+	st, ca, base := serve(t)
 
 	token, tk, err := enroll.Issue(st, enroll.Issuing{Cluster: "demo", Machine: "demo-worker-0", Config: []byte(realConfig), Now: time.Now()})
 	if err != nil {
@@ -122,25 +104,12 @@ func TestStubWithRealIgnition(t *testing.T) {
 
 // A config whose hash is not the one in the stub is refused by Ignition itself.
 func TestStubHashChecked(t *testing.T) {
-	st := openStore(t)
-	ca, err := pki.NewCA(rand.Reader, "kiln demo cluster CA", time.Now(), 48*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := enroll.Listen(enroll.ServerConfig{Listen: "127.0.0.1:0", CA: ca, Names: []string{"127.0.0.1"},
-		Spend: func(cluster, machine, token string, from netip.Addr, now time.Time) ([]byte, error) {
-			return enroll.Spend(st, cluster, machine, token, from, now)
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
+	st, ca, base := serve(t)
 	token, _, err := enroll.Issue(st, enroll.Issuing{Cluster: "demo", Machine: "m", Config: []byte(realConfig), Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stub, err := enroll.Stub{CA: ca.CertPEM, Machine: "m", URL: "https://" + srv.Addr().String() + enroll.ConfigPath("demo", "m"),
+	stub, err := enroll.Stub{CA: ca.CertPEM, Machine: "m", URL: base + enroll.ConfigPath("demo", "m"),
 		Token: token, ConfigHash: enroll.ConfigHash([]byte("another config"))}.Render()
 	if err != nil {
 		t.Fatal(err)
@@ -193,4 +162,22 @@ func get(t *testing.T, c *http.Client, url, token string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// serve runs a config server on loopback over a real state store, with a CA of its own, until the
+// test ends, and returns the store, the CA and the server's base URL.
+func serve(t *testing.T) (*state.Store, *pki.KeyPair, string) {
+	t.Helper()
+	st := openStore(t)
+	ca, err := pki.NewCA(rand.Reader, "kiln demo cluster CA", time.Now(), 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := enroll.Listen(enroll.ServerConfig{Listen: "127.0.0.1:0", CA: ca, Names: []string{"127.0.0.1"}, Spend: enroll.SpendIn(st)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Close() })
+	return st, ca, "https://" + srv.Addr().String()
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -375,10 +374,7 @@ func serveConfigs(ctx context.Context, t *testing.T, p *qemu.Provider, cluster s
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := enroll.Listen(enroll.ServerConfig{Listen: cs.Listen, CA: ca, Names: cs.Names,
-		Spend: func(cluster, machine, token string, from netip.Addr, now time.Time) ([]byte, error) {
-			return enroll.Spend(st, cluster, machine, token, from, now)
-		}})
+	srv, err := enroll.Listen(enroll.ServerConfig{Listen: cs.Listen, CA: ca, Names: cs.Names, Spend: enroll.SpendIn(st)})
 	if err != nil {
 		t.Fatal(err)
 	}
