@@ -22,7 +22,7 @@ func TestCrashPointsAWS(t *testing.T) {
 		mu sync.Mutex // f is replaced while the kubelets read it
 		f  *awstest.Server
 	)
-	start := func(t *testing.T) *url.URL {
+	start := func(t *testing.T) (*url.URL, *http.Client) {
 		mu.Lock()
 		defer mu.Unlock()
 		if f != nil {
@@ -35,14 +35,15 @@ func TestCrashPointsAWS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return u
+		return u, f.Client()
 	}
-	up := start(t)
+	up, client := start(t)
 	t.Cleanup(func() { f.Close() })
 	gone := func(in awstest.Instance) bool { return in.State == "terminated" || in.State == "shutting-down" }
 	b := backend{
 		name:     v1alpha1.ProviderAWS,
 		upstream: up,
+		client:   client,
 		reset:    start,
 		env: func(host, ca string) []string {
 			none := filepath.Join(t.TempDir(), "none")

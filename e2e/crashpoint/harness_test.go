@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -65,8 +64,10 @@ type machine struct {
 // backend is one provider's backend and what the harness asks of it.
 type backend struct {
 	name string
-	// upstream is the backend's URL the proxy forwards to.
+	// upstream is the backend's URL the proxy forwards to, and client the HTTP client that trusts
+	// its certificate.
 	upstream *url.URL
+	client   *http.Client
 	// env is the child's provider environment; proxyHost and caFile are filled in by the harness.
 	env func(proxyHost, caFile string) []string
 	// spec sets the provider block of the spec; proxyHost is where kiln reaches the backend.
@@ -82,7 +83,7 @@ type backend struct {
 	// scenario starts from nothing at each crash point, and a backend that remembers deleted
 	// machines (EC2 keeps terminated instances, and kiln's client tokens per name run out after 16
 	// generations) must be started afresh.
-	reset func(t *testing.T) *url.URL
+	reset func(t *testing.T) (*url.URL, *http.Client)
 	// resources counts the cluster's tagged resources other than machines, by kind (network objects);
 	// nil for backends without any.
 	resources func(t *testing.T) map[string]int
@@ -121,8 +122,7 @@ func newHarness(t *testing.T, b backend) *harness {
 	t.Helper()
 	h := &harness{b: b, dir: t.TempDir()}
 	h.state = filepath.Join(h.dir, "state")
-	up := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	h.proxy = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(t, up, w, r) }))
+	h.proxy = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(t, w, r) }))
 	t.Cleanup(h.proxy.Close)
 	ca := filepath.Join(h.dir, "proxy-ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.proxy.Certificate().Raw}), 0o644); err != nil {
@@ -269,14 +269,14 @@ func (h *harness) spec(t *testing.T) *v1alpha1.Cluster {
 
 // serve forwards one request to the backend, holding the answer; the armed Nth mutating request
 // kills the child before the answer goes back.
-func (h *harness) serve(t *testing.T, up *http.Client, w http.ResponseWriter, r *http.Request) {
+func (h *harness) serve(t *testing.T, w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
 	h.mu.Lock()
-	upstream := h.b.upstream
+	upstream, up := h.b.upstream, h.b.client
 	h.mu.Unlock()
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, upstream.JoinPath(r.URL.Path).String(), bytes.NewReader(body))
 	if err != nil {
@@ -525,9 +525,9 @@ func runScenarios(t *testing.T, h *harness) {
 	// nothing again, by a clean delete.
 	empty := func() {
 		if h.b.reset != nil {
-			u := h.b.reset(t)
+			u, c := h.b.reset(t)
 			h.mu.Lock()
-			h.b.upstream = u
+			h.b.upstream, h.b.client = u, c
 			h.mu.Unlock()
 		}
 		h.mustRun(t, "delete", "--yes")

@@ -2,7 +2,10 @@ package crashpoint
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
+	"os"
 	"regexp"
 	"testing"
 
@@ -27,6 +30,15 @@ func TestCrashPointsVSphere(t *testing.T) {
 
 	up := *sim.URL
 	up.User, up.Path = nil, ""
+	ca, err := os.ReadFile(sim.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		t.Fatalf("%s: no certificate", sim.CAFile)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	retrieve := func() ([]mo.VirtualMachine, error) {
 		v, err := view.NewManager(c.Client).CreateContainerView(ctx, folder.Reference(), []string{"VirtualMachine"}, false)
 		if err != nil {
@@ -61,6 +73,7 @@ func TestCrashPointsVSphere(t *testing.T) {
 	b := backend{
 		name:     v1alpha1.ProviderVSphere,
 		upstream: &up,
+		client:   client,
 		env: func(_, ca string) []string {
 			return []string{"KILN_VSPHERE_USERNAME=kiln", "KILN_VSPHERE_PASSWORD=sim-password", "KILN_VSPHERE_CA_FILE=" + ca}
 		},

@@ -12,7 +12,10 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/soap"
 )
 
 // The simulator's names that a spec points at.
@@ -55,9 +58,17 @@ func Start(t testing.TB) *Sim {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	// The simulator's own certificate, in a test: insecure here, verified by the code under test (CAFile).
-	c, err := govmomi.NewClient(ctx, s.URL, true)
+	// The test's own client trusts the simulator's certificate, as the code under test does (CAFile).
+	sc := soap.NewClient(s.URL, false)
+	if err := sc.SetRootCAs(caFile); err != nil {
+		t.Fatal(err)
+	}
+	vc, err := vim25.NewClient(ctx, sc)
 	if err != nil {
+		t.Fatal(err)
+	}
+	c := &govmomi.Client{Client: vc, SessionManager: session.NewManager(vc)}
+	if err := c.Login(ctx, s.URL.User); err != nil {
 		t.Fatal(err)
 	}
 	finder := find.NewFinder(c.Client, true)

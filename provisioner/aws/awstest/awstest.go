@@ -112,6 +112,9 @@ func New() *Server {
 	return s
 }
 
+// Client is an HTTP client that trusts the fake's certificate.
+func (s *Server) Client() *http.Client { return s.srv.Client() }
+
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
