@@ -369,6 +369,7 @@ func TestDecodeResult(t *testing.T) {
 				Encryption:        Encryption{Provider: EncryptionSecretbox},
 				Audit:             Audit{Enabled: &enabled},
 				BootstrapTokenTTL: Duration{time.Hour},
+				EnrollmentTTL:     Duration{15 * time.Minute},
 			},
 			Health: Health{
 				NodeStartupTimeout: Duration{10 * time.Minute},

@@ -18,6 +18,7 @@ const (
 	DefaultSSHUser            = "kiln"
 	DefaultEncryption         = EncryptionSecretbox
 	DefaultBootstrapTokenTTL  = time.Hour
+	DefaultEnrollmentTTL      = 15 * time.Minute
 	DefaultNodeStartupTimeout = 10 * time.Minute
 	DefaultUnhealthyTimeout   = 5 * time.Minute
 	DefaultMaxUnhealthy       = "40%"
@@ -120,6 +121,7 @@ func SetDefaults(c *Cluster) {
 		s.Security.Audit.Enabled = &enabled
 	}
 	setDuration(&s.Security.BootstrapTokenTTL, DefaultBootstrapTokenTTL)
+	setDuration(&s.Security.EnrollmentTTL, DefaultEnrollmentTTL)
 
 	setDuration(&s.Health.NodeStartupTimeout, DefaultNodeStartupTimeout)
 	setDuration(&s.Health.UnhealthyTimeout, DefaultUnhealthyTimeout)

@@ -31,6 +31,7 @@ func TestSetDefaults(t *testing.T) {
 					Encryption:        Encryption{Provider: "secretbox"},
 					Audit:             Audit{Enabled: &yes},
 					BootstrapTokenTTL: Duration{time.Hour},
+					EnrollmentTTL:     Duration{15 * time.Minute},
 				},
 				Health: Health{
 					NodeStartupTimeout: Duration{10 * time.Minute},

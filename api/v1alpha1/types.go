@@ -252,6 +252,10 @@ type Security struct {
 	Audit       Audit       `json:"audit,omitempty"`
 	// BootstrapTokenTTL is how long a node-join token lives. Defaults to 1h; at most 24h.
 	BootstrapTokenTTL Duration `json:"bootstrapTokenTTL,omitempty"`
+	// EnrollmentTTL is how long a machine's one-time config URL works after the machine is created:
+	// its enrollment ticket (QEMU, vSphere, metal) or its presigned S3 URL (AWS). Defaults to 15m;
+	// from 1m to 24h.
+	EnrollmentTTL Duration `json:"enrollmentTTL,omitempty"`
 }
 
 // PodSecurity sets the Pod Security admission levels: cluster defaults and per-namespace labels.

@@ -39,6 +39,8 @@ const (
 	MinRSAKeyBits        = 3072
 	MinBootstrapTokenTTL = time.Minute
 	MaxBootstrapTokenTTL = 24 * time.Hour
+	MinEnrollmentTTL     = time.Minute
+	MaxEnrollmentTTL     = 24 * time.Hour
 	maxLinuxUserLength   = 32
 	// maxLabelKeyNameLength is the limit of the name part of a label key (apimachinery's, unexported).
 	maxLabelKeyNameLength = 63
@@ -761,6 +763,9 @@ func (v *validator) security(path string, s *Security) {
 
 	if ttl := s.BootstrapTokenTTL.Duration; ttl < MinBootstrapTokenTTL || ttl > MaxBootstrapTokenTTL {
 		v.errorf(path+".bootstrapTokenTTL", "must be from %s to %s, got %s", formatDuration(MinBootstrapTokenTTL), formatDuration(MaxBootstrapTokenTTL), formatDuration(ttl))
+	}
+	if ttl := s.EnrollmentTTL.Duration; ttl < MinEnrollmentTTL || ttl > MaxEnrollmentTTL {
+		v.errorf(path+".enrollmentTTL", "must be from %s to %s, got %s", formatDuration(MinEnrollmentTTL), formatDuration(MaxEnrollmentTTL), formatDuration(ttl))
 	}
 }
 

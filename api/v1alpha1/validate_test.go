@@ -699,6 +699,7 @@ func TestValidateWithoutDecode(t *testing.T) {
 				{Path: "spec.security.podSecurity.defaults.warn", Message: "required, one of privileged, baseline, restricted"},
 				{Path: "spec.security.encryption.provider", Message: "required, one of aescbc, aesgcm, secretbox"},
 				{Path: "spec.security.bootstrapTokenTTL", Message: "must be from 1m to 24h, got 0s"},
+				{Path: "spec.security.enrollmentTTL", Message: "must be from 1m to 24h, got 0s"},
 				{Path: "spec.health.nodeStartupTimeout", Message: "must be positive, got 0s"},
 				{Path: "spec.health.unhealthyTimeout", Message: "must be positive, got 0s"},
 				{Path: "spec.health.maxUnhealthy", Message: `required, a percentage like "40%" or a count of nodes`},

@@ -41,7 +41,8 @@ func (s *configServer) stub(ctx context.Context, machine string, cfg []byte, b *
 		ticket enroll.Ticket
 	)
 	err = openingStore{g: s.g, mu: &s.g.state}.do(func(st *state.Store) (err error) {
-		token, ticket, err = enroll.Issue(st, enroll.Issuing{Cluster: s.c.Metadata.Name, Machine: machine, Config: cfg, Now: s.g.clock()})
+		token, ticket, err = enroll.Issue(st, enroll.Issuing{Cluster: s.c.Metadata.Name, Machine: machine, Config: cfg,
+			TTL: s.c.Spec.Security.EnrollmentTTL.Duration, Now: s.g.clock()})
 		return err
 	})
 	if err != nil {

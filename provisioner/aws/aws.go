@@ -50,12 +50,13 @@ type Options struct {
 	RootVolumeGiB int32
 	// AdminCIDRs may reach the API through the load balancer, as well as the node network.
 	AdminCIDRs []string
-	// Bucket holds the configs of nodes that cannot take theirs as user-data (control-plane nodes,
-	// which carry keys, and configs over 16 KiB). Required for those; kiln does not create it.
+	// Bucket holds the machines' configs until they joined (see userData). Required; kiln does not
+	// create it.
 	Bucket string
 	// BucketPrefix is put before every object key. Defaults to "kiln-bootstrap/".
 	BucketPrefix string
-	// PresignExpiry is how long a node's presigned config URL works. Defaults to 1 hour.
+	// PresignExpiry is how long a node's presigned config URL works (spec.security.enrollmentTTL).
+	// Defaults to 15 minutes.
 	PresignExpiry time.Duration
 	// S3PathStyle addresses buckets as https://ENDPOINT/BUCKET (S3-compatible endpoints, the fake).
 	S3PathStyle bool
@@ -93,6 +94,7 @@ func OptionsFor(c *v1alpha1.Cluster) (Options, error) {
 		InstanceType:      a.InstanceType,
 		InstanceProfile:   a.InstanceProfile,
 		AdminCIDRs:        slices.Clone(c.Spec.Network.AdminCIDRs),
+		PresignExpiry:     c.Spec.Security.EnrollmentTTL.Duration,
 	}, nil
 }
 
@@ -108,7 +110,7 @@ func (o *Options) setDefaults() {
 	if o.BucketPrefix == "" {
 		o.BucketPrefix = "kiln-bootstrap/"
 	}
-	def(&o.PresignExpiry, time.Hour)
+	def(&o.PresignExpiry, v1alpha1.DefaultEnrollmentTTL)
 	if o.QPS <= 0 {
 		o.QPS = 10
 	}

@@ -30,11 +30,13 @@
 // provisioner.ClientToken(cluster, name), in a private subnet (with the interface that holds its
 // reserved address, see below), no public IP, IMDSv2 required with a hop limit of 1, an encrypted
 // gp3 root volume, the optional instance profile, tags kiln.dev/cluster, role, pool and name. Its
-// user-data is the Ignition config when it is a worker's and fits in 16 KiB; otherwise
-// (control-plane configs carry the cluster's keys) the config goes to Options.Bucket (SSE-S3
-// encrypted) and the user-data is a stub that merges it from a presigned https URL with a
-// sha512 verification hash. Joined deletes that object: the executor calls it once the node answered
-// (its Node is Ready), never because the instance is running. A presigned URL made with
+// config goes to Options.Bucket (SSE-S3 encrypted) and its user-data is only a stub that merges it
+// from a presigned https URL, valid for Options.PresignExpiry (spec.security.enrollmentTTL, 15
+// minutes by default), with a sha512 verification hash: user-data stays readable through the
+// instance metadata service for the instance's life, and every config holds a credential (a
+// worker's bootstrap token, a control plane's keys). Joined deletes that object: the executor calls
+// it once the node answered (its Node is Ready), never because the instance is running; the URL
+// has expired by then or soon after. A presigned URL made with
 // temporary credentials stops working when they expire, whatever Options.PresignExpiry says, and
 // carries their session token: prefer long-lived credentials of a dedicated IAM user, or an
 // instance role of the controller, with only the permissions below.

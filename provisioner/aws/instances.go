@@ -16,7 +16,6 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
-	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/provisioner"
 )
 
@@ -397,22 +396,15 @@ func (p *Provider) deleteObject(ctx context.Context, name string) error {
 	return wrap(err, "delete the bootstrap object of %q", name)
 }
 
-// NeedsStub reports whether a machine's config goes through S3 rather than user-data: a control-plane
-// config carries the cluster's keys, which user-data (readable through the instance metadata
-// service for the instance's life, and by anyone with ec2:DescribeInstanceAttribute) must not hold,
-// and a config over AWS's 16 KiB user-data limit does not fit.
-func NeedsStub(spec provisioner.MachineSpec) bool {
-	return spec.Role == v1alpha1.RoleControlPlane || len(spec.Ignition) > lint.Limits["aws"].Bytes
-}
-
-// userData returns the instance's user-data: the config itself, or a stub after the config has been
-// put in the bootstrap bucket.
+// userData puts a machine's config in the bootstrap bucket and returns the instance's user-data: a
+// stub that merges the config from a presigned https URL, valid for Options.PresignExpiry. The
+// config never goes into user-data itself: user-data stays readable through the instance metadata
+// service for the instance's life, by every process on it, and by anyone with
+// ec2:DescribeInstanceAttribute; a worker's config holds its bootstrap token, a control plane's the
+// cluster's keys.
 func (p *Provider) userData(ctx context.Context, spec provisioner.MachineSpec) ([]byte, error) {
-	if !NeedsStub(spec) {
-		return spec.Ignition, nil
-	}
 	if p.opts.Bucket == "" {
-		return nil, fmt.Errorf("aws: run instance %q: its config must go through S3 (control plane, or over 16 KiB): %w", spec.Name, ErrNoBucket)
+		return nil, fmt.Errorf("aws: run instance %q: its config goes through S3: %w", spec.Name, ErrNoBucket)
 	}
 	key := p.ObjectKey(spec.Name)
 	_, err := p.s3.PutObject(ctx, &s3.PutObjectInput{

@@ -3,7 +3,6 @@ package aws
 import (
 	"bytes"
 	"crypto/sha512"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -101,27 +100,6 @@ func instanceNamed(t *testing.T, f *awstest.Server, name string) awstest.Instanc
 	return found[0]
 }
 
-// fileContents decodes every file of a config.
-func fileContents(t *testing.T, raw []byte) [][]byte {
-	t.Helper()
-	cfg, _, err := v3_5.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]byte
-	for _, f := range cfg.Storage.Files {
-		if f.Contents.Source == nil {
-			continue
-		}
-		b, err := lint.DecodeSource(*f.Contents.Source, f.Contents.Compression)
-		if err != nil {
-			t.Fatalf("%s: %v", f.Path, err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
-
 func TestCreateWorkerAndControlPlane(t *testing.T) {
 	f := startFake(t)
 	p := newProvider(t, f)
@@ -177,59 +155,28 @@ func TestCreateWorkerAndControlPlane(t *testing.T) {
 		}
 	})
 
-	t.Run("the worker's user-data is its config and holds no key", func(t *testing.T) {
-		ud := instanceNamed(t, f, w.Name).UserData
-		if !bytes.Equal(ud, r.worker) {
-			t.Fatalf("worker user-data (%d bytes) is not its rendered config (%d bytes)", len(ud), len(r.worker))
-		}
-		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Channel: lint.Limits["aws"], Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
-			t.Fatalf("worker user-data fails the worker lint: %v", err)
-		}
-		for _, secret := range []struct {
-			name  string
-			value []byte
-		}{{"cluster CA key", r.secrets.ClusterCA.KeyPEM}, {"encryption key", r.secrets.EncryptionKey}} {
-			needles := [][]byte{secret.value, []byte(base64.StdEncoding.EncodeToString(secret.value))}
-			for _, hay := range append(fileContents(t, ud), ud) {
-				for _, n := range needles {
-					if bytes.Contains(hay, n) {
-						t.Errorf("worker user-data holds the %s", secret.name)
-					}
-				}
-			}
-		}
-	})
-
-	t.Run("the control plane's user-data is a stub that fetches its config from S3", func(t *testing.T) {
-		ud := instanceNamed(t, f, cp.Name).UserData
-		if len(ud) > 2048 {
-			t.Errorf("stub is %d bytes", len(ud))
-		}
-		if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Channel: lint.Limits["aws"], Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, r.secrets)}); err != nil {
-			t.Fatalf("the stub must hold no key at all, and pass https + hash: %v", err)
-		}
-		cfg, _, err := v3_5.Parse(ud)
+	for _, m := range []struct {
+		machine provisioner.Machine
+		config  []byte
+	}{{cp, r.controlPlane}, {w, r.worker}} {
+		t.Run(m.machine.Name+"'s user-data is a stub that fetches its config from S3", func(t *testing.T) {
+			stubFetches(t, f, p, m.machine.Name, m.config, r.secrets)
+		})
+	}
+	t.Run("a presigned URL stops working after the enrollment TTL", func(t *testing.T) {
+		cfg, _, err := v3_5.Parse(instanceNamed(t, f, w.Name).UserData)
 		if err != nil {
 			t.Fatal(err)
 		}
-		merge := cfg.Ignition.Config.Merge
-		if len(merge) != 1 || merge[0].Source == nil || merge[0].Verification.Hash == nil {
-			t.Fatalf("stub merges %+v, want one source with a hash", merge)
+		f.SetClock(func() time.Time { return time.Now().Add(v1alpha1.DefaultEnrollmentTTL + time.Minute) })
+		defer f.SetClock(time.Now)
+		resp, err := f.HTTPClient().Get(*cfg.Ignition.Config.Merge[0].Source)
+		if err != nil {
+			t.Fatal(err)
 		}
-		sum := sha512.Sum512(r.controlPlane)
-		if *merge[0].Verification.Hash != "sha512-"+hex.EncodeToString(sum[:]) {
-			t.Errorf("stub hash %s is not the config's sha512", *merge[0].Verification.Hash)
-		}
-		url := *merge[0].Source
-		if !strings.HasPrefix(url, "https://") || !strings.Contains(url, "X-Amz-Signature=") || !strings.Contains(url, p.ObjectKey(cp.Name)) {
-			t.Errorf("stub source %s is not a presigned https URL of the bootstrap object", url)
-		}
-		if got := fetch(t, f, url); !bytes.Equal(got, r.controlPlane) {
-			t.Errorf("the presigned URL serves %d bytes, not the %d-byte config", len(got), len(r.controlPlane))
-		}
-		obj, ok := f.Objects(testBucket)[p.ObjectKey(cp.Name)]
-		if !ok || obj.ServerSideEncryption != "AES256" {
-			t.Errorf("bootstrap object %+v, want it stored with SSE AES256", obj)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET the presigned URL 16 minutes on: %s, want 403", resp.Status)
 		}
 	})
 
@@ -279,9 +226,6 @@ func TestLargeWorkerConfigGoesThroughS3(t *testing.T) {
 	big := []byte(`{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"/etc/motd","contents":{"source":"data:,` +
 		strings.Repeat("x", 17<<10) + `"}}]}}`)
 	spec := workerSpec("demo", 0, big)
-	if !NeedsStub(spec) {
-		t.Fatal("a 17 KiB worker config fits in user-data?")
-	}
 	if _, err := p.Create(t.Context(), spec); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +254,8 @@ func TestCreateErrors(t *testing.T) {
 		is   error
 		want string
 	}{
-		{"control plane without a bucket", noBucket, controlPlaneSpec("demo", 0, ign), ErrNoBucket, "must go through S3"},
+		{"control plane without a bucket", noBucket, controlPlaneSpec("demo", 0, ign), ErrNoBucket, "its config goes through S3"},
+		{"worker without a bucket", noBucket, workerSpec("demo", 0, ign), ErrNoBucket, "its config goes through S3"},
 		{"control plane with a missing bucket", missingBucket, controlPlaneSpec("demo", 0, ign), nil, "the bootstrap bucket does not exist (NoSuchBucket)"},
 		{"unknown image", nil, func() provisioner.MachineSpec {
 			s := workerSpec("demo", 0, ign)
@@ -409,5 +354,43 @@ func TestPoolIngressGroup(t *testing.T) {
 	}
 	if got := instanceNamed(t, f, "demo-workers-0").SecurityGroups; len(got) != 1 || got[0] != byKey["worker"].ID {
 		t.Errorf("plain worker groups %v, want the worker group only", got)
+	}
+}
+
+// stubFetches checks that machine's user-data is a stub holding no key that fetches config from S3.
+func stubFetches(t *testing.T, f *awstest.Server, p *Provider, machine string, config []byte, b *secrets.Bundle) {
+	t.Helper()
+	ud := instanceNamed(t, f, machine).UserData
+	if len(ud) > 2048 {
+		t.Errorf("stub is %d bytes", len(ud))
+	}
+	if err := lint.Bytes(ud, lint.Policy{Role: v1alpha1.RoleWorker, Channel: lint.Limits["aws"], Forbidden: ignition.ForbiddenSecrets(v1alpha1.RoleWorker, b)}); err != nil {
+		t.Fatalf("the stub must hold no key at all, and pass https + hash: %v", err)
+	}
+	cfg, _, err := v3_5.Parse(ud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merge := cfg.Ignition.Config.Merge
+	if len(merge) != 1 || merge[0].Source == nil || merge[0].Verification.Hash == nil {
+		t.Fatalf("stub merges %+v, want one source with a hash", merge)
+	}
+	sum := sha512.Sum512(config)
+	if *merge[0].Verification.Hash != "sha512-"+hex.EncodeToString(sum[:]) {
+		t.Errorf("stub hash %s is not the config's sha512", *merge[0].Verification.Hash)
+	}
+	url := *merge[0].Source
+	if !strings.HasPrefix(url, "https://") || !strings.Contains(url, "X-Amz-Signature=") || !strings.Contains(url, p.ObjectKey(machine)) {
+		t.Errorf("stub source %s is not a presigned https URL of the bootstrap object", url)
+	}
+	if !strings.Contains(url, "X-Amz-Expires=900&") {
+		t.Errorf("stub source %s does not expire after the default enrollment TTL (15m)", url)
+	}
+	if got := fetch(t, f, url); !bytes.Equal(got, config) {
+		t.Errorf("the presigned URL serves %d bytes, not the %d-byte config", len(got), len(config))
+	}
+	obj, ok := f.Objects(testBucket)[p.ObjectKey(machine)]
+	if !ok || obj.ServerSideEncryption != "AES256" {
+		t.Errorf("bootstrap object %+v, want it stored with SSE AES256", obj)
 	}
 }

@@ -269,7 +269,7 @@ func TestOptionsFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Options{Region: "us-east-1", AvailabilityZones: testAZs, VPCID: "vpc-0a1b2c3d4e5f60718", InstanceType: "m6i.large",
-		InstanceProfile: "kiln-node", AdminCIDRs: []string{"203.0.113.0/24"}}
+		InstanceProfile: "kiln-node", AdminCIDRs: []string{"203.0.113.0/24"}, PresignExpiry: v1alpha1.DefaultEnrollmentTTL}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("OptionsFor (-want +got):\n%s", d)
 	}
