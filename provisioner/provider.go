@@ -181,13 +181,24 @@ type StagedBoot interface {
 
 // ConfigServing is the capability of providers whose machines fetch their real config, once, from
 // kiln's config server (bootstrap/enroll) and are created with a stub: the cluster CA, the machine's
-// name, the config's URL and hash, and a one-time token. Find it by type assertion on a Provider;
-// without it a machine is created with its whole config.
+// name, the config's URL and hash, and a one-time token. Find it with ServesConfigs; without it a
+// machine is created with its whole config.
 type ConfigServing interface {
 	// ConfigServer says where kiln serves the cluster's configs on its own host and where the
 	// cluster's machines reach them. It returns the same for a cluster every time, so that machines
 	// created by one kiln process reach the server of the next.
 	ConfigServer(ctx context.Context, cluster string) (ConfigServer, error)
+}
+
+// ServesConfigs returns p's ConfigServing when its machines fetch their configs from kiln's config
+// server. A provider that does only when its spec says so (vSphere: provider.vsphere.configServer)
+// says which with a Serves method.
+func ServesConfigs(p Provider) (ConfigServing, bool) {
+	cs, ok := p.(ConfigServing)
+	if s, optional := p.(interface{ Serves() bool }); ok && optional {
+		return cs, s.Serves()
+	}
+	return cs, ok
 }
 
 // ConfigServer is where the machines of a cluster fetch their configs.

@@ -101,6 +101,10 @@ type VSphereProvider struct {
 	Network string `json:"network"`
 	// LinkedClone clones from the template's snapshot instead of copying its disks.
 	LinkedClone bool `json:"linkedClone,omitempty"`
+	// ConfigServer is the IP:PORT of kiln's host on the private network, where kiln apply serves
+	// each machine's config once (an enrollment ticket) and guestinfo carries only a stub. Unset,
+	// guestinfo carries a machine's whole config, its keys included, until the node answered.
+	ConfigServer string `json:"configServer,omitempty"`
 }
 
 // MetalProvider boots machines from an inventory over PXE.

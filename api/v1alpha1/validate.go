@@ -255,6 +255,11 @@ func (v *validator) vsphere(path string, p VSphereProvider) {
 	v.required(path+".datacenter", p.Datacenter)
 	v.required(path+".datastore", p.Datastore)
 	v.required(path+".network", p.Network)
+	if p.ConfigServer == "" {
+		v.warnf(path+".configServer", "unset: guestinfo carries each machine's whole config, its keys included, until the node answered; set it to kiln's IP:PORT on the private network to serve each config once")
+	} else if ap, err := netip.ParseAddrPort(p.ConfigServer); err != nil || ap.Port() == 0 || !ap.Addr().Is4() {
+		v.errorf(path+".configServer", "%s is not an IPv4 address and port (IP:PORT) of kiln's host on the private network", quote(p.ConfigServer))
+	}
 }
 
 func (v *validator) metal(path string, p MetalProvider) {

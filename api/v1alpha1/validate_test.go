@@ -146,7 +146,14 @@ func TestValidateRules(t *testing.T) {
 				errAt("spec.provider.vsphere.datacenter", 9, 7, "required"),
 				errAt("spec.provider.vsphere.datastore", 9, 7, "required"),
 				errAt("spec.provider.vsphere.network", 9, 7, "required"),
+				warnAt("spec.provider.vsphere.configServer", 9, 7, "unset: guestinfo carries each machine's whole config, its keys included, until the node answered; set it to kiln's IP:PORT on the private network to serve each config once"),
 			},
+		},
+		{
+			name: "vsphere config server not an address and port",
+			doc: head + "  provider:\n    name: vsphere\n    vsphere: {server: vc, datacenter: dc, datastore: ds, network: pg, configServer: kiln.lab:8443}\n" +
+				"  network:\n    apiEndpoint: {address: 10.0.0.5}\n" + cp + gen,
+			want: []strictyaml.Finding{errAt("spec.provider.vsphere.configServer", 8, 85, `"kiln.lab:8443" is not an IPv4 address and port (IP:PORT) of kiln's host on the private network`)},
 		},
 		{
 			name: "metal boot server URL",
@@ -283,13 +290,13 @@ func TestValidateRules(t *testing.T) {
 		},
 		{
 			name: "API endpoint at a subnet's network address",
-			doc: strings.Replace(minimal, qemu, "  provider:\n    name: vsphere\n    vsphere: {server: vc, datacenter: dc, datastore: ds, network: pg}\n", 1) +
+			doc: strings.Replace(minimal, qemu, "  provider:\n    name: vsphere\n    vsphere: {server: vc, datacenter: dc, datastore: ds, network: pg, configServer: \"10.0.0.2:8443\"}\n", 1) +
 				"  network:\n    apiEndpoint:\n      address: 10.0.0.0\n",
 			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 15, 16, "10.0.0.0 is the network address of spec.network.privateSubnets[0] (10.0.0.0/24)")},
 		},
 		{
 			name: "API endpoint at a subnet's broadcast address",
-			doc: strings.Replace(minimal, qemu, "  provider:\n    name: vsphere\n    vsphere: {server: vc, datacenter: dc, datastore: ds, network: pg}\n", 1) +
+			doc: strings.Replace(minimal, qemu, "  provider:\n    name: vsphere\n    vsphere: {server: vc, datacenter: dc, datastore: ds, network: pg, configServer: \"10.0.0.2:8443\"}\n", 1) +
 				"  network:\n    privateSubnets: [10.0.0.0/24, 10.0.1.0/24]\n    apiEndpoint:\n      address: 10.0.1.255\n",
 			want: []strictyaml.Finding{errAt("spec.network.apiEndpoint.address", 16, 16, "10.0.1.255 is the broadcast address of spec.network.privateSubnets[1] (10.0.1.0/24)")},
 		},

@@ -186,6 +186,9 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	e, keeper := g.executor(c, p, log, o)
 	if keeper.configs != nil {
 		defer keeper.configs.close()
+		if err := keeper.configs.resume(ctx); err != nil {
+			return err
+		}
 	}
 	e.Store = stateMemory{g: g, cluster: c.Metadata.Name, lease: l}
 	e.Approve = approver{g: g, cluster: c.Metadata.Name, yes: o.yes}.approve
@@ -316,7 +319,7 @@ func (g *globals) executor(c *v1alpha1.Cluster, p provisioner.Provider, log *slo
 		return openingStore{g: g, mu: &g.state}.do(func(st *state.Store) error { return hostkeys.Forget(st, name) })
 	}}
 	// Where machines fetch their configs once, they are created with a stub.
-	if cs, ok := p.(provisioner.ConfigServing); ok {
+	if cs, ok := provisioner.ServesConfigs(p); ok {
 		keeper.configs = &configServer{g: g, c: c, p: cs, log: log}
 		renderer.stub = keeper.configs.stub
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,39 @@ func (s *configServer) stub(ctx context.Context, machine string, cfg []byte, b *
 		CA: b.ClusterCA.CertPEM, Machine: machine, URL: at.URL + enroll.ConfigPath(s.c.Metadata.Name, machine),
 		Token: token, ConfigHash: ticket.ConfigHash,
 	}.Render()
+}
+
+// resume starts the server when machines created earlier (by an apply that stopped, or ran out of
+// --timeout, before they booted) still hold tickets that can be spent: without it they would find
+// nobody to fetch their configs from.
+func (s *configServer) resume(ctx context.Context) error {
+	var (
+		b       *secrets.Bundle
+		pending []string
+	)
+	now := s.g.clock()
+	err := openingStore{g: s.g, mu: &s.g.state}.do(func(st *state.Store) error {
+		ts, err := enroll.List(st, s.c.Metadata.Name)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			if t.Spent == nil && now.Before(t.Expires) {
+				pending = append(pending, t.Machine)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		b, err = secrets.Load(st, s.c.Metadata.Name)
+		return err
+	})
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	s.log.Info("machines still to fetch their configs", "machines", strings.Join(pending, ","))
+	_, err = s.start(ctx, b)
+	return err
 }
 
 // start starts the server unless it runs, and says where the machines reach it.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/hostkeys"
@@ -90,8 +91,9 @@ func runDelete(ctx context.Context, g *globals, specPath string, lo leaseOptions
 		}
 		deleted = append(deleted, m.Name)
 	}
-	// The deleted machines' pinned host keys go with them: a new machine gets its own.
-	if err := forgetHostKeys(g, deleted); err != nil {
+	// The deleted machines' pinned host keys go with them: a new machine gets its own; and so do
+	// their enrollment tickets, with the configs of those that never fetched theirs.
+	if err := forgetMachines(g, name, deleted); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -129,8 +131,8 @@ func runDelete(ctx context.Context, g *globals, specPath string, lo leaseOptions
 	return nil
 }
 
-// forgetHostKeys drops the pinned host keys of the machines named.
-func forgetHostKeys(g *globals, machines []string) error {
+// forgetMachines drops the pinned host keys and the enrollment tickets of cluster's machines named.
+func forgetMachines(g *globals, cluster string, machines []string) error {
 	if len(machines) == 0 {
 		return nil
 	}
@@ -141,7 +143,7 @@ func forgetHostKeys(g *globals, machines []string) error {
 	defer st.Close()
 	var errs []error
 	for _, m := range machines {
-		errs = append(errs, hostkeys.Forget(st, m))
+		errs = append(errs, hostkeys.Forget(st, m), enroll.Revoke(st, cluster, m))
 	}
 	return errors.Join(errs...)
 }

@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/base64"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/vmware/govmomi/object"
@@ -15,6 +20,9 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
+	"github.com/kiln-dev/kiln/bootstrap/enroll"
+	"github.com/kiln-dev/kiln/internal/ignitiontest"
+	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
 	"github.com/kiln-dev/kiln/onprem/vsphere/vspheretest"
 	"github.com/kiln-dev/kiln/provisioner/addrpool"
@@ -237,4 +245,164 @@ func kilnOK(t *testing.T, dir string, args ...string) (string, string) {
 		t.Fatalf("kiln %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 	}
 	return out, errOut
+}
+
+// TestVSphereStubFetchedOnce runs kiln apply on the vCenter simulator with a config server
+// (provider.vsphere.configServer): each VM's guestinfo carries only a stub, holding no key and not
+// the machine's bootstrap token; the real Ignition binary, as the worker's first boot, fetches the
+// worker's config from the apply that runs next (the server resumes for machines created by an
+// earlier one), and the same stub fetched again is refused and shows as a possible theft; kiln
+// delete drops the tickets, with the configs never fetched.
+func TestVSphereStubFetchedOnce(t *testing.T) {
+	testtool.Ignition(t) // found from the repository, before kiln's runs change the directory
+	sim := vspheretest.Start(t)
+	dir := t.TempDir()
+	mustKiln(t, dir, "init", "demo", "--provider", "vsphere")
+	path := filepath.Join(dir, "cluster.yaml")
+	spec, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := v1alpha1.Decode(spec, "cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := freeLoopbackAddr(t)
+	cl.Spec.Provider.VSphere = &v1alpha1.VSphereProvider{Server: sim.URL.Host, Datacenter: vspheretest.Datacenter, Cluster: vspheretest.Cluster,
+		Folder: vspheretest.Folder, Datastore: vspheretest.Datastore, Network: vspheretest.Network, ConfigServer: server}
+	cl.Spec.ControlPlane.Image = vspheretest.Template
+	cl.Spec.NodePools = cl.Spec.NodePools[:1]
+	cl.Spec.NodePools[0].Image, cl.Spec.NodePools[0].Count = vspheretest.Template, 1
+	if spec, err = v1alpha1.Marshal(cl); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envVSphereUser, vspheretest.User)
+	t.Setenv(envVSpherePassword, vspheretest.Password)
+	t.Setenv(envVSphereCAFile, sim.CAFile)
+
+	// The machines are created, with stubs, and nothing of them answers before apply gives up.
+	code, _, errOut := kiln(t, dir, "apply", "--interval", "10ms", "--concurrency", "1", "--timeout", "5s")
+	if code == 0 || !strings.Contains(errOut, "serving the machines' configs, each once") {
+		t.Fatalf("apply: exit %d\n%s", code, errOut)
+	}
+	worker := cl.Spec.NodePools[0].Name
+	worker = "demo-" + worker + "-0"
+	stubs := map[string][]byte{}
+	for _, name := range []string{"demo-control-plane-0", worker} {
+		gi := vmGuestinfo(t, sim, name)
+		raw, err := base64.StdEncoding.DecodeString(gi)
+		if err != nil || gi == "" {
+			t.Fatalf("%s's guestinfo: %v (%d bytes)", name, err, len(gi))
+		}
+		stubs[name] = raw
+	}
+
+	// The apply that runs next serves the configs the first one issued tickets for; the worker's
+	// first boot (the real Ignition binary) fetches its config there, once.
+	errs := make(chan string, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		Main([]string{"apply", "--interval", "10ms", "--concurrency", "1", "--timeout", "15s"}, &out, &errOut)
+		errs <- errOut.String()
+	}()
+	waitListening(t, server, 10*time.Second)
+	root, err := ignitiontest.Try(t, stubs[worker])
+	if err != nil {
+		t.Fatalf("the worker's first boot: %v", err)
+	}
+	kubeconfig, err := os.ReadFile(filepath.Join(root, "etc/kubernetes/bootstrap-kubelet.conf"))
+	if err != nil {
+		t.Fatalf("the worker's config was not applied: %v", err)
+	}
+	if _, err := ignitiontest.Try(t, stubs[worker]); err == nil || !strings.Contains(err.Error(), "GET result: Forbidden") {
+		t.Errorf("the worker's stub applied a second time: %v, want the fetch refused (403)", err)
+	}
+	if second := <-errs; !strings.Contains(second, "machines still to fetch their configs") {
+		t.Errorf("the second apply did not resume serving:\n%s", second)
+	}
+
+	// What anyone who reads guestinfo gets: no key, not the bootstrap token the worker joins with.
+	b := loadBundle(t, dir, "demo")
+	var token string
+	for _, tk := range b.BootstrapTokens {
+		if tk.Machine == worker {
+			token = tk.ID + "." + tk.Secret
+		}
+	}
+	if token == "" || !strings.Contains(string(kubeconfig), token) {
+		t.Fatalf("the worker's applied config lacks its own bootstrap token")
+	}
+	for name, raw := range stubs {
+		text := ignitiontest.Decoded(t, raw)
+		if !strings.Contains(text, "https://"+server+enroll.ConfigPath("demo", name)) {
+			t.Errorf("%s's guestinfo does not fetch from the config server:\n%s", name, text)
+		}
+		for what, secret := range map[string]string{"a private key": "PRIVATE KEY", "the worker's bootstrap token": token} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s's guestinfo holds %s", name, what)
+			}
+		}
+	}
+	tickets := enrollTickets(t, dir)
+	if w := tickets[worker]; w.Spent == nil || !w.Suspect() {
+		t.Errorf("the worker's ticket reads %q, want spent and a possible theft", w.State(time.Now()))
+	}
+	if cp := tickets["demo-control-plane-0"]; cp.Spent != nil {
+		t.Errorf("the control plane's ticket is spent (%+v), though nothing fetched it", cp.Spent)
+	}
+
+	kilnOK(t, dir, "delete", "--yes")
+	if left := enrollTickets(t, dir); len(left) != 0 {
+		t.Errorf("tickets left after delete: %v", slices.Collect(maps.Keys(left)))
+	}
+}
+
+// freeLoopbackAddr returns a 127.0.0.1 address with a port nothing listens on.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitListening waits until something accepts connections at addr.
+func waitListening(t *testing.T, addr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens at %s after %s: %v", addr, within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// enrollTickets returns the enrollment tickets of cluster demo in the state store in dir, by machine.
+func enrollTickets(t *testing.T, dir string) map[string]enroll.Ticket {
+	t.Helper()
+	st, err := (&globals{stateDir: filepath.Join(dir, "state")}).openState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ts, err := enroll.List(st, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]enroll.Ticket{}
+	for _, tk := range ts {
+		out[tk.Machine] = tk
+	}
+	return out
 }

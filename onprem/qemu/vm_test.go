@@ -19,17 +19,15 @@ import (
 	"testing"
 	"time"
 
-	ignconfig "github.com/coreos/ignition/v2/config/v3_5"
-	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/enroll"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
-	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/internal/ignitiontest"
 	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/onprem/qemu"
 	"github.com/kiln-dev/kiln/provisioner"
@@ -402,7 +400,7 @@ func checkSpent(t *testing.T, st *state.Store, cs provisioner.ConfigServer, fwcf
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := decoded(t, raw)
+	data := ignitiontest.Decoded(t, raw)
 	if !strings.Contains(data, cs.URL+enroll.ConfigPath("vm", machine)) {
 		t.Errorf("%s's fw_cfg config does not merge its config from the config server:\n%s", machine, data)
 	}
@@ -433,31 +431,3 @@ func checkSpent(t *testing.T, st *state.Store, cs provisioner.ConfigServer, fwcf
 	}
 }
 
-// decoded is an Ignition config with every data URL it holds decoded, the configs it merges too.
-func decoded(t *testing.T, raw []byte) string {
-	t.Helper()
-	cfg, _, err := ignconfig.Parse(raw)
-	if err != nil {
-		t.Fatalf("fw_cfg config: %v", err)
-	}
-	out := string(raw)
-	sources := append([]igntypes.Resource{}, cfg.Ignition.Config.Merge...)
-	for _, f := range cfg.Storage.Files {
-		sources = append(sources, f.Contents)
-	}
-	for _, r := range sources {
-		if r.Source == nil || !strings.HasPrefix(*r.Source, "data:") {
-			continue
-		}
-		b, err := lint.DecodeSource(*r.Source, r.Compression)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(strings.TrimSpace(string(b)), "{") {
-			out += "\n" + decoded(t, b)
-		} else {
-			out += "\n" + string(b)
-		}
-	}
-	return out
-}

@@ -90,6 +90,8 @@ type Provider struct {
 	linked    bool
 	retry     Retry
 	addrs     *addrpool.Pool
+	// configServer is where kiln serves the machines' configs (ConfigServer); empty when it does not.
+	configServer string
 
 	mu        sync.Mutex
 	templates map[string]*template
@@ -159,6 +161,8 @@ func New(ctx context.Context, cfg Config, addrs Addresses) (*Provider, error) {
 		retry:     cfg.Retry.withDefaults(),
 		addrs:     pool,
 		templates: map[string]*template{},
+
+		configServer: cfg.ConfigServer,
 	}
 	if err := p.resolve(ctx, cfg); err != nil {
 		_ = sm.Logout(context.WithoutCancel(ctx)) // the resolve error is the one to report
