@@ -430,4 +430,3 @@ func checkSpent(t *testing.T, st *state.Store, cs provisioner.ConfigServer, fwcf
 		t.Errorf("after the replay the ticket reads %q (%v), want a possible theft", tk.State(time.Now()), err)
 	}
 }
-
