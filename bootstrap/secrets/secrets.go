@@ -109,6 +109,8 @@ type Bundle struct {
 	EncryptionKeyName string `json:"encryptionKeyName,omitempty"`
 	// EncryptionRotation is the rotation of the encryption key under way, if any.
 	EncryptionRotation *EncryptionRotation `json:"encryptionRotation,omitempty"`
+	// CertRenewal is the renewal of leaf certificates under way, if any.
+	CertRenewal *CertRenewal `json:"certRenewal,omitempty"`
 	BootstrapTokens    []BootstrapToken    `json:"bootstrapTokens,omitempty"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/rotate"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
 )
 
 func newRotate(g *globals) *cobra.Command {
@@ -21,7 +23,84 @@ func newRotate(g *globals) *cobra.Command {
 		Use:   "rotate",
 		Short: "Replace a cluster's keys",
 	}
-	cmd.AddCommand(newRotateEncryptionKey(g))
+	cmd.AddCommand(newRotateEncryptionKey(g), newRotateCerts(g))
+	return cmd
+}
+
+func newRotateCerts(g *globals) *cobra.Command {
+	var specPath, dir string
+	var before, timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "certs -f cluster.yaml --controlplane-dir DIR [--renew-before 720h]",
+		Short: "Renew the cluster's leaf certificates before they expire, resumably",
+		Long: `certs renews every leaf certificate of the cluster that expires within --renew-before (30 days by
+default): the API server's serving certificate, its client certificates to the kubelets, etcd and the
+front proxy, etcd's serving and peer certificates, the controller manager's, the scheduler's and the
+admin's. Each renewed certificate keeps its key, names and usages and is valid for a year; the CAs
+are not renewed.
+
+It goes in three steps: the state store gets the renewed certificates and a record of the renewal,
+in one transaction; the control plane gets them; the record goes. If it stops in between (an error,
+Ctrl-C, a crash), run it again: it finishes with the same certificates. Nothing due does nothing.
+
+The control plane is that of a 'kiln controlplane run' on this machine (--controlplane-dir, default
+NAME-control-plane): every certificate file and kubeconfig there that holds the key of a renewed
+certificate gets the renewed one. kube-apiserver reloads its serving certificate without a restart,
+so its clients never see it go away, and certs waits until it serves the renewed one; etcd takes
+its renewed certificates at its next connection. The client certificates that kube-apiserver,
+kube-controller-manager and kube-scheduler read when they start are used from their next restart;
+the ones they hold stay valid until they expire. Control-plane nodes on VMs are not reached yet
+(see docs/security.md); nodes rendered from now on get the renewed certificates.`,
+		Example: `  kiln controlplane run -f cluster.yaml &
+  kiln rotate certs -f cluster.yaml --controlplane-dir demo-control-plane
+  kiln rotate certs -f cluster.yaml --renew-before 8000h   # renew now what expires within a year`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadSpec(specPath)
+			if err != nil {
+				return err
+			}
+			if dir == "" {
+				dir = c.Metadata.Name + "-control-plane"
+			}
+			if _, err := os.Stat(filepath.Join(dir, controlplane.AdminKubeconfigFile)); err != nil {
+				return fmt.Errorf("--controlplane-dir %s: no 'kiln controlplane run' there: %w", dir, err)
+			}
+			if before <= 0 || before >= secrets.LeafValidity {
+				return fmt.Errorf("--renew-before %v: must be positive and less than a renewed certificate's validity (%v)", before, secrets.LeafValidity)
+			}
+			st, err := g.openState()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			res, err := rotate.Certs(ctx, rotate.CertOptions{
+				Cluster:     c.Metadata.Name,
+				Store:       st,
+				Servers:     controlplane.DirAPIServers{Dir: dir},
+				RenewBefore: before,
+				Rand:        rand.Reader,
+				Progress:    g.errOut,
+			})
+			if err != nil {
+				return fmt.Errorf("%w; run 'kiln rotate certs' again to finish", err)
+			}
+			if len(res.Renewed) == 0 {
+				fmt.Fprintf(g.out, "cluster %s: no certificate expires within %v\n", c.Metadata.Name, before)
+				return nil
+			}
+			fmt.Fprintf(g.out, "cluster %s: renewed %d certificates (%s), valid until %s\n", c.Metadata.Name, len(res.Renewed),
+				strings.Join(res.Renewed, ", "), res.Expires.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
+	f.StringVar(&dir, "controlplane-dir", "", "directory of the running 'kiln controlplane run' (default NAME-control-plane)")
+	f.DurationVar(&before, "renew-before", rotate.DefaultRenewBefore, "renew the certificates that expire within this")
+	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long it may take before it stops (run it again to finish)")
 	return cmd
 }
 
