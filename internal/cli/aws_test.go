@@ -101,6 +101,9 @@ func TestApplyOnAWSFake(t *testing.T) {
 		t.Fatalf("once the Nodes are Ready: the bootstrap object there %v, API target registrations %d; want it gone and the control plane registered",
 			cpObject(), f.Calls("RegisterTargets"))
 	}
+	if left := f.Objects("kiln-bootstrap"); len(left) != 0 {
+		t.Errorf("bootstrap objects left once every Node is Ready: %d (every machine's config goes through S3)", len(left))
+	}
 	if n := f.Calls("RunInstances"); n != 3 {
 		t.Errorf("RunInstances called %d times, want 3", n)
 	}
