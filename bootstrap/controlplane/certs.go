@@ -21,6 +21,100 @@ import (
 	"github.com/kiln-dev/kiln/state/atomicfile"
 )
 
+// NodeCertFiles are the files of a control-plane node that hold certificates of the bundle's leaves
+// (as the renderer writes them; the admin's is in no node's files).
+var NodeCertFiles = []string{
+	"/etc/kubernetes/pki/apiserver.crt",
+	"/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+	"/etc/kubernetes/pki/apiserver-etcd-client.crt",
+	"/etc/kubernetes/pki/front-proxy-client.crt",
+	"/etc/kubernetes/pki/etcd/server.crt",
+	"/etc/kubernetes/pki/etcd/peer.crt",
+	"/etc/kubernetes/controller-manager.conf",
+	"/etc/kubernetes/scheduler.conf",
+}
+
+// Renewal replaces certificates with the renewed ones for the same keys.
+type Renewal struct {
+	byKey map[string][]byte // public key DER -> renewed certificate PEM
+	api   *x509.Certificate
+}
+
+// NewRenewal is the renewal of the certificates of b that renewed names.
+func NewRenewal(b *secrets.Bundle, renewed []string) (*Renewal, error) {
+	leaves, err := b.Leaves()
+	if err != nil {
+		return nil, err
+	}
+	r := &Renewal{byKey: map[string][]byte{}}
+	for _, l := range leaves {
+		if !slices.Contains(renewed, l.Name) {
+			continue
+		}
+		der, err := x509.MarshalPKIXPublicKey(l.Cert.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("controlplane: %s: %w", l.Name, err)
+		}
+		r.byKey[string(der)] = l.PEM.CertPEM
+		if l.Name == "apiServer" {
+			r.api = l.Cert
+		}
+	}
+	return r, nil
+}
+
+// APIServer is the renewed serving certificate of the API server; nil when it is not renewed.
+func (r *Renewal) APIServer() *x509.Certificate { return r.api }
+
+// File returns the content of a certificate file (PEM) or a kubeconfig with the renewed certificate
+// for the key of the one it holds, and whether that changed it. A file that holds none of the
+// renewed keys (another certificate, a CA, a member's own etcd certificate) is left as it is.
+func (r *Renewal) File(data []byte) ([]byte, bool, error) {
+	if cert, err := parseCert(data); err == nil {
+		renewed, ok := r.renewedFor(cert)
+		if !ok || cert.IsCA || bytes.Equal(data, renewed) {
+			return data, false, nil
+		}
+		return renewed, true, nil
+	}
+	cfg, err := clientcmd.Load(data)
+	if err != nil {
+		return data, false, nil // neither: nothing kiln renews
+	}
+	changed := false
+	for _, ai := range cfg.AuthInfos {
+		cert, err := parseCert(ai.ClientCertificateData)
+		if err != nil {
+			continue
+		}
+		if renewed, ok := r.renewedFor(cert); ok && !bytes.Equal(ai.ClientCertificateData, renewed) {
+			ai.ClientCertificateData = renewed
+			changed = true
+		}
+	}
+	if !changed {
+		return data, false, nil
+	}
+	out, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, false, fmt.Errorf("controlplane: kubeconfig: %w", err)
+	}
+	return out, true, nil
+}
+
+func (r *Renewal) renewedFor(cert *x509.Certificate) ([]byte, bool) {
+	der, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
+	if err != nil {
+		return nil, false
+	}
+	renewed, ok := r.byKey[string(der)]
+	return renewed, ok
+}
+
+func parseCert(data []byte) (*x509.Certificate, error) {
+	return (&pki.KeyPair{CertPEM: data}).Certificate()
+}
+
 // ApplyCertificates puts the renewed leaf certificates of b in the control plane's directory
 // (rotate.CertServers): every certificate file (*.crt) and every kubeconfig (*.conf, the admin's
 // included) there whose certificate is for the key of a renewed one gets the renewed certificate,
@@ -31,39 +125,29 @@ import (
 // kube-controller-manager and kube-scheduler, read when they start, are used from their next
 // restart: the old ones stay valid until they expire.
 func (d DirAPIServers) ApplyCertificates(ctx context.Context, b *secrets.Bundle, renewed []string) error {
-	leaves, err := b.Leaves()
+	r, err := NewRenewal(b, renewed)
 	if err != nil {
 		return err
 	}
-	byKey := map[string][]byte{} // public key DER -> renewed certificate PEM
-	var api *x509.Certificate
-	for _, l := range leaves {
-		if !slices.Contains(renewed, l.Name) {
-			continue
-		}
-		der, err := x509.MarshalPKIXPublicKey(l.Cert.PublicKey)
-		if err != nil {
-			return fmt.Errorf("controlplane: %s: %w", l.Name, err)
-		}
-		byKey[string(der)] = l.PEM.CertPEM
-		if l.Name == "apiServer" {
-			api = l.Cert
-		}
-	}
 	var replaced int
 	err = filepath.WalkDir(d.Dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
+		if err != nil || e.IsDir() || (filepath.Ext(p) != ".crt" && filepath.Ext(p) != ".conf") {
 			return err
 		}
-		var n int
-		switch filepath.Ext(p) {
-		case ".crt":
-			n, err = replaceCertFile(p, byKey)
-		case ".conf":
-			n, err = replaceKubeconfigCerts(p, byKey)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
 		}
-		replaced += n
-		return err
+		out, changed, err := r.File(data)
+		if err != nil || !changed {
+			return err
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		replaced++
+		return atomicfile.Write(p, out, fi.Mode().Perm(), false)
 	})
 	if err != nil {
 		return fmt.Errorf("controlplane: %s: %w", d.Dir, err)
@@ -71,102 +155,32 @@ func (d DirAPIServers) ApplyCertificates(ctx context.Context, b *secrets.Bundle,
 	if replaced == 0 {
 		return fmt.Errorf("controlplane: %s holds none of the renewed certificates' keys (is it the directory of 'kiln controlplane run' of this cluster?): %w", d.Dir, ErrNotRendered)
 	}
-	if api == nil {
+	if r.APIServer() == nil {
 		return nil
 	}
-	return d.waitServing(ctx, api)
-}
-
-// replaceCertFile replaces the certificate file p with the renewed certificate for its key, if any.
-func replaceCertFile(p string, byKey map[string][]byte) (int, error) {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return 0, err
-	}
-	cert, err := parseCert(data)
-	if err != nil || cert.IsCA {
-		return 0, nil // not a leaf certificate of kiln's: left alone
-	}
-	renewed, ok := renewedFor(cert, byKey)
-	if !ok || bytes.Equal(data, renewed) {
-		return 0, nil
-	}
-	return 1, writeKeepingMode(p, renewed)
-}
-
-// replaceKubeconfigCerts replaces the client certificates of kubeconfig p that are for the key of a
-// renewed one.
-func replaceKubeconfigCerts(p string, byKey map[string][]byte) (int, error) {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return 0, err
-	}
-	cfg, err := clientcmd.Load(data)
-	if err != nil {
-		return 0, nil // not a kubeconfig
-	}
-	n := 0
-	for _, ai := range cfg.AuthInfos {
-		cert, err := parseCert(ai.ClientCertificateData)
-		if err != nil {
-			continue
-		}
-		if renewed, ok := renewedFor(cert, byKey); ok && !bytes.Equal(ai.ClientCertificateData, renewed) {
-			ai.ClientCertificateData = renewed
-			n++
-		}
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	out, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", p, err)
-	}
-	return n, writeKeepingMode(p, out)
-}
-
-func parseCert(data []byte) (*x509.Certificate, error) {
-	return (&pki.KeyPair{CertPEM: data}).Certificate()
-}
-
-func renewedFor(cert *x509.Certificate, byKey map[string][]byte) ([]byte, bool) {
-	der, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
-	if err != nil {
-		return nil, false
-	}
-	renewed, ok := byKey[string(der)]
-	return renewed, ok
-}
-
-func writeKeepingMode(p string, data []byte) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(p, data, fi.Mode().Perm(), false)
-}
-
-// waitServing waits until the API server of the directory's admin kubeconfig presents cert.
-func (d DirAPIServers) waitServing(ctx context.Context, cert *x509.Certificate) error {
 	cfg, err := clientcmd.LoadFromFile(filepath.Join(d.Dir, AdminKubeconfigFile))
 	if err != nil {
 		return fmt.Errorf("controlplane: %w", err)
 	}
-	var server string
-	var roots *x509.CertPool
 	for _, c := range cfg.Clusters {
-		server, roots = c.Server, x509.NewCertPool()
+		u, err := url.Parse(c.Server)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("controlplane: %s: no API server URL", filepath.Join(d.Dir, AdminKubeconfigFile))
+		}
+		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM(c.CertificateAuthorityData)
+		return WaitServing(ctx, u.Host, u.Hostname(), roots, r.APIServer())
 	}
-	u, err := url.Parse(server)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("controlplane: %s: no API server URL", filepath.Join(d.Dir, AdminKubeconfigFile))
-	}
+	return nil
+}
+
+// WaitServing waits, within ctx, until the TLS server at addr presents cert (by serial number),
+// verified for serverName against roots.
+func WaitServing(ctx context.Context, addr, serverName string, roots *x509.CertPool, cert *x509.Certificate) error {
 	var served *x509.Certificate
-	err = wait.PollUntilContextCancel(ctx, readyPoll, true, func(ctx context.Context) (bool, error) {
-		dialer := &tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}}
-		c, err := dialer.DialContext(ctx, "tcp", u.Host)
+	err := wait.PollUntilContextCancel(ctx, readyPoll, true, func(ctx context.Context) (bool, error) {
+		dialer := &tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12}}
+		c, err := dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return false, nil
 		}
@@ -180,7 +194,7 @@ func (d DirAPIServers) waitServing(ctx context.Context, cert *x509.Certificate) 
 			got = "serial " + served.SerialNumber.Text(16)
 		}
 		return fmt.Errorf("controlplane: waiting for the API server at %s to serve its renewed certificate (serial %s; it serves %s): %w",
-			u.Host, cert.SerialNumber.Text(16), got, errors.Join(err, ctx.Err()))
+			addr, cert.SerialNumber.Text(16), got, errors.Join(err, ctx.Err()))
 	}
 	return nil
 }

@@ -11,8 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/rotate"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
@@ -43,43 +45,45 @@ It goes in three steps: the state store gets the renewed certificates and a reco
 in one transaction; the control plane gets them; the record goes. If it stops in between (an error,
 Ctrl-C, a crash), run it again: it finishes with the same certificates. Nothing due does nothing.
 
-The control plane is that of a 'kiln controlplane run' on this machine (--controlplane-dir, default
-NAME-control-plane): every certificate file and kubeconfig there that holds the key of a renewed
+The control plane is that of a 'kiln controlplane run' on this machine (--controlplane-dir, or
+NAME-control-plane when it holds one), else the cluster's running control-plane machines, reached
+one at a time over SSH as the spec's admin user with the cluster's key and only their pinned host
+keys (as 'kiln ssh'). Every certificate file and kubeconfig there that holds the key of a renewed
 certificate gets the renewed one. kube-apiserver reloads its serving certificate without a restart,
-so its clients never see it go away, and certs waits until it serves the renewed one; etcd takes
-its renewed certificates at its next connection. The client certificates that kube-apiserver,
+so its clients never see it go away, and certs waits until it serves the renewed one; etcd takes its
+renewed certificates at its next connection. The client certificates that kube-apiserver,
 kube-controller-manager and kube-scheduler read when they start are used from their next restart;
-the ones they hold stay valid until they expire. Control-plane nodes on VMs are not reached yet
-(see docs/security.md); nodes rendered from now on get the renewed certificates.`,
-		Example: `  kiln controlplane run -f cluster.yaml &
-  kiln rotate certs -f cluster.yaml --controlplane-dir demo-control-plane
-  kiln rotate certs -f cluster.yaml --renew-before 8000h   # renew now what expires within a year`,
+the ones they hold stay valid until they expire. Nodes rendered from now on get the renewed ones.
+See docs/security.md.`,
+		Example: `  kiln rotate certs -f cluster.yaml                        # the cluster's control-plane machines
+  kiln rotate certs -f cluster.yaml --renew-before 8000h   # renew now what expires within a year
+  kiln controlplane run -f cluster.yaml &
+  kiln rotate certs -f cluster.yaml --controlplane-dir demo-control-plane`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadSpec(specPath)
+			if before <= 0 || before >= secrets.LeafValidity {
+				return fmt.Errorf("--renew-before %v: must be positive and less than a renewed certificate's validity (%v)", before, secrets.LeafValidity)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c, t, err := g.rotateTarget(ctx, specPath, dir, controlplane.AdminKubeconfigFile)
 			if err != nil {
 				return err
 			}
-			if dir == "" {
-				dir = c.Metadata.Name + "-control-plane"
-			}
-			if _, err := os.Stat(filepath.Join(dir, controlplane.AdminKubeconfigFile)); err != nil {
-				return fmt.Errorf("--controlplane-dir %s: no 'kiln controlplane run' there: %w", dir, err)
-			}
-			if before <= 0 || before >= secrets.LeafValidity {
-				return fmt.Errorf("--renew-before %v: must be positive and less than a renewed certificate's validity (%v)", before, secrets.LeafValidity)
+			defer t.close()
+			servers := rotate.CertServers(controlplane.DirAPIServers{Dir: t.dir})
+			if t.nodes != nil {
+				servers = t.nodes
 			}
 			st, err := g.openState()
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
 			res, err := rotate.Certs(ctx, rotate.CertOptions{
 				Cluster:     c.Metadata.Name,
 				Store:       st,
-				Servers:     controlplane.DirAPIServers{Dir: dir},
+				Servers:     servers,
 				RenewBefore: before,
 				Rand:        rand.Reader,
 				Progress:    g.errOut,
@@ -98,7 +102,7 @@ the ones they hold stay valid until they expire. Control-plane nodes on VMs are 
 	}
 	f := cmd.Flags()
 	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	f.StringVar(&dir, "controlplane-dir", "", "directory of the running 'kiln controlplane run' (default NAME-control-plane)")
+	f.StringVar(&dir, "controlplane-dir", "", "directory of the running 'kiln controlplane run' (default NAME-control-plane if it holds one, else the control-plane machines)")
 	f.DurationVar(&before, "renew-before", rotate.DefaultRenewBefore, "renew the certificates that expire within this")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long it may take before it stops (run it again to finish)")
 	return cmd
@@ -123,29 +127,37 @@ If it stops at any point (an error, Ctrl-C, a crash), run it again: it continues
 did not finish, with the same new key; every step is safe to repeat. A control-plane node rendered
 meanwhile gets the keys of the step reached. Nothing is printed of either key.
 
-The API servers are those of a 'kiln controlplane run' on this machine (--controlplane-dir, default
-NAME-control-plane): rotate writes the encryption config in that directory and the running
-controlplane restarts kube-apiserver with it. Control-plane nodes on VMs are not reached yet (see
-docs/security.md). The Secrets are rewritten with --kubeconfig (default: DIR/admin.conf), which must
-be allowed to list and update Secrets in every namespace.`,
-		Example: `  kiln controlplane run -f cluster.yaml &     # prints its admin kubeconfig
+The API servers are those of a 'kiln controlplane run' on this machine (--controlplane-dir, or
+NAME-control-plane when it holds one): rotate writes the encryption config in that directory and
+the running controlplane restarts kube-apiserver with it. Otherwise they are the cluster's running
+control-plane machines, reached one at a time over SSH as the spec's admin user with the cluster's
+key and only their pinned host keys (as 'kiln ssh'): rotate writes the file on each, restarts its
+kube-apiserver and waits for the API's /readyz before the next. The Secrets are rewritten with
+--kubeconfig (default: DIR/admin.conf, or for machines a certificate of kiln's own valid for an
+hour, through the provider as kiln apply reaches the API), which must be allowed to list and update
+Secrets in every namespace. See docs/security.md.`,
+		Example: `  kiln rotate encryption-key -f cluster.yaml                 # the cluster's control-plane machines
+  kiln controlplane run -f cluster.yaml &                     # prints its admin kubeconfig
   kiln rotate encryption-key -f cluster.yaml --controlplane-dir demo-control-plane`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadSpec(specPath)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c, t, err := g.rotateTarget(ctx, specPath, dir, controlplane.EncryptionConfigAppliedFile)
 			if err != nil {
 				return err
 			}
-			if dir == "" {
-				dir = c.Metadata.Name + "-control-plane"
+			defer t.close()
+			servers := rotate.APIServers(controlplane.DirAPIServers{Dir: t.dir})
+			var rc *rest.Config
+			switch {
+			case kubeconfig != "":
+				rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+			case t.nodes != nil:
+				rc, servers = t.nodes.rest, t.nodes
+			default:
+				rc, err = clientcmd.BuildConfigFromFlags("", filepath.Join(t.dir, controlplane.AdminKubeconfigFile))
 			}
-			if _, err := os.Stat(filepath.Join(dir, controlplane.EncryptionConfigAppliedFile)); err != nil {
-				return fmt.Errorf("--controlplane-dir %s: no running 'kiln controlplane run' there: %w", dir, err)
-			}
-			if kubeconfig == "" {
-				kubeconfig = filepath.Join(dir, controlplane.AdminKubeconfigFile)
-			}
-			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 			if err != nil {
 				return fmt.Errorf("--kubeconfig: %w", err)
 			}
@@ -158,14 +170,12 @@ be allowed to list and update Secrets in every namespace.`,
 				return err
 			}
 			defer st.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
 			started := time.Now()
 			res, err := rotate.EncryptionKey(ctx, rotate.Options{
 				Cluster:  c.Metadata.Name,
 				Provider: c.Spec.Security.Encryption.Provider,
 				Store:    st,
-				Servers:  controlplane.DirAPIServers{Dir: dir},
+				Servers:  servers,
 				Client:   client,
 				Rand:     rand.Reader,
 				Progress: g.errOut,
@@ -180,8 +190,52 @@ be allowed to list and update Secrets in every namespace.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
-	f.StringVar(&dir, "controlplane-dir", "", "directory of the running 'kiln controlplane run' (default NAME-control-plane)")
+	f.StringVar(&dir, "controlplane-dir", "", "directory of the running 'kiln controlplane run' (default NAME-control-plane if it holds one, else the control-plane machines)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with which to rewrite the Secrets (default DIR/admin.conf)")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "how long the whole rotation may take before it stops (run it again to continue)")
 	return cmd
+}
+
+// rotateTarget is where a rotation reaches the control plane: dir, the directory of a running 'kiln
+// controlplane run', or nodes, the cluster's control-plane machines.
+type rotateTarget struct {
+	dir   string
+	nodes *nodeControlPlane
+	tmp   string
+}
+
+func (t rotateTarget) close() {
+	if t.tmp != "" {
+		os.RemoveAll(t.tmp)
+	}
+}
+
+// rotateTarget loads the spec and finds the control plane: the directory dir when given (it must
+// hold marker, a file a running 'kiln controlplane run' keeps there), else NAME-control-plane when it
+// holds marker, else the cluster's control-plane machines.
+func (g *globals) rotateTarget(ctx context.Context, specPath, dir, marker string) (*v1alpha1.Cluster, rotateTarget, error) {
+	c, b, err := g.loadCluster(specPath)
+	if err != nil {
+		return nil, rotateTarget{}, err
+	}
+	if dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, marker)); err != nil {
+			return nil, rotateTarget{}, fmt.Errorf("--controlplane-dir %s: no running 'kiln controlplane run' there: %w", dir, err)
+		}
+		return c, rotateTarget{dir: dir}, nil
+	}
+	d := c.Metadata.Name + "-control-plane"
+	if _, err := os.Stat(filepath.Join(d, marker)); err == nil {
+		return c, rotateTarget{dir: d}, nil
+	}
+	tmp, err := os.MkdirTemp("", "kiln-rotate-")
+	if err != nil {
+		return nil, rotateTarget{}, err
+	}
+	t := rotateTarget{tmp: tmp}
+	if t.nodes, err = g.reachNodes(ctx, c, b, specPath, tmp); err != nil {
+		t.close()
+		return nil, rotateTarget{}, err
+	}
+	return c, t, nil
 }
