@@ -270,20 +270,42 @@ func checkCluster(t *testing.T, c *demoCluster) {
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
-		// etcd's gRPC gateway on the control-plane node, with the API server's etcd client certificate.
-		key := base64.StdEncoding.EncodeToString([]byte("/registry/secrets/default/e2e-encrypted"))
-		pki := "/etc/kubernetes/pki/"
-		out, err := c.ssh(c.controlCPU, "sudo curl -sS --cacert "+pki+"etcd/ca.crt --cert "+pki+"apiserver-etcd-client.crt --key "+
-			pki+"apiserver-etcd-client.key https://127.0.0.1:2379/v3/kv/range -d '{\"key\":\""+key+"\"}'")
-		if err != nil {
-			t.Fatal(err)
+		stored := c.etcdValue(t, "/registry/secrets/default/e2e-encrypted")
+		if !bytes.HasPrefix(stored, []byte("k8s:enc:")) || bytes.Contains(stored, []byte(value)) {
+			t.Errorf("the Secret in etcd is not encrypted: %q", stored[:min(64, len(stored))])
 		}
-		var r struct{ KVs []struct{ Value []byte } }
-		if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.KVs) != 1 {
-			t.Fatalf("etcd range: %v\n%s", err, out)
+	})
+	t.Run("kiln rotate certs and encryption-key reach the control-plane machine", func(t *testing.T) {
+		served := func() *x509.Certificate {
+			t.Helper()
+			conn, err := tls.Dial("tcp", strings.TrimPrefix(c.server, "https://"), &tls.Config{RootCAs: c.ca, ServerName: serverName(t, c)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			return conn.ConnectionState().PeerCertificates[0]
 		}
-		if !bytes.HasPrefix(r.KVs[0].Value, []byte("k8s:enc:")) || bytes.Contains(r.KVs[0].Value, []byte(value)) {
-			t.Errorf("the Secret in etcd is not encrypted: %q", r.KVs[0].Value[:min(64, len(r.KVs[0].Value))])
+		before := served()
+		if out, err := c.kiln("rotate", "certs", "-f", c.spec, "--renew-before", "8000h"); err != nil || !strings.Contains(string(out), "renewed 9 certificates") {
+			t.Fatalf("kiln rotate certs: %v\n%s", err, out)
+		}
+		if after := served(); after.SerialNumber.Cmp(before.SerialNumber) == 0 || !after.NotAfter.After(before.NotAfter) {
+			t.Errorf("the API server serves serial %x until %s, as before the renewal", after.SerialNumber, after.NotAfter)
+		}
+		// The kubeconfig's admin certificate, issued before, still works; so does a new one.
+		if _, err := c.admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
+			t.Errorf("the admin client after the renewal: %v", err)
+		}
+		if out, err := c.kiln("rotate", "encryption-key", "-f", c.spec); err != nil || !strings.Contains(string(out), "encrypted with key2 only") {
+			t.Fatalf("kiln rotate encryption-key: %v\n%s", err, out)
+		}
+		s, err := c.admin.CoreV1().Secrets("default").Get(ctx, "e2e-encrypted", metav1.GetOptions{})
+		if err != nil || !strings.HasPrefix(string(s.Data["v"]), "e2e-plaintext-") {
+			t.Fatalf("the Secret after the rotation: %v", err)
+		}
+		stored := c.etcdValue(t, "/registry/secrets/default/e2e-encrypted")
+		if head := stored[:min(64, len(stored))]; !bytes.HasPrefix(head, []byte("k8s:enc:")) || !bytes.Contains(head, []byte(":key2:")) {
+			t.Errorf("the Secret in etcd is not stored under key2: %q", head)
 		}
 	})
 	t.Run("SSH: the cluster key works, passwords are refused, on every node", func(t *testing.T) {
@@ -300,6 +322,23 @@ func checkCluster(t *testing.T, c *demoCluster) {
 			}
 		}
 	})
+}
+
+// etcdValue reads key from etcd's gRPC gateway on the control-plane node, with the API server's etcd
+// client certificate.
+func (c *demoCluster) etcdValue(t *testing.T, key string) []byte {
+	t.Helper()
+	pki := "/etc/kubernetes/pki/"
+	out, err := c.ssh(c.controlCPU, "sudo curl -sS --cacert "+pki+"etcd/ca.crt --cert "+pki+"apiserver-etcd-client.crt --key "+
+		pki+"apiserver-etcd-client.key https://127.0.0.1:2379/v3/kv/range -d '{\"key\":\""+base64.StdEncoding.EncodeToString([]byte(key))+"\"}'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct{ KVs []struct{ Value []byte } }
+	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.KVs) != 1 {
+		t.Fatalf("etcd range %s: %v\n%s", key, err, out)
+	}
+	return r.KVs[0].Value
 }
 
 // serverName is the name the API server's certificate is checked against: the kubeconfig's
