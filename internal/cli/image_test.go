@@ -77,7 +77,8 @@ func TestImageAudit(t *testing.T) {
 	noSudo := sshMachine(t, pub, map[string]string{"cat /etc/os-release": osRelease})
 	knownHosts := filepath.Join(dir, "known_hosts")
 	line := knownhosts.Line([]string{knownhosts.Normalize(hardened.Addr)}, hardened.HostKey) + "\n" +
-		knownhosts.Line([]string{knownhosts.Normalize(stock.Addr)}, hardened.HostKey) + "\n"
+		knownhosts.Line([]string{knownhosts.Normalize(stock.Addr)}, hardened.HostKey) + "\n" +
+		knownhosts.Line([]string{knownhosts.Normalize(noSudo.Addr)}, noSudo.HostKey) + "\n"
 	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -131,13 +132,13 @@ func TestImageAudit(t *testing.T) {
 		other := t.TempDir()
 		otherKey, _ := clientKey(t, other)
 		host, port, _ := net.SplitHostPort(hardened.Addr)
-		code, _, errOut := kiln(t, dir, "image", "audit", host, "-p", port, "-i", otherKey, "--insecure-ignore-host-key")
+		code, _, errOut := kiln(t, dir, "image", "audit", host, "-p", port, "-i", otherKey, "--known-hosts", knownHosts)
 		if code == 0 || !strings.Contains(errOut, "unable to authenticate") {
 			t.Fatalf("exit %d, want an authentication failure: %s", code, errOut)
 		}
 	})
 	t.Run("no sudo", func(t *testing.T) {
-		code, _, errOut := audit(noSudo, "--insecure-ignore-host-key")
+		code, _, errOut := audit(noSudo, "--known-hosts", knownHosts)
 		if code == 0 || !strings.Contains(errOut, "sudo -n sshd -T") || !strings.Contains(errOut, "exited with status 127") {
 			t.Fatalf("exit %d, want the failed command named: %s", code, errOut)
 		}
