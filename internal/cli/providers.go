@@ -182,7 +182,7 @@ func awsProvider(ctx context.Context, c *v1alpha1.Cluster) (provisioner.Provider
 	}
 	o.Bucket = os.Getenv(envAWSBucket)
 	if o.Bucket == "" {
-		return nil, fmt.Errorf("provider aws: set %s to the S3 bucket that carries control-plane configs (kiln does not create it)", envAWSBucket)
+		return nil, fmt.Errorf("provider aws: set %s to the S3 bucket that carries the machines' configs until they joined (kiln does not create it)", envAWSBucket)
 	}
 	o.S3PathStyle = os.Getenv(envAWSS3PathStyle) == "true"
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.Region))
