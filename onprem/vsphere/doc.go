@@ -27,7 +27,10 @@
 //
 //   - guestinfo.ignition.config.data: the Ignition config, base64 (at most MaxIgnitionSize bytes), and
 //     guestinfo.ignition.config.data.encoding = base64. Ignition's vmware provider reads both on first
-//     boot through the VMware tools RPC channel. The config holds a bootstrap token: once the node has
+//     boot through the VMware tools RPC channel. With Config.ConfigServer set (the spec's
+//     provider.vsphere.configServer), the config the caller passes is a stub that fetches the real one
+//     once from kiln's config server (see ConfigServer); otherwise it is the whole config. It holds a
+//     bootstrap token, or the stub a one-time token: once the node has
 //     answered (its Node is Ready, or its SSH server proved its pinned host key; never because the VM
 //     is powered on), the executor calls Joined, whose ClearIgnition sets both keys to empty values,
 //     which removes them.
