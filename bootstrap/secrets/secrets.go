@@ -110,8 +110,8 @@ type Bundle struct {
 	// EncryptionRotation is the rotation of the encryption key under way, if any.
 	EncryptionRotation *EncryptionRotation `json:"encryptionRotation,omitempty"`
 	// CertRenewal is the renewal of leaf certificates under way, if any.
-	CertRenewal *CertRenewal `json:"certRenewal,omitempty"`
-	BootstrapTokens    []BootstrapToken    `json:"bootstrapTokens,omitempty"`
+	CertRenewal     *CertRenewal     `json:"certRenewal,omitempty"`
+	BootstrapTokens []BootstrapToken `json:"bootstrapTokens,omitempty"`
 }
 
 // SSHKeys is who may log in to the nodes as the admin user.
