@@ -28,6 +28,8 @@ type CertOptions struct {
 	Servers CertServers
 	// RenewBefore renews the leaf certificates that expire within it; DefaultRenewBefore when zero.
 	RenewBefore time.Duration
+	// All renews every leaf certificate, whenever it expires.
+	All bool
 	// Validity of a renewed certificate; secrets.LeafValidity when zero.
 	Validity time.Duration
 	// Rand is the source of the new serial numbers (crypto/rand.Reader).
@@ -78,7 +80,7 @@ func Certs(ctx context.Context, opts CertOptions) (CertResult, error) {
 	res := CertResult{Resumed: b.CertRenewal != nil}
 	t := now()
 	r, err := secrets.RenewCertificates(opts.Store, opts.Cluster, func(l secrets.Leaf) bool {
-		return l.Cert.NotAfter.Before(t.Add(before))
+		return opts.All || l.Cert.NotAfter.Before(t.Add(before))
 	}, opts.Rand, t, validity)
 	if err != nil {
 		return res, err

@@ -32,11 +32,12 @@ func newRotate(g *globals) *cobra.Command {
 func newRotateCerts(g *globals) *cobra.Command {
 	var specPath, dir string
 	var before, timeout time.Duration
+	var all bool
 	cmd := &cobra.Command{
-		Use:   "certs -f cluster.yaml --controlplane-dir DIR [--renew-before 720h]",
+		Use:   "certs -f cluster.yaml [--controlplane-dir DIR] [--renew-before 720h | --all]",
 		Short: "Renew the cluster's leaf certificates before they expire, resumably",
 		Long: `certs renews every leaf certificate of the cluster that expires within --renew-before (30 days by
-default): the API server's serving certificate, its client certificates to the kubelets, etcd and the
+default), or every one with --all: the API server's serving certificate, its client certificates to the kubelets, etcd and the
 front proxy, etcd's serving and peer certificates, the controller manager's, the scheduler's and the
 admin's. Each renewed certificate keeps its key, names and usages and is valid for a year; the CAs
 are not renewed.
@@ -56,7 +57,7 @@ kube-controller-manager and kube-scheduler read when they start are used from th
 the ones they hold stay valid until they expire. Nodes rendered from now on get the renewed ones.
 See docs/security.md.`,
 		Example: `  kiln rotate certs -f cluster.yaml                        # the cluster's control-plane machines
-  kiln rotate certs -f cluster.yaml --renew-before 8000h   # renew now what expires within a year
+  kiln rotate certs -f cluster.yaml --all                  # renew every leaf certificate now
   kiln controlplane run -f cluster.yaml &
   kiln rotate certs -f cluster.yaml --controlplane-dir demo-control-plane`,
 		Args: cobra.NoArgs,
@@ -85,6 +86,7 @@ See docs/security.md.`,
 				Store:       st,
 				Servers:     servers,
 				RenewBefore: before,
+				All:         all,
 				Rand:        rand.Reader,
 				Progress:    g.errOut,
 			})
@@ -104,6 +106,7 @@ See docs/security.md.`,
 	f.StringVarP(&specPath, "file", "f", "cluster.yaml", "cluster spec")
 	f.StringVar(&dir, "controlplane-dir", "", "directory of the running 'kiln controlplane run' (default NAME-control-plane if it holds one, else the control-plane machines)")
 	f.DurationVar(&before, "renew-before", rotate.DefaultRenewBefore, "renew the certificates that expire within this")
+	f.BoolVar(&all, "all", false, "renew every leaf certificate now, whenever it expires")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long it may take before it stops (run it again to finish)")
 	return cmd
 }
