@@ -275,7 +275,7 @@ func checkCluster(t *testing.T, c *demoCluster) {
 			t.Errorf("the Secret in etcd is not encrypted: %q", stored[:min(64, len(stored))])
 		}
 	})
-	t.Run("kiln rotate certs and encryption-key reach the control-plane machine", func(t *testing.T) {
+	t.Run("kiln rotate certs reaches the control-plane machine", func(t *testing.T) {
 		served := func() *x509.Certificate {
 			t.Helper()
 			conn, err := tls.Dial("tcp", strings.TrimPrefix(c.server, "https://"), &tls.Config{RootCAs: c.ca, ServerName: serverName(t, c)})
@@ -295,17 +295,6 @@ func checkCluster(t *testing.T, c *demoCluster) {
 		// The kubeconfig's admin certificate, issued before, still works; so does a new one.
 		if _, err := c.admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
 			t.Errorf("the admin client after the renewal: %v", err)
-		}
-		if out, err := c.kiln("rotate", "encryption-key", "-f", c.spec); err != nil || !strings.Contains(string(out), "encrypted with key2 only") {
-			t.Fatalf("kiln rotate encryption-key: %v\n%s", err, out)
-		}
-		s, err := c.admin.CoreV1().Secrets("default").Get(ctx, "e2e-encrypted", metav1.GetOptions{})
-		if err != nil || !strings.HasPrefix(string(s.Data["v"]), "e2e-plaintext-") {
-			t.Fatalf("the Secret after the rotation: %v", err)
-		}
-		stored := c.etcdValue(t, "/registry/secrets/default/e2e-encrypted")
-		if head := stored[:min(64, len(stored))]; !bytes.HasPrefix(head, []byte("k8s:enc:")) || !bytes.Contains(head, []byte(":key2:")) {
-			t.Errorf("the Secret in etcd is not stored under key2: %q", head)
 		}
 	})
 	t.Run("SSH: the cluster key works, passwords are refused, on every node", func(t *testing.T) {
