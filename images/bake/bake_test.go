@@ -166,16 +166,6 @@ func (v *vm) pin(t testing.TB) {
 	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // boot starts the image directory's disk (through a new qcow2 overlay) with its kernel and the
 // Ignition config ign, and waits for sshd's banner.
 func boot(t testing.TB, image imageDir, ign string) *vm {
@@ -185,7 +175,7 @@ func boot(t testing.TB, image imageDir, ign string) *vm {
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image.path("disk.qcow2"), overlay).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img create: %v\n%s", err, out)
 	}
-	v := &vm{port: freePort(t), console: filepath.Join(dir, "console.log")}
+	v := &vm{port: testtool.FreePort(t), console: filepath.Join(dir, "console.log")}
 	v.cmd = exec.Command("qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,thread=multi", "-m", "2048", "-smp", "2",
 		"-display", "none", "-serial", "file:"+v.console, "-monitor", "none",
 		"-kernel", image.path("vmlinuz"), "-initrd", image.path("initrd.img"), "-append", image.cmdline(t),

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -153,16 +152,6 @@ func toolsVersion(t *testing.T, name string) string {
 	return string(m[1])
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestNodeRuntime runs the node's container runtime as a node has it: the containerd 2.x that the
 // base image carries (hack/tools.sh containerd) with kiln's rendered config and Debian's runc imports
 // the node images (hack/tools.sh node-images) with the base image's own importer
@@ -273,7 +262,7 @@ func TestNodeRuntime(t *testing.T) {
 
 	t.Run("echo", func(t *testing.T) {
 		const id = "kiln-test-echo"
-		port := freePort(t)
+		port := testtool.FreePort(t)
 		logPath := filepath.Join(r.dir, "echo.log")
 		t.Cleanup(func() { r.removeContainer(id) })
 		r.mustCtr("run", "-d", "--net-host", "--runc-root", r.runcRoot, "--log-uri", "file://"+logPath,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -267,7 +268,7 @@ func TestVSphereStubFetchedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := freeLoopbackAddr(t)
+	server := net.JoinHostPort("127.0.0.1", strconv.Itoa(testtool.FreePort(t)))
 	cl.Spec.Provider.VSphere = &v1alpha1.VSphereProvider{Server: sim.URL.Host, Datacenter: vspheretest.Datacenter, Cluster: vspheretest.Cluster,
 		Folder: vspheretest.Folder, Datastore: vspheretest.Datastore, Network: vspheretest.Network, ConfigServer: server}
 	cl.Spec.ControlPlane.Image = vspheretest.Template
@@ -358,17 +359,6 @@ func TestVSphereStubFetchedOnce(t *testing.T) {
 	if left := enrollTickets(t, dir); len(left) != 0 {
 		t.Errorf("tickets left after delete: %v", slices.Collect(maps.Keys(left)))
 	}
-}
-
-// freeLoopbackAddr returns a 127.0.0.1 address with a port nothing listens on.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // waitListening waits until something accepts connections at addr.
