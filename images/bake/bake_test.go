@@ -427,7 +427,7 @@ func TestBake(t *testing.T) {
 		dump := run(t, c, "apt-config dump")
 		for _, w := range []string{
 			`Unattended-Upgrade::Origins-Pattern:: "origin=Debian,codename=${distro_codename}-security,label=Debian-Security";`,
-			`Unattended-Upgrade::Automatic-Reboot "true";`,
+			`Unattended-Upgrade::Automatic-Reboot "false";`,
 			`Unattended-Upgrade::Automatic-Reboot-Time "02:00";`,
 		} {
 			if !strings.Contains(dump, w) {

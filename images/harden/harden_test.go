@@ -372,7 +372,7 @@ func TestVerifyAPT(t *testing.T) {
 	}{
 		{name: "hardened", fixture: "apt-config-dump-hardened.txt", want: 0},
 		{name: "debian12-stock", fixture: "apt-config-dump-debian12-stock.txt", want: 5},
-		{name: "moving", fixture: "apt-config-dump-moving.txt", want: 9},
+		{name: "moving", fixture: "apt-config-dump-moving.txt", want: 8},
 		{
 			name:    "explicit-origins",
 			fixture: "apt-config-dump-hardened.txt",
@@ -543,7 +543,7 @@ func ExampleVerifyAPT() {
 	dump := []byte(`APT::Periodic::Update-Package-Lists "1";
 APT::Periodic::Unattended-Upgrade "1";
 Unattended-Upgrade::Origins-Pattern:: "origin=Debian,a=stable,label=Debian-Security";
-Unattended-Upgrade::Automatic-Reboot "true";
+Unattended-Upgrade::Automatic-Reboot "false";
 Unattended-Upgrade::Automatic-Reboot-WithUsers "true";
 Unattended-Upgrade::Automatic-Reboot-Time "02:00";
 `)

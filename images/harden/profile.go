@@ -64,7 +64,13 @@ type Upgrades struct {
 	// OriginsPatterns are the unattended-upgrades Origins-Pattern entries. Empty means the distro's
 	// security origins, matched by codename. Defaults to empty.
 	OriginsPatterns []string
-	// AutomaticReboot reboots when an upgrade needs it. Defaults to `true`.
+	// RebootAgent leaves the reboots that upgrades need to kiln's node agent (`kiln-node reboot`),
+	// which takes its pool's reboot lock in the cluster, drains the node, reboots and rejoins, one
+	// node of a pool at a time. Defaults to `true`. It and AutomaticReboot are never both on: with
+	// unattended-upgrades rebooting on its own, every node of a pool reboots in the same minute.
+	RebootAgent bool
+	// AutomaticReboot lets unattended-upgrades reboot by itself, at AutomaticRebootTime, when an
+	// upgrade needs it: only for machines without the agent. Defaults to `false`.
 	AutomaticReboot bool
 	// AutomaticRebootWithUsers reboots even when users are logged in. Defaults to `true`.
 	AutomaticRebootWithUsers bool
@@ -132,7 +138,8 @@ func DefaultProfile() Profile {
 			ModuliMinBits:   3072,
 		},
 		Upgrades: Upgrades{
-			AutomaticReboot:          true,
+			RebootAgent:              true,
+			AutomaticReboot:          false,
 			AutomaticRebootWithUsers: true,
 			AutomaticRebootTime:      "02:00",
 			UpdatePackageListsDays:   1,
@@ -247,6 +254,9 @@ func (p Profile) Validate() error {
 		for _, prob := range originProblems(o) {
 			add(fmt.Sprintf("Upgrades.OriginsPatterns[%d]", i), "%q %s", o, prob)
 		}
+	}
+	if u.RebootAgent && u.AutomaticReboot {
+		add("Upgrades.AutomaticReboot", "is true while the reboot agent is on: unattended-upgrades would reboot every node of a pool in the same minute, beside the agent that reboots them one at a time; turn one of them off (RebootAgent, kiln-harden's reboot_agent)")
 	}
 	if !rebootTimeRE.MatchString(u.AutomaticRebootTime) {
 		add("Upgrades.AutomaticRebootTime", "%q is not HH:MM", u.AutomaticRebootTime)

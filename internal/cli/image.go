@@ -317,6 +317,7 @@ type auditOptions struct {
 	insecureHostKey                           bool
 	allowGroups                               []string
 	rebootTime                                string
+	automaticReboot                           bool
 	timeout                                   time.Duration
 }
 
@@ -365,6 +366,7 @@ kiln pinned, for --known-hosts FILE.`,
 	f.BoolVar(&o.insecureHostKey, "insecure-ignore-host-key", false, "accept any host key (prints its fingerprint)")
 	f.StringSliceVar(&o.allowGroups, "allow-groups", nil, "the allow_groups the image was baked with")
 	f.StringVar(&o.rebootTime, "automatic-reboot-time", "", "the automatic_reboot_time the image was baked with (default 02:00)")
+	f.BoolVar(&o.automaticReboot, "automatic-reboot", false, "the image was baked with reboot_agent = false and automatic_reboot = true (unattended-upgrades reboots by itself, without kiln's reboot agent)")
 	f.DurationVar(&o.timeout, "timeout", sshexec.DefaultTimeout, "how long the SSH connection and the audit's commands may take")
 	return cmd
 }
@@ -446,6 +448,9 @@ func auditHost(ctx context.Context, o auditOptions, user string, signer ssh.Sign
 	p.SSHD.AllowGroups = o.allowGroups
 	if o.rebootTime != "" {
 		p.Upgrades.AutomaticRebootTime = o.rebootTime
+	}
+	if o.automaticReboot {
+		p.Upgrades.RebootAgent, p.Upgrades.AutomaticReboot = false, true
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

@@ -52,7 +52,12 @@ type Config struct {
 	// unattended-upgrades Origins-Pattern entries. Empty means the distro's security archives, matched
 	// by codename so that the image never follows "stable" into the next release. Defaults to `[]`.
 	OriginsPatterns []string `mapstructure:"origins_patterns"`
-	// Reboot when an upgrade needs it. Defaults to `true`.
+	// Leave the reboots that upgrades need to kiln's node agent (`kiln-node reboot`): one node of a
+	// pool at a time, drained first, through a lock in the cluster. Defaults to `true`; never together
+	// with automatic_reboot.
+	RebootAgent *bool `mapstructure:"reboot_agent"`
+	// Let unattended-upgrades reboot by itself when an upgrade needs it, for machines without the
+	// agent (set reboot_agent = false too). Defaults to `false`.
 	AutomaticReboot *bool `mapstructure:"automatic_reboot"`
 	// Reboot even when users are logged in. Defaults to `true`.
 	AutomaticRebootWithUsers *bool `mapstructure:"automatic_reboot_with_users"`
@@ -90,6 +95,7 @@ var fieldKeys = map[string]string{
 	"SSHD.ModuliMinBits":           "moduli_min_bits",
 	"Upgrades.OriginsPatterns":     "origins_patterns",
 	"Upgrades.AutomaticRebootTime": "automatic_reboot_time",
+	"Upgrades.AutomaticReboot":     "automatic_reboot",
 	"Hygiene.BuildUser":            "build_user",
 	"Hygiene.RemoveBuildUser":      "remove_build_user",
 }
@@ -132,6 +138,9 @@ func (c *Config) Profile(buildUser string) harden.Profile {
 	u := &p.Upgrades
 	if c.OriginsPatterns != nil {
 		u.OriginsPatterns = c.OriginsPatterns
+	}
+	if c.RebootAgent != nil {
+		u.RebootAgent = *c.RebootAgent
 	}
 	if c.AutomaticReboot != nil {
 		u.AutomaticReboot = *c.AutomaticReboot

@@ -32,6 +32,7 @@ type FlatConfig struct {
 	RequiredRSASize          *int              `mapstructure:"required_rsa_size" cty:"required_rsa_size" hcl:"required_rsa_size"`
 	ModuliMinBits            *int              `mapstructure:"moduli_min_bits" cty:"moduli_min_bits" hcl:"moduli_min_bits"`
 	OriginsPatterns          []string          `mapstructure:"origins_patterns" cty:"origins_patterns" hcl:"origins_patterns"`
+	RebootAgent              *bool             `mapstructure:"reboot_agent" cty:"reboot_agent" hcl:"reboot_agent"`
 	AutomaticReboot          *bool             `mapstructure:"automatic_reboot" cty:"automatic_reboot" hcl:"automatic_reboot"`
 	AutomaticRebootWithUsers *bool             `mapstructure:"automatic_reboot_with_users" cty:"automatic_reboot_with_users" hcl:"automatic_reboot_with_users"`
 	AutomaticRebootTime      *string           `mapstructure:"automatic_reboot_time" cty:"automatic_reboot_time" hcl:"automatic_reboot_time"`
@@ -74,6 +75,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"required_rsa_size":           &hcldec.AttrSpec{Name: "required_rsa_size", Type: cty.Number, Required: false},
 		"moduli_min_bits":             &hcldec.AttrSpec{Name: "moduli_min_bits", Type: cty.Number, Required: false},
 		"origins_patterns":            &hcldec.AttrSpec{Name: "origins_patterns", Type: cty.List(cty.String), Required: false},
+		"reboot_agent":                &hcldec.AttrSpec{Name: "reboot_agent", Type: cty.Bool, Required: false},
 		"automatic_reboot":            &hcldec.AttrSpec{Name: "automatic_reboot", Type: cty.Bool, Required: false},
 		"automatic_reboot_with_users": &hcldec.AttrSpec{Name: "automatic_reboot_with_users", Type: cty.Bool, Required: false},
 		"automatic_reboot_time":       &hcldec.AttrSpec{Name: "automatic_reboot_time", Type: cty.String, Required: false},

@@ -69,6 +69,15 @@ func TestPrepareReportsEveryErrorAtOnce(t *testing.T) {
 			},
 		},
 		{
+			name: "unattended-upgrades and the agent both rebooting",
+			raw:  map[string]interface{}{"automatic_reboot": true},
+			want: []string{`automatic_reboot: is true while the reboot agent is on`},
+		},
+		{
+			name: "unattended-upgrades rebooting without the agent",
+			raw:  map[string]interface{}{"automatic_reboot": true, "reboot_agent": false},
+		},
+		{
 			name: "wrong type",
 			raw:  map[string]interface{}{"max_auth_tries": "many"},
 			want: []string{`1 error(s) decoding`, ``, `cannot parse 'max_auth_tries' as int`},
