@@ -6,5 +6,5 @@
 // Decisions about machines are made elsewhere, in pure functions: provisioner/health judges one
 // machine, provisioner/reconcile plans what to create and delete. A thin executor,
 // provisioner/converge, carries a plan out through a Provider, draining a machine's Kubernetes Node
-// (provisioner/drain) before the machine goes.
+// (nodeagent/drain) before the machine goes.
 package provisioner

@@ -19,7 +19,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/tokens"
 	"github.com/kiln-dev/kiln/provisioner"
 	"github.com/kiln-dev/kiln/provisioner/converge"
-	"github.com/kiln-dev/kiln/provisioner/drain"
+	"github.com/kiln-dev/kiln/nodeagent/drain"
 	"github.com/kiln-dev/kiln/provisioner/health"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 	"github.com/kiln-dev/kiln/state"

@@ -23,7 +23,7 @@ var layers = []struct {
 	{"foundation: the spec, the state store, SSH execution", []string{"api/", "state", "sshexec"}},
 	// Node agents run on the nodes; rendering (bootstrap) starts them with their units, so it may read
 	// their units, paths and flags, and they need nothing of kiln's.
-	{"node agents: the services kiln-node runs on a node (pod network, later the reboot coordinator)", []string{"nodeagent/"}},
+	{"node agents: the services kiln-node runs on a node (pod network, reboot coordinator) and the drain the provisioner shares", []string{"nodeagent/"}},
 	// bootstrap/privatenet wraps a node's config with its static address for the providers that give
 	// one (qemu, vsphere): rendering, shared, so that no provider imports another.
 	{"bootstrap: PKI, secrets, Kubernetes configs, firewall, Butane, rendering", []string{"bootstrap/", "butane", "bootstrap/privatenet"}},

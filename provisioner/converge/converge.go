@@ -17,7 +17,7 @@
 //
 // When the cluster's API is reachable (a Drainer, or Nodes that can drain), a machine with a
 // Kubernetes Node is drained before it is deleted or powered off: cordoned, its pods evicted with
-// their PodDisruptionBudgets respected (see provisioner/drain). A drain that does not finish holds the
+// their PodDisruptionBudgets respected (see nodeagent/drain). A drain that does not finish holds the
 // machine: the report's plan says why, and the next pass tries again. Once the machine is deleted,
 // its Node is deleted too. When the API does not answer, machines go undrained, and the report says so;
 // the Nodes they leave behind are deleted in the first pass in which it answers (if not Ready).
@@ -37,8 +37,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/nodeagent/drain"
 	"github.com/kiln-dev/kiln/provisioner"
-	"github.com/kiln-dev/kiln/provisioner/drain"
 	"github.com/kiln-dev/kiln/provisioner/health"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )

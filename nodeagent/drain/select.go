@@ -1,4 +1,5 @@
-// Package drain empties a Kubernetes Node before its machine goes: it cordons the Node, evicts its
+// Package drain empties a Kubernetes Node before its machine goes (the provisioner) or before it
+// reboots (kiln-node reboot): it cordons the Node, evicts its
 // pods through the Eviction API (policy/v1), so that PodDisruptionBudgets hold, waits for them to
 // terminate, and, once the machine is deleted, deletes the Node object. It never deletes a pod by
 // force: an eviction that a PodDisruptionBudget refuses is tried again until the drain's timeout, and

@@ -24,8 +24,8 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
 	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/nodeagent/drain"
 	"github.com/kiln-dev/kiln/provisioner/converge"
-	"github.com/kiln-dev/kiln/provisioner/drain"
 	"github.com/kiln-dev/kiln/provisioner/providertest"
 	"github.com/kiln-dev/kiln/provisioner/reconcile"
 )
@@ -211,7 +211,7 @@ func cordoned(t *testing.T, c kubernetes.Interface, node string) bool {
 // TestDrainOnAPIServer drains Nodes of a real API server. Without kubelets, the test plays their
 // part in the pods' and Nodes' status.
 //
-//	KILN_KUBERNETES=$(hack/tools.sh kubernetes) go test -count=1 -run DrainOnAPIServer -v ./provisioner/drain
+//	KILN_KUBERNETES=$(hack/tools.sh kubernetes) go test -count=1 -run DrainOnAPIServer -v ./nodeagent/drain
 func TestDrainOnAPIServer(t *testing.T) {
 	c := startCluster(t)
 	fast := drain.Drainer{Client: c, Timeout: 5 * time.Second, Interval: 200 * time.Millisecond}
