@@ -56,13 +56,16 @@ func lower(s string) string { return strings.ToLower(s) }
 
 // SecureManifests are the objects `kiln cluster secure` applies to a running cluster: the namespaces
 // of spec.security.podSecurity.namespaces with their Pod Security labels (kubecfg.NamespaceManifests)
-// and the RBAC bindings of kubelet TLS bootstrap and of kiln's admin group (kubecfg.BootstrapRBAC).
+// the RBAC bindings of kubelet TLS bootstrap and of kiln's admin group (kubecfg.BootstrapRBAC), and
+// the pools' reboot locks with their RBAC and admission policy (kubecfg.RebootLock), so that a pool
+// added after the cluster init gets its Leases.
 func SecureManifests(c *v1alpha1.Cluster) ([][]byte, error) {
 	ns, err := kubecfg.NamespaceManifests(c.Spec.Security.PodSecurity.Namespaces)
 	if err != nil {
 		return nil, fmt.Errorf("clusterapply: %w", err)
 	}
-	return [][]byte{ns, kubecfg.BootstrapRBAC()}, nil
+	objects, policy := kubecfg.RebootLock(c.Metadata.Name, kubecfg.RebootPools(c))
+	return [][]byte{ns, kubecfg.BootstrapRBAC(), objects, policy}, nil
 }
 
 // Apply applies every object of the YAML streams in manifests, in order, with server-side apply as

@@ -17,6 +17,8 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/butane"
 	"github.com/kiln-dev/kiln/nodeagent/podnet"
+	"github.com/kiln-dev/kiln/nodeagent/reboot"
+	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 )
 
 // Paths on the node.
@@ -54,6 +56,9 @@ type templateData struct {
 	// other nodes' pods); KubeProxyConfig is kube-proxy's --config file.
 	PodNetworkUnit  string
 	KubeProxyConfig string
+	// RebootService and RebootTimer run kiln-node reboot every minute: the reboots that updates
+	// need, one node of the pool at a time.
+	RebootService, RebootTimer string
 
 	// Control plane only.
 	ClusterInit       clusterInitData
@@ -178,12 +183,36 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 		}
 		d.FirewallRuleset, d.FirewallUnit = string(rs), firewall.Unit()
 	}
+	if d.RebootService, d.RebootTimer, err = r.rebootUnits(role, pool); err != nil {
+		return nil, err
+	}
 	if role == v1alpha1.RoleControlPlane {
 		if err := r.controlPlaneData(d); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// rebootUnits are the units of the reboot coordinator for a node of role in pool: its pool's lock
+// (the control plane's for a control-plane node) and maintenance window.
+func (r *Renderer) rebootUnits(role, pool string) (service, timer string, err error) {
+	in := reboot.UnitInput{Node: butane.NodeNamePlaceholder, Pool: pool, Slots: 1, Kubeconfig: kubeletKubeconfig}
+	mw := r.in.Cluster.Spec.ControlPlane.MaintenanceWindow
+	if role == v1alpha1.RoleControlPlane {
+		in.Pool = rebootlock.ControlPlanePool
+	} else {
+		p := r.pool(pool)
+		in.Slots, mw = max(p.MaxConcurrentReboots, 1), p.MaintenanceWindow
+	}
+	if mw != nil {
+		in.Schedule, in.TimeZone = mw.Schedule, mw.TimeZone
+	}
+	service, timer, err = reboot.Units(in)
+	if err != nil {
+		return "", "", fmt.Errorf("ignition: %w", err)
+	}
+	return service, timer, nil
 }
 
 // externalServer is the API endpoint by its name: the service-account issuer.
@@ -313,6 +342,8 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		{"15-podnet-rbac.yaml", kubecfg.PodNetworkRBAC()},
 		{"16-kube-proxy-rbac.yaml", kubecfg.KubeProxyRBAC()},
 	}
+	rebootObjects, rebootPolicy := kubecfg.RebootLock(c.Metadata.Name, kubecfg.RebootPools(c))
+	manifests = append(manifests, manifest{"17-reboot-lock.yaml", rebootObjects})
 	var tokens []byte
 	for _, t := range b.BootstrapTokens {
 		s, err := kubecfg.BootstrapTokenSecret(t.ID, t.Secret, t.Expires, t.Description)
@@ -336,7 +367,9 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 	if err != nil {
 		return fmt.Errorf("ignition: %w", err)
 	}
-	add(kubecfg.DefaultClusterInitRBACFile, 0o600, rbac)
+	// The reboot lock's admission policy goes with that RBAC, applied by the same system:masters
+	// grant: the cluster init's own writes are not trusted with an admission policy.
+	add(kubecfg.DefaultClusterInitRBACFile, 0o600, append(append(rbac, "---\n"...), rebootPolicy...))
 	d.ClusterInit = clusterInitData{
 		RBAC: kubecfg.DefaultClusterInitRBACFile, GrantKubeconfig: kubecfg.DefaultClusterInitGrantKubeconfig,
 		Manifests: manifestsDir, Kubeconfig: kubecfg.DefaultClusterInitKubeconfig,

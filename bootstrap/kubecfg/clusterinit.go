@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -36,6 +37,7 @@ var initKinds = map[schema.GroupKind]initKind{
 	{Kind: "Secret"}:    {resource: "secrets", namespaced: true},
 	{Group: rbacv1.GroupName, Kind: "ClusterRole"}:        {resource: "clusterroles"},
 	{Group: rbacv1.GroupName, Kind: "ClusterRoleBinding"}: {resource: "clusterrolebindings"},
+	{Group: coordinationv1.GroupName, Kind: "Lease"}:      {resource: "leases", namespaced: true},
 }
 
 // builtinNamespaces exist as soon as kube-apiserver starts, before any manifest is applied: a Role

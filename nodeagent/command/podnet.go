@@ -60,12 +60,9 @@ credential and, on every change and every --resync:
 				return fmt.Errorf("--cluster-cidr %q: want the cluster's pod range (spec.network.podCIDR), e.g. 10.244.0.0/16", o.clusterCIDR)
 			}
 			if o.nodeName == "" {
-				// The kubelet's default node name: the hostname, lower-cased.
-				h, err := os.Hostname()
-				if err != nil {
-					return fmt.Errorf("node name: %w (set --node-name)", err)
+				if o.nodeName, err = hostName(); err != nil {
+					return err
 				}
-				o.nodeName = strings.ToLower(strings.TrimSpace(h))
 			}
 			ctx := cmd.Context()
 			client, err := nodeClient(ctx, o.kubeconfig, func(msg string) { log.Info("waiting", "node", o.nodeName, "why", msg) })
@@ -142,4 +139,13 @@ func nodeClient(ctx context.Context, kubeconfig string, waiting func(string)) (k
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	return client, nil
+}
+
+// hostName is the kubelet's default node name: the hostname, lower-cased.
+func hostName() (string, error) {
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("node name: %w (set --node-name)", err)
+	}
+	return strings.ToLower(strings.TrimSpace(h)), nil
 }

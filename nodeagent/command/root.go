@@ -50,7 +50,8 @@ func NewRoot() *cobra.Command {
 		Short: "The agents that run on every kiln node",
 		Long: `kiln-node runs on every node of a kiln cluster, one subcommand per agent, each started by its
 systemd unit: 'kiln-node podnet' keeps the node's pod network (its CNI config, and routes to the
-other nodes' pods).`,
+other nodes' pods); 'kiln-node reboot' takes the reboots that security updates need, one node of a
+pool at a time, drained first, through a lock in the cluster.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -58,7 +59,7 @@ other nodes' pods).`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	_ = root.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = root.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions([]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
-	root.AddCommand(newPodnet(g), newVersion())
+	root.AddCommand(newPodnet(g), newReboot(g), newVersion())
 	return root
 }
 
