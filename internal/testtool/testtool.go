@@ -252,16 +252,20 @@ func ExclusiveVMs(t testing.TB) {
 
 // BuildKiln builds kiln's command line (./cmd/kiln) from this checkout into dir and returns the
 // binary's path.
-func BuildKiln(dir string) (string, error) {
+func BuildKiln(dir string) (string, error) { return BuildCommand(dir, "kiln") }
+
+// BuildCommand builds the command ./cmd/NAME of this checkout into dir and returns the binary's
+// path.
+func BuildCommand(dir, name string) (string, error) {
 	root, err := RepoRoot(".")
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "kiln")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kiln")
+	bin := filepath.Join(dir, name)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/kiln: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, out)
 	}
 	return bin, nil
 }

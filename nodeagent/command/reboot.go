@@ -109,8 +109,8 @@ func (o rebootOptions) agent() (*reboot.Agent, error) {
 		return nil, fmt.Errorf("--slots %d: at least 1", o.slots)
 	case o.pool == ControlPlanePool && o.slots != 1:
 		return nil, fmt.Errorf("--slots %d: the control plane reboots one node at a time", o.slots)
-	case o.leaseDuration < time.Minute:
-		return nil, fmt.Errorf("--lease-duration %s: at least 1m (a reboot takes longer)", o.leaseDuration)
+	case o.leaseDuration < 10*time.Second:
+		return nil, fmt.Errorf("--lease-duration %s: at least 10s (a reboot takes longer)", o.leaseDuration)
 	case o.drainTimeout <= 0 || o.offlineAfter <= 0 || o.rebootGrace <= 0 || o.renewEvery <= 0:
 		return nil, fmt.Errorf("--drain-timeout, --offline-after, --reboot-grace and --renew-every must be positive")
 	case o.renewEvery >= o.leaseDuration:
