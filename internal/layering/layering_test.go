@@ -40,7 +40,8 @@ var providers = []string{"provisioner/aws", "onprem/vsphere", "onprem/qemu", "on
 
 // testTooling are packages that exist for tests: any test may use them, no binary contains them.
 var testTooling = []string{"internal/testtool", "internal/golden", "internal/ignitiontest", "internal/layering",
-	"provisioner/providertest", "provisioner/aws/awstest", "bootstrap/controlplane/controlplanetest", "images/packer/packertest", "state/statetest", "sshexec/sshexectest", "onprem/vsphere/vspheretest"}
+	"provisioner/providertest", "provisioner/aws/awstest", "bootstrap/controlplane/controlplanetest", "images/packer/packertest", "state/statetest", "sshexec/sshexectest", "onprem/vsphere/vspheretest",
+	"nodeagent/rebootlock/rebootlocktest"}
 
 type pkg struct {
 	ImportPath string
