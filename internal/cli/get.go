@@ -8,6 +8,6 @@ func newGet(g *globals) *cobra.Command {
 		Use:   "get",
 		Short: "List what kiln keeps track of",
 	}
-	cmd.AddCommand(newGetNodes(g), newGetMachines(g))
+	cmd.AddCommand(newGetNodes(g), newGetMachines(g), newGetReboots(g))
 	return cmd
 }

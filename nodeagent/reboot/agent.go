@@ -110,6 +110,60 @@ func (a *Agent) Run(ctx context.Context) (Decision, error) {
 	}
 	d := Decide(o, a.Policy)
 	a.Log.Info("decided", "node", a.Node, "decision", string(d.Kind), "reason", d.Reason)
+	d, err = a.act(ctx, o, node, d)
+	if o.APIUp {
+		if rerr := a.report(ctx, node, o, d, err); rerr != nil {
+			a.Log.Warn("cannot report the reboot status on the Node", "node", a.Node, "err", rerr)
+		}
+	}
+	return d, err
+}
+
+// Annotations the agent keeps on its Node, for `kiln get reboots` and for people.
+const (
+	// AnnotationRequired is "true" while the node needs a reboot.
+	AnnotationRequired = "reboot.kiln.dev/required"
+	// AnnotationStatus is the last run's decision and reason ("wait: reboot required; window closed, ...").
+	AnnotationStatus = "reboot.kiln.dev/status"
+	// AnnotationLast is when the node last finished a reboot taken by the agent (RFC 3339).
+	AnnotationLast = "reboot.kiln.dev/last"
+)
+
+// report writes the run's outcome on the Node's annotations, when it changed.
+func (a *Agent) report(ctx context.Context, node *corev1.Node, o Observation, d Decision, runErr error) error {
+	status := string(d.Kind) + ": " + d.Reason
+	if runErr != nil {
+		status = "error: " + runErr.Error()
+	}
+	want := map[string]*string{AnnotationStatus: &status, AnnotationRequired: nil}
+	if o.RebootRequired && d.Kind != Finish {
+		yes := "true"
+		want[AnnotationRequired] = &yes
+	}
+	if d.Kind == Finish && runErr == nil {
+		last := o.Now.UTC().Format(time.RFC3339)
+		want[AnnotationLast] = &last
+	}
+	changed := false
+	for k, v := range want {
+		have, ok := node.Annotations[k]
+		if (v == nil && ok) || (v != nil && (!ok || have != *v)) {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": want}})
+	if err != nil {
+		return err
+	}
+	_, err = a.Client.CoreV1().Nodes().Patch(ctx, a.Node, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+// act carries out decision d.
+func (a *Agent) act(ctx context.Context, o Observation, node *corev1.Node, d Decision) (Decision, error) {
 	switch d.Kind {
 	case Idle, Wait:
 		return d, nil

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kiln-dev/kiln/nodeagent/drain"
+	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 	"github.com/kiln-dev/kiln/provisioner/health"
 )
 
@@ -53,6 +54,19 @@ func (k KubeNodes) NodeReady(ctx context.Context) (map[string]health.Condition, 
 			}
 		}
 		out[n.Name] = c
+	}
+	// The nodes that hold a slot of their pool's reboot lock are rebooting until it runs out.
+	leases, err := k.Client.CoordinationV1().Leases(rebootlock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: rebootlock.PoolLabel})
+	if err != nil {
+		return nil, fmt.Errorf("list the reboot locks: %w", err)
+	}
+	now := time.Now()
+	for i, l := range leases.Items {
+		h := rebootlock.HolderOf(i, &l, now, 0)
+		if c, ok := out[h.Identity]; ok && !h.Expired {
+			c.RebootUntil = h.Expires
+			out[h.Identity] = c
+		}
 	}
 	return out, nil
 }

@@ -53,6 +53,10 @@ type Condition struct {
 	Ready bool
 	// Since is the condition's last transition time.
 	Since time.Time
+	// RebootUntil, when set, is when the reboot slot that the node holds in its pool's lock runs out
+	// (kiln-node reboot renews it before it reboots): until then a node that is down is rebooting,
+	// not failed, and is not replaced.
+	RebootUntil time.Time
 }
 
 // Observation is what the prober saw of one machine.
@@ -140,6 +144,10 @@ func Judge(m provisioner.Machine, obs Observation, now time.Time, p Policy) Verd
 	}
 	if up {
 		return Verdict{Healthy: true, Ready: true, Reason: "up"}
+	}
+	if until := obs.NodeReady.RebootUntil; now.Before(until) {
+		return Verdict{Healthy: true, Reason: fmt.Sprintf("rebooting: holds its pool's reboot lock until %s (%s): %s",
+			until.UTC().Format(time.RFC3339), until.Sub(now).Round(time.Second), notUp(m, obs))}
 	}
 	failures := []struct {
 		what    string

@@ -172,6 +172,18 @@ func TestJudge(t *testing.T) {
 			want: Verdict{Reason: "node not ready for 1h0m0s, longer than 5m0s"},
 		},
 		{
+			name: "down while it holds its pool's reboot lock: rebooting, not failed",
+			m:    running, obs: Observation{SSH: Probe{Since: at(time.Hour)}, Kubelet: ok, NodeReady: Condition{Known: true, Since: at(time.Hour), RebootUntil: at(2*time.Hour + time.Minute)}, Up: at(2 * time.Minute)},
+			now:  at(2 * time.Hour),
+			want: Verdict{Healthy: true, Reason: "rebooting: holds its pool's reboot lock until 2026-01-02T05:01:00Z (1m0s): ssh unanswered (no SSH server proved its pinned host key)"},
+		},
+		{
+			name: "down after its reboot lock ran out: failed",
+			m:    running, obs: Observation{SSH: ok, Kubelet: ok, NodeReady: Condition{Known: true, Since: at(time.Hour), RebootUntil: at(2 * time.Hour)}, Up: at(2 * time.Minute)},
+			now:  at(2 * time.Hour),
+			want: Verdict{Reason: "node not ready for 1h0m0s, longer than 5m0s"},
+		},
+		{
 			name: "node ready unknown: probes alone",
 			m:    running, obs: Observation{SSH: ok, Kubelet: ok, NodeReady: Condition{Known: false, Ready: false, Since: at(time.Minute)}, Up: at(2 * time.Minute)}, now: at(2 * time.Hour),
 			want: Verdict{Healthy: true, Ready: true, Reason: "up"},
