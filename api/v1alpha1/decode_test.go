@@ -355,11 +355,12 @@ func TestDecodeResult(t *testing.T) {
 			},
 			ControlPlane: ControlPlane{Count: 1, Image: "kiln.qcow2"},
 			NodePools: []NodePool{{
-				Name:           "workers",
-				Count:          2,
-				Image:          "kiln.qcow2",
-				Labels:         map[string]string{"example.com/role": "worker"},
-				MaxUnavailable: 1,
+				Name:                 "workers",
+				Count:                2,
+				Image:                "kiln.qcow2",
+				Labels:               map[string]string{"example.com/role": "worker"},
+				MaxUnavailable:       1,
+				MaxConcurrentReboots: 1,
 			}},
 			SSH: SSH{User: "kiln", Generate: true},
 			Security: Security{

@@ -7,27 +7,29 @@ import (
 
 // Defaults documented on the fields.
 const (
-	DefaultKubernetesVersion  = "v1.37.2"
-	DefaultNodeCIDR           = "10.0.0.0/16"
-	DefaultPodCIDR            = "10.244.0.0/16"
-	DefaultServiceCIDR        = "10.96.0.0/12"
-	DefaultClusterDomain      = "cluster.local"
-	DefaultAPIPort            = 6443
-	DefaultControlPlaneCount  = 1
-	DefaultMaxUnavailable     = 1
-	DefaultSSHUser            = "kiln"
-	DefaultEncryption         = EncryptionSecretbox
-	DefaultBootstrapTokenTTL  = time.Hour
-	DefaultEnrollmentTTL      = 15 * time.Minute
-	DefaultNodeStartupTimeout = 10 * time.Minute
-	DefaultUnhealthyTimeout   = 5 * time.Minute
-	DefaultMaxUnhealthy       = "40%"
-	DefaultQEMUMemoryMiB      = 2048
-	DefaultQEMUCPUs           = 2
-	DefaultQEMUSSHPortBase    = 2222
-	DefaultQEMUAPIPortBase    = 16443
-	DefaultAWSInstanceType    = "m6i.large"
-	DefaultMetalInventory     = "machines.yaml"
+	DefaultKubernetesVersion    = "v1.37.2"
+	DefaultNodeCIDR             = "10.0.0.0/16"
+	DefaultPodCIDR              = "10.244.0.0/16"
+	DefaultServiceCIDR          = "10.96.0.0/12"
+	DefaultClusterDomain        = "cluster.local"
+	DefaultAPIPort              = 6443
+	DefaultControlPlaneCount    = 1
+	DefaultMaxUnavailable       = 1
+	DefaultMaxConcurrentReboots = 1
+	DefaultTimeZone             = "UTC"
+	DefaultSSHUser              = "kiln"
+	DefaultEncryption           = EncryptionSecretbox
+	DefaultBootstrapTokenTTL    = time.Hour
+	DefaultEnrollmentTTL        = 15 * time.Minute
+	DefaultNodeStartupTimeout   = 10 * time.Minute
+	DefaultUnhealthyTimeout     = 5 * time.Minute
+	DefaultMaxUnhealthy         = "40%"
+	DefaultQEMUMemoryMiB        = 2048
+	DefaultQEMUCPUs             = 2
+	DefaultQEMUSSHPortBase      = 2222
+	DefaultQEMUAPIPortBase      = 16443
+	DefaultAWSInstanceType      = "m6i.large"
+	DefaultMetalInventory       = "machines.yaml"
 )
 
 // APIServerPortBehindVIP is the port kube-apiserver listens on where the API endpoint is made on the
@@ -105,8 +107,12 @@ func SetDefaults(c *Cluster) {
 	}
 
 	setInt(&s.ControlPlane.Count, DefaultControlPlaneCount)
+	setWindow(s.ControlPlane.MaintenanceWindow)
 	for i := range s.NodePools {
-		setInt(&s.NodePools[i].MaxUnavailable, DefaultMaxUnavailable)
+		p := &s.NodePools[i]
+		setInt(&p.MaxUnavailable, DefaultMaxUnavailable)
+		setInt(&p.MaxConcurrentReboots, DefaultMaxConcurrentReboots)
+		setWindow(p.MaintenanceWindow)
 	}
 
 	setString(&s.SSH.User, DefaultSSHUser)
@@ -170,6 +176,12 @@ func setString(s *string, def string) {
 func setInt(i *int, def int) {
 	if *i == 0 {
 		*i = def
+	}
+}
+
+func setWindow(m *MaintenanceWindow) {
+	if m != nil {
+		setString(&m.TimeZone, DefaultTimeZone)
 	}
 }
 

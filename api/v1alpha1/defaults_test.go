@@ -79,15 +79,39 @@ func TestSetDefaults(t *testing.T) {
 			want: filled(Provider{Name: "gcp"}),
 		},
 		{
-			name: "pools get maxUnavailable",
+			name: "pools get maxUnavailable and maxConcurrentReboots",
 			in: func() *Cluster {
 				c := named("demo", Provider{})
-				c.Spec.NodePools = []NodePool{{Name: "a"}, {Name: "b", MaxUnavailable: 3}}
+				c.Spec.NodePools = []NodePool{{Name: "a"}, {Name: "b", MaxUnavailable: 3, MaxConcurrentReboots: 2}}
 				return c
 			}(),
 			want: func() *Cluster {
 				c := filled(Provider{})
-				c.Spec.NodePools = []NodePool{{Name: "a", MaxUnavailable: 1}, {Name: "b", MaxUnavailable: 3}}
+				c.Spec.NodePools = []NodePool{
+					{Name: "a", MaxUnavailable: 1, MaxConcurrentReboots: 1},
+					{Name: "b", MaxUnavailable: 3, MaxConcurrentReboots: 2},
+				}
+				return c
+			}(),
+		},
+		{
+			name: "maintenance windows get UTC, a zone given is kept",
+			in: func() *Cluster {
+				c := named("demo", Provider{})
+				c.Spec.ControlPlane.MaintenanceWindow = &MaintenanceWindow{Schedule: "Sun 03:00-04:00"}
+				c.Spec.NodePools = []NodePool{
+					{Name: "a", MaintenanceWindow: &MaintenanceWindow{Schedule: "Mon-Fri 02:00-05:00"}},
+					{Name: "b", MaintenanceWindow: &MaintenanceWindow{Schedule: "Sat 01:00-02:00", TimeZone: "Europe/Berlin"}},
+				}
+				return c
+			}(),
+			want: func() *Cluster {
+				c := filled(Provider{})
+				c.Spec.ControlPlane.MaintenanceWindow = &MaintenanceWindow{Schedule: "Sun 03:00-04:00", TimeZone: "UTC"}
+				c.Spec.NodePools = []NodePool{
+					{Name: "a", MaxUnavailable: 1, MaxConcurrentReboots: 1, MaintenanceWindow: &MaintenanceWindow{Schedule: "Mon-Fri 02:00-05:00", TimeZone: "UTC"}},
+					{Name: "b", MaxUnavailable: 1, MaxConcurrentReboots: 1, MaintenanceWindow: &MaintenanceWindow{Schedule: "Sat 01:00-02:00", TimeZone: "Europe/Berlin"}},
+				}
 				return c
 			}(),
 		},

@@ -2,8 +2,10 @@ package v1alpha1_test
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/api/window"
 )
 
 func ExampleDecode() {
@@ -55,4 +57,39 @@ func ExampleHealth_MaxUnhealthyCount() {
 	fmt.Println(h.MaxUnhealthyCount(10), h.MaxUnhealthyCount(3))
 	// Output:
 	// 4 1
+}
+
+func ExampleNodePool_Window() {
+	spec := `apiVersion: kiln.dev/v1alpha1
+kind: Cluster
+metadata:
+  name: demo
+spec:
+  provider:
+    name: qemu
+  controlPlane:
+    image: kiln-debian-12.qcow2
+  nodePools:
+    - name: workers
+      count: 3
+      image: kiln-debian-12.qcow2
+      maxConcurrentReboots: 2
+      maintenanceWindow:
+        schedule: mon-fri 02:00-05:00
+        timeZone: Europe/Berlin
+  ssh:
+    generate: true
+`
+	c, err := v1alpha1.Decode([]byte(spec), "cluster.yaml")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	pool, _ := c.Spec.NodePools[0].Window()
+	controlPlane, _ := c.Spec.ControlPlane.Window()
+	fmt.Printf("%s in %s, %d minutes, %d at once\n", pool, pool.TimeZone(), pool.Minutes(), c.Spec.NodePools[0].MaxConcurrentReboots)
+	fmt.Println(controlPlane == window.Window{}, controlPlane.Open(time.Now()))
+	// Output:
+	// Mon-Fri 02:00-05:00 in Europe/Berlin, 180 minutes, 2 at once
+	// true true
 }

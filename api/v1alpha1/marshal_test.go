@@ -54,7 +54,7 @@ func TestStarter(t *testing.T) {
 	}{
 		Provider:     ProviderQEMU,
 		ControlPlane: ControlPlane{Count: 1, Image: "kiln-debian-12.qcow2"},
-		Pools:        []NodePool{{Name: "workers", Count: 2, Image: "kiln-debian-12.qcow2", MaxUnavailable: 1}},
+		Pools:        []NodePool{{Name: "workers", Count: 2, Image: "kiln-debian-12.qcow2", MaxUnavailable: 1, MaxConcurrentReboots: 1}},
 		SSH:          SSH{User: "kiln", Generate: true},
 		AdminCIDRs:   []string{"127.0.0.1/32"},
 		Namespaces: map[string]PodSecurityLevels{

@@ -7,6 +7,8 @@ package v1alpha1
 import (
 	"fmt"
 	"time"
+
+	"github.com/kiln-dev/kiln/api/window"
 )
 
 // GroupVersion is the apiVersion of this package's documents.
@@ -197,6 +199,9 @@ type ControlPlane struct {
 	Count int `json:"count,omitempty"`
 	// Image the machines boot from (provider-specific: a qcow2 path, an AMI, a template name).
 	Image string `json:"image"`
+	// MaintenanceWindow limits when a control-plane node may reboot for updates; unset, any time.
+	// Control-plane nodes always reboot one at a time.
+	MaintenanceWindow *MaintenanceWindow `json:"maintenanceWindow,omitempty"`
 }
 
 // NodePool is a group of identical worker machines.
@@ -211,6 +216,11 @@ type NodePool struct {
 	Taints []Taint           `json:"taints,omitempty"`
 	// MaxUnavailable nodes during an image rollout. Defaults to 1.
 	MaxUnavailable int `json:"maxUnavailable,omitempty"`
+	// MaxConcurrentReboots is how many of the pool's nodes may reboot for updates at once, each
+	// holding one of the pool's reboot locks: from 1 to Count (1 while Count is 0). Defaults to 1.
+	MaxConcurrentReboots int `json:"maxConcurrentReboots,omitempty"`
+	// MaintenanceWindow limits when the pool's nodes may reboot for updates; unset, any time.
+	MaintenanceWindow *MaintenanceWindow `json:"maintenanceWindow,omitempty"`
 	// Ingress opens inbound ports on the pool's nodes beyond kiln's firewall intent, e.g. a NodePort
 	// range for an outside load balancer. Each entry is reported by validation as a warning (an
 	// error with kiln validate --strict), so that opening a node is always a visible choice.
@@ -230,6 +240,32 @@ type IngressRule struct {
 	// Reason says what the rule is for; it becomes the firewall rule's comment.
 	Reason string `json:"reason,omitempty"`
 }
+
+// MaintenanceWindow is when nodes may take the reboot lock, in the schedule syntax of api/window:
+// DAYS HH:MM-HH:MM in a time zone. A node that needs a reboot waits outside it; a node that cannot
+// reach the cluster's API reboots only at its own staggered minute inside it.
+type MaintenanceWindow struct {
+	// Schedule is DAYS HH:MM-HH:MM: days as Mon, Mon-Fri, Sat,Sun, Fri-Mon or * for every day; an
+	// end earlier than the start crosses midnight and belongs to the start day ("Fri 22:00-02:00").
+	Schedule string `json:"schedule"`
+	// TimeZone is the IANA time zone of the schedule's wall-clock times. Defaults to "UTC".
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// Window is the parsed maintenance window, the zero window.Window (always open) if m is nil. The
+// error is window.Parse's; a spec that Decode accepted has none.
+func (m *MaintenanceWindow) Window() (window.Window, error) {
+	if m == nil {
+		return window.Window{}, nil
+	}
+	return window.Parse(m.Schedule, m.TimeZone)
+}
+
+// Window is the maintenance window of the control plane's reboots; see MaintenanceWindow.Window.
+func (cp *ControlPlane) Window() (window.Window, error) { return cp.MaintenanceWindow.Window() }
+
+// Window is the maintenance window of the pool's reboots; see MaintenanceWindow.Window.
+func (p *NodePool) Window() (window.Window, error) { return p.MaintenanceWindow.Window() }
 
 // Taint is a Kubernetes node taint.
 type Taint struct {

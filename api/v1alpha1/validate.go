@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"bytes"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/validate/content"
 
 	"github.com/kiln-dev/kiln/api/strictyaml"
+	"github.com/kiln-dev/kiln/api/window"
 )
 
 // Limits checked by Validate.
@@ -597,6 +599,38 @@ func (v *validator) controlPlane(path string, cp *ControlPlane) {
 			n, plural(tolerated, "failure"), n-1, n-1, n+1)
 	}
 	v.required(path+".image", cp.Image)
+	v.maintenanceWindow(path+".maintenanceWindow", cp.MaintenanceWindow)
+}
+
+// maintenanceWindow checks a maintenance window with window.Parse, each problem at its field.
+func (v *validator) maintenanceWindow(path string, m *MaintenanceWindow) {
+	if m == nil {
+		return
+	}
+	v.required(path+".schedule", m.Schedule)
+	_, err := window.Parse(m.Schedule, m.TimeZone)
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, err := range errs {
+		if e, ok := errors.AsType[*window.Error](err); ok {
+			v.errorf(path+"."+e.Field, "%s: %s", quote(e.Value), e.Reason)
+		}
+	}
+}
+
+// maxConcurrentReboots checks a pool's maxConcurrentReboots against its count.
+func (v *validator) maxConcurrentReboots(pool string, p NodePool) {
+	path, countPath := pool+".maxConcurrentReboots", []string{pool + ".count"}
+	switch n := p.MaxConcurrentReboots; {
+	case n < 1:
+		v.errorf(path, "must be at least 1, got %d", n)
+	case p.Count > 0 && n > p.Count:
+		v.errorAfter(countPath, path, "must be at most the pool's count, %d, got %d: a pool cannot reboot more nodes than it has", p.Count, n)
+	case p.Count <= 0 && n > 1:
+		v.errorAfter(countPath, path, "must be 1 while the pool's count is %d, got %d", p.Count, n)
+	}
 }
 
 func (v *validator) nodePools(path string, pools []NodePool) {
@@ -622,6 +656,8 @@ func (v *validator) nodePools(path string, pools []NodePool) {
 		if p.MaxUnavailable < 0 {
 			v.errorf(pp+".maxUnavailable", "must be 0 or more, got %d", p.MaxUnavailable)
 		}
+		v.maxConcurrentReboots(pp, p)
+		v.maintenanceWindow(pp+".maintenanceWindow", p.MaintenanceWindow)
 		v.ingress(pp+".ingress", p.Ingress)
 		for _, k := range sortedKeys(p.Labels) {
 			lp := strictyaml.KeyPath(pp+".labels", k)

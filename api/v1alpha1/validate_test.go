@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/kiln-dev/kiln/api/strictyaml"
+	"github.com/kiln-dev/kiln/api/window"
 )
 
 // TestValidateRules has a case for every validation rule, decoded from YAML so that the path and the
@@ -419,6 +420,45 @@ func TestValidateRules(t *testing.T) {
 			doc:  minimal + "  nodePools:\n    - name: a\n      count: 0\n      image: x\n",
 		},
 		{
+			name: "maxConcurrentReboots up to the pool's count",
+			doc:  minimal + "  nodePools:\n    - name: a\n      count: 3\n      image: x\n      maxConcurrentReboots: 3\n",
+		},
+		{
+			name: "maxConcurrentReboots 0 is the default",
+			doc:  minimal + "  nodePools:\n    - name: a\n      count: 3\n      image: x\n      maxConcurrentReboots: 0\n",
+			want: []strictyaml.Finding{warnAt("spec.nodePools[0].maxConcurrentReboots", 16, 29, "0 is replaced by the default, 1")},
+		},
+		{
+			name: "maxConcurrentReboots beyond the count, below 1, and above 1 in an empty pool",
+			doc: minimal + "  nodePools:\n" +
+				"    - name: a\n      count: 2\n      image: x\n      maxConcurrentReboots: 3\n" +
+				"    - name: b\n      count: 2\n      image: x\n      maxConcurrentReboots: -1\n" +
+				"    - name: c\n      count: 0\n      image: x\n      maxConcurrentReboots: 2\n",
+			want: []strictyaml.Finding{
+				errAt("spec.nodePools[0].maxConcurrentReboots", 16, 29, "must be at most the pool's count, 2, got 3: a pool cannot reboot more nodes than it has"),
+				errAt("spec.nodePools[1].maxConcurrentReboots", 20, 29, "must be at least 1, got -1"),
+				errAt("spec.nodePools[2].maxConcurrentReboots", 24, 29, "must be 1 while the pool's count is 0, got 2"),
+			},
+		},
+		{
+			name: "maintenance windows in a zone",
+			doc: head + qemu + cp + "    maintenanceWindow: {schedule: Sun 03:00-04:00, timeZone: America/New_York}\n" + gen +
+				"  nodePools:\n    - name: a\n      count: 1\n      image: x\n      maintenanceWindow:\n        schedule: Fri 22:00-02:00\n        timeZone: Asia/Kolkata\n",
+		},
+		{
+			name: "maintenance window with a bad schedule and zone reports both",
+			doc:  head + qemu + cp + "    maintenanceWindow: {schedule: Mon 25:00-26:00, timeZone: Mars/Olympus}\n" + gen,
+			want: []strictyaml.Finding{
+				errAt("spec.controlPlane.maintenanceWindow.schedule", 10, 35, `"Mon 25:00-26:00": start "25:00" is not a time from 00:00 to 23:59 (HH:MM)`),
+				errAt("spec.controlPlane.maintenanceWindow.timeZone", 10, 62, `"Mars/Olympus": is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, UTC)`),
+			},
+		},
+		{
+			name: "maintenance window without a schedule",
+			doc:  head + qemu + cp + "    maintenanceWindow: {timeZone: Europe/Berlin}\n" + gen,
+			want: []strictyaml.Finding{errAt("spec.controlPlane.maintenanceWindow.schedule", 10, 24, "required")},
+		},
+		{
 			name: "label keys and values",
 			doc: minimal + "  nodePools:\n    - name: a\n      count: 1\n      image: x\n      labels:\n" +
 				"        example.com/role: worker\n" +
@@ -747,5 +787,23 @@ func TestMaxUnhealthyCount(t *testing.T) {
 				t.Errorf("MaxUnhealthyCount(%d) with %q = %d, want %d", tc.total, tc.maxUnhealthy, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMaintenanceWindowWindow checks the parsed windows that callers get: none is always open, a
+// schedule in its zone, and window.Parse's error for a spec that was not validated.
+func TestMaintenanceWindowWindow(t *testing.T) {
+	var none *MaintenanceWindow
+	if w, err := none.Window(); err != nil || w != (window.Window{}) {
+		t.Errorf("no window: %v, %v, want the zero window.Window", w, err)
+	}
+	p := NodePool{MaintenanceWindow: &MaintenanceWindow{Schedule: "Sat,Sun 01:00-06:00", TimeZone: "Asia/Kolkata"}}
+	w, err := p.Window()
+	if err != nil || w.String() != "Sat,Sun 01:00-06:00" || w.TimeZone() != "Asia/Kolkata" {
+		t.Errorf("pool window: %v in %q, %v", w, w.TimeZone(), err)
+	}
+	cp := ControlPlane{MaintenanceWindow: &MaintenanceWindow{Schedule: "Sun 03:00-03:00"}}
+	if _, err := cp.Window(); err == nil || !strings.Contains(err.Error(), "start and end are both 03:00") {
+		t.Errorf("control-plane window: error %v, want window.Parse's", err)
 	}
 }
