@@ -549,15 +549,17 @@ func TestClusterInitCredentials(t *testing.T) {
 	}
 
 	var manifests [][]byte
-	for _, name := range []string{"00-namespaces.yaml", "10-bootstrap-rbac.yaml", "15-podnet-rbac.yaml", "16-kube-proxy-rbac.yaml", "20-bootstrap-tokens.yaml"} {
+	for _, name := range []string{"00-namespaces.yaml", "10-bootstrap-rbac.yaml", "15-podnet-rbac.yaml", "16-kube-proxy-rbac.yaml", "17-reboot-lock.yaml", "20-bootstrap-tokens.yaml"} {
 		manifests = append(manifests, []byte(got[kubecfg.DefaultClusterInitManifestsDir+"/"+name]))
 	}
 	want, err := kubecfg.ClusterInitRBAC(secrets.ClusterInitGroup, manifests...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[kubecfg.DefaultClusterInitRBACFile] != string(want) {
-		t.Errorf("%s is not the RBAC of the manifests in %s", kubecfg.DefaultClusterInitRBACFile, kubecfg.DefaultClusterInitManifestsDir)
+	// The grant applies that RBAC and, after it, the reboot lock's admission policy.
+	_, policy := kubecfg.RebootLock(in.Cluster.Metadata.Name, kubecfg.RebootPools(in.Cluster))
+	if got[kubecfg.DefaultClusterInitRBACFile] != string(want)+"---\n"+string(policy) {
+		t.Errorf("%s is not the RBAC of the manifests in %s and the reboot lock's policy", kubecfg.DefaultClusterInitRBACFile, kubecfg.DefaultClusterInitManifestsDir)
 	}
 
 	u := unit(cfg, "kiln-cluster-init.service")

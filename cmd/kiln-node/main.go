@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	_ "time/tzdata" // maintenance windows name IANA time zones; a node may have no zoneinfo
 
 	"github.com/kiln-dev/kiln/nodeagent/command"
 )
