@@ -1,6 +1,6 @@
 // Package command is kiln-node's command line: the agents that run on every kiln node, each a
-// subcommand run by a systemd unit (`kiln-node podnet`, the pod network), with RunE so that each can
-// be tested; only cmd/kiln-node's main exits.
+// subcommand run by a systemd unit (`kiln-node podnet`, the pod network; `kiln-node serve-fleetlock`,
+// FleetLock for Zincati), with RunE so that each can be tested; only cmd/kiln-node's main exits.
 package command
 
 import (
@@ -51,7 +51,8 @@ func NewRoot() *cobra.Command {
 		Long: `kiln-node runs on every node of a kiln cluster, one subcommand per agent, each started by its
 systemd unit: 'kiln-node podnet' keeps the node's pod network (its CNI config, and routes to the
 other nodes' pods); 'kiln-node reboot' takes the reboots that security updates need, one node of a
-pool at a time, drained first, through a lock in the cluster.`,
+pool at a time, drained first, through a lock in the cluster; 'kiln-node serve-fleetlock' serves
+FleetLock, Zincati's reboot coordination, on the same lock.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -59,7 +60,7 @@ pool at a time, drained first, through a lock in the cluster.`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	_ = root.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = root.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions([]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
-	root.AddCommand(newPodnet(g), newReboot(g), newVersion())
+	root.AddCommand(newPodnet(g), newReboot(g), newServeFleetlock(g), newVersion())
 	return root
 }
 

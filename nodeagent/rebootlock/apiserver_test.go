@@ -22,26 +22,6 @@ import (
 	"github.com/kiln-dev/kiln/nodeagent/rebootlock/rebootlocktest"
 )
 
-// clock is a time the test moves by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now().UTC().Truncate(time.Second)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // TestSemaphoreOnAPIServer runs the semaphore against a real kube-apiserver and etcd, each holder
 // with a client certificate of its own in the group that the pool's Role is bound to (get and
 // update of the pool's Leases, nothing else), as a node's agent holds it.
@@ -76,9 +56,9 @@ func TestSemaphoreOnAPIServer(t *testing.T) {
 	t.Run("acquire, renew, release", func(t *testing.T) {
 		ctx := t.Context()
 		c.CreatePool(t, "basic", 1)
-		clk := newClock()
-		t0 := clk.Now()
-		s := holder(t, "basic", 1, "n1", clk.Now)
+		t0 := time.Now().UTC().Truncate(time.Second)
+		now := t0 // the holder's clock, moved by hand
+		s := holder(t, "basic", 1, "n1", func() time.Time { return now })
 		if slot, err := s.Acquire(ctx, "n1"); slot != 0 || err != nil {
 			t.Fatalf("Acquire = %d, %v; want slot 0", slot, err)
 		}
@@ -91,7 +71,7 @@ func TestSemaphoreOnAPIServer(t *testing.T) {
 			t.Errorf("Lease spec %+v: want 900 s and 1 transition", l.Spec)
 		}
 
-		clk.Add(time.Minute)
+		now = now.Add(time.Minute)
 		if err := s.Renew(ctx, "n1"); err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +81,7 @@ func TestSemaphoreOnAPIServer(t *testing.T) {
 		}
 
 		// Acquiring again is a renewal: the same slot, the same acquisition, no new transition.
-		clk.Add(time.Minute)
+		now = now.Add(time.Minute)
 		if slot, err := s.Acquire(ctx, "n1"); slot != 0 || err != nil {
 			t.Fatalf("Acquire again = %d, %v; want slot 0", slot, err)
 		}
@@ -126,7 +106,7 @@ func TestSemaphoreOnAPIServer(t *testing.T) {
 			t.Errorf("Renew after Release: %v, want ErrNotHeld", err)
 		}
 		// The next holder is a transition.
-		if slot, err := holder(t, "basic", 1, "n2", clk.Now).Acquire(ctx, "n2"); slot != 0 || err != nil {
+		if slot, err := holder(t, "basic", 1, "n2", nil).Acquire(ctx, "n2"); slot != 0 || err != nil {
 			t.Fatalf("Acquire by n2 = %d, %v; want slot 0", slot, err)
 		}
 		if l := lease(t, "basic", 0); *l.Spec.HolderIdentity != "n2" || *l.Spec.LeaseTransitions != 2 {
@@ -166,9 +146,8 @@ func TestSemaphoreOnAPIServer(t *testing.T) {
 	t.Run("an expired holder's slot is taken over", func(t *testing.T) {
 		ctx := t.Context()
 		c.CreatePool(t, "expiry", 1)
-		clk := newClock()
-		later := func() time.Time { return clk.Now().Add(16 * time.Minute) } // past a's 15 min
-		a, b := holder(t, "expiry", 1, "a", clk.Now), holder(t, "expiry", 1, "b", later)
+		later := func() time.Time { return time.Now().Add(16 * time.Minute) } // past a's 15 min
+		a, b := holder(t, "expiry", 1, "a", nil), holder(t, "expiry", 1, "b", later)
 		if _, err := a.Acquire(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
