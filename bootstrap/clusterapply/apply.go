@@ -64,7 +64,7 @@ func SecureManifests(c *v1alpha1.Cluster) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clusterapply: %w", err)
 	}
-	objects, policy := kubecfg.RebootLock(c.Metadata.Name, kubecfg.RebootPools(c))
+	objects, policy := kubecfg.RebootLock(kubecfg.RebootPools(c))
 	return [][]byte{ns, kubecfg.BootstrapRBAC(), objects, policy}, nil
 }
 

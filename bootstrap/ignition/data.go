@@ -59,6 +59,10 @@ type templateData struct {
 	// RebootService and RebootTimer run kiln-node reboot every minute: the reboots that updates
 	// need, one node of the pool at a time.
 	RebootService, RebootTimer string
+	// RebootAgentCert and RebootAgentKey are the agent's credential (per-node placeholders), written
+	// to RebootAgentCertFile and RebootAgentKeyFile.
+	RebootAgentCert, RebootAgentKey         string
+	RebootAgentCertFile, RebootAgentKeyFile string
 
 	// Control plane only.
 	ClusterInit       clusterInitData
@@ -186,6 +190,8 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 	if d.RebootService, d.RebootTimer, err = r.rebootUnits(role, pool); err != nil {
 		return nil, err
 	}
+	d.RebootAgentCert, d.RebootAgentKey = rebootAgentCertPlaceholder, rebootAgentKeyPlaceholder
+	d.RebootAgentCertFile, d.RebootAgentKeyFile = reboot.DefaultLockCert, reboot.DefaultLockKey
 	if role == v1alpha1.RoleControlPlane {
 		if err := r.controlPlaneData(d); err != nil {
 			return nil, err
@@ -197,7 +203,8 @@ func (r *Renderer) templateData(role, pool string) (*templateData, error) {
 // rebootUnits are the units of the reboot coordinator for a node of role in pool: its pool's lock
 // (the control plane's for a control-plane node) and maintenance window.
 func (r *Renderer) rebootUnits(role, pool string) (service, timer string, err error) {
-	in := reboot.UnitInput{Node: butane.NodeNamePlaceholder, Pool: pool, Slots: 1, Kubeconfig: kubeletKubeconfig}
+	in := reboot.UnitInput{Node: butane.NodeNamePlaceholder, Pool: pool, Slots: 1, Kubeconfig: kubeletKubeconfig,
+		LockCert: reboot.DefaultLockCert, LockKey: reboot.DefaultLockKey}
 	mw := r.in.Cluster.Spec.ControlPlane.MaintenanceWindow
 	if role == v1alpha1.RoleControlPlane {
 		in.Pool = rebootlock.ControlPlanePool
@@ -342,7 +349,7 @@ func (r *Renderer) controlPlaneData(d *templateData) error {
 		{"15-podnet-rbac.yaml", kubecfg.PodNetworkRBAC()},
 		{"16-kube-proxy-rbac.yaml", kubecfg.KubeProxyRBAC()},
 	}
-	rebootObjects, rebootPolicy := kubecfg.RebootLock(c.Metadata.Name, kubecfg.RebootPools(c))
+	rebootObjects, rebootPolicy := kubecfg.RebootLock(kubecfg.RebootPools(c))
 	manifests = append(manifests, manifest{"17-reboot-lock.yaml", rebootObjects})
 	var tokens []byte
 	for _, t := range b.BootstrapTokens {

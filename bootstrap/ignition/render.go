@@ -31,6 +31,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/lint"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/butane"
+	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 )
 
 // DefaultBinDir is where the image keeps etcd, the Kubernetes binaries and kubectl.
@@ -155,10 +156,18 @@ const (
 	etcdPeerKeyPlaceholder    = "@@KILN_ETCD_PEER_KEY@@"
 )
 
+// Placeholders of every node's reboot agent credential (secrets.Bundle.RebootAgent): the whole
+// contents of its files.
+const (
+	rebootAgentCertPlaceholder = "@@KILN_REBOOT_AGENT_CERT@@"
+	rebootAgentKeyPlaceholder  = "@@KILN_REBOOT_AGENT_KEY@@"
+)
+
 // placeholders are every per-node placeholder a translated config may hold.
 var placeholders = []string{
 	butane.NodeNamePlaceholder, butane.NodeAddressPlaceholder,
 	etcdServerCertPlaceholder, etcdServerKeyPlaceholder, etcdPeerCertPlaceholder, etcdPeerKeyPlaceholder,
+	rebootAgentCertPlaceholder, rebootAgentKeyPlaceholder,
 }
 
 func holdsPlaceholder(s string) bool {
@@ -316,6 +325,17 @@ func (r *Renderer) nodeValues(n Node) (*strings.Replacer, error) {
 		addr = n.Address.String()
 	}
 	pairs := []string{butane.NodeNamePlaceholder, n.Name, butane.NodeAddressPlaceholder, addr}
+	pool := n.Pool
+	if n.Role == v1alpha1.RoleControlPlane {
+		pool = rebootlock.ControlPlanePool
+	}
+	r.randMu.Lock()
+	agent, err := r.in.Secrets.RebootAgent(r.in.Rand, r.in.Now(), n.Name, rebootlock.Group(pool))
+	r.randMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("ignition: node %s: %w", n.Name, err)
+	}
+	pairs = append(pairs, rebootAgentCertPlaceholder, string(agent.CertPEM), rebootAgentKeyPlaceholder, string(agent.KeyPEM))
 	if n.Role == v1alpha1.RoleControlPlane && r.memberCerts() {
 		r.randMu.Lock()
 		server, peer, err := r.in.Secrets.EtcdMember(r.in.Rand, r.in.Now(), n.Name, n.Address)

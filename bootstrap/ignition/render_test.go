@@ -557,7 +557,7 @@ func TestClusterInitCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The grant applies that RBAC and, after it, the reboot lock's admission policy.
-	_, policy := kubecfg.RebootLock(in.Cluster.Metadata.Name, kubecfg.RebootPools(in.Cluster))
+	_, policy := kubecfg.RebootLock(kubecfg.RebootPools(in.Cluster))
 	if got[kubecfg.DefaultClusterInitRBACFile] != string(want)+"---\n"+string(policy) {
 		t.Errorf("%s is not the RBAC of the manifests in %s and the reboot lock's policy", kubecfg.DefaultClusterInitRBACFile, kubecfg.DefaultClusterInitManifestsDir)
 	}

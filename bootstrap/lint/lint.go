@@ -28,6 +28,9 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
+	"github.com/kiln-dev/kiln/bootstrap/secrets"
+	"github.com/kiln-dev/kiln/nodeagent/reboot"
+	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 	"github.com/vincent-petithory/dataurl"
 )
 
@@ -328,6 +331,8 @@ var (
 type content struct {
 	path string
 	data []byte
+	// file is the file's path on the node, for a file of storage.files.
+	file string
 }
 
 // contents decodes every inline piece of the config: data URLs (gzip-compressed or not), unit and
@@ -349,6 +354,12 @@ func (l *Linter) contents(cfg types.Config) ([]content, []Finding) {
 		}
 		out = append(out, content{path: path, data: b})
 	})
+	for i := range out {
+		var n int
+		if _, err := fmt.Sscanf(out[i].path, "storage.files[%d].contents", &n); err == nil && n < len(cfg.Storage.Files) {
+			out[i].file = cfg.Storage.Files[n].Path
+		}
+	}
 	for i, u := range cfg.Systemd.Units {
 		if u.Contents != nil {
 			out = append(out, content{path: fmt.Sprintf("systemd.units[%d].contents", i), data: []byte(*u.Contents)})
@@ -408,9 +419,11 @@ func (l *Linter) checkSecrets(cfg types.Config) []Finding {
 		}
 		fs = append(fs, checkMasters(c, p.Role)...)
 		if p.Role == v1alpha1.RoleWorker {
-			if (bytes.Contains(c.data, privateKeyMarker) && hasPEMPrivateKey(c.data)) || hasKubeconfigKey(c.data) {
-				fs = append(fs, Finding{Path: c.path, Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"})
+			agentKey := c.file == reboot.DefaultLockKey
+			if ((bytes.Contains(c.data, privateKeyMarker) && hasPEMPrivateKey(c.data)) && !agentKey) || hasKubeconfigKey(c.data) {
+				fs = append(fs, Finding{Path: c.path, Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none but its reboot agent's (" + reboot.DefaultLockKey + ")"})
 			}
+			fs = append(fs, checkWorkerClientCerts(c)...)
 			if bytes.Contains(c.data, encryptionMarker) && encryptionConfKind.Match(c.data) {
 				fs = append(fs, Finding{Path: c.path, Message: "holds an EncryptionConfiguration; only control-plane nodes hold the encryption key"})
 			}
@@ -425,6 +438,24 @@ func (l *Linter) checkSecrets(cfg types.Config) []Finding {
 		}
 	}
 	sort.SliceStable(fs, func(i, j int) bool { return fs[i].Path < fs[j].Path })
+	return fs
+}
+
+// checkWorkerClientCerts reports the client certificates in c, a piece of a worker's config, other
+// than its reboot agent's: a user secrets.RebootAgentPrefix+<node> in one group of the form
+// rebootlock.Group, which RBAC lets hold its pool's reboot lock and nothing else.
+func checkWorkerClientCerts(c content) []Finding {
+	var fs []Finding
+	for _, cert := range certificates(c.data) {
+		if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+			continue
+		}
+		org := cert.Subject.Organization
+		if !strings.HasPrefix(cert.Subject.CommonName, secrets.RebootAgentPrefix) || len(org) != 1 || !strings.HasPrefix(org[0], rebootlock.Group("")) {
+			fs = append(fs, Finding{Path: c.path, Message: fmt.Sprintf("holds a client certificate for %s in %v; a worker holds none but its reboot agent's",
+				cert.Subject.CommonName, org)})
+		}
+	}
 	return fs
 }
 

@@ -219,6 +219,29 @@ func (b *Bundle) EtcdMember(rand io.Reader, now time.Time, name string, addr net
 	return server, peer, nil
 }
 
+// RebootAgentPrefix starts the user name of a node's reboot agent: kiln:reboot-agent:<node>.
+const RebootAgentPrefix = "kiln:reboot-agent:"
+
+// RebootAgent issues the client certificate of node's reboot agent (kiln-node reboot): user
+// RebootAgentPrefix+node in group group (rebootlock.Group of the node's pool), which RBAC lets get
+// and update that pool's reboot Leases and nothing else. It is the one private key a worker's config
+// holds: the config's bootstrap token already makes a node of any name, while this key only holds
+// its pool's reboot lock, in its own name (kubecfg.RebootLock's admission policy). Valid for
+// LeafValidity; a node lives shorter than that in an immutable fleet (a new image replaces it).
+func (b *Bundle) RebootAgent(rand io.Reader, now time.Time, node, group string) (pki.KeyPair, error) {
+	if rand == nil {
+		return pki.KeyPair{}, fmt.Errorf("secrets: reboot agent of %s: nil random source", node)
+	}
+	var kp pki.KeyPair
+	g := generator{rand: rand, now: now}
+	g.leaf(&kp, &b.ClusterCA, pki.CertRequest{CommonName: RebootAgentPrefix + node, Organization: []string{group},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if g.err != nil {
+		return pki.KeyPair{}, fmt.Errorf("secrets: reboot agent of %s: %w", node, g.err)
+	}
+	return kp, nil
+}
+
 // ClusterInit issues the client certificates with which a control-plane node's first boot applies
 // its manifests, valid from now for validity (TokenTTL: the window a node rendered now has to come
 // up in, as its bootstrap token does), at most MaxClusterInitValidity:

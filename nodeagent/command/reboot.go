@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-dev/kiln/api/window"
@@ -15,22 +16,14 @@ import (
 	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 )
 
-// Defaults of kiln-node reboot.
-const (
-	// DefaultRebootKubeconfig is the agent's own credential, from the node's Ignition config: the
-	// node's identity (NodeRestriction: its own Node, its own pods) plus its pool's reboot group.
-	DefaultRebootKubeconfig = "/etc/kiln/reboot/kubeconfig"
-	// ControlPlanePool is the pool name of the control-plane nodes' lock.
-	ControlPlanePool = "control-plane"
-)
-
 type rebootOptions struct {
-	kubeconfig, node, pool, selector           string
-	schedule, zone, requiredFile, rebootCmd    string
-	stateFile, bootIDFile                      string
-	slots                                      int
-	leaseDuration, drainTimeout, offlineAfter  time.Duration
-	rebootGrace, renewEvery                    time.Duration
+	kubeconfig, lockCert, lockKey             string
+	node, pool, selector                      string
+	schedule, zone, requiredFile, rebootCmd   string
+	stateFile, bootIDFile                     string
+	slots                                     int
+	leaseDuration, drainTimeout, offlineAfter time.Duration
+	rebootGrace, renewEvery                   time.Duration
 }
 
 func newReboot(g *globals) *cobra.Command {
@@ -56,8 +49,10 @@ has not answered for --offline-after, the node reboots without the lock, undrain
 minute of the window (its ordinal, from its name, modulo the window's length), so the nodes of a
 pool never share a minute. What must survive the reboot is in --state-file.
 
-The credential (--kubeconfig) is the node's own, with its pool's reboot group: it may cordon only
-its own Node and evict only its own pods (NodeRestriction), and write only its pool's Leases.`,
+Two credentials: the node's own (--kubeconfig, the kubelet's), with which it may cordon only its
+own Node and evict only its own pods (NodeRestriction); and the agent's own (--lock-cert,
+--lock-key, from the node's Ignition config), with which it may write only its pool's Leases, and
+hold a slot only in its own name.`,
 		Example: `  kiln-node reboot --pool workers --slots 1 --window "Mon-Fri 02:00-05:00" --time-zone Europe/Berlin`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,7 +74,9 @@ its own Node and evict only its own pods (NodeRestriction), and write only its p
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.kubeconfig, "kubeconfig", DefaultRebootKubeconfig, "kubeconfig of the agent's credential")
+	f.StringVar(&o.kubeconfig, "kubeconfig", DefaultKubeconfig, "kubeconfig of the node's own credential (the kubelet's): it cordons the Node and evicts its pods")
+	f.StringVar(&o.lockCert, "lock-cert", reboot.DefaultLockCert, "client certificate of the agent's own credential, for the pool's reboot lock (from the node's Ignition config)")
+	f.StringVar(&o.lockKey, "lock-key", reboot.DefaultLockKey, "private key of --lock-cert")
 	f.StringVar(&o.node, "node-name", "", "name of this node's Node (default: the hostname, lower-cased, as the kubelet names it)")
 	f.StringVar(&o.pool, "pool", "", `the node's pool ("control-plane" for the control plane); required`)
 	f.StringVar(&o.selector, "pool-selector", "", "label selector of the pool's Nodes (default kiln.dev/pool=POOL, kiln.dev/role=control-plane for the control plane)")
@@ -107,7 +104,7 @@ func (o rebootOptions) agent() (*reboot.Agent, error) {
 		return nil, fmt.Errorf("--pool: required")
 	case o.slots < 1:
 		return nil, fmt.Errorf("--slots %d: at least 1", o.slots)
-	case o.pool == ControlPlanePool && o.slots != 1:
+	case o.pool == rebootlock.ControlPlanePool && o.slots != 1:
 		return nil, fmt.Errorf("--slots %d: the control plane reboots one node at a time", o.slots)
 	case o.leaseDuration < 10*time.Second:
 		return nil, fmt.Errorf("--lease-duration %s: at least 10s (a reboot takes longer)", o.leaseDuration)
@@ -139,7 +136,7 @@ func (o rebootOptions) agent() (*reboot.Agent, error) {
 	selector := o.selector
 	if selector == "" {
 		selector = "kiln.dev/pool=" + o.pool
-		if o.pool == ControlPlanePool {
+		if o.pool == rebootlock.ControlPlanePool {
 			selector = "kiln.dev/role=control-plane"
 		}
 	}
@@ -158,19 +155,28 @@ func (o rebootOptions) agent() (*reboot.Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
 	}
+	// The lock's client: the same API server and CA, the agent's own certificate. NodeRestriction
+	// lets a node's credential write no Lease but its own heartbeat.
+	lc := rest.CopyConfig(rc)
+	lc.CertData, lc.KeyData, lc.CertFile, lc.KeyFile = nil, nil, o.lockCert, o.lockKey
+	lc.ExecProvider, lc.AuthProvider, lc.BearerToken, lc.BearerTokenFile, lc.Username, lc.Password = nil, nil, "", "", "", ""
+	lockClient, err := kubernetes.NewForConfig(lc)
+	if err != nil {
+		return nil, fmt.Errorf("--lock-cert %s, --lock-key %s: %w", o.lockCert, o.lockKey, err)
+	}
 	return &reboot.Agent{
-		Client:       client,
-		Lock:         &rebootlock.Semaphore{Client: client, Namespace: rebootlock.Namespace, Pool: o.pool, Slots: o.slots, Duration: o.leaseDuration, Now: time.Now},
-		Node:         node,
-		PoolSelector: selector,
-		Window:       w,
-		Policy:       reboot.Policy{OfflineAfter: o.offlineAfter, RebootGrace: o.rebootGrace},
-		DrainTimeout: o.drainTimeout,
-		StateFile:    o.stateFile,
-		BootIDFile:   o.bootIDFile,
-		Required:     required,
+		Client:        client,
+		Lock:          &rebootlock.Semaphore{Client: lockClient, Namespace: rebootlock.Namespace, Pool: o.pool, Slots: o.slots, Duration: o.leaseDuration, Now: time.Now},
+		Node:          node,
+		PoolSelector:  selector,
+		Window:        w,
+		Policy:        reboot.Policy{OfflineAfter: o.offlineAfter, RebootGrace: o.rebootGrace},
+		DrainTimeout:  o.drainTimeout,
+		StateFile:     o.stateFile,
+		BootIDFile:    o.bootIDFile,
+		Required:      required,
 		RebootCommand: argv,
-		RenewEvery:   o.renewEvery,
-		Now:          time.Now,
+		RenewEvery:    o.renewEvery,
+		Now:           time.Now,
 	}, nil
 }

@@ -19,13 +19,14 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
@@ -134,7 +135,8 @@ func TestAgentsOnAPIServer(t *testing.T) {
 
 	var workers []fakeNode
 	nodes := map[string]fakeNode{}
-	clients := map[string]kubernetes.Interface{}
+	clients := map[string]kubernetes.Interface{}      // the nodes' own credentials
+	agentClients := map[string]kubernetes.Interface{} // their reboot agents'
 	for _, n := range []fakeNode{{name: "rb-workers-0", pool: "workers"}, {name: "rb-workers-1", pool: "workers"}, {name: "rb-workers-2", pool: "workers"},
 		{name: "rb-workers-3", pool: "workers"}, {name: "rb-workers-4", pool: "workers"}, {name: "rb-batch-0", pool: "batch"}} {
 		n.dir = t.TempDir()
@@ -151,6 +153,19 @@ func TestAgentsOnAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		clients[n.name] = kubernetes.NewForConfigOrDie(rc)
+		agent, err := b.RebootAgent(rand.Reader, now, n.name, rebootlock.Group(n.pool))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(n.path("agent.crt"), agent.CertPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(n.path("agent.key"), agent.KeyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ac := rest.CopyConfig(rc)
+		ac.CertData, ac.KeyData = agent.CertPEM, agent.KeyPEM
+		agentClients[n.name] = kubernetes.NewForConfigOrDie(ac)
 		createNode(t, admin, n)
 		nodes[n.name] = n
 		if n.pool == "workers" {
@@ -169,44 +184,46 @@ func TestAgentsOnAPIServer(t *testing.T) {
 		}
 		t.Logf("rb-workers-1 cordoning rb-workers-2: %v", err)
 	})
-	t.Run("a node writes only its own pool's lock, in its own name", func(t *testing.T) {
-		leases := func(node string) func(context.Context, string, func(*coordinationv1.Lease)) error {
-			return func(ctx context.Context, name string, change func(*coordinationv1.Lease)) error {
-				l, err := clients[node].CoordinationV1().Leases(rebootlock.Namespace).Get(ctx, name, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				change(l)
-				_, err = clients[node].CoordinationV1().Leases(rebootlock.Namespace).Update(ctx, l, metav1.UpdateOptions{})
+	t.Run("an agent writes only its own pool's lock, in its own name", func(t *testing.T) {
+		update := func(c kubernetes.Interface, name string, change func(*coordinationv1.Lease)) error {
+			l, err := c.CoordinationV1().Leases(rebootlock.Namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
 				return err
 			}
+			change(l)
+			_, err = c.CoordinationV1().Leases(rebootlock.Namespace).Update(ctx, l, metav1.UpdateOptions{})
+			return err
 		}
-		hold := func(who string) func(*coordinationv1.Lease) { return func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = &who } }
+		hold := func(who string) func(*coordinationv1.Lease) {
+			return func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = &who }
+		}
+		release := func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = nil }
 		workersLease := rebootlock.LeaseName("workers", 0)
 		for _, tc := range []struct {
-			name, node, lease string
-			change            func(*coordinationv1.Lease)
-			want              string
+			name   string
+			client kubernetes.Interface
+			lease  string
+			change func(*coordinationv1.Lease)
+			want   string
 		}{
-			{name: "another pool's lock", node: "rb-batch-0", lease: workersLease, change: hold("rb-batch-0"), want: "own pool's reboot lock"},
-			{name: "in another node's name", node: "rb-workers-1", lease: workersLease, change: hold("rb-workers-2"), want: "only in its own name"},
-			{name: "moved to another pool", node: "rb-workers-1", lease: workersLease,
-				change: func(l *coordinationv1.Lease) { l.Labels[rebootlock.PoolLabel] = "batch" }, want: "pool"},
+			{name: "another pool's lock", client: agentClients["rb-batch-0"], lease: workersLease, change: hold("rb-batch-0"), want: "cannot get resource"},
+			{name: "in another node's name", client: agentClients["rb-workers-1"], lease: workersLease, change: hold("rb-workers-2"), want: "only in its own node's name"},
+			{name: "with the node's own credential", client: clients["rb-workers-1"], lease: workersLease, change: hold("rb-workers-1"), want: "forbidden"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				err := leases(tc.node)(ctx, tc.lease, tc.change)
-				if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
-					t.Fatalf("got %v, want a refusal saying %q", err, tc.want)
+				err := update(tc.client, tc.lease, tc.change)
+				if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %v, want 403 saying %q", err, tc.want)
 				}
 			})
 		}
-		if err := leases("rb-workers-1")(ctx, workersLease, hold("rb-workers-1")); err != nil {
+		if err := update(agentClients["rb-workers-1"], workersLease, hold("rb-workers-1")); err != nil {
 			t.Fatalf("rb-workers-1 taking its own pool's free slot: %v", err)
 		}
-		if err := leases("rb-workers-2")(ctx, workersLease, func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = nil }); !apierrors.IsForbidden(err) {
+		if err := update(agentClients["rb-workers-2"], workersLease, release); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "releases only its own") {
 			t.Fatalf("rb-workers-2 clearing rb-workers-1's hold: got %v, want 403", err)
 		}
-		if err := leases("rb-workers-1")(ctx, workersLease, func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = nil }); err != nil {
+		if err := update(agentClients["rb-workers-1"], workersLease, release); err != nil {
 			t.Fatalf("rb-workers-1 releasing its own slot: %v", err)
 		}
 	})
@@ -566,7 +583,8 @@ func (r *runner) start(n fakeNode) {
 			if quit && n.has("dead") {
 				continue // the machine is gone; its agent does not run
 			}
-			cmd := exec.Command(r.bin, "reboot", "--kubeconfig="+n.path("kubeconfig"), "--node-name="+n.name, "--pool="+n.pool, "--slots=1",
+			cmd := exec.Command(r.bin, "reboot", "--kubeconfig="+n.path("kubeconfig"), "--lock-cert="+n.path("agent.crt"),
+				"--lock-key="+n.path("agent.key"), "--node-name="+n.name, "--pool="+n.pool, "--slots=1",
 				"--lease-duration="+leaseDuration.String(), "--renew-every=3s", "--drain-timeout="+drainTimeout.String(),
 				"--state-file="+n.path("state.json"), "--boot-id-file="+n.path("boot_id"), "--reboot-required-file="+n.path("required"),
 				"--reboot-command="+n.path("reboot.sh"))
@@ -637,7 +655,9 @@ func (r *runner) last(node string) string {
 }
 
 // idle says node's last run found nothing to do.
-func (r *runner) idle(node string) bool { return strings.Contains(r.last(node), "idle: no reboot required") }
+func (r *runner) idle(node string) bool {
+	return strings.Contains(r.last(node), "idle: no reboot required")
+}
 
 func (r *runner) dump() {
 	r.mu.Lock()

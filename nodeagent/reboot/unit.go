@@ -23,20 +23,30 @@ type UnitInput struct {
 	Slots      int
 	// Schedule and TimeZone are the pool's maintenance window; empty is always open.
 	Schedule, TimeZone string
-	// Kubeconfig is the node's own credential (the kubelet's).
+	// Kubeconfig is the node's own credential (the kubelet's): its Node, its pods.
 	Kubeconfig string
+	// LockCert and LockKey are the agent's own credential, for its pool's reboot lock.
+	LockCert, LockKey string
 }
+
+// Where a node keeps its agent's own credential (from its Ignition config).
+const (
+	DefaultLockCert = "/etc/kiln/reboot/agent.crt"
+	DefaultLockKey  = "/etc/kiln/reboot/agent.key"
+)
 
 // Units returns the text of ServiceName and TimerName for Ignition to write, the timer enabled.
 // The service runs as root: it reads the kubelet's credential and reboots the node.
 func Units(in UnitInput) (service, timer string, err error) {
 	switch {
-	case in.Node == "" || in.Pool == "" || in.Kubeconfig == "":
-		return "", "", fmt.Errorf("reboot: units: node %q, pool %q and kubeconfig %q are all needed", in.Node, in.Pool, in.Kubeconfig)
+	case in.Node == "" || in.Pool == "" || in.Kubeconfig == "" || in.LockCert == "" || in.LockKey == "":
+		return "", "", fmt.Errorf("reboot: units: node %q, pool %q, kubeconfig %q and the lock's certificate %q and key %q are all needed",
+			in.Node, in.Pool, in.Kubeconfig, in.LockCert, in.LockKey)
 	case in.Slots < 1:
 		return "", "", fmt.Errorf("reboot: units: pool %s: %d slots, want at least 1", in.Pool, in.Slots)
 	}
-	args := []string{podnet.BinaryPath, "reboot", "--kubeconfig=" + in.Kubeconfig, "--node-name=" + in.Node, "--pool=" + in.Pool,
+	args := []string{podnet.BinaryPath, "reboot", "--kubeconfig=" + in.Kubeconfig, "--lock-cert=" + in.LockCert, "--lock-key=" + in.LockKey,
+		"--node-name=" + in.Node, "--pool=" + in.Pool,
 		"--slots=" + strconv.Itoa(in.Slots)}
 	if in.Schedule != "" {
 		// systemd splits ExecStart on spaces unless quoted.
