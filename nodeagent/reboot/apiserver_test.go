@@ -232,6 +232,10 @@ func TestAgentsOnAPIServer(t *testing.T) {
 	// node is refused until the test adds a second replica.
 	deployment(t, admin, 1)
 	budget(t, admin)
+	waitFor(t, 2*time.Minute, "the budget to count the replica healthy", func() bool {
+		pdb, err := admin.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "guarded", metav1.GetOptions{})
+		return err == nil && pdb.Status.ObservedGeneration == pdb.Generation && pdb.Status.CurrentHealthy == 1
+	})
 	history := watchPool(t, admin, "workers")
 
 	agents := &runner{bin: bin, t: t}
