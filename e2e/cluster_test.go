@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -296,6 +297,85 @@ func checkCluster(t *testing.T, c *demoCluster) {
 		if _, err := c.admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
 			t.Errorf("the admin client after the renewal: %v", err)
 		}
+	})
+	t.Run("a security update's reboot goes through the agent: one worker, drained, uncordoned", func(t *testing.T) {
+		target, other := workers[0], workers[1]
+		if dump, err := c.ssh(target, "apt-config dump"); err != nil || !strings.Contains(dump, `Unattended-Upgrade::Automatic-Reboot "false";`) {
+			t.Errorf("%s: apt-config dump does not leave reboots to the agent (%v):\n%s", target, err, dump)
+		}
+		if out, err := c.ssh(target, "systemctl is-enabled kiln-reboot.timer"); err != nil || strings.TrimSpace(out) != "enabled" {
+			t.Errorf("%s: kiln-reboot.timer is %q (%v), want enabled", target, out, err)
+		}
+		bootID := func(node string) string {
+			out, err := c.ssh(node, "cat /proc/sys/kernel/random/boot_id")
+			if err != nil {
+				return ""
+			}
+			return strings.TrimSpace(out)
+		}
+		firstBoot, otherBoot := bootID(target), bootID(other)
+		if firstBoot == "" || otherBoot == "" {
+			t.Fatalf("boot ids of %s and %s: %q, %q", target, other, firstBoot, otherBoot)
+		}
+		var mu sync.Mutex
+		cordoned := map[string]bool{}
+		w, err := c.admin.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		go func() {
+			for ev := range w.ResultChan() {
+				if n, ok := ev.Object.(*corev1.Node); ok && n.Spec.Unschedulable {
+					mu.Lock()
+					cordoned[n.Name] = true
+					mu.Unlock()
+				}
+			}
+		}()
+		start := time.Now()
+		if _, err := c.ssh(target, "sudo touch /run/reboot-required"); err != nil {
+			t.Fatal(err)
+		}
+		var node *corev1.Node
+		err = wait.PollUntilContextTimeout(ctx, 10*time.Second, 15*time.Minute, false, func(ctx context.Context) (bool, error) {
+			if b := bootID(target); b == "" || b == firstBoot {
+				return false, nil
+			}
+			n, err := c.admin.CoreV1().Nodes().Get(ctx, target, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			node = n
+			ready := false
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady {
+					ready = cond.Status == corev1.ConditionTrue
+				}
+			}
+			return ready && !n.Spec.Unschedulable && n.Annotations["reboot.kiln.dev/last"] != "", nil
+		})
+		if err != nil {
+			out, _ := c.kiln("get", "reboots", "-f", c.spec)
+			t.Fatalf("%s did not reboot through the agent and come back Ready and uncordoned: %v (Node: %+v)\n%s", target, err, node, out)
+		}
+		t.Logf("%s: from /run/reboot-required to rebooted, Node Ready and uncordoned in %s", target, time.Since(start).Round(time.Second))
+		mu.Lock()
+		if !cordoned[target] {
+			t.Errorf("%s rebooted without being cordoned first", target)
+		}
+		if cordoned[other] {
+			t.Errorf("%s was cordoned too", other)
+		}
+		mu.Unlock()
+		if b := bootID(other); b != otherBoot {
+			t.Errorf("%s rebooted too (boot id %s, was %s)", other, b, otherBoot)
+		}
+		out, err := c.kiln("get", "reboots", "-f", c.spec)
+		if err != nil || !strings.Contains(string(out), target) || !strings.Contains(string(out), "idle: no reboot required") {
+			t.Errorf("kiln get reboots: %v\n%s", err, out)
+		}
+		t.Logf("kiln get reboots:\n%s", out)
 	})
 	t.Run("SSH: the cluster key works, passwords are refused, on every node", func(t *testing.T) {
 		for name, addr := range c.nodeSSH {

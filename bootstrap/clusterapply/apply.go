@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,13 +128,12 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 			}
 			ri = dyn.Resource(m.Resource).Namespace(ch.Namespace)
 		}
-		before := ""
-		switch cur, err := ri.Get(ctx, ch.Name, metav1.GetOptions{}); {
+		cur, err := ri.Get(ctx, ch.Name, metav1.GetOptions{})
+		switch {
 		case apierrors.IsNotFound(err):
+			cur = nil
 		case err != nil:
 			return changes, fmt.Errorf("clusterapply: apply %s: get: %w", what, err)
-		default:
-			before = cur.GetResourceVersion()
 		}
 		// Managed fields and status are the server's; an empty creationTimestamp would be a field.
 		u.SetManagedFields(nil)
@@ -149,9 +149,9 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 			return changes, fmt.Errorf("clusterapply: apply %s: %w", what, err)
 		}
 		switch {
-		case before == "":
+		case cur == nil:
 			ch.Action = Created
-		case got.GetResourceVersion() == before:
+		case got.GetResourceVersion() == cur.GetResourceVersion() || sameButStatus(cur, got):
 			ch.Action = Unchanged
 		default:
 			ch.Action = Configured
@@ -159,4 +159,19 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests ...[]byte) ([]Change
 		changes = append(changes, ch)
 	}
 	return changes, nil
+}
+
+// sameButStatus says whether a and b, two versions of one object, differ in nothing but what the
+// server's controllers write beside the apply: the status and the resource version (an admission
+// policy's type checking writes its status soon after it is created, and can land between the read
+// and the apply).
+func sameButStatus(a, b *unstructured.Unstructured) bool {
+	strip := func(u *unstructured.Unstructured) map[string]any {
+		c := u.DeepCopy()
+		unstructured.RemoveNestedField(c.Object, "status")
+		unstructured.RemoveNestedField(c.Object, "metadata", "resourceVersion")
+		unstructured.RemoveNestedField(c.Object, "metadata", "managedFields")
+		return c.Object
+	}
+	return equality.Semantic.DeepEqual(strip(a), strip(b))
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
+	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 )
 
 // readyTimeout bounds how long etcd, the API server and the controller manager may take to become
@@ -545,6 +546,16 @@ func TestControlPlaneSecurity(t *testing.T) {
 			"kiln:node-autoapprove-certificate-rotation", "kiln:apiserver-kubelet-client", "kiln:cluster-admins"} {
 			want["ClusterRoleBinding "+b] = clusterapply.Unchanged
 		}
+		// The reboot locks: per pool its Leases, ClusterRole and binding, and their admission policy.
+		for _, p := range kubecfg.RebootPools(in.Cluster) {
+			for _, l := range rebootlock.LeaseNames(p.Name, p.Slots) {
+				want["Lease "+l] = clusterapply.Unchanged
+			}
+			want["ClusterRole "+rebootlock.Group(p.Name)] = clusterapply.Unchanged
+			want["ClusterRoleBinding "+rebootlock.Group(p.Name)] = clusterapply.Unchanged
+		}
+		want["ValidatingAdmissionPolicy "+kubecfg.RebootPolicy] = clusterapply.Unchanged
+		want["ValidatingAdmissionPolicyBinding "+kubecfg.RebootPolicy] = clusterapply.Unchanged
 		// Right after the node's cluster init there is nothing to change.
 		if diff := cmp.Diff(want, secure(t)); diff != "" {
 			t.Errorf("cluster secure after the cluster init (-want +got):\n%s", diff)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/internal/ignitiontest"
+	"github.com/kiln-dev/kiln/nodeagent/reboot"
 )
 
 // TestApplyWorkerWithRealIgnition applies a rendered worker config with the real Ignition binary
@@ -53,7 +54,8 @@ func TestApplyWorkerWithRealIgnition(t *testing.T) {
 		{path: "/var/lib/kubelet", mode: fs.ModeDir | 0o700},
 		{path: "/etc/containerd/config.toml", mode: 0o644, contains: "SystemdCgroup = true"},
 		{path: "/etc/systemd/system/kubelet.service", mode: 0o644, contains: "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf"},
-		{path: "/etc/systemd/system/kiln-reboot.service", mode: 0o644, contains: "ExecStart=/usr/local/bin/kiln-node reboot --kubeconfig=/etc/kubernetes/kubelet.conf --node-name="},
+		{path: "/etc/systemd/system/kiln-reboot.service", mode: 0o644, contains: "ExecStart=/usr/local/bin/kiln-node reboot --kubeconfig=/etc/kubernetes/kubelet.conf --lock-cert=/etc/kiln/reboot/agent.crt"},
+		{path: "/etc/kiln/reboot/agent.key", mode: 0o600, contains: "-----BEGIN PRIVATE KEY-----"},
 		{path: "/etc/systemd/system-preset/20-ignition.preset", mode: 0o644, contains: "enable containerd.service\nenable kiln-firewall.service\nenable kiln-podnet.service\nenable kiln-reboot.timer\nenable kiln-ssh-hostkeys-report.service\nenable kube-proxy.service\nenable kubelet.service\n"},
 		{path: "/etc/systemd/system/kiln-ssh-hostkeys-report.service", mode: 0o644, contains: "cat /etc/ssh/ssh_host_*_key.pub;"},
 		{path: "/etc/systemd/system/kiln-podnet.service", mode: 0o644, contains: "ExecStart=/usr/local/bin/kiln-node podnet --cluster-cidr=10.244.0.0/16"},
@@ -79,9 +81,9 @@ func TestApplyWorkerWithRealIgnition(t *testing.T) {
 			}
 		})
 	}
-	// Nothing a worker must not hold reached its disk.
+	// Nothing a worker must not hold reached its disk: no private key but its reboot agent's.
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || strings.TrimPrefix(p, root) == reboot.DefaultLockKey {
 			return err
 		}
 		b, err := os.ReadFile(p)

@@ -108,14 +108,14 @@ func TestBytes(t *testing.T) {
 			config: config(file("/etc/kubernetes/pki/ca.key", fakeKey)),
 			policy: Policy{Role: v1alpha1.RoleWorker},
 			want: []Finding{{Path: "storage.files[0].contents",
-				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none but its reboot agent's (/etc/kiln/reboot/agent.key)"}},
 		},
 		{
 			name:   "worker with a gzip-compressed private key",
 			config: config(gzipFile("/etc/kubernetes/pki/ca.key", fakeKey)),
 			policy: Policy{Role: v1alpha1.RoleWorker},
 			want: []Finding{{Path: "storage.files[0].contents",
-				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+				Message: "holds a private key; a worker gets its key pair by TLS bootstrap and holds none but its reboot agent's (/etc/kiln/reboot/agent.key)"}},
 		},
 		{
 			name:   "control plane may hold its keys",
@@ -214,10 +214,12 @@ func TestKubeconfigCredentials(t *testing.T) {
 		{name: "any role: system:masters for a year", conf: kubeconfig(t, "kiln:cluster-init", "system:masters", year),
 			want: []string{"holds a system:masters client certificate (kiln:cluster-init) valid for 8760h5m0s; a node may hold one valid for at most 24h5m0s"}},
 		{name: "worker: a client key", conf: kubeconfig(t, "kiln:cluster-init", "kiln:cluster-init", time.Hour), role: v1alpha1.RoleWorker,
-			want: []string{"holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+			want: []string{"holds a private key; a worker gets its key pair by TLS bootstrap and holds none but its reboot agent's (/etc/kiln/reboot/agent.key)",
+				"holds a client certificate for kiln:cluster-init in [kiln:cluster-init]; a worker holds none but its reboot agent's"}},
 		{name: "worker: system:masters, even for an hour", conf: kubeconfig(t, "kiln:cluster-init-grant", "system:masters", time.Hour), role: v1alpha1.RoleWorker,
 			want: []string{"holds a system:masters client certificate (kiln:cluster-init-grant); no worker may",
-				"holds a private key; a worker gets its key pair by TLS bootstrap and holds none"}},
+				"holds a private key; a worker gets its key pair by TLS bootstrap and holds none but its reboot agent's (/etc/kiln/reboot/agent.key)",
+				"holds a client certificate for kiln:cluster-init-grant in [system:masters]; a worker holds none but its reboot agent's"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Bytes(config(gzipFile("/etc/kubernetes/x.conf", tc.conf)), Policy{Role: tc.role})
