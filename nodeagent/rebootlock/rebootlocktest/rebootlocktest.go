@@ -9,14 +9,15 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kiln-dev/kiln/bootstrap/clusterapply"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
+	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
-	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 )
 
 // spec is the smallest cluster whose control plane runs on loopback.
@@ -42,8 +43,9 @@ type Cluster struct {
 	// Admin is a client in system:masters.
 	Admin kubernetes.Interface
 
-	cp *controlplane.ControlPlane
-	ca pki.KeyPair
+	adminConfig *rest.Config
+	cp          *controlplane.ControlPlane
+	ca          pki.KeyPair
 }
 
 // Start starts a control plane for t (or skips t, or fails it under CI, when its programs are
@@ -52,30 +54,21 @@ func Start(t testing.TB) *Cluster {
 	t.Helper()
 	in := controlplanetest.Input(t, spec)
 	cp := controlplanetest.Start(t, in)
-	return &Cluster{Admin: controlplanetest.Admin(t, cp, in.Secrets), cp: cp, ca: in.Secrets.ClusterCA}
-}
-
-// CreatePool creates pool's slots Leases, free, as kiln's cluster init does, and lets the group
-// rebootlock.Group(pool) hold them: a Role with rebootlock.Rule, bound to the group.
-func (c *Cluster) CreatePool(t testing.TB, pool string, slots int) {
-	t.Helper()
-	ctx := t.Context()
-	for _, l := range rebootlock.Leases(pool, slots) {
-		if _, err := c.Admin.CoordinationV1().Leases(l.Namespace).Create(ctx, &l, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	name := rebootlock.Group(pool)
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: rebootlock.Namespace}, Rules: []rbacv1.PolicyRule{rebootlock.Rule(pool, slots)}}
-	if _, err := c.Admin.RbacV1().Roles(rebootlock.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+	cfg, err := clientcmd.BuildConfigFromFlags("", cp.AdminKubeconfig)
+	if err != nil {
 		t.Fatal(err)
 	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: rebootlock.Namespace},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: name}},
-	}
-	if _, err := c.Admin.RbacV1().RoleBindings(rebootlock.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+	return &Cluster{Admin: controlplanetest.Admin(t, cp, in.Secrets), adminConfig: cfg, cp: cp, ca: in.Secrets.ClusterCA}
+}
+
+// CreatePool applies pool's reboot lock of slots slots as kiln renders it (kubecfg.RebootLock):
+// its Leases, free, and the ClusterRole and binding that let the group rebootlock.Group(pool) hold
+// them. A pool of the cluster's spec exists already (its cluster init made it): applying it again
+// changes nothing.
+func (c *Cluster) CreatePool(t testing.TB, pool string, slots int) {
+	t.Helper()
+	objects, policy := kubecfg.RebootLock([]kubecfg.RebootPool{{Name: pool, Slots: slots}})
+	if _, err := clusterapply.Apply(t.Context(), c.adminConfig, objects, policy); err != nil {
 		t.Fatal(err)
 	}
 }
