@@ -280,3 +280,50 @@ func FuzzLint(f *testing.F) {
 		_ = Bytes(raw, Policy{Role: v1alpha1.RoleWorker, Channel: Limits["aws"], Forbidden: []Secret{{Name: "k", Value: []byte("0123456789")}}})
 	})
 }
+
+// A worker holds one key pair: its reboot agent's, at its path, for a certificate that names the
+// agent and its pool's reboot group only.
+func TestWorkerRebootAgentCredential(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	ca, err := pki.NewCA(rand.Reader, "lint test CA", t0, 10*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(cn string, orgs ...string) *pki.KeyPair {
+		kp, err := ca.Issue(rand.Reader, pki.CertRequest{CommonName: cn, Organization: orgs,
+			Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Validity: time.Hour}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kp
+	}
+	agent := issue("kiln:reboot-agent:w-1", "kiln:reboot:workers")
+	node := issue("kiln:reboot-agent:w-1", "kiln:reboot:workers", "system:nodes")
+	for _, tc := range []struct {
+		name  string
+		files []types.File
+		want  []string
+	}{
+		{name: "the agent's key and certificate", files: []types.File{file("/etc/kiln/reboot/agent.crt", string(agent.CertPEM)), file("/etc/kiln/reboot/agent.key", string(agent.KeyPEM))}},
+		{name: "the agent's key elsewhere", files: []types.File{file("/etc/kiln/other.key", string(agent.KeyPEM))},
+			want: []string{"holds a private key; a worker gets its key pair by TLS bootstrap and holds none but its reboot agent's (/etc/kiln/reboot/agent.key)"}},
+		{name: "an agent certificate in a second group", files: []types.File{file("/etc/kiln/reboot/agent.crt", string(node.CertPEM))},
+			want: []string{"holds a client certificate for kiln:reboot-agent:w-1 in [system:nodes kiln:reboot:workers]; a worker holds none but its reboot agent's"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Bytes(config(tc.files...), Policy{Role: v1alpha1.RoleWorker})
+			var got []string
+			var lerr *Error
+			if errors.As(err, &lerr) {
+				for _, f := range lerr.Findings {
+					got = append(got, f.Message)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

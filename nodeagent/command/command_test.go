@@ -45,6 +45,14 @@ func TestErrors(t *testing.T) {
 		{name: "a bad log level", args: []string{"--log-level", "loud", "podnet", "--cluster-cidr", "10.244.0.0/16"}, want: `--log-level "loud"`},
 		{name: "a bad log format", args: []string{"--log-format", "xml", "podnet", "--cluster-cidr", "10.244.0.0/16"}, want: `--log-format "xml"`},
 		{name: "a bad output format", args: []string{"version", "-o", "yaml"}, want: `-o "yaml"`},
+		{name: "reboot without a pool", args: []string{"reboot"}, want: `required flag(s) "pool" not set`},
+		{name: "reboot with no slots", args: []string{"reboot", "--pool", "w", "--slots", "0"}, want: "--slots 0: at least 1"},
+		{name: "the control plane rebooting two", args: []string{"reboot", "--pool", "control-plane", "--slots", "2"}, want: "one node at a time"},
+		{name: "a lease too short", args: []string{"reboot", "--pool", "w", "--lease-duration", "1s"}, want: "--lease-duration 1s: at least 10s"},
+		{name: "renewing slower than the lease", args: []string{"reboot", "--pool", "w", "--lease-duration", "30s", "--renew-every", "1m"}, want: "--renew-every 1m0s: shorter than"},
+		{name: "a bad window", args: []string{"reboot", "--pool", "w", "--window", "Mon-Fry 02:00-05:00"}, want: `--window: `},
+		{name: "a time zone without a window", args: []string{"reboot", "--pool", "w", "--time-zone", "Europe/Berlin"}, want: "--time-zone \"Europe/Berlin\" without --window"},
+		{name: "no kubeconfig", args: []string{"reboot", "--pool", "w", "--kubeconfig", "/nonexistent/kubelet.conf"}, want: "--kubeconfig: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := run(t, t.Context(), tc.args...)
