@@ -301,14 +301,7 @@ func pinningPolicy(group string, pinned map[string][]string) [][]byte {
 			}},
 		},
 	}
-	binding := admissionv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: ClusterInitPolicy},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        ClusterInitPolicy,
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-		},
-	}
+	binding := denyBinding(ClusterInitPolicy)
 	return [][]byte{mustMarshal(policy), mustMarshal(binding)}
 }
 

@@ -104,13 +104,19 @@ func rebootPolicy() []byte {
 			},
 		},
 	}
-	binding := admissionv1.ValidatingAdmissionPolicyBinding{
+	binding := denyBinding(RebootPolicy)
+	return joinDocuments([][]byte{mustMarshal(policy), mustMarshal(binding)})
+}
+
+// denyBinding binds the ValidatingAdmissionPolicy policy, under its own name, to deny what it
+// refuses, everywhere.
+func denyBinding(policy string) admissionv1.ValidatingAdmissionPolicyBinding {
+	return admissionv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: RebootPolicy},
+		ObjectMeta: metav1.ObjectMeta{Name: policy},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        RebootPolicy,
+			PolicyName:        policy,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
 		},
 	}
-	return joinDocuments([][]byte{mustMarshal(policy), mustMarshal(binding)})
 }

@@ -30,9 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/kiln-dev/kiln/api/v1alpha1"
 	"github.com/kiln-dev/kiln/bootstrap/controlplane/controlplanetest"
-	"github.com/kiln-dev/kiln/bootstrap/ignition"
 	"github.com/kiln-dev/kiln/bootstrap/kubecfg"
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
@@ -104,21 +102,9 @@ func TestAgentsOnAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := v1alpha1.Decode([]byte(spec), "cluster.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Add(-time.Minute)
-	b, err := secrets.Generate(c, rand.Reader, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := secrets.NewBootstrapToken(rand.Reader, now, time.Hour, "reboot test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.BootstrapTokens = append(b.BootstrapTokens, tok)
-	cp := controlplanetest.Start(t, ignition.Input{Cluster: c, Secrets: b, Token: tok})
+	in := controlplanetest.Input(t, spec)
+	b, now := in.Secrets, time.Now().Add(-time.Minute)
+	cp := controlplanetest.Start(t, in)
 	cfg, err := clientcmd.BuildConfigFromFlags("", cp.AdminKubeconfig)
 	if err != nil {
 		t.Fatal(err)
