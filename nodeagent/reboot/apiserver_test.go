@@ -35,6 +35,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
+	"github.com/kiln-dev/kiln/nodeagent/reboot"
 	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 )
 
@@ -252,7 +253,11 @@ func TestAgentsOnAPIServer(t *testing.T) {
 			}
 			node, err := admin.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
 			if err != nil || node.Spec.Unschedulable {
-				t.Errorf("%s: still cordoned (%v)", n.name, err)
+				t.Fatalf("%s: still cordoned (%v)", n.name, err)
+			}
+			// What kiln get reboots shows, written by the agent with the node's own credential.
+			if a := node.Annotations; a[reboot.AnnotationLast] == "" || a[reboot.AnnotationStatus] != "idle: no reboot required" || a[reboot.AnnotationRequired] != "" {
+				t.Errorf("%s: annotations %v, want its last reboot, idle, and no reboot required", n.name, a)
 			}
 		}
 		h := history.snapshot()
