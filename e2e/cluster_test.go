@@ -120,13 +120,13 @@ func (c *demoCluster) ssh(name, command string) (string, error) {
 
 // pod runs a one-shot kiln-echo pod on node with args, waits for it to finish, and returns its phase
 // and its log, read through the API (the kubelet's serving certificate, which kiln approved).
-func (c *demoCluster) pod(ctx context.Context, name, node string, args ...string) (corev1.PodPhase, string) {
-	c.t.Helper()
+func (c *demoCluster) pod(t *testing.T, ctx context.Context, name, node string, args ...string) (corev1.PodPhase, string) {
+	t.Helper()
 	pods := c.admin.CoreV1().Pods("default")
 	p := restrictedPod(name, node, args...)
 	p.Spec.RestartPolicy = corev1.RestartPolicyNever
 	if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
-		c.t.Fatalf("create pod %s: %v", name, err)
+		t.Fatalf("create pod %s: %v", name, err)
 	}
 	var phase corev1.PodPhase
 	err := wait.PollUntilContextTimeout(ctx, 3*time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -138,11 +138,18 @@ func (c *demoCluster) pod(ctx context.Context, name, node string, args ...string
 		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
 	})
 	if err != nil {
-		c.t.Fatalf("pod %s on %s did not finish (phase %q): %v", name, node, phase, err)
+		t.Fatalf("pod %s on %s did not finish (phase %q): %v", name, node, phase, err)
 	}
-	log, err := pods.GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	// The logs come through the kubelet's serving certificate, which kiln approves in its next pass
+	// after the kubelet asked: a node that has just joined may not have it yet.
+	var log []byte
+	var logErr error
+	err = wait.PollUntilContextTimeout(ctx, 5*time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		log, logErr = pods.GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		return logErr == nil, nil
+	})
 	if err != nil {
-		c.t.Fatalf("logs of pod %s (the kubelet's serving certificate must be approved): %v", name, err)
+		t.Fatalf("logs of pod %s on %s (the kubelet's serving certificate must be approved): %v (%v)", name, node, logErr, err)
 	}
 	return phase, string(log)
 }
@@ -211,7 +218,7 @@ func checkCluster(t *testing.T, c *demoCluster) {
 		if client == server.Spec.NodeName {
 			client = workers[1]
 		}
-		phase, log := c.pod(ctx, "e2e-pod-to-pod", client, "-get", "http://"+server.Status.PodIP+":8080/", "-timeout", "30s")
+		phase, log := c.pod(t, ctx, "e2e-pod-to-pod", client, "-get", "http://"+server.Status.PodIP+":8080/", "-timeout", "30s")
 		if phase != corev1.PodSucceeded || !strings.Contains(log, "hostname=echo-demo-workers-1") {
 			t.Errorf("a pod on %s fetching %s on %s: %s\n%s", client, server.Status.PodIP, server.Spec.NodeName, phase, log)
 		}
@@ -222,7 +229,7 @@ func checkCluster(t *testing.T, c *demoCluster) {
 			t.Fatal(err)
 		}
 		sa := "/var/run/secrets/kubernetes.io/serviceaccount/"
-		phase, log := c.pod(ctx, "e2e-api-via-service", workers[0], "-get", "https://"+svc.Spec.ClusterIP+"/version",
+		phase, log := c.pod(t, ctx, "e2e-api-via-service", workers[0], "-get", "https://"+svc.Spec.ClusterIP+"/version",
 			"-ca", sa+"ca.crt", "-token", sa+"token", "-timeout", "30s")
 		if phase != corev1.PodSucceeded || !strings.Contains(log, `"gitVersion"`) {
 			t.Errorf("GET https://%s/version from a pod: %s\n%s", svc.Spec.ClusterIP, phase, log)

@@ -132,12 +132,15 @@ echo "killed demo-workers-0 (qemu pid $pid)"
 # (Each command's output is taken whole: under pipefail, kubectl's exit 1 for NotFound would fail
 # a pipe into grep.)
 replaced() {
-	local machines old workers
+	local machines old workers pending
 	machines=$("$KILN" get nodes -f "$SPEC") || return 1
 	old=$("$kubectl" get node demo-workers-0 2>&1) && return 1
 	workers=$("$kubectl" get nodes --no-headers -l kiln.dev/role=worker) || return 1
+	# ... and kiln has approved the new kubelet's serving certificate (kubectl logs and exec need it):
+	# apply --watch does it in its next pass, which stopping it at the first Ready could cut off.
+	pending=$("$kubectl" get csr --no-headers --field-selector spec.signerName=kubernetes.io/kubelet-serving 2>&1) || return 1
 	[[ $(awk '$1 == "demo-workers-0"' <<<"$machines") == "" && $old == *NotFound* &&
-		$(awk '$2 == "Ready"' <<<"$workers" | wc -l) == 2 ]]
+		$(awk '$2 == "Ready"' <<<"$workers" | wc -l) == 2 && $pending != *Pending* ]]
 }
 until_true 1800 "the replacement of demo-workers-0 (see $DEMO/watch.log)" replaced
 echo "the replacement's Node is Ready and demo-workers-0's Node is gone, $((SECONDS - killed)) s after the kill"
