@@ -291,7 +291,7 @@ func (r *Renderer) Render(n Node) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ignition: node %s: %w", n.Name, err)
 	}
-	if err := c.linter.Config(cfg, len(raw)); err != nil {
+	if err := c.linter.Config(cfg, r.in.Placement.Channels[n.Role].Carried(raw)); err != nil {
 		return nil, fmt.Errorf("ignition: node %s: %w", n.Name, err)
 	}
 	return raw, nil

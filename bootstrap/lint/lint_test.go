@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	mrand "math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -149,15 +150,20 @@ func TestBytes(t *testing.T) {
 			want:   []Finding{{Message: "config is 17.3 KiB (17686 bytes), over the AWS user-data limit of 16.0 KiB (16384 bytes)"}},
 		},
 		{
-			name:   "within the vSphere limit",
-			config: config(file("/opt/big", strings.Repeat("x", 40<<10))),
+			name:   "within the vSphere limit: text compresses",
+			config: config(file("/opt/big", strings.Repeat("x", 200<<10))),
 			policy: Policy{Channel: Limits["vsphere"]},
 		},
 		{
-			name:   "over the vSphere limit once base64-encoded",
-			config: config(file("/opt/big", strings.Repeat("x", 50<<10))),
+			name:   "within the vSphere limit: noise",
+			config: config(file("/opt/big", noise(28<<10))),
 			policy: Policy{Channel: Limits["vsphere"]},
-			want:   []Finding{{Message: "config is 67.0 KiB (68640 bytes), over the vSphere guestinfo (base64) limit of 64.0 KiB (65536 bytes)"}},
+		},
+		{
+			name:   "over the vSphere limit once compressed and base64-encoded twice",
+			config: config(file("/opt/big", noise(56<<10))),
+			policy: Policy{Channel: Limits["vsphere"]},
+			want:   []Finding{{Message: "config is 78.1 KiB (79968 bytes), over the vSphere guestinfo (gzip, base64) limit of 64.0 KiB (65536 bytes)"}},
 		},
 	}
 	for _, tc := range tests {
@@ -326,4 +332,14 @@ func TestWorkerRebootAgentCredential(t *testing.T) {
 			}
 		})
 	}
+}
+
+// noise is n bytes of base64 text from a fixed seed: what compresses as little as certificates do.
+func noise(n int) string {
+	r := mrand.New(mrand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return base64.StdEncoding.EncodeToString(b)[:n]
 }

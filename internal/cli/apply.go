@@ -164,7 +164,7 @@ func runApply(ctx context.Context, g *globals, o applyOptions) (err error) {
 	if err := checkImages(c, p); err != nil {
 		return err
 	}
-	pl, err := placement(c.Spec.Provider.Name)
+	pl, err := placement(c)
 	if err != nil {
 		return err
 	}
@@ -373,7 +373,7 @@ type nodeRenderer struct {
 
 // render renders machine cr's config.
 func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte, error) {
-	pl, err := placement(n.c.Spec.Provider.Name)
+	pl, err := placement(n.c)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +409,7 @@ func (n *nodeRenderer) render(ctx context.Context, cr reconcile.Create) ([]byte,
 
 // networkSpec is the network the provider makes for cluster c.
 func networkSpec(c *v1alpha1.Cluster) (provisioner.NetworkSpec, error) {
-	pl, err := placement(c.Spec.Provider.Name)
+	pl, err := placement(c)
 	if err != nil {
 		return provisioner.NetworkSpec{}, err
 	}

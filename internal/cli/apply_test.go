@@ -26,7 +26,7 @@ import (
 // gives nodes their addresses before their configs are rendered (qemu), so does the fake.
 func memoryProvider(mem *providertest.Memory) func(context.Context, *v1alpha1.Cluster) (provisioner.Provider, error) {
 	return func(_ context.Context, c *v1alpha1.Cluster) (provisioner.Provider, error) {
-		if pl, err := placement(c.Spec.Provider.Name); err == nil && pl.NodeAddresses {
+		if pl, err := placement(c); err == nil && pl.NodeAddresses {
 			return addressingMemory{Provider: mem.New(), book: addressBookOf(mem)}, nil
 		}
 		return mem.New(), nil

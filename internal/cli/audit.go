@@ -389,7 +389,7 @@ func orDefault(s, def string) string {
 // nodeIntent is the firewall intent of cluster c's nodes as its provider's placement renders it: where
 // the control-plane nodes make the API endpoint, their rules say so.
 func nodeIntent(c *v1alpha1.Cluster) (firewall.Intent, error) {
-	pl, err := placement(c.Spec.Provider.Name)
+	pl, err := placement(c)
 	if err != nil {
 		return firewall.Intent{}, err
 	}

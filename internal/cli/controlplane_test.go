@@ -94,8 +94,10 @@ func TestControlPlaneRunAndSecure(t *testing.T) {
 	if err := json.Unmarshal([]byte(sec), &changes); err != nil {
 		t.Fatalf("cluster secure -o json: %v\n%s", err, sec)
 	}
-	if len(changes) != 7 { // two namespaces and five bindings
-		t.Errorf("cluster secure applied %d objects, want 7: %v", len(changes), changes)
+	// Two namespaces, five bindings, and the reboot locks of the control plane and the one pool:
+	// a Lease, a ClusterRole and its binding each, and their admission policy and its binding.
+	if len(changes) != 15 {
+		t.Errorf("cluster secure applied %d objects, want 15: %v", len(changes), changes)
 	}
 	for _, ch := range changes {
 		if ch.Action != clusterapply.Unchanged {

@@ -45,12 +45,13 @@ func (g *globals) provider(ctx context.Context, c *v1alpha1.Cluster, specPath st
 
 // placement returns what the named provider does for the configs of its machines, as the provider
 // declares it; rendering reads it and never asks which provider it is.
-func placement(provider string) (ignition.Placement, error) {
-	switch provider {
+func placement(c *v1alpha1.Cluster) (ignition.Placement, error) {
+	switch provider := c.Spec.Provider.Name; provider {
 	case v1alpha1.ProviderAWS:
 		return awsprovider.Placement(), nil
 	case v1alpha1.ProviderVSphere:
-		return vsphere.Placement(), nil
+		v := c.Spec.Provider.VSphere
+		return vsphere.Placement(v != nil && v.ConfigServer != ""), nil
 	case v1alpha1.ProviderQEMU:
 		return qemu.Placement(), nil
 	case v1alpha1.ProviderMetal:

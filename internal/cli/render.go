@@ -82,10 +82,14 @@ it once the machine's Node has joined.`,
 			if err != nil {
 				return err
 			}
-			if target == "" {
-				target = c.Spec.Provider.Name
+			tc := c
+			if target != "" && target != c.Spec.Provider.Name {
+				// Another target's placement: the spec as if its provider were that one.
+				other := *c
+				other.Spec.Provider = v1alpha1.Provider{Name: target}
+				tc = &other
 			}
-			pl, err := placement(target)
+			pl, err := placement(tc)
 			if err != nil {
 				return fmt.Errorf("--target: %w", err)
 			}

@@ -48,8 +48,10 @@ func TestApplyOnVSphereSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A control plane's config no longer fits guestinfo (64 KiB): it carries a stub, and kiln serves
+	// the config.
 	cl.Spec.Provider.VSphere = &v1alpha1.VSphereProvider{Server: sim.URL.Host, Datacenter: vspheretest.Datacenter, Cluster: vspheretest.Cluster,
-		Folder: "/DC0/vm/kiln", Datastore: "LocalDS_0", Network: "DC0_DVPG0"}
+		Folder: "/DC0/vm/kiln", Datastore: "LocalDS_0", Network: "DC0_DVPG0", ConfigServer: net.JoinHostPort("127.0.0.1", strconv.Itoa(testtool.FreePort(t)))}
 	cl.Spec.ControlPlane.Image = "DC0_H0_VM0"
 	for i := range cl.Spec.NodePools {
 		cl.Spec.NodePools[i].Image = "DC0_H0_VM0"

@@ -212,7 +212,8 @@ func (p *Provider) machineConfig(spec provisioner.MachineSpec, addr netip.Addr, 
 		return nil, err
 	}
 	if n := base64.StdEncoding.EncodedLen(len(out)); n > MaxIgnitionSize {
-		return nil, fmt.Errorf("ignition: %d bytes base64 with the network config (the node's config gzip-compressed), guestinfo takes %d: %w",
+		return nil, fmt.Errorf("ignition: %d bytes base64 with the network config (the node's config gzip-compressed), guestinfo takes %d "+
+			"(set spec.provider.vsphere.configServer: the VM then carries a stub and fetches its config once from kiln): %w",
 			n, MaxIgnitionSize, ErrIgnitionTooLarge)
 	}
 	return out, nil

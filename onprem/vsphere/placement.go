@@ -15,13 +15,16 @@ import (
 // machine a static address of the port group's subnet (spec.network.privateSubnets[0]) in its state
 // store before the VM exists (Provider.Reserve), and Create hands the VM its config wrapped with the
 // systemd-networkd file that sets the address on its NIC (docs/vsphere.md).
-func Placement() ignition.Placement {
-	return ignition.Placement{
-		Channels: map[string]lint.Limit{
+//
+// With served (spec.provider.vsphere.configServer), guestinfo carries only each machine's stub and
+// the machine fetches its config once from kiln: the config itself has no size limit.
+func Placement(served bool) ignition.Placement {
+	pl := ignition.Placement{Endpoint: ignition.EndpointVIP, NodeAddresses: true}
+	if !served {
+		pl.Channels = map[string]lint.Limit{
 			v1alpha1.RoleControlPlane: lint.Limits["vsphere"],
 			v1alpha1.RoleWorker:       lint.Limits["vsphere"],
-		},
-		Endpoint:      ignition.EndpointVIP,
-		NodeAddresses: true,
+		}
 	}
+	return pl
 }
