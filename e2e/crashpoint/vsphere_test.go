@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"testing"
 
 	"github.com/vmware/govmomi/object"
@@ -15,6 +17,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kiln-dev/kiln/api/v1alpha1"
+	"github.com/kiln-dev/kiln/internal/testtool"
 	"github.com/kiln-dev/kiln/onprem/vsphere"
 	"github.com/kiln-dev/kiln/onprem/vsphere/vspheretest"
 )
@@ -25,6 +28,7 @@ var soapTask = regexp.MustCompile(`<(?:\w+:)?(\w+_Task)[\s>]`)
 
 func TestCrashPointsVSphere(t *testing.T) {
 	sim := vspheretest.Start(t)
+	configServer := net.JoinHostPort("127.0.0.1", strconv.Itoa(testtool.FreePort(t)))
 	ctx := context.Background()
 	c, folder := sim.Client, sim.Folder
 
@@ -78,8 +82,9 @@ func TestCrashPointsVSphere(t *testing.T) {
 			return []string{"KILN_VSPHERE_USERNAME=kiln", "KILN_VSPHERE_PASSWORD=sim-password", "KILN_VSPHERE_CA_FILE=" + ca}
 		},
 		spec: func(cl *v1alpha1.Cluster, host string) {
+			// A control plane's config does not fit guestinfo: kiln serves it, guestinfo carries a stub.
 			cl.Spec.Provider.VSphere = &v1alpha1.VSphereProvider{Server: host, Datacenter: "DC0", Cluster: "DC0_C0",
-				Folder: "/DC0/vm/kiln", Datastore: "LocalDS_0", Network: "DC0_DVPG0"}
+				Folder: "/DC0/vm/kiln", Datastore: "LocalDS_0", Network: "DC0_DVPG0", ConfigServer: configServer}
 			cl.Spec.ControlPlane.Image = "DC0_H0_VM0"
 			for i := range cl.Spec.NodePools {
 				cl.Spec.NodePools[i].Image = "DC0_H0_VM0"
