@@ -378,10 +378,30 @@ func checkCluster(t *testing.T, c *demoCluster) {
 		if b := bootID(other); b != otherBoot {
 			t.Errorf("%s rebooted too (boot id %s, was %s)", other, b, otherBoot)
 		}
-		out, err := c.kiln("get", "reboots", "-f", c.spec)
-		if err != nil || !strings.Contains(string(out), target) || !strings.Contains(string(out), "idle: no reboot required") {
-			t.Errorf("kiln get reboots: %v\n%s", err, out)
+		// The target's own row: Ready, not cordoned, no reboot needed, its last reboot recorded.
+		out, err := c.kiln("get", "reboots", "-f", c.spec, "-o", "json")
+		var view struct {
+			Nodes []struct {
+				Name, LastReboot          string
+				Ready, Cordoned, Required bool
+			}
 		}
+		if err != nil || json.Unmarshal(out, &view) != nil {
+			t.Fatalf("kiln get reboots -o json: %v\n%s", err, out)
+		}
+		found := false
+		for _, n := range view.Nodes {
+			if n.Name == target {
+				found = true
+				if !n.Ready || n.Cordoned || n.Required || n.LastReboot == "" {
+					t.Errorf("kiln get reboots shows %s as %+v, want Ready, uncordoned, no reboot needed, a last reboot", target, n)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("kiln get reboots does not show %s:\n%s", target, out)
+		}
+		out, _ = c.kiln("get", "reboots", "-f", c.spec)
 		t.Logf("kiln get reboots:\n%s", out)
 	})
 	t.Run("SSH: the cluster key works, passwords are refused, on every node", func(t *testing.T) {

@@ -77,7 +77,7 @@ func (d Drainer) Drain(ctx context.Context, node string) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("drain %s: get node: %w", node, err)
 	}
-	r := Result{Found: true, Ready: ready(n)}
+	r := Result{Found: true, Ready: Ready(n)}
 	if !n.Spec.Unschedulable {
 		patch := []byte(`{"spec":{"unschedulable":true}}`)
 		if _, err := d.Client.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -213,8 +213,8 @@ func (d Drainer) DeleteNode(ctx context.Context, node string) error {
 	return nil
 }
 
-// ready reports whether n's Ready condition is True.
-func ready(n *corev1.Node) bool {
+// Ready reports whether n's Ready condition is True.
+func Ready(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			return c.Status == corev1.ConditionTrue

@@ -256,7 +256,7 @@ func (a *Agent) lookAtCluster(ctx context.Context, o *Observation) (*corev1.Node
 	if err != nil {
 		return nil, fmt.Errorf("reboot: get Node %s: %w", a.Node, err)
 	}
-	o.NodeReady, o.NodeCordoned = ready(node), node.Spec.Unschedulable
+	o.NodeReady, o.NodeCordoned = drain.Ready(node), node.Spec.Unschedulable
 	holders, err := a.Lock.Holders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reboot: the lock: %w", err)
@@ -284,7 +284,7 @@ func Blockers(nodes []corev1.Node, self string, holding map[string]bool) []strin
 	for _, n := range nodes {
 		switch {
 		case n.Name == self || holding[n.Name]:
-		case !ready(&n):
+		case !drain.Ready(&n):
 			out = append(out, n.Name+": not Ready")
 		case n.Spec.Unschedulable:
 			out = append(out, n.Name+": cordoned")
@@ -442,13 +442,4 @@ func away(err error) bool {
 	)
 	return errors.As(err, &op) || errors.As(err, &dns) || (errors.As(err, &ne) && ne.Timeout()) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-func ready(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
