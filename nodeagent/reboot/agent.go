@@ -178,6 +178,20 @@ func (a *Agent) act(ctx context.Context, o Observation, node *corev1.Node, d Dec
 			return d, err
 		}
 		a.Log.Info("took the reboot lock", "node", a.Node, "slot", slot)
+		// The look and the take are two requests. A slot whose lease ran out between them was
+		// counted as held (its node left out of the pool's health) and then taken as free: its
+		// holder may be a node that never came back. Look again now that the slot is ours.
+		var again Observation
+		if _, err := a.lookAtCluster(ctx, &again); err != nil {
+			return d, errors.Join(err, a.Lock.Release(ctx, a.Node))
+		}
+		if len(again.Blockers) > 0 {
+			if err := a.Lock.Release(ctx, a.Node); err != nil {
+				return d, err
+			}
+			a.Log.Info("gave the reboot lock back: the pool turned unhealthy", "node", a.Node, "blockers", again.Blockers)
+			return Decision{Wait, "reboot required; pool unhealthy: " + strings.Join(again.Blockers, ", ") + " (seen after taking the lock, given back)"}, nil
+		}
 		return a.drainAndReboot(ctx, o, node)
 	case Drain:
 		return a.drainAndReboot(ctx, o, node)

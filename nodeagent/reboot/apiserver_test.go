@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +37,7 @@ import (
 	"github.com/kiln-dev/kiln/bootstrap/pki"
 	"github.com/kiln-dev/kiln/bootstrap/secrets"
 	"github.com/kiln-dev/kiln/internal/testtool"
+	"github.com/kiln-dev/kiln/nodeagent/drain"
 	"github.com/kiln-dev/kiln/nodeagent/reboot"
 	"github.com/kiln-dev/kiln/nodeagent/rebootlock"
 )
@@ -215,6 +218,62 @@ func TestAgentsOnAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a slot that runs out between the look and the take is given back", func(t *testing.T) {
+		ghost, self := nodes["rb-workers-3"], nodes["rb-workers-2"]
+		// ghost holds the slot and never comes back: NotReady, its lease left to run out.
+		if err := os.WriteFile(ghost.path("dead"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = os.Remove(ghost.path("dead"))
+			waitFor(t, time.Minute, ghost.name+" Ready again", func() bool { return nodeReady(ctx, admin, ghost.name) })
+		}()
+		waitFor(t, time.Minute, ghost.name+" NotReady", func() bool { return !nodeReady(ctx, admin, ghost.name) })
+		ghostLock := &rebootlock.Semaphore{Client: agentClients[ghost.name], Namespace: rebootlock.Namespace, Pool: "workers", Slots: 1,
+			Duration: leaseDuration, Now: time.Now}
+		if _, err := ghostLock.Acquire(ctx, ghost.name); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = ghostLock.Release(ctx, ghost.name) }()
+		// self's agent looks while ghost's lease is live, and takes the slot once it has run out:
+		// its clock jumps past the lease between the two.
+		lock := &lateTake{Semaphore: rebootlock.Semaphore{Client: agentClients[self.name], Namespace: rebootlock.Namespace, Pool: "workers",
+			Slots: 1, Duration: leaseDuration}, jump: leaseDuration + time.Second}
+		lock.Now = lock.now
+		dir := t.TempDir()
+		agent := &reboot.Agent{Client: clients[self.name], Lock: lock, Node: self.name, PoolSelector: "kiln.dev/pool=workers",
+			DrainTimeout: drainTimeout, StateFile: filepath.Join(dir, "reboot.json"), BootIDFile: self.path("boot_id"),
+			Required:      func(context.Context) (bool, error) { return true, nil },
+			RebootCommand: []string{"touch", filepath.Join(dir, "rebooted")}, RenewEvery: 3 * time.Second, Now: time.Now,
+			Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
+		d, err := agent.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lock.jumped.Load() == 0 {
+			t.Fatal("the agent never looked at the lock")
+		}
+		t.Logf("%s: %s", d.Kind, d.Reason)
+		if d.Kind != reboot.Wait || !strings.Contains(d.Reason, "pool unhealthy: "+ghost.name+": not Ready") {
+			t.Errorf("decided %s (%s), want to wait: %s is not Ready", d.Kind, d.Reason, ghost.name)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "rebooted")); err == nil {
+			t.Errorf("%s rebooted while %s was down", self.name, ghost.name)
+		}
+		holders, err := lock.Holders(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range holders {
+			if h.Identity == self.name {
+				t.Errorf("%s still holds slot %d", self.name, h.Slot)
+			}
+		}
+		if node, err := admin.CoreV1().Nodes().Get(ctx, self.name, metav1.GetOptions{}); err != nil || node.Spec.Unschedulable {
+			t.Errorf("%s is cordoned (%v)", self.name, err)
+		}
+	})
+
 	// The workload: one replica behind a budget of minAvailable 1, so that the first drain of its
 	// node is refused until the test adds a second replica.
 	deployment(t, admin, 1)
@@ -315,6 +374,27 @@ func TestAgentsOnAPIServer(t *testing.T) {
 	if t.Failed() {
 		agents.dump()
 	}
+}
+
+// lateTake is a reboot lock whose clock jumps forward by jump once the agent has looked at the
+// holders: the slow moment between the look and the take, made certain.
+type lateTake struct {
+	rebootlock.Semaphore
+	jump   time.Duration
+	jumped atomic.Int64
+}
+
+func (l *lateTake) now() time.Time { return time.Now().Add(time.Duration(l.jumped.Load())) }
+
+func (l *lateTake) Holders(ctx context.Context) ([]rebootlock.Holder, error) {
+	hs, err := l.Semaphore.Holders(ctx)
+	l.jumped.Store(int64(l.jump))
+	return hs, err
+}
+
+func nodeReady(ctx context.Context, c kubernetes.Interface, name string) bool {
+	n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	return err == nil && drain.Ready(n)
 }
 
 func readFile(t *testing.T, path string) string {
