@@ -168,8 +168,34 @@ cached_build() {
 		fi
 		flock -u "$lock"
 		exec {lock}>&-
+		prune_cache "$name" "$dir"
 	fi
+	touch "$dir" # the entry's time is its last use: prune_cache keeps the newest
 	printf '%s\n' "$out"
+}
+
+# KEEP_BUILDS is how many entries of each tool prune_cache keeps: the current one and the last few
+# used (another worktree, an older commit). A recipe or source change makes a new entry, and a
+# bisect or a second worktree would rebuild for minutes if the last ones were gone; without a
+# limit the images alone (1.3-1.4 GiB an entry) filled the disk.
+KEEP_BUILDS=${KEEP_BUILDS:-3}
+
+# prune_cache NAME KEEP removes NAME's cache entries beyond the KEEP_BUILDS most recently used,
+# never KEEP itself nor an entry whose build lock is held (being built).
+prune_cache() {
+	local name=$1 keep=$2 d l
+	local -a old
+	mapfile -t old < <(ls -1dt "$KILN_CACHE/$name"/*/ 2>/dev/null | tail -n +"$((KEEP_BUILDS + 1))")
+	for d in "${old[@]}"; do
+		d=${d%/}
+		[[ "$d" == "$keep" ]] && continue
+		exec {l}>>"$d/.lock"
+		if flock -n "$l"; then
+			log "removing $name's cache entry $d ($(du -sh "$d" | cut -f1)), unused since $(date -r "$d" '+%F %R')"
+			rm -rf "$d"
+		fi
+		exec {l}>&-
+	done
 }
 
 # build_ignition OUT DIR builds Ignition's main package
