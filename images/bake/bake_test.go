@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kiln-dev/kiln/images/harden"
 	"github.com/kiln-dev/kiln/images/packer/packertest"
 	"github.com/kiln-dev/kiln/internal/cli"
 	"github.com/kiln-dev/kiln/internal/testtool"
@@ -473,16 +474,70 @@ func TestBake(t *testing.T) {
 			t.Errorf("two machines of the image share the host key %s", ssh.FingerprintSHA256(hostKey1))
 		}
 	})
-	t.Run("ssh-audit policy fails on the unhardened base", func(t *testing.T) {
-		empty := filepath.Join(t.TempDir(), "empty.ign")
-		if err := os.WriteFile(empty, []byte(`{"ignition":{"version":"3.5.0"}}`), 0o600); err != nil {
-			t.Fatal(err)
+	// Every rule of level1, checked on the running node; the base image, booted with the same
+	// config, is the negative control.
+	rules := harden.DefaultProfile().Active(harden.FamilyDebian)
+	probe := harden.ShellQuote([]string{"sudo", "-n", "sh", "-c", harden.ProbeScript(rules)})
+	bakedOut := run(t, c, probe)
+	capture(t, "probe-baked.txt", bakedOut)
+	bakedPass := passing(harden.CheckRules(rules, []byte(bakedOut)))
+	t.Run("every level1 rule passes on the baked image", func(t *testing.T) {
+		if drifts := harden.VerifyRules(rules, []byte(bakedOut)); len(drifts) > 0 {
+			t.Errorf("%d of %d rules pass; drifts:\n%s", bakedPass, len(rules), joinDrifts(drifts))
 		}
-		stock := boot(t, base, empty)
+		// containerd confines containers only when it finds apparmor_parser (cis-1.3.1.1).
+		if got := run(t, c, "test -x /sbin/apparmor_parser && echo present"); strings.TrimSpace(got) != "present" {
+			t.Errorf("/sbin/apparmor_parser: %q", got)
+		}
+	})
+	t.Run("the unhardened base fails ssh-audit and the level1 rules", func(t *testing.T) {
+		stock := boot(t, base, ign)
+		stock.pin(t)
+		sc, _, err := stock.dial("kiln", signer)
+		if err != nil {
+			t.Fatalf("key login on the base image: %v", err)
+		}
+		defer sc.Close()
+		baseOut := run(t, sc, probe)
+		capture(t, "probe-base.txt", baseOut)
+		basePass := passing(harden.CheckRules(rules, []byte(baseOut)))
+		t.Logf("level1 rules passing: %d of %d on the baked image, %d of %d on the base image", bakedPass, len(rules), basePass, len(rules))
+		if basePass >= bakedPass || basePass > len(rules)/2 {
+			t.Errorf("the base image passes %d of %d rules, want far fewer than the baked image's %d", basePass, len(rules), bakedPass)
+		}
 		if code, out := sshAudit(t, stock.port); code != 3 {
 			t.Errorf("ssh-audit -P against the base image: exit %d, want 3 (policy failed)\n%s", code, out)
 		}
 	})
+}
+
+// passing counts the rules without drift.
+func passing(results []harden.RuleResult) int {
+	n := 0
+	for _, r := range results {
+		if len(r.Drifts) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func joinDrifts(drifts []harden.Drift) string {
+	var b strings.Builder
+	for _, d := range drifts {
+		b.WriteString("  " + d.String() + "\n")
+	}
+	return b.String()
+}
+
+// capture keeps a probe's output in $KILN_CAPTURE_DIR, when set: how images/harden's fixtures
+// (testdata/probe-*.txt) are refreshed from real machines.
+func capture(t *testing.T, name, out string) {
+	if dir := os.Getenv("KILN_CAPTURE_DIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(out), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // BenchmarkBake measures the wall time of one fresh bake (kiln image build --target qemu with TCG, not

@@ -88,7 +88,8 @@ func NewPlan(p Profile, d Distro) (Plan, error) {
 				return Plan{}, err
 			}
 		}
-		pl.Steps = append(pl.Steps, aptInstall("unattended-upgrades")...)
+		rules := p.Active(d.Family)
+		pl.Steps = append(pl.Steps, aptInstall(append([]string{"unattended-upgrades"}, rulePackages(rules, d.Family)...)...)...)
 		pl.Steps = append(pl.Steps, sshdSteps(p.SSHD)...)
 		pl.Steps = append(pl.Steps,
 			file(UnattendedUpgrades, 0o644, unattendedUpgradesConf(p.Upgrades, origins),
@@ -96,16 +97,21 @@ func NewPlan(p Profile, d Distro) (Plan, error) {
 			file(AutoUpgrades, 0o644, autoUpgradesConf(p.Upgrades),
 				"run apt update and unattended-upgrade periodically"),
 		)
+		pl.Steps = append(pl.Steps, ruleSteps(rules)...)
+		pl.Steps = append(pl.Steps, provenanceStep(p, rules))
 		pl.Steps = append(pl.Steps, hygieneSteps(p.Hygiene, d.Family)...)
 	case FamilyRHEL:
+		rules := p.Active(d.Family)
 		pl.Steps = append(pl.Steps,
 			command("install dnf-automatic (dnf waits for the rpm lock itself)",
-				"dnf", "-y", "install", "dnf-automatic"),
+				append([]string{"dnf", "-y", "install", "dnf-automatic"}, rulePackages(rules, d.Family)...)...),
 			file(DNFAutomatic, 0o644, dnfAutomaticConf(p.Upgrades),
 				"apply only security updates and reboot when needed, in the window"),
 			command("start dnf-automatic on its timer", "systemctl", "enable", "dnf-automatic.timer"),
 		)
 		pl.Steps = append(pl.Steps, sshdSteps(p.SSHD)...)
+		pl.Steps = append(pl.Steps, ruleSteps(rules)...)
+		pl.Steps = append(pl.Steps, provenanceStep(p, rules))
 		pl.Steps = append(pl.Steps, hygieneSteps(p.Hygiene, d.Family)...)
 	case FamilyFlatcar:
 		pl.VerifyOnly = true

@@ -13,6 +13,11 @@ import (
 // Profile is what a hardened image must look like. DefaultProfile returns kiln's choices; callers change
 // fields and call Validate before Plan.
 type Profile struct {
+	// Level is the rule set on top of SSHD and Upgrades: Level1 (the default) or Baseline (none).
+	Level Level
+	// Skip are ids of level1 rules the image does without (a site's workload needs them relaxed);
+	// each is reported in the build log and recorded in the image's Provenance. Defaults to empty.
+	Skip     []string
 	SSHD     SSHD
 	Upgrades Upgrades
 	Hygiene  Hygiene
@@ -29,9 +34,9 @@ type SSHD struct {
 	// BannerText is written to Banner by the plan; empty leaves the file as the image has it. Defaults to a
 	// short authorized-use notice that names no OS or version.
 	BannerText string
-	// MaxAuthTries defaults to `4`.
+	// MaxAuthTries defaults to `3` (`4` at Baseline).
 	MaxAuthTries int
-	// MaxSessions defaults to `10`.
+	// MaxSessions defaults to `4` (`10` at Baseline).
 	MaxSessions int
 	// LoginGraceTime in seconds. Defaults to `60`.
 	LoginGraceTime int
@@ -97,14 +102,15 @@ const (
 	HostKeyRSA     = "/etc/ssh/ssh_host_rsa_key"
 )
 
-// DefaultProfile returns kiln's hardening profile.
+// DefaultProfile returns kiln's hardening profile: Level1.
 func DefaultProfile() Profile {
 	return Profile{
+		Level: Level1,
 		SSHD: SSHD{
 			Banner:               "/etc/ssh/kiln-banner",
 			BannerText:           "Authorized access only. Activity on this system is logged.\n",
-			MaxAuthTries:         4,
-			MaxSessions:          10,
+			MaxAuthTries:         3,
+			MaxSessions:          4,
 			LoginGraceTime:       60,
 			ClientAliveInterval:  300,
 			ClientAliveCountMax:  3,
@@ -148,6 +154,28 @@ func DefaultProfile() Profile {
 	}
 }
 
+// ProfileAt returns kiln's profile at level l: DefaultProfile, or at Baseline the SSH policy and
+// upgrades as they were before level1 (MaxAuthTries 4, MaxSessions 10) and no rules.
+func ProfileAt(l Level) (Profile, error) {
+	p := DefaultProfile()
+	switch l {
+	case Level1, "":
+	case Baseline:
+		p.Level, p.SSHD.MaxAuthTries, p.SSHD.MaxSessions = Baseline, 4, 10
+	default:
+		return Profile{}, fmt.Errorf("%w: Level: %q is not one of %s", ErrInvalidProfile, l, levelNames())
+	}
+	return p, nil
+}
+
+func levelNames() string {
+	var names []string
+	for _, l := range Levels {
+		names = append(names, string(l))
+	}
+	return strings.Join(names, ", ")
+}
+
 // Algorithm names OpenSSH 9.x knows (ssh -Q kex|cipher|mac), weak ones included: Validate rejects what
 // sshd would reject, the profile's defaults decide what is strong.
 var (
@@ -183,6 +211,20 @@ func (p Profile) Validate() error {
 	var errs []error
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidProfile, field, fmt.Sprintf(format, args...)))
+	}
+	if !slices.Contains(Levels, p.Level) {
+		add("Level", "%q is not one of %s", p.Level, levelNames())
+	}
+	ids := ruleIDs()
+	for i, id := range p.Skip {
+		switch {
+		case !slices.Contains(ids, id):
+			add(fmt.Sprintf("Skip[%d]", i), "%q is not a rule of level1 (docs/hardening.md lists them)", id)
+		case p.Level == Baseline:
+			add(fmt.Sprintf("Skip[%d]", i), "%q: the baseline level applies no rule to skip", id)
+		case slices.Index(p.Skip, id) != i:
+			add(fmt.Sprintf("Skip[%d]", i), "%q is listed twice", id)
+		}
 	}
 	s := p.SSHD
 	for i, g := range s.AllowGroups {

@@ -42,7 +42,16 @@ var sshdFixed = []sshdSetting{
 	{keyword: "IgnoreRhosts", values: []string{"yes"}},
 	{keyword: "GSSAPIAuthentication", values: []string{"no"}},
 	{keyword: "DisableForwarding", values: []string{"yes"}},
+	// DisableForwarding turns all of these off; they are written too so that what sshd -T prints,
+	// and what an auditor reads, says so one by one.
 	{keyword: "X11Forwarding", values: []string{"no"}},
+	{keyword: "AllowTcpForwarding", values: []string{"no"}},
+	{keyword: "AllowAgentForwarding", values: []string{"no"}},
+	{keyword: "AllowStreamLocalForwarding", values: []string{"no"}},
+	{keyword: "GatewayPorts", values: []string{"no"}},
+	{keyword: "PermitTunnel", values: []string{"no"}},
+	{keyword: "Compression", values: []string{"no"}},
+	{keyword: "UsePAM", values: []string{"yes"}},
 }
 
 // sshdSettings returns every setting of the profile in drop-in order.

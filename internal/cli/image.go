@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -316,7 +317,7 @@ type auditOptions struct {
 	port                                      int
 	insecureHostKey                           bool
 	allowGroups                               []string
-	rebootTime                                string
+	level, rebootTime                         string
 	automaticReboot                           bool
 	timeout                                   time.Duration
 }
@@ -327,8 +328,11 @@ func newImageAudit(g *globals) *cobra.Command {
 		Use:   "audit HOST",
 		Short: "Check a running machine against kiln's hardening profile over SSH; exit non-zero on drift",
 		Long: `audit logs in to HOST over SSH (key only: -i FILE, or the cluster's generated key from the state
-store with -f cluster.yaml), reads the effective sshd configuration (sudo sshd -T) and the apt
-configuration (apt-config dump), compares them with kiln's hardening profile and prints every drift.
+store with -f cluster.yaml), reads the effective sshd configuration (sudo sshd -T), the apt
+configuration (apt-config dump) and, at level level1, the state each rule checks (sysctl -a,
+modprobe -n -v, systemctl, auditctl -l, file modes: docs/hardening.md), compares them with kiln's
+hardening profile and prints every drift. The level and the skipped rules are those the image
+recorded when it was built (` + harden.Provenance + `), unless --level says otherwise.
 It exits non-zero when there is one. The host key must be in --known-hosts (an unknown or changed
 key is an error) unless --insecure-ignore-host-key is given; --timeout bounds the whole exchange.
 For a cluster's machines, 'kiln known-hosts --output-file FILE' writes the host keys they reported and
@@ -364,6 +368,7 @@ kiln pinned, for --known-hosts FILE.`,
 	f.StringVarP(&o.specPath, "file", "f", "cluster.yaml", "cluster spec whose generated SSH key and admin user to use")
 	f.StringVar(&o.knownHosts, "known-hosts", filepath.Join(homeDir(), ".ssh", "known_hosts"), "known_hosts file that must hold the host's key")
 	f.BoolVar(&o.insecureHostKey, "insecure-ignore-host-key", false, "accept any host key (prints its fingerprint)")
+	f.StringVar(&o.level, "level", "", "the hardening level to check, level1 or baseline (default: the level and skipped rules recorded in the image's "+harden.Provenance+", else level1)")
 	f.StringSliceVar(&o.allowGroups, "allow-groups", nil, "the allow_groups the image was baked with")
 	f.StringVar(&o.rebootTime, "automatic-reboot-time", "", "the automatic_reboot_time the image was baked with (default 02:00)")
 	f.BoolVar(&o.automaticReboot, "automatic-reboot", false, "the image was baked with reboot_agent = false and automatic_reboot = true (unattended-upgrades reboots by itself, without kiln's reboot agent)")
@@ -444,7 +449,26 @@ func auditHost(ctx context.Context, o auditOptions, user string, signer ssh.Sign
 	if err != nil {
 		return nil, fmt.Errorf("%s: /etc/os-release: %w", addr, err)
 	}
+	// The level and skipped rules the image was built with, from its record, unless --level says.
 	p := harden.DefaultProfile()
+	record, err := run("cat " + harden.Provenance + " 2>/dev/null; true")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case o.level != "":
+		if p, err = harden.ProfileAt(harden.Level(o.level)); err != nil {
+			return nil, fmt.Errorf("--level: %w", err)
+		}
+	case len(bytes.TrimSpace(record)) > 0:
+		rec, err := harden.ParseRecord(record)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", addr, err)
+		}
+		if p, err = rec.Profile(); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", addr, harden.Provenance, err)
+		}
+	}
 	p.SSHD.AllowGroups = o.allowGroups
 	if o.rebootTime != "" {
 		p.Upgrades.AutomaticRebootTime = o.rebootTime
@@ -470,6 +494,15 @@ func auditHost(ctx context.Context, o auditOptions, user string, signer ssh.Sign
 		}
 		for _, d := range harden.VerifyAPT(p, dump) {
 			lines = append(lines, "apt "+d.String())
+		}
+	}
+	if rules := p.Active(distro.Family); len(rules) > 0 {
+		out, err := run(harden.ShellQuote([]string{"sudo", "-n", "sh", "-c", harden.ProbeScript(rules)}))
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range harden.VerifyRules(rules, out) {
+			lines = append(lines, d.String())
 		}
 	}
 	return lines, nil

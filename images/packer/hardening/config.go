@@ -20,6 +20,15 @@ import (
 type Config struct {
 	common.PackerConfig `mapstructure:",squash"`
 
+	// The hardening level: `level1` (CIS Debian Linux 12 Level 1 items that apply to a Kubernetes
+	// node: kernel parameters, blocked modules, auditd, AppArmor, core dumps, umask, file modes, on
+	// top of the SSH policy and upgrades) or `baseline` (the SSH policy and upgrades only, with
+	// max_auth_tries 4 and 10 sessions). Defaults to `level1`.
+	Level string `mapstructure:"level"`
+	// Ids of level1 rules to leave out (`["cis-3.3.7"]`), for a workload that needs them relaxed.
+	// Each is said in the build log and recorded in the image (/usr/share/kiln/hardening.json).
+	// docs/hardening.md lists the rules. Defaults to `[]`.
+	Skip []string `mapstructure:"skip"`
 	// The only groups whose members may log in over SSH. Empty means no AllowGroups line: any user with
 	// an authorized key may log in. Defaults to `[]`.
 	AllowGroups []string `mapstructure:"allow_groups"`
@@ -28,7 +37,7 @@ type Config struct {
 	// Text written to the banner file. Defaults to a short authorized-use notice that names no OS or
 	// version.
 	BannerText string `mapstructure:"banner_text"`
-	// Authentication attempts per connection. Defaults to `4`.
+	// Authentication attempts per connection. Defaults to `3` (`4` at level baseline).
 	MaxAuthTries int `mapstructure:"max_auth_tries"`
 	// Seconds a client has to authenticate. Defaults to `60`.
 	LoginGraceTime int `mapstructure:"login_grace_time"`
@@ -81,6 +90,8 @@ type Config struct {
 // fieldKeys maps images/harden's Profile field paths to this configuration's keys, so that a profile
 // error names the setting the user wrote.
 var fieldKeys = map[string]string{
+	"Level":                        "level",
+	"Skip":                         "skip",
 	"SSHD.AllowGroups":             "allow_groups",
 	"SSHD.Banner":                  "banner",
 	"SSHD.MaxAuthTries":            "max_auth_tries",
@@ -113,6 +124,14 @@ func (c *Config) decode(raws ...interface{}) error {
 // field applied. buildUser is used when BuildUser is empty (the communicator's user; "" for none).
 func (c *Config) Profile(buildUser string) harden.Profile {
 	p := harden.DefaultProfile()
+	if c.Level != "" {
+		if lp, err := harden.ProfileAt(harden.Level(c.Level)); err == nil {
+			p = lp
+		} else {
+			p.Level = harden.Level(c.Level) // Validate names it
+		}
+	}
+	p.Skip = c.Skip
 	s := &p.SSHD
 	if c.AllowGroups != nil {
 		s.AllowGroups = c.AllowGroups

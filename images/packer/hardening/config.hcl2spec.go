@@ -18,6 +18,8 @@ type FlatConfig struct {
 	PackerOnError            *string           `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
 	PackerUserVars           map[string]string `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
 	PackerSensitiveVars      []string          `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
+	Level                    *string           `mapstructure:"level" cty:"level" hcl:"level"`
+	Skip                     []string          `mapstructure:"skip" cty:"skip" hcl:"skip"`
 	AllowGroups              []string          `mapstructure:"allow_groups" cty:"allow_groups" hcl:"allow_groups"`
 	Banner                   *string           `mapstructure:"banner" cty:"banner" hcl:"banner"`
 	BannerText               *string           `mapstructure:"banner_text" cty:"banner_text" hcl:"banner_text"`
@@ -61,6 +63,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"packer_on_error":             &hcldec.AttrSpec{Name: "packer_on_error", Type: cty.String, Required: false},
 		"packer_user_variables":       &hcldec.AttrSpec{Name: "packer_user_variables", Type: cty.Map(cty.String), Required: false},
 		"packer_sensitive_variables":  &hcldec.AttrSpec{Name: "packer_sensitive_variables", Type: cty.List(cty.String), Required: false},
+		"level":                       &hcldec.AttrSpec{Name: "level", Type: cty.String, Required: false},
+		"skip":                        &hcldec.AttrSpec{Name: "skip", Type: cty.List(cty.String), Required: false},
 		"allow_groups":                &hcldec.AttrSpec{Name: "allow_groups", Type: cty.List(cty.String), Required: false},
 		"banner":                      &hcldec.AttrSpec{Name: "banner", Type: cty.String, Required: false},
 		"banner_text":                 &hcldec.AttrSpec{Name: "banner_text", Type: cty.String, Required: false},

@@ -68,12 +68,16 @@ func run(ctx context.Context, r *remote, c *Config, commUser string) error {
 		return fmt.Errorf("kiln-harden: %w", err)
 	}
 	ui := r.ui
-	ui.Say(fmt.Sprintf("kiln-harden: hardening %s (%d steps, sudo: %t)", distro, len(plan.Steps), r.sudo))
+	rules := profile.Active(distro.Family)
+	ui.Say(fmt.Sprintf("kiln-harden: hardening %s at level %s: %d rules, %d steps (sudo: %t)", distro, profile.Level, len(rules), len(plan.Steps), r.sudo))
+	for _, id := range profile.Skip {
+		ui.Say(fmt.Sprintf("kiln-harden: skipping %s, as the template asks (recorded in %s)", id, harden.Provenance))
+	}
 	apply, clean := splitPlan(plan)
 	if err := r.applySteps(ctx, apply, 0, len(plan.Steps)); err != nil {
 		return err
 	}
-	ui.Say("kiln-harden: verifying the effective state (sshd -T, apt-config dump)")
+	ui.Say("kiln-harden: verifying the effective state (sshd -T, apt-config dump, each rule's check)")
 	if err := verify(ctx, r, profile, distro); err != nil {
 		return err
 	}
@@ -181,6 +185,15 @@ func verify(ctx context.Context, r *remote, p harden.Profile, d harden.Distro) e
 		}
 		for _, dr := range harden.VerifyAPT(p, dump) {
 			lines = append(lines, "apt "+describe(dr))
+		}
+	}
+	if rules := p.Active(d.Family); len(rules) > 0 {
+		out, err := r.output(ctx, []string{"sh", "-c", harden.ProbeScript(rules)})
+		if err != nil {
+			return fmt.Errorf("kiln-harden: verify the rules: %w", err)
+		}
+		for _, dr := range harden.VerifyRules(rules, out) {
+			lines = append(lines, describe(dr))
 		}
 	}
 	if len(lines) > 0 {
