@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,6 +41,7 @@ type demoCluster struct {
 	ca         *x509.CertPool
 	signer     ssh.Signer
 	hostKeys   ssh.HostKeyCallback
+	knownHosts string // the file kiln known-hosts wrote
 	hostAlgos  []string          // the pinned keys' algorithms, so that a node is asked for a key that was pinned
 	nodeSSH    map[string]string // machine name -> SSH endpoint
 	nodeRoles  map[string]string // machine name -> role
@@ -76,6 +78,7 @@ func newDemoCluster(t *testing.T, kiln func(args ...string) ([]byte, error), dem
 	if err != nil {
 		t.Fatalf("kiln known-hosts: %v\n%s", err, out)
 	}
+	c.knownHosts = kh
 	if c.hostKeys, err = knownhosts.New(kh); err != nil {
 		t.Fatal(err)
 	}
@@ -416,6 +419,20 @@ func checkCluster(t *testing.T, c *demoCluster) {
 					t.Errorf("%s: password login as %s: %v, want refused", name, user, err)
 				}
 			}
+		}
+	})
+	t.Run("kiln image audit: no drift from level1 on a working node; containers confined by AppArmor", func(t *testing.T) {
+		for name, addr := range c.nodeSSH {
+			host, port, _ := net.SplitHostPort(addr)
+			out, err := c.kiln("image", "audit", host, "-p", port, "-f", c.spec, "--known-hosts", c.knownHosts)
+			if err != nil || !strings.Contains(string(out), "no drift") {
+				t.Errorf("%s: kiln image audit: %v\n%s", name, err, out)
+			}
+		}
+		// The quickstart's echo pod runs on demo-workers-1: its processes carry containerd's profile.
+		labels, err := c.ssh("demo-workers-1", `sudo sh -c 'for p in /proc/[0-9]*; do cat $p/attr/current 2>/dev/null; echo; done | sort | uniq -c'`)
+		if err != nil || !strings.Contains(labels, "cri-containerd.apparmor.d (enforce)") {
+			t.Errorf("demo-workers-1: no process confined by cri-containerd.apparmor.d (enforce): %v\n%s", err, labels)
 		}
 	})
 }

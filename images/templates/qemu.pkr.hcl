@@ -117,6 +117,18 @@ variable "allow_groups" {
   description = "kiln-harden allow_groups: the only groups allowed to log in over SSH; empty allows every user with a key."
 }
 
+variable "hardening_level" {
+  type        = string
+  default     = "level1"
+  description = "kiln-harden level: level1 (CIS Debian 12 Level 1 items for a Kubernetes node, docs/hardening.md) or baseline (SSH policy and upgrades only)."
+}
+
+variable "hardening_skip" {
+  type        = list(string)
+  default     = []
+  description = "kiln-harden skip: ids of level1 rules to leave out (e.g. [\"cis-3.3.7\"]); each is logged and recorded in /usr/share/kiln/hardening.json."
+}
+
 variable "automatic_reboot_time" {
   type        = string
   default     = "02:00"
@@ -181,6 +193,8 @@ build {
   }
 
   provisioner "kiln-harden" {
+    level                 = var.hardening_level
+    skip                  = var.hardening_skip
     allow_groups          = var.allow_groups
     automatic_reboot_time = var.automatic_reboot_time
     rsa_host_key_bits     = var.rsa_host_key_bits

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/kiln-dev/kiln/images/harden"
 	"github.com/kiln-dev/kiln/sshexec/sshexectest"
 )
 
@@ -64,15 +65,22 @@ func TestImageAudit(t *testing.T) {
 	dir := t.TempDir()
 	key, pub := clientKey(t, dir)
 	osRelease := "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n"
+	// The level1 checks in one script, run with sudo; the image's record, when it has one.
+	probe := harden.ShellQuote([]string{"sudo", "-n", "sh", "-c", harden.ProbeScript(harden.DefaultProfile().Active(harden.FamilyDebian))})
+	record := "cat " + harden.Provenance + " 2>/dev/null; true"
 	hardened := sshMachine(t, pub, map[string]string{
 		"cat /etc/os-release": osRelease,
+		record:                `{"version": 1, "level": "level1", "rules": []}`,
 		"sudo -n sshd -T":     hardenFixture(t, "sshd-T-hardened.txt"),
 		"apt-config dump":     hardenFixture(t, "apt-config-dump-hardened.txt"),
+		probe:                 hardenFixture(t, "probe-hardened.txt"),
 	})
 	stock := sshMachine(t, pub, map[string]string{
 		"cat /etc/os-release": osRelease,
+		record:                "",
 		"sudo -n sshd -T":     hardenFixture(t, "sshd-T-debian12-stock.txt"),
 		"apt-config dump":     hardenFixture(t, "apt-config-dump-debian12-stock.txt"),
+		probe:                 hardenFixture(t, "probe-debian12-base.txt"),
 	})
 	noSudo := sshMachine(t, pub, map[string]string{"cat /etc/os-release": osRelease})
 	knownHosts := filepath.Join(dir, "known_hosts")
@@ -104,7 +112,8 @@ func TestImageAudit(t *testing.T) {
 		if code == 0 {
 			t.Fatalf("exit 0 on a stock machine:\n%s", out)
 		}
-		for _, w := range []string{"sshd passwordauthentication:", "sshd permitrootlogin:", "sshd kexalgorithms:", "apt Unattended-Upgrade::Automatic-Reboot-Time:"} {
+		for _, w := range []string{"sshd passwordauthentication:", "sshd permitrootlogin:", "sshd kexalgorithms:", "apt Unattended-Upgrade::Automatic-Reboot-Time:",
+			"cis-3.3.2 net.ipv4.conf.all.send_redirects: is 1, want 0", "cis-3.2.1 dccp:"} {
 			if !strings.Contains(out, w) {
 				t.Errorf("output lacks %q:\n%s", w, out)
 			}

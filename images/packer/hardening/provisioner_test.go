@@ -210,8 +210,15 @@ const debianOSRelease = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debi
 // debianMachine answers like a Debian 12 machine logged in as packer (uid 1000) whose sshd -T and
 // apt-config dump print the given outputs; fail names a command substring that exits 1.
 func debianMachine(sshdT, aptDump, fail string) *machine {
+	return debianMachineProbed(sshdT, aptDump, "", fail)
+}
+
+// debianMachineProbed answers the level1 rules' probe script with probe.
+func debianMachineProbed(sshdT, aptDump, probe, fail string) *machine {
 	return &machine{answer: func(line string) (string, string, int) {
 		switch {
+		case strings.HasPrefix(line, "sudo -n sh -c '### sysctl"):
+			return probe, "", 0
 		case fail != "" && strings.Contains(line, fail):
 			return "", "E: something broke\n", 1
 		case line == "id -u":
@@ -243,7 +250,7 @@ func provision(t *testing.T, raw map[string]interface{}, m *machine) (*packersdk
 // every plan step (files uploaded and installed with their mode, commands with sudo), the verification
 // between the configuration and the hygiene steps, and the sync at the end.
 func TestProvisionTranscript(t *testing.T) {
-	m := debianMachine(fixture(t, "sshd-T-hardened.txt"), fixture(t, "apt-config-dump-hardened.txt"), "")
+	m := debianMachineProbed(fixture(t, "sshd-T-hardened.txt"), fixture(t, "apt-config-dump-hardened.txt"), fixture(t, "probe-hardened.txt"), "")
 	ui, err := provision(t, map[string]interface{}{"allow_groups": []string{"kiln-ssh", "wheel"}}, m)
 	if err != nil {
 		t.Fatalf("Provision: %v", err)
@@ -269,7 +276,7 @@ func TestProvisionTranscript(t *testing.T) {
 }
 
 func TestProvisionFailsListingEveryDrift(t *testing.T) {
-	m := debianMachine(fixture(t, "sshd-T-debian12-stock.txt"), fixture(t, "apt-config-dump-debian12-stock.txt"), "")
+	m := debianMachineProbed(fixture(t, "sshd-T-debian12-stock.txt"), fixture(t, "apt-config-dump-debian12-stock.txt"), fixture(t, "probe-debian12-base.txt"), "")
 	_, err := provision(t, map[string]interface{}{}, m)
 	if !errors.Is(err, ErrDrift) {
 		t.Fatalf("Provision() = %v, want ErrDrift", err)
@@ -313,7 +320,7 @@ func TestProvisionStopsAtFailedStep(t *testing.T) {
 }
 
 func TestProvisionRemovesBuildUserLast(t *testing.T) {
-	m := debianMachine(fixture(t, "sshd-T-hardened.txt"), fixture(t, "apt-config-dump-hardened.txt"), "")
+	m := debianMachineProbed(fixture(t, "sshd-T-hardened.txt"), fixture(t, "apt-config-dump-hardened.txt"), fixture(t, "probe-hardened.txt"), "")
 	_, err := provision(t, map[string]interface{}{"allow_groups": []string{"kiln-ssh", "wheel"}, "remove_build_user": true}, m)
 	if err != nil {
 		t.Fatalf("Provision: %v", err)
