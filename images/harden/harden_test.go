@@ -729,3 +729,62 @@ func TestParseAuditRule(t *testing.T) {
 		t.Error(`"No rules" parsed as a rule`)
 	}
 }
+
+// TestCheckRules judges the probe script's output as captured from real machines (the bake test
+// with KILN_CAPTURE_DIR): the baked image passes every level1 rule, the base image fails most, and
+// each kind of drift, made by changing one line of the baked image's output, is named.
+func TestCheckRules(t *testing.T) {
+	rules := DefaultProfile().Active(FamilyDebian)
+	baked := string(readFixture(t, "probe-hardened.txt"))
+	if d := VerifyRules(rules, []byte(baked)); len(d) > 0 {
+		t.Errorf("the baked image's probe output drifts:\n%s", renderDrifts(d))
+	}
+	base := VerifyRules(rules, readFixture(t, "probe-debian12-base.txt"))
+	golden(t, "probe-debian12-base.drifts.golden", renderDrifts(base))
+
+	replace := func(old, new string) string {
+		if !strings.Contains(baked, old) {
+			t.Fatalf("probe-hardened.txt lacks %q", old)
+		}
+		return strings.Replace(baked, old, new, 1)
+	}
+	for _, tc := range []struct {
+		name, out, want string
+	}{
+		{"a kernel parameter", replace("net.ipv4.conf.all.send_redirects = 0", "net.ipv4.conf.all.send_redirects = 1"),
+			"cis-3.3.2 net.ipv4.conf.all.send_redirects: is 1, want 0"},
+		{"a parameter the kernel lacks", replace("net.ipv4.tcp_syncookies = 1\n", ""),
+			"cis-3.3.10 net.ipv4.tcp_syncookies: not in sysctl -a, want 1"},
+		{"a module that would load", replace("dccp: install /bin/false", "dccp: insmod /lib/modules/6.1.0/kernel/net/dccp/dccp.ko"),
+			`cis-3.2.1 dccp: modprobe -n -v dccp says "insmod /lib/modules/6.1.0/kernel/net/dccp/dccp.ko", want it to run /bin/false`},
+		{"a module that is loaded", replace("### modules\n", "### modules\nsctp 434176 2 - Live 0x0000000000000000\n"),
+			"cis-3.2.4 sctp: is loaded"},
+		{"a unit that is not running", replace("auditd.service enabled active", "auditd.service enabled inactive"),
+			`cis-6.2.1.1 auditd.service: is "enabled inactive", want enabled and active`},
+		{"an audit rule not loaded", replace("-w /etc/shadow -p wa -k identity\n", ""),
+			"cis-6.2.3.8 audit: auditctl -l lacks -w /etc/shadow -p wa -k identity"},
+		{"a file mode", replace("/etc/shadow 640 root shadow", "/etc/shadow 644 root shadow"),
+			`cis-7.1.x /etc/shadow: is "644 root shadow" (mode owner group), want "640 root shadow"`},
+		{"a probe", replace("### probe cis-5.4.3.3/0\n0027", "### probe cis-5.4.3.3/0\n0022"),
+			"cis-5.4.3.3 a login shell's umask: `bash -lc umask` printed \"0022\", want \"0027\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := VerifyRules(rules, []byte(tc.out))
+			if len(d) != 1 || d[0].String() != tc.want {
+				t.Errorf("drifts:\n%s\nwant exactly: %s", renderDrifts(d), tc.want)
+			}
+		})
+	}
+	// Nothing read: every rule with something to check drifts, none passes by silence.
+	for _, r := range CheckRules(rules, nil) {
+		checks := len(r.Rule.Sysctls) + len(r.Rule.Modules) + len(r.Rule.Services) + len(r.Rule.AuditRules) + len(r.Rule.Probes)
+		for _, m := range r.Rule.Modes {
+			if !m.Optional {
+				checks++
+			}
+		}
+		if checks > 0 && len(r.Drifts) == 0 {
+			t.Errorf("%s passes on empty output", r.Rule.ID)
+		}
+	}
+}

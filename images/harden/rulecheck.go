@@ -231,7 +231,7 @@ func CheckRules(rules []Rule, probeOut []byte) []RuleResult {
 				got = strings.TrimSpace(lines[len(lines)-1])
 			}
 			if got != p.Want {
-				add(p.Name, p.Want, got, "%s: `%s` printed %q, want %q", p.Name, p.Command, strings.Join(lines, "\n"), p.Want)
+				add(p.Name, p.Want, got, "`%s` printed %q, want %q", p.Command, strings.Join(lines, "\n"), p.Want)
 			}
 		}
 		out = append(out, res)

@@ -82,7 +82,7 @@ func TestImageAudit(t *testing.T) {
 		"apt-config dump":     hardenFixture(t, "apt-config-dump-debian12-stock.txt"),
 		probe:                 hardenFixture(t, "probe-debian12-base.txt"),
 	})
-	noSudo := sshMachine(t, pub, map[string]string{"cat /etc/os-release": osRelease})
+	noSudo := sshMachine(t, pub, map[string]string{"cat /etc/os-release": osRelease, record: ""})
 	knownHosts := filepath.Join(dir, "known_hosts")
 	line := knownhosts.Line([]string{knownhosts.Normalize(hardened.Addr)}, hardened.HostKey) + "\n" +
 		knownhosts.Line([]string{knownhosts.Normalize(stock.Addr)}, hardened.HostKey) + "\n" +

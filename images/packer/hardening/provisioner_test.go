@@ -217,7 +217,7 @@ func debianMachine(sshdT, aptDump, fail string) *machine {
 func debianMachineProbed(sshdT, aptDump, probe, fail string) *machine {
 	return &machine{answer: func(line string) (string, string, int) {
 		switch {
-		case strings.HasPrefix(line, "sudo -n sh -c '### sysctl"):
+		case strings.HasPrefix(line, "sudo -n sh -c ") && strings.Contains(line, "### sysctl"):
 			return probe, "", 0
 		case fail != "" && strings.Contains(line, fail):
 			return "", "E: something broke\n", 1
