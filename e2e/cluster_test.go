@@ -41,7 +41,7 @@ type demoCluster struct {
 	ca         *x509.CertPool
 	signer     ssh.Signer
 	hostKeys   ssh.HostKeyCallback
-	knownHosts string // the file kiln known-hosts wrote
+	knownHosts string            // the file kiln known-hosts wrote
 	hostAlgos  []string          // the pinned keys' algorithms, so that a node is asked for a key that was pinned
 	nodeSSH    map[string]string // machine name -> SSH endpoint
 	nodeRoles  map[string]string // machine name -> role
