@@ -118,7 +118,7 @@ func parseProbeOutput(out []byte) probeOutput {
 	for _, line := range strings.Split(string(out), "\n") {
 		if name, ok := strings.CutPrefix(line, "### "); ok {
 			cur = strings.TrimSpace(name)
-			po[cur] = po[cur][:0:0]
+			po[cur] = nil // a section printed twice: its last output counts
 			continue
 		}
 		if cur != "" && strings.TrimSpace(line) != "" {

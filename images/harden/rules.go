@@ -293,7 +293,8 @@ func ruleIDs() []string {
 	return ids
 }
 
-// ruleSteps renders the rules into files and commands: the packages first, then one sysctl drop-in,
+// ruleSteps renders the rules into files and commands (their packages are installed with the
+// plan's other packages, rulePackages): one sysctl drop-in,
 // one modprobe drop-in and one audit rules file for all the rules (each line under its rule's id),
 // the rules' own files, modes and services, and the commands that make it all take effect now, so
 // that the verification that follows reads the effective state.

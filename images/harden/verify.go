@@ -245,3 +245,39 @@ func VerifyAPT(p Profile, aptConfigDump []byte) []Drift {
 	checkString("APT::Periodic::Unattended-Upgrade", strconv.Itoa(u.UnattendedUpgradeDays))
 	return drifts
 }
+
+// Read runs argv as root on the machine being checked and returns what it printed.
+type Read func(argv []string) ([]byte, error)
+
+// Audit reads the machine's effective state through read and returns every drift from p: sshd's
+// (`sshd -T`; keys prefixed "sshd "), apt's on the Debian family (`apt-config dump`; "apt "), and
+// the active rules' (ProbeScript). The bake (kiln-harden) and `kiln image audit` both check this way.
+func Audit(p Profile, d Distro, read Read) ([]Drift, error) {
+	var out []Drift
+	prefixed := func(prefix string, ds []Drift) {
+		for _, dr := range ds {
+			dr.Key = prefix + dr.Key
+			out = append(out, dr)
+		}
+	}
+	sshdT, err := read([]string{"sshd", "-T"})
+	if err != nil {
+		return nil, err
+	}
+	prefixed("sshd ", VerifySSHD(p, sshdT))
+	if d.Family == FamilyDebian {
+		dump, err := read([]string{"apt-config", "dump"})
+		if err != nil {
+			return nil, err
+		}
+		prefixed("apt ", VerifyAPT(p, dump))
+	}
+	if rules := p.Active(d.Family); len(rules) > 0 {
+		probe, err := read([]string{"sh", "-c", ProbeScript(rules)})
+		if err != nil {
+			return nil, err
+		}
+		prefixed("", VerifyRules(rules, probe))
+	}
+	return out, nil
+}

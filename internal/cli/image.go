@@ -479,31 +479,15 @@ func auditHost(ctx context.Context, o auditOptions, user string, signer ssh.Sign
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	sshdT, err := run("sudo -n sshd -T")
+	drifts, err := harden.Audit(p, distro, func(argv []string) ([]byte, error) {
+		return run(harden.ShellQuote(append([]string{"sudo", "-n"}, argv...)))
+	})
 	if err != nil {
 		return nil, err
 	}
-	var lines []string
-	for _, d := range harden.VerifySSHD(p, sshdT) {
-		lines = append(lines, "sshd "+d.String())
-	}
-	if distro.Family == harden.FamilyDebian {
-		dump, err := run("apt-config dump")
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range harden.VerifyAPT(p, dump) {
-			lines = append(lines, "apt "+d.String())
-		}
-	}
-	if rules := p.Active(distro.Family); len(rules) > 0 {
-		out, err := run(harden.ShellQuote([]string{"sudo", "-n", "sh", "-c", harden.ProbeScript(rules)}))
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range harden.VerifyRules(rules, out) {
-			lines = append(lines, d.String())
-		}
+	lines := make([]string, len(drifts))
+	for i, d := range drifts {
+		lines[i] = d.String()
 	}
 	return lines, nil
 }

@@ -67,20 +67,21 @@ func TestImageAudit(t *testing.T) {
 	osRelease := "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n"
 	// The level1 checks in one script, run with sudo; the image's record, when it has one.
 	probe := harden.ShellQuote([]string{"sudo", "-n", "sh", "-c", harden.ProbeScript(harden.DefaultProfile().Active(harden.FamilyDebian))})
+	// Every read runs with sudo.
 	record := "cat " + harden.Provenance + " 2>/dev/null; true"
 	hardened := sshMachine(t, pub, map[string]string{
-		"cat /etc/os-release": osRelease,
-		record:                `{"version": 1, "level": "level1", "rules": []}`,
-		"sudo -n sshd -T":     hardenFixture(t, "sshd-T-hardened.txt"),
-		"apt-config dump":     hardenFixture(t, "apt-config-dump-hardened.txt"),
-		probe:                 hardenFixture(t, "probe-hardened.txt"),
+		"cat /etc/os-release":     osRelease,
+		record:                    `{"version": 1, "level": "level1", "rules": []}`,
+		"sudo -n sshd -T":         hardenFixture(t, "sshd-T-hardened.txt"),
+		"sudo -n apt-config dump": hardenFixture(t, "apt-config-dump-hardened.txt"),
+		probe:                     hardenFixture(t, "probe-hardened.txt"),
 	})
 	stock := sshMachine(t, pub, map[string]string{
-		"cat /etc/os-release": osRelease,
-		record:                "",
-		"sudo -n sshd -T":     hardenFixture(t, "sshd-T-debian12-stock.txt"),
-		"apt-config dump":     hardenFixture(t, "apt-config-dump-debian12-stock.txt"),
-		probe:                 hardenFixture(t, "probe-debian12-base.txt"),
+		"cat /etc/os-release":     osRelease,
+		record:                    "",
+		"sudo -n sshd -T":         hardenFixture(t, "sshd-T-debian12-stock.txt"),
+		"sudo -n apt-config dump": hardenFixture(t, "apt-config-dump-debian12-stock.txt"),
+		probe:                     hardenFixture(t, "probe-debian12-base.txt"),
 	})
 	noSudo := sshMachine(t, pub, map[string]string{"cat /etc/os-release": osRelease, record: ""})
 	knownHosts := filepath.Join(dir, "known_hosts")

@@ -170,33 +170,15 @@ func ParseOSRelease(data []byte) (harden.Distro, error) {
 
 // verify reads the effective sshd and apt configuration and returns every drift as one error.
 func verify(ctx context.Context, r *remote, p harden.Profile, d harden.Distro) error {
-	sshdT, err := r.output(ctx, []string{"sshd", "-T"})
+	drifts, err := harden.Audit(p, d, func(argv []string) ([]byte, error) { return r.output(ctx, argv) })
 	if err != nil {
 		return fmt.Errorf("kiln-harden: verify: %w", err)
 	}
-	var lines []string
-	for _, dr := range harden.VerifySSHD(p, sshdT) {
-		lines = append(lines, "sshd "+describe(dr))
-	}
-	if d.Family == harden.FamilyDebian {
-		dump, err := r.output(ctx, []string{"apt-config", "dump"})
-		if err != nil {
-			return fmt.Errorf("kiln-harden: verify: %w", err)
+	if len(drifts) > 0 {
+		lines := make([]string, len(drifts))
+		for i, dr := range drifts {
+			lines[i] = describe(dr)
 		}
-		for _, dr := range harden.VerifyAPT(p, dump) {
-			lines = append(lines, "apt "+describe(dr))
-		}
-	}
-	if rules := p.Active(d.Family); len(rules) > 0 {
-		out, err := r.output(ctx, []string{"sh", "-c", harden.ProbeScript(rules)})
-		if err != nil {
-			return fmt.Errorf("kiln-harden: verify the rules: %w", err)
-		}
-		for _, dr := range harden.VerifyRules(rules, out) {
-			lines = append(lines, describe(dr))
-		}
-	}
-	if len(lines) > 0 {
 		return fmt.Errorf("kiln-harden: %w: %d drifts:\n  %s", ErrDrift, len(lines), strings.Join(lines, "\n  "))
 	}
 	return nil
